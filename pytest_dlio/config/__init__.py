@@ -1,0 +1,5 @@
+"""YAML → validated, typed, frozen WorkloadConfig."""
+
+from pytest_dlio.config.model import WorkloadConfig
+
+__all__ = ["WorkloadConfig"]
