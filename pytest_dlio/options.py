@@ -1,0 +1,84 @@
+"""The ``dlio`` option group: every flag is ``--dlio-*`` with a ``parse_*`` type naming its syntax."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+
+def parse_generate(value: str) -> str:
+    if value not in ("auto", "always", "never"):
+        raise argparse.ArgumentTypeError(f"expected auto, always or never, got {value!r}")
+    return value
+
+
+SCALE_PRESETS = {"smoke": 1e-4, "small": 1e-3}
+
+
+def parse_scale(value: str) -> float:
+    """``smoke``, ``small`` or a factor in (0, 1] by which total dataset bytes shrink."""
+    if value in SCALE_PRESETS:
+        return SCALE_PRESETS[value]
+    try:
+        factor = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected smoke, small or a number in (0, 1], got {value!r}") from None
+    if not 0 < factor <= 1:
+        raise argparse.ArgumentTypeError(f"expected a factor in (0, 1], got {value!r}")
+    return factor
+
+
+def parse_ranks(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value!r}")
+    return n
+
+
+def parse_show_config(value: str) -> str:
+    if value not in ("yaml", "json"):
+        raise argparse.ArgumentTypeError(f"expected yaml or json, got {value!r}")
+    return value
+
+
+def add_dlio_options(addoption: Callable[..., Any], addini: Callable[..., Any] | None = None) -> None:
+    """Register every ``--dlio-*`` option (reusable by a future standalone CLI)."""
+    addoption("--dlio-config", action="append", default=[], metavar="PATH",
+              help="DLIO workload YAML, a folder of them (recursively) or a glob; repeatable. "
+                   "When given, only these configs are collected.")
+    addoption("--dlio-set", action="append", default=[], metavar="KEY=VALUE",
+              help="override a config key, e.g. dataset.num_files_train=16 or DLIO's "
+                   "++workload.dataset.num_files_train=16; the value is a YAML scalar. Repeatable.")
+    addoption("--dlio-show-config", nargs="?", const="yaml", default=None, type=parse_show_config,
+              metavar="yaml|json", help="print each collected workload's normalised config (YAML or JSON).")
+    addoption("--dlio-storage", default=None, metavar="URI",
+              help="where data and checkpoints go: file:///path, direct:///path, s3://bucket/prefix, "
+                   "az://container/prefix, az://account/container/prefix, mem://name.")
+    addoption("--dlio-data-root", default=None, metavar="DIR",
+              help="where relative data/checkpoint folders resolve (default: .dlio/ beside the rootdir).")
+    addoption("--dlio-generate", default="auto", type=parse_generate, metavar="auto|always|never",
+              help="auto: generate what is missing or incomplete (default); always: regenerate; "
+                   "never: fail when data is missing, as DLIO does.")
+    addoption("--dlio-scale", default=None, type=parse_scale, metavar="smoke|small|FACTOR",
+              help="shrink every workload so total bytes scale by FACTOR (smoke=1e-4, small=1e-3), "
+                   "keeping steps per epoch and the I/O-to-compute ratio meaningful.")
+    addoption("--dlio-output", default=None, metavar="DIR",
+              help="where DLIO-compatible summary.json and per-rank files go (default: under the data root).")
+    addoption("--dlio-ranks", default=1, type=parse_ranks, metavar="N",
+              help="world size for planning and rank file layout (default 1).")
+    addoption("--dlio-plan", action="store_true", default=False,
+              help="print what each workload will cost (files, bytes, steps, checkpoint sizes, least time) "
+                   "without touching storage.")
+    addoption("--dlio-no-verify", action="store_true", default=False,
+              help="skip checksum verification of checkpoint read-back.")
+    addoption("--dlio-drop-caches", action="store_true", default=False,
+              help="drop the page cache between checkpoint write and read (needs root).")
+    addoption("--dlio-full-trace", action="store_true", default=False,
+              help="show full Python tracebacks for pytest-dlio errors (for debugging the plugin).")
+    if addini is not None:
+        addini("dlio_configs", type="paths", default=[],
+               help="DLIO workload YAMLs/folders to collect (used when --dlio-config is not given).")
