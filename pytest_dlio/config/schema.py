@@ -1,0 +1,192 @@
+"""The cerberus schema: every key DLIO reads (HEAD + MLPerf Storage v3.0 keys), with types, enums, ranges.
+
+Data, not code. Defaults live in ``model.py`` (one source of truth); the normalised config is the model.
+Sources: ``dlio.md`` §1.3 (keys), §1.4 (enums), ``mlperf_v3.md`` §6 (v3-era keys and values).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+FRAMEWORKS = ["tensorflow", "pytorch"]
+FORMATS = ["tfrecord", "hdf5", "csv", "npz", "npy", "hdf5_opt", "jpeg", "png", "indexed_binary",
+           "mmap_indexed_binary", "synthetic", "parquet"]
+DATA_LOADERS = ["tensorflow", "pytorch", "dali", "native_dali", "custom", "none", "synthetic"]
+STORAGE_TYPES = ["local_fs", "parallel_fs", "s3", "aistore", "direct_fs"]
+STORAGE_LIBRARIES = ["s3dlio", "minio", "s3torchconnector"]
+SHUFFLE = ["off", "seed", "random"]
+READ_TYPES = ["memory", "on_demand"]
+FILE_ACCESS = ["multi", "shared", "collective", "mpio", "posix"]
+COMPRESSION = ["none", "gzip", "lzf", "bz2", "zip", "xz", "snappy", "lz4", "zstd"]
+PROFILERS = ["none", "iostat", "darshan", "tensorboard"]
+SAMPLERS = ["iterative", "index", "none"]
+MP_CONTEXTS = ["fork", "spawn", "forkserver"]
+CKPT_TYPES = ["rank_zero", "all_ranks"]
+CKPT_MODES = ["default", "subset"]
+MODEL_DTYPES = ["int8", "uint8", "fp16", "bf16", "fp32", "fp64"]
+ELEMENT_TYPES = ["uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
+                 "float16", "float32", "float64"]
+PARQUET_DTYPES = [*ELEMENT_TYPES, "list", "string", "binary", "bool"]
+TIME_KINDS = ["normal", "uniform", "gamma", "exponential", "poisson"]
+
+#: Keys whose values are enums: a YAML boolean there is a trap (``off``/``on``/``yes`` unquoted).
+ENUM_KEYS = {"file_shuffle", "sample_shuffle", "read_type", "compression", "format", "framework",
+             "data_loader", "storage_type", "profiler", "type", "mode", "file_access"}
+
+_INT = {"type": "integer"}
+_NUM = {"type": "number"}
+_BOOL = {"type": "boolean"}
+_STR = {"type": "string"}
+
+
+def _int(lo: int | None = None, hi: int | None = None, **kw: Any) -> dict[str, Any]:
+    rule: dict[str, Any] = {"type": "integer", **kw}
+    if lo is not None:
+        rule["min"] = lo
+    if hi is not None:
+        rule["max"] = hi
+    return rule
+
+
+def _num(lo: float | None = None, hi: float | None = None, **kw: Any) -> dict[str, Any]:
+    rule: dict[str, Any] = {"type": "number", **kw}
+    if lo is not None:
+        rule["min"] = lo
+    if hi is not None:
+        rule["max"] = hi
+    return rule
+
+
+def _enum(values: list[str], **kw: Any) -> dict[str, Any]:
+    return {"type": "string", "allowed": values, **kw}
+
+
+def _ints(lo: int | None = None) -> dict[str, Any]:
+    return {"type": "list", "schema": _int(lo)}
+
+
+_TIME_DICT = {
+    "type": _enum(TIME_KINDS),
+    "mean": _num(0), "stdev": _num(0), "min": _num(0), "max": _num(0),
+    "shape": _num(0), "scale": _num(0), "lam": _num(0),
+}
+#: A time in any of DLIO's forms (dlio.md §1.5): seconds, or a distribution mapping.
+TIME = {"type": ["number", "dict"], "min": 0, "schema": _TIME_DICT}
+
+STORAGE_OPTIONS = {
+    # S3 (DLIO) and object libraries (v3.0)
+    "access_key_id": _STR, "secret_access_key": _STR, "endpoint_url": _STR, "region": _STR,
+    "s3_force_path_style": {"type": ["boolean", "string"], "allowed": [True, False, "true", "false",
+                                                                       "True", "False"]},
+    "s3_max_attempts": _int(1), "secure": _BOOL, "s3_profile": _STR, "use_full_object_uri": _BOOL,
+    "storage_library": _enum(STORAGE_LIBRARIES + ["direct"]),
+    "uri_scheme": _enum(["s3", "az", "gs", "file", "direct"]),
+    # reader tuning read by the v3.0 DLIO parquet readers (accepted; pytest-dlio honours `columns`)
+    "columns": {"type": "list", "nullable": True, "schema": _STR},
+    "prefetch_workers": _int(0), "prefetch_window": _int(0), "prefetch": {"type": ["boolean", "integer"]},
+    "max_outstanding": _int(0), "stagger_workers": {"type": ["boolean", "number"]}, "footer_cap": _int(0),
+    "footer_batch_size": _int(0), "coalesce_rgs": {"type": ["boolean", "integer"]},
+    "decode": _enum(["raw", "arrow"]), "decode_output": _STR, "simulate_io": _BOOL, "sim_log_secs": _num(0),
+    # pytest-dlio's own: Azure credentials and object-store tuning
+    "connection_string": _STR, "account_name": _STR, "account_key": _STR, "sas_token": _STR,
+    "part_size": _int(5 * 1024 * 1024), "max_concurrency": _int(1), "timeout": _num(0),
+}
+
+SCHEMA: dict[str, Any] = {
+    "framework": _enum(FRAMEWORKS),
+    "model": {"type": "dict", "schema": {
+        "name": _STR, "type": _STR, "model_size_bytes": _int(0),
+        "model_datatype": _enum(MODEL_DTYPES), "optimizer_datatype": _enum(MODEL_DTYPES),
+        "optimization_groups": _ints(0), "num_layers": _int(-1), "layer_parameters": _ints(0),
+        "parallelism": {"type": "dict", "schema": {
+            "tensor": _int(1), "pipeline": _int(1), "data": _int(-1), "zero_stage": _int(0, 3)}},
+        "transformer": {"type": "dict", "schema": {
+            "vocab_size": _int(1), "hidden_size": _int(1), "ffn_hidden_size": _int(1),
+            "num_attention_heads": _int(1), "num_kv_heads": _int(1)}},
+    }},
+    "workflow": {"type": "dict", "schema": {
+        "generate_data": _BOOL, "train": _BOOL, "evaluation": _BOOL, "checkpoint": _BOOL,
+        "profiling": _BOOL, "query": _STR}},
+    "storage": {"type": "dict", "schema": {
+        "storage_type": _enum(STORAGE_TYPES), "storage_root": _STR,
+        "storage_options": {"type": "dict", "nullable": True, "schema": STORAGE_OPTIONS},
+        "storage_library": _enum(STORAGE_LIBRARIES), "post_generation_settle_seconds": _num(0)}},
+    "dataset": {"type": "dict", "schema": {
+        "format": _enum(FORMATS), "data_folder": _STR,
+        "num_files_train": _int(0), "num_files_eval": _int(0), "num_samples_per_file": _int(1),
+        "record_length_bytes": {"type": "number", "min": 1}, "record_length_bytes_stdev": _num(0),
+        "record_length_bytes_resize": _int(0),
+        "num_subfolders_train": _int(0), "num_subfolders_eval": _int(0),
+        "file_prefix": {"type": "string", "regex": r"[^/\\]+"},
+        "compression": _enum(COMPRESSION), "compression_level": _int(0, 22),
+        "enable_chunking": _BOOL, "chunk_size": _int(0), "keep_files": _BOOL,
+        "generation_buffer_size": _int(1), "record_dims": _ints(1),
+        "record_element_type": _enum(ELEMENT_TYPES), "record_element_bytes": _int(1),
+        "hdf5": {"type": "dict", "schema": {
+            "chunk_dims": _ints(1), "num_dset_per_record": _int(1), "max_shape": _ints(1)}},
+        "parquet": {"type": "dict", "schema": {
+            "columns": {"type": "list", "schema": {"type": "dict", "schema": {
+                "name": {"type": "string", "required": True, "empty": False},
+                "dtype": _enum(PARQUET_DTYPES), "size": _int(1), "read": _BOOL}}},
+            "row_group_size": _int(1), "partition_by": {"type": "string", "nullable": True},
+            "generation_batch_size": _int(0), "use_s3dlio_gen": _BOOL,
+            "read_mode": _enum(["default", "row_group"])}},
+        "data_gen_method": _enum(["dgen", "numpy"]), "skip_listing": {"type": ["boolean", "string"]},
+        "listing_validation_interval": _int(0), "num_files_generated": _int(0)}},
+    "reader": {"type": "dict", "schema": {
+        "data_loader": _enum(DATA_LOADERS), "batch_size": _int(1), "batch_size_eval": _int(1),
+        "read_threads": _int(0), "computation_threads": _int(0), "prefetch_size": _int(0),
+        "file_shuffle": _enum(SHUFFLE), "sample_shuffle": _enum(SHUFFLE), "shuffle_size": _int(0),
+        "read_type": _enum(READ_TYPES), "file_access": _enum(FILE_ACCESS),
+        "transfer_size": _int(1, nullable=True), "preprocess_time": TIME, "preprocess_time_stdev": _num(0),
+        "dont_use_mmap": _BOOL, "reader_classname": _STR, "data_loader_classname": _STR,
+        "data_loader_sampler": _enum(SAMPLERS), "multiprocessing_context": _enum(MP_CONTEXTS),
+        "pin_memory": _BOOL, "odirect": _BOOL, "transformed_record_dims": _ints(1),
+        "transformed_record_element_type": _enum(ELEMENT_TYPES), "write_threads": _int(1)}},
+    "train": {"type": "dict", "schema": {
+        "epochs": _int(1), "computation_time": TIME, "computation_time_stdev": _num(0),
+        "total_training_steps": _int(-1), "seed_change_epoch": _BOOL, "seed": _int()}},
+    "evaluation": {"type": "dict", "schema": {
+        "eval_time": TIME, "eval_time_stdev": _num(0), "eval_after_epoch": _int(0),
+        "epochs_between_evals": _int(1)}},
+    "checkpoint": {"type": "dict", "schema": {
+        "checkpoint_folder": _STR, "checkpoint_after_epoch": _int(0), "epochs_between_checkpoints": _int(1),
+        "steps_between_checkpoints": _int(-1), "type": _enum(CKPT_TYPES), "mode": _enum(CKPT_MODES),
+        "fsync": _BOOL, "time_between_checkpoints": _num(-1), "num_checkpoints_write": _int(-1),
+        "num_checkpoints_read": _int(-1), "recovery_rank_shift": _BOOL, "rank_sync": _BOOL,
+        "randomize_tensor": _BOOL, "checkpoint_mechanism_classname": _STR,
+        "ksm": {"type": "dict", "nullable": True, "schema": {
+            "madv_mergeable_id": _int(0), "high_ram_trigger": _num(0, 100), "low_ram_exit": _num(0, 100),
+            "await_time": _int(0)}}}},
+    "output": {"type": "dict", "schema": {
+        "folder": _STR, "log_file": _STR,
+        "metric": {"type": "dict", "schema": {"exclude_start_steps": _int(0), "exclude_end_steps": _int(0)}}}},
+    "profiling": {"type": "dict", "schema": {
+        "profiler": _enum(PROFILERS), "iostat_devices": {"type": ["list", "string"], "schema": _STR}}},
+    "metric": {"type": "dict", "schema": {"au": {"type": "number", "min": 0, "max": 1}}},
+}
+
+
+def known_paths(schema: dict[str, Any] = SCHEMA, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every key path the schema knows (for did-you-mean across sections)."""
+    out: list[tuple[str, ...]] = []
+    for key, rule in schema.items():
+        path = (*prefix, key)
+        out.append(path)
+        sub = rule.get("schema") if isinstance(rule, dict) else None
+        if rule.get("type") == "dict" and isinstance(sub, dict):
+            out.extend(known_paths(sub, path))
+    return out
+
+
+def sub_schema(path: tuple[str, ...]) -> dict[str, Any] | None:
+    """The mapping schema at ``path`` (``()`` is the top level), or None when it is not a mapping."""
+    node: Any = SCHEMA
+    for key in path:
+        rule = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(rule, dict):
+            return None
+        node = rule.get("schema")
+        if isinstance(node, dict) and rule.get("type") == "list":
+            node = node.get("schema")
+    return node if isinstance(node, dict) else None
