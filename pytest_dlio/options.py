@@ -13,13 +13,14 @@ def parse_generate(value: str) -> str:
     return value
 
 
-SCALE_PRESETS = {"smoke": 1e-4, "small": 1e-3}
+#: Byte budgets of the presets: each workload gets the factor that brings it to about this size.
+SCALE_PRESETS = {"smoke": 8 * 2**20, "small": 512 * 2**20}
 
 
-def parse_scale(value: str) -> float:
+def parse_scale(value: str) -> float | str:
     """``smoke``, ``small`` or a factor in (0, 1] by which total dataset bytes shrink."""
     if value in SCALE_PRESETS:
-        return SCALE_PRESETS[value]
+        return value
     try:
         factor = float(value)
     except ValueError:
@@ -64,8 +65,9 @@ def add_dlio_options(addoption: Callable[..., Any], addini: Callable[..., Any] |
               help="auto: generate what is missing or incomplete (default); always: regenerate; "
                    "never: fail when data is missing, as DLIO does.")
     addoption("--dlio-scale", default=None, type=parse_scale, metavar="smoke|small|FACTOR",
-              help="shrink every workload so total bytes scale by FACTOR (smoke=1e-4, small=1e-3), "
-                   "keeping steps per epoch and the I/O-to-compute ratio meaningful.")
+              help="shrink every workload so total bytes scale by FACTOR; smoke / small pick, per workload, the "
+                   "factor that brings it to about 8 MiB / 512 MiB (smoke also caps epochs at 2). Steps "
+                   "per epoch and the I/O-to-compute ratio stay meaningful.")
     addoption("--dlio-output", default=None, metavar="DIR",
               help="where DLIO-compatible summary.json and per-rank files go (default: under the data root).")
     addoption("--dlio-ranks", default=1, type=parse_ranks, metavar="N",

@@ -2,11 +2,110 @@
 
 from __future__ import annotations
 
+import glob
+import importlib.util
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from pytest_dlio.options import add_dlio_options
+
+pytest_plugins = [m for m in ["pytest_dlio.storage.pytest_plugin"] if importlib.util.find_spec(m)]
+_YAML = (".yaml", ".yml")
+_TARGETS = pytest.StashKey[list[Path]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("dlio", "DLIO workloads (pytest-dlio)")
     add_dlio_options(group.addoption, parser.addini)
+
+
+def _expand(spec: str) -> list[str]:
+    matches = sorted(glob.glob(spec, recursive=True)) if any(c in spec for c in "*?[") else [spec]
+    if not matches or not all(Path(m).exists() for m in matches):
+        raise pytest.UsageError(f"--dlio-config {spec}: no such file, folder or glob match")
+    return matches
+
+
+# tryfirst: the config paths must replace the command-line targets before pytest reads them.
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    specs = early_config.known_args_namespace.dlio_config or []
+    if specs:
+        paths = [p for spec in specs for p in _expand(spec)]
+        positional = set(early_config.known_args_namespace.file_or_dir or [])
+        args[:] = [a for a in args if a not in positional] + paths
+
+
+@pytest.hookimpl
+def pytest_configure(config: pytest.Config) -> None:
+    from pytest_dlio.run import STASH_KEY, DlioRun
+
+    specs = config.getoption("dlio_config") or []
+    targets = [Path(p).resolve() for s in specs for p in _expand(s)]
+    if not specs and not config.args_source == pytest.Config.ArgsSource.ARGS:
+        targets = [Path(p).resolve() for p in config.getini("dlio_configs")]
+        config.args.extend(str(t) for t in targets)
+    config.stash[_TARGETS] = targets
+    config.stash[STASH_KEY] = DlioRun(config)
+
+
+def _targeted(config: pytest.Config, path: Path) -> bool:
+    targets = config.stash.get(_TARGETS, [])
+    return any(path == t or t in path.parents for t in targets)
+
+
+@pytest.hookimpl
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    # With --dlio-config, only workload YAMLs are collected from the named folders.
+    if config.stash.get(_TARGETS, []) and config.getoption("dlio_config") and collection_path.is_file():
+        return collection_path.suffix not in _YAML or None
+    return None
+
+
+@pytest.hookimpl
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix in _YAML and _targeted(parent.config, file_path):
+        from pytest_dlio.items import WorkloadFile
+        from pytest_dlio.run import STASH_KEY
+
+        return WorkloadFile.from_parent(parent, path=file_path, run=parent.config.stash[STASH_KEY])
+    return None
+
+
+@pytest.hookimpl
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    run = _run_of(report)
+    if run is not None:
+        run.collect_report(report)
+
+
+_CONFIG: list[pytest.Config] = []
+
+
+def _run_of(report: Any) -> Any:
+    from pytest_dlio.run import STASH_KEY
+
+    return _CONFIG[-1].stash.get(STASH_KEY, None) if _CONFIG else None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _CONFIG.append(session.config)
+
+
+@pytest.hookimpl
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _CONFIG and _CONFIG[-1] is config:
+        _CONFIG.pop()
+
+
+@pytest.hookimpl
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    from pytest_dlio.report.terminal import write_summary
+    from pytest_dlio.run import STASH_KEY
+
+    run = config.stash.get(STASH_KEY, None)
+    if run is not None:
+        write_summary(terminalreporter, run)

@@ -140,7 +140,7 @@ def _enough_to_train(cfg: WorkloadConfig, given: set[tuple[str, ...]]) -> list[P
         steps = cfg.steps_per_epoch(1)
         excl = cfg.output.metric.exclude_start_steps + cfg.output.metric.exclude_end_steps
         if steps <= excl:
-            out.append((("output", "metric"), f"output.metric: excluding {excl} steps leaves none of the "
+            out.append((("output", "metric", "exclude_start_steps"), f"output.metric: excluding {excl} steps leaves none of the "
                         f"{steps} steps per epoch to measure; lower the exclusions or add data"))
     if cfg.train.total_training_steps == 0:
         out.append((("train", "total_training_steps"), "train.total_training_steps: 0 is ambiguous; use -1 "

@@ -99,11 +99,12 @@ def _build(node: yaml.Node, path: Path_, file: str, marks: Marks, ctor: yaml.Saf
                                   f"only the last, remove one ({_mark(knode, file)})")
             marks.keys[sub] = _mark(knode, file)
             out[key] = _build(vnode, sub, file, marks, ctor)
-        if path:
-            marks.values.setdefault(path, _mark(node, file))
         return out
     if isinstance(node, yaml.SequenceNode):
         marks.values[path] = _mark(node, file)
+        for i, item in enumerate(node.value):
+            if isinstance(item, yaml.MappingNode):
+                marks.values[(*path, str(i))] = _mark(item, file)
         return [_build(item, (*path, str(i)), file, marks, ctor) for i, item in enumerate(node.value)]
     marks.values[path] = _mark(node, file, node.value)
     return ctor.construct_object(node)

@@ -1,0 +1,128 @@
+"""``--dlio-scale``: shrink a workload so its total bytes scale by a factor, keeping it meaningful.
+
+- Samples and record sizes both shrink; at least ``MIN_STEPS`` measured steps per rank and epoch remain
+  (DLIO's throughput formula needs ≥ 3: its numerator is ``steps - 2``).
+- Compute, eval and preprocess times scale with bytes per step, so the I/O-to-compute ratio, and so AU,
+  keeps its meaning.
+- Checkpoints scale too: ``model_size_bytes`` by the factor; transformer widths by √factor, so the
+  parameter count scales by about the factor while layers, parallelism and file names stay DLIO's.
+- ``smoke`` also caps epochs at 2 (checkpoint triggers move inside them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from pytest_dlio.config.model import ParquetColumn, WorkloadConfig
+
+MIN_STEPS = 4
+SMOKE_EPOCHS = 2
+MIN_RECORD = 64  # bytes: below this, per-request overhead is all a run would measure
+
+
+def workload_bytes(cfg: WorkloadConfig) -> float:
+    """About how many bytes a workload moves once: its dataset, or (checkpoint only) one checkpoint."""
+    ds = cfg.dataset
+    if cfg.workflow.train or cfg.workflow.generate_data:
+        return float((ds.num_files_train + ds.num_files_eval) * ds.num_samples_per_file * ds.sample_bytes)
+    m = cfg.model
+    if m.type == "transformer" and m.num_layers > 0:
+        t = m.transformer
+        kv = t.hidden_size // t.num_attention_heads * t.num_kv_heads
+        per_layer = 2 * t.hidden_size + t.hidden_size * (2 * t.hidden_size + 2 * kv) + 3 * t.ffn_hidden_size * t.hidden_size
+        params = 2 * t.vocab_size * t.hidden_size + m.num_layers * per_layer + t.hidden_size
+        return float(params * (2 + 12))  # fp16 model + about 12 bytes/param of fp32 optimizer state
+    return float(m.model_size_bytes + sum(m.optimization_groups) + sum(m.layer_parameters))
+
+
+def factor_for(cfg: WorkloadConfig, budget: float) -> float:
+    """The factor that brings ``cfg`` to about ``budget`` bytes (1.0 when it is already smaller)."""
+    total = workload_bytes(cfg)
+    return min(1.0, budget / total) if total > 0 else 1.0
+
+
+def scale_config(cfg: WorkloadConfig, factor: float, *, ranks: int = 1, smoke: bool = False) -> WorkloadConfig:
+    """A copy of ``cfg`` whose dataset and checkpoints hold ``factor`` times the bytes (see module doc)."""
+    if factor >= 1.0:
+        return cfg
+    ds, rd, tr = cfg.dataset, cfg.reader, cfg.train
+    spf = ds.num_samples_per_file
+    samples = ds.num_files_train * spf
+    min_samples = MIN_STEPS * rd.batch_size * ranks + cfg.output.metric.exclude_end_steps * rd.batch_size * ranks
+    new_samples = min(samples, max(min_samples, math.ceil(samples * factor)))
+    sample_factor = new_samples / samples if samples else 1.0
+    record_factor = factor / sample_factor if sample_factor else factor
+    record = max(MIN_RECORD, ds.sample_bytes * record_factor)
+    record_factor = record / ds.sample_bytes if ds.sample_bytes else record_factor
+    new_spf = max(1, min(spf, new_samples // max(1, min(8, ds.num_files_train))))
+    files = max(1, math.ceil(new_samples / new_spf))
+    eval_files = 0
+    if ds.num_files_eval:
+        eval_samples = max(rd.batch_size_eval * ranks, math.ceil(ds.num_files_eval * spf * sample_factor))
+        eval_files = max(1, math.ceil(eval_samples / new_spf))
+    steps_cap = tr.total_training_steps
+    if steps_cap > 0:
+        steps_cap = max(MIN_STEPS, round(steps_cap * sample_factor))
+    dims = ds.record_dims
+    if dims:
+        first = max(1, round(dims[0] * record_factor))
+        dims = (first, *dims[1:])
+    columns = tuple(dataclasses.replace(c, size=max(1, round(c.size * record_factor))) if c.size > 1 else c
+                    for c in ds.parquet.columns)
+    dataset = dataclasses.replace(
+        ds, num_files_train=files, num_files_eval=eval_files, num_samples_per_file=new_spf,
+        record_length_bytes=float(round(record)) if not dims else ds.record_length_bytes,
+        record_length_bytes_stdev=ds.record_length_bytes_stdev * record_factor,
+        record_length_bytes_resize=int(ds.record_length_bytes_resize * record_factor),
+        record_dims=dims,
+        num_subfolders_train=min(ds.num_subfolders_train, files),
+        num_subfolders_eval=min(ds.num_subfolders_eval, eval_files),
+        parquet=dataclasses.replace(ds.parquet, columns=_tuple(columns),
+                                    row_group_size=max(1, min(ds.parquet.row_group_size, new_spf))),
+    )
+    epochs = min(tr.epochs, SMOKE_EPOCHS) if smoke else tr.epochs
+    train = dataclasses.replace(tr, epochs=epochs, total_training_steps=steps_cap,
+                                computation_time=tr.computation_time.scaled(record_factor))
+    evaluation = dataclasses.replace(cfg.evaluation, eval_time=cfg.evaluation.eval_time.scaled(record_factor),
+                                     eval_after_epoch=min(cfg.evaluation.eval_after_epoch, epochs))
+    reader = dataclasses.replace(rd, preprocess_time=rd.preprocess_time.scaled(record_factor))
+    ck = cfg.checkpoint
+    checkpoint = dataclasses.replace(
+        ck, checkpoint_after_epoch=min(ck.checkpoint_after_epoch, epochs),
+        time_between_checkpoints=ck.time_between_checkpoints * factor if ck.time_between_checkpoints > 0
+        else ck.time_between_checkpoints)
+    model = _scale_model(cfg, factor)
+    source = dataclasses.replace(cfg.source, scale=factor,
+                                 notes=(*cfg.source.notes, _describe(cfg, dataset, factor, epochs)))
+    return dataclasses.replace(cfg, dataset=dataset, train=train, evaluation=evaluation, reader=reader,
+                               checkpoint=checkpoint, model=model, source=source)
+
+
+def _tuple(columns: tuple[ParquetColumn, ...]) -> tuple[ParquetColumn, ...]:
+    return tuple(columns)
+
+
+def _scale_model(cfg: WorkloadConfig, factor: float):  # noqa: ANN202 - returns ModelConfig
+    m = cfg.model
+    size = max(1024, int(m.model_size_bytes * factor))
+    if m.type != "transformer" or m.num_layers <= 0:
+        groups = tuple(max(1, int(g * factor)) for g in m.optimization_groups)
+        layers = tuple(max(1, int(p * factor)) for p in m.layer_parameters)
+        return dataclasses.replace(m, model_size_bytes=size, optimization_groups=groups, layer_parameters=layers)
+    t, root = m.transformer, math.sqrt(factor)
+    heads = t.num_attention_heads
+    hidden = max(heads, round(t.hidden_size * root / heads) * heads)
+    tp = m.parallelism.tensor
+    transformer = dataclasses.replace(
+        t, hidden_size=hidden, ffn_hidden_size=max(tp, round(t.ffn_hidden_size * root / tp) * tp),
+        vocab_size=max(tp, round(t.vocab_size * root / tp) * tp))
+    return dataclasses.replace(m, model_size_bytes=size, transformer=transformer)
+
+
+def _describe(cfg: WorkloadConfig, ds: object, factor: float, epochs: int) -> str:
+    old, new = cfg.dataset, ds
+    return (f"scaled by {factor:g} (--dlio-scale): {old.num_files_train} → {new.num_files_train} train files, "  # type: ignore[attr-defined]
+            f"{old.num_samples_per_file} → {new.num_samples_per_file} samples/file, "  # type: ignore[attr-defined]
+            f"{old.sample_bytes:.0f} → {new.sample_bytes:.0f} B/sample, epochs {cfg.train.epochs} → {epochs}; "  # type: ignore[attr-defined]
+            "compute times scaled with bytes per step")

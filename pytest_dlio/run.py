@@ -1,0 +1,140 @@
+"""One object per pytest session holding what the items share: options, loaded configs, stores, results.
+
+Items call into it; it calls the phases. The plugin only wires it up (``config.stash``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+
+from pytest_dlio.config.load import load, normalised
+from pytest_dlio.config.scale import factor_for, scale_config
+from pytest_dlio.errors import DlioError
+from pytest_dlio.options import SCALE_PRESETS
+from pytest_dlio.phases import PhaseResult
+
+if TYPE_CHECKING:
+    from pytest_dlio.config.model import WorkloadConfig
+    from pytest_dlio.items import DlioItem, SchemaItem
+
+STASH_KEY = pytest.StashKey["DlioRun"]()
+SECRET_KEYS = ("secret_access_key", "access_key_id", "account_key", "sas_token", "connection_string")
+
+
+def redact(data: Any) -> Any:
+    """A copy of plain data with every credential value replaced by ``***``."""
+    if isinstance(data, dict):
+        return {k: ("***" if k in SECRET_KEYS and v else redact(v)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [redact(v) for v in data]
+    return data
+
+
+class DlioRun:
+    """Session state shared by every workload item."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        opt = config.getoption
+        self.overrides: list[str] = list(opt("dlio_set") or [])
+        self.scale: float | str | None = opt("dlio_scale")
+        self.ranks: int = opt("dlio_ranks")
+        self.show_config: str | None = opt("dlio_show_config")
+        self.plan_only: bool = opt("dlio_plan")
+        self.generate_mode: str = opt("dlio_generate")
+        self.verify: bool = not opt("dlio_no_verify")
+        self.drop_caches: bool = opt("dlio_drop_caches")
+        root = opt("dlio_data_root")
+        self.data_root = Path(root).resolve() if root else Path(config.rootpath) / ".dlio"
+        out = opt("dlio_output")
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.output_root = Path(out).resolve() if out else self.data_root / "output" / stamp
+        self.results: dict[str, dict[str, PhaseResult]] = {}
+        self.rows: list[dict[str, Any]] = []  # terminal summary rows, filled from reports (xdist-safe)
+        self.texts: list[tuple[str, str, str]] = []  # (nodeid, title, text) for config/plan sections
+
+    # ---- configs ----
+    def load(self, path: Path) -> WorkloadConfig:
+        cfg = load(path, self.overrides)
+        if self.scale is not None:
+            factor = factor_for(cfg, SCALE_PRESETS[self.scale]) if isinstance(self.scale, str) else self.scale
+            cfg = scale_config(cfg, factor, ranks=self.ranks, smoke=self.scale == "smoke")
+        return cfg
+
+    def world_problems(self, cfg: WorkloadConfig) -> list[str]:
+        """Rules that depend on the world size (--dlio-ranks)."""
+        try:
+            from pytest_dlio.checkpointing.sizes import check_world
+        except ImportError:  # pragma: no cover - during development only
+            return []
+        return list(check_world(cfg, self.ranks))
+
+    def after_schema(self, item: SchemaItem) -> None:
+        cfg = item.cfg
+        if self.show_config:
+            data = redact(normalised(cfg))
+            text = (json.dumps(data, indent=2) if self.show_config == "json"
+                    else yaml.safe_dump(data, sort_keys=False, default_flow_style=None))
+            item.add_report_section("call", "dlio config", text)
+        if self.plan_only:
+            from pytest_dlio.checkpointing.plan import plan_lines
+
+            item.add_report_section("call", "dlio plan", "\n".join(plan_lines(cfg, self.ranks)))
+
+    def output_dir(self, item: DlioItem) -> Path:
+        return self.output_root / item.path.stem
+
+    def record(self, item: DlioItem, result: PhaseResult) -> None:
+        self.results.setdefault(str(item.path), {})[item.name] = result
+
+    def result(self, item: DlioItem, name: str) -> PhaseResult | None:
+        return self.results.get(str(item.path), {}).get(name)
+
+    def _single_rank(self) -> None:
+        if self.ranks > 1:
+            raise DlioError(f"--dlio-ranks {self.ranks}: running several ranks at once is not supported yet; "
+                            "use --dlio-ranks N with --dlio-plan to plan for N ranks")
+
+    # ---- phases ----
+    def datagen(self, item: DlioItem) -> PhaseResult:
+        raise NotImplementedError
+
+    def train(self, item: DlioItem) -> PhaseResult:
+        raise NotImplementedError
+
+    def au(self, item: DlioItem) -> PhaseResult:
+        raise NotImplementedError
+
+    def checkpoint(self, item: DlioItem, which: str) -> PhaseResult:
+        raise NotImplementedError
+
+    # ---- reporting (controller side; fed from reports so it works under xdist) ----
+    def collect_report(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        for title, text in report.sections:
+            if title.startswith("Captured") or title.endswith(" dlio"):
+                continue
+            if "dlio config" in title or "dlio plan" in title:
+                self.texts.append((report.nodeid, title.split(" ", 1)[-1], text))
+        props = dict(report.user_properties)
+        if props:
+            self.rows.append({"nodeid": report.nodeid, "outcome": report.outcome, **props})
+
+    def summary_lines(self) -> list[tuple[str, list[str]]]:
+        out = []
+        for nodeid, title, text in self.texts:
+            out.append((f"{title}: {nodeid.split('::')[0]}", text.rstrip("\n").split("\n")))
+        return out
+
+
+def as_plain(obj: Any) -> Any:
+    """Dataclasses to plain data (for JSON)."""
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj

@@ -1,0 +1,25 @@
+"""Shared fixtures for pytest-dlio's own tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = ROOT / "mlcommons_configs"
+BAD = ROOT / "fixtures" / "bad_configs"
+
+
+@pytest.fixture
+def root() -> Path:
+    return ROOT
+
+
+#: Options for every pytester run: hypothesis' plugin (preinstalled here) costs ~2 s per session.
+FAST = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """Run pytest in-process on ``args`` with the plugin installed, without the slow extras."""
+    return pytester.runpytest(*FAST, *args)
