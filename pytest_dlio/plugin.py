@@ -48,7 +48,8 @@ def pytest_configure(config: pytest.Config) -> None:
         targets = [Path(p).resolve() for p in config.getini("dlio_configs")]
         config.args.extend(str(t) for t in targets)
     config.stash[_TARGETS] = targets
-    config.stash[STASH_KEY] = DlioRun(config)
+    run = config.stash[STASH_KEY] = DlioRun(config)
+    config.pluginmanager.register(run, "dlio-run")  # receives the reports (controller side under xdist)
 
 
 def _targeted(config: pytest.Config, path: Path) -> bool:
@@ -72,33 +73,6 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
         return WorkloadFile.from_parent(parent, path=file_path, run=parent.config.stash[STASH_KEY])
     return None
-
-
-@pytest.hookimpl
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    run = _run_of(report)
-    if run is not None:
-        run.collect_report(report)
-
-
-_CONFIG: list[pytest.Config] = []
-
-
-def _run_of(report: Any) -> Any:
-    from pytest_dlio.run import STASH_KEY
-
-    return _CONFIG[-1].stash.get(STASH_KEY, None) if _CONFIG else None
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_sessionstart(session: pytest.Session) -> None:
-    _CONFIG.append(session.config)
-
-
-@pytest.hookimpl
-def pytest_unconfigure(config: pytest.Config) -> None:
-    if _CONFIG and _CONFIG[-1] is config:
-        _CONFIG.pop()
 
 
 @pytest.hookimpl

@@ -116,14 +116,14 @@ class DlioRun:
         raise NotImplementedError
 
     # ---- reporting (controller side; fed from reports so it works under xdist) ----
-    def collect_report(self, report: pytest.TestReport) -> None:
+    @pytest.hookimpl
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call":
             return
         for title, text in report.sections:
-            if title.startswith("Captured") or title.endswith(" dlio"):
-                continue
-            if "dlio config" in title or "dlio plan" in title:
-                self.texts.append((report.nodeid, title.split(" ", 1)[-1], text))
+            name = title.removeprefix("Captured ").removesuffix(" call")
+            if name in ("dlio config", "dlio plan"):
+                self.texts.append((report.nodeid, name, text))
         props = dict(report.user_properties)
         if props:
             self.rows.append({"nodeid": report.nodeid, "outcome": report.outcome, **props})

@@ -1,0 +1,150 @@
+"""Loading: shipped workloads, dialects, aliases, overrides, derived values, show-config, scale."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pytest_dlio.config.load import load, load_text, parse_override
+from pytest_dlio.config.scale import factor_for, scale_config
+from pytest_dlio.errors import ConfigError
+from tests.conftest import CONFIGS, ROOT, run
+
+SHIPPED = sorted(CONFIGS.rglob("*.yaml"))
+DLDRIVER = sorted((ROOT.parent / "shared" / "reference" / "dldriver_configs").glob("*.yaml"))
+
+
+def test_every_shipped_workload_is_valid() -> None:
+    assert len(SHIPPED) >= 70
+    for path in SHIPPED:
+        load(path)
+
+
+def test_unet3d_values_and_alias() -> None:
+    cfg = load(CONFIGS / "dlio" / "unet3d_h100.yaml")
+    assert cfg.dataset.num_files_train == 168 and cfg.reader.batch_size == 7
+    assert cfg.model.model_size_bytes == 499153191
+    assert cfg.reader.file_shuffle == "seed" and cfg.train.computation_time.mean == pytest.approx(0.323)
+    assert cfg.steps_per_epoch(1) == 24 and cfg.steps_per_epoch(2) == 12
+    assert cfg.reader.data_loader == "pytorch" and cfg.source.dialect == "dlio"
+
+
+def test_model_size_alias_is_honoured_and_said() -> None:
+    text = "model:\n  name: u\n  model_size: 1000\nworkflow:\n  train: false\n  checkpoint: true\n" \
+           "checkpoint:\n  num_checkpoints_write: 1\n"
+    cfg = load_text(text, "u.yaml")
+    assert cfg.model.model_size_bytes == 1000
+    assert any("model.model_size read as model.model_size_bytes" in n for n in cfg.source.notes)
+
+
+def test_dlio_2_0_0_dialect() -> None:
+    cfg = load(CONFIGS / "dlio_2.0.0" / "unet3d_h100.yaml")
+    assert cfg.source.dialect == "dlio-2.0.0"
+    assert cfg.model.name == "unet3d" and cfg.dataset.record_length_bytes == 146600628
+    assert cfg.dataset.record_length_bytes_stdev == 68341808
+
+
+def test_dldriver_dialect_maps_keys() -> None:
+    cfg = load(ROOT.parent / "shared" / "reference" / "dldriver_configs" / "unet3d_config.yaml")
+    assert cfg.source.dialect == "dl-driver"
+    assert cfg.reader.prefetch_size == 4 and cfg.reader.computation_threads == 2
+    assert cfg.reader.file_shuffle == "off" and cfg.model.model_size_bytes == 499153191
+
+
+@pytest.mark.skipif(not DLDRIVER, reason="shared/reference not beside the checkout")
+def test_dldriver_percent_au() -> None:
+    text = "checkpointing:\n  checkpoint_folder: c\nmetric:\n  au: 90\nworkflow:\n  train: false\n" \
+           "  checkpoint: true\ncheckpoint:\n  num_checkpoints_write: 1\n"
+    cfg = load_text(text, "d.yaml")
+    assert cfg.metric.au == pytest.approx(0.9) and cfg.checkpoint.checkpoint_folder == "c"
+
+
+def test_off_means_off() -> None:
+    cfg = load_text("reader:\n  file_shuffle: off\n  sample_shuffle: OFF\n  data_loader: tensorflow\n"
+                    "dataset:\n  format: npz\n", "s.yaml")
+    assert cfg.reader.file_shuffle == "off" and cfg.reader.sample_shuffle == "off"
+
+
+def test_s3_path_style_boolean_accepted() -> None:
+    cfg = load(CONFIGS / "dlio" / "unet3d_h100_s3.yaml")
+    assert cfg.storage.storage_type == "s3" and cfg.storage.options["s3_force_path_style"] == "false"
+
+
+@pytest.mark.parametrize(("text", "path", "value"), [
+    ("dataset.num_files_train=16", ("dataset", "num_files_train"), 16),
+    ("++workload.reader.read_threads=2", ("reader", "read_threads"), 2),
+    ("workload.dataset.format=npy", ("dataset", "format"), "npy"),
+    ("dataset.record_dims=[4, 4]", ("dataset", "record_dims"), [4, 4]),
+])
+def test_parse_override(text: str, path: tuple[str, ...], value: object) -> None:
+    assert parse_override(text) == (path, value)
+
+
+def test_overrides_apply() -> None:
+    cfg = load(CONFIGS / "dlio" / "unet3d_h100.yaml", ["dataset.num_files_train=16", "++workload.train.epochs=1"])
+    assert cfg.dataset.num_files_train == 16 and cfg.train.epochs == 1
+
+
+def test_time_distribution() -> None:
+    cfg = load_text("dataset:\n  format: npz\nreader:\n  data_loader: tensorflow\ntrain:\n  computation_time:\n"
+                    "    type: uniform\n    min: 0.1\n    max: 0.3\n", "t.yaml")
+    assert cfg.train.computation_time.expected() == pytest.approx(0.2)
+
+
+def test_errors_are_all_reported_with_positions() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_text("dataset:\n  num_files_train: -1\n  format: npzz\n", "x.yaml")
+    assert info.value.problems == [
+        "dataset.num_files_train: must be ≥ 0, got -1 (x.yaml:2:20)",
+        "dataset.format: 'npzz' is not valid; expected one of tfrecord, hdf5, csv, npz, npy, hdf5_opt, jpeg, png, "
+        "indexed_binary, mmap_indexed_binary, synthetic, parquet; did you mean npz? (x.yaml:3:11)",
+    ]
+
+
+def test_scale_keeps_steps_and_ratio() -> None:
+    cfg = load(CONFIGS / "dlio" / "unet3d_h100.yaml")
+    factor = factor_for(cfg, 8 * 2**20)
+    small = scale_config(cfg, factor, smoke=True)
+    total = small.dataset.num_files_train * small.dataset.num_samples_per_file * small.dataset.sample_bytes
+    assert total == pytest.approx(8 * 2**20, rel=0.05)
+    assert small.steps_per_epoch(1) >= 4 and small.train.epochs == 2
+    ratio_before = cfg.train.computation_time.mean / (cfg.reader.batch_size * cfg.dataset.sample_bytes)
+    ratio_after = small.train.computation_time.mean / (small.reader.batch_size * small.dataset.sample_bytes)
+    assert ratio_after == pytest.approx(ratio_before, rel=1e-6)
+    assert small.source.scale == pytest.approx(factor) and "scaled by" in small.source.notes[-1]
+
+
+def test_show_config_json_redacts_secrets(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", s3wl="dataset:\n  format: npz\n  num_files_train: 4\nframework: pytorch\n"
+                      "reader:\n  data_loader: pytorch\nstorage:\n  storage_type: s3\n  storage_root: bucket1\n"
+                      "  storage_options:\n    secret_access_key: TOPSECRET123\n")
+    result = run(pytester, "-k", "schema", "--dlio-show-config=json", "--dlio-config", "s3wl.yaml")
+    out = result.stdout.str()
+    assert "TOPSECRET123" not in out
+    start = out.index("{", out.index("dlio config"))
+    data = json.loads(out[start: out.index("\n}", start) + 2])
+    assert data["storage"]["storage_options"]["secret_access_key"] == "***"
+    assert data["dataset"]["num_samples_per_file"] == 1  # defaults filled
+
+
+def test_folder_collects_subfolders_and_only_yaml(pytester: pytest.Pytester) -> None:
+    sub = pytester.mkdir("wl") / "deep"
+    sub.mkdir()
+    (sub / "a.yaml").write_text("workflow:\n  train: false\n  checkpoint: true\ncheckpoint:\n  num_checkpoints_write: 1\n")
+    (pytester.path / "wl" / "test_not_collected.py").write_text("def test_x():\n    assert False\n")
+    result = run(pytester, "-k", "schema", "--dlio-config", "wl")
+    result.assert_outcomes(passed=1, deselected=result.parseoutcomes().get("deselected", 0))
+
+
+def test_ini_option_lists_configs(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", wl="workflow:\n  train: false\n  checkpoint: true\ncheckpoint:\n  num_checkpoints_write: 1\n")
+    pytester.makeini("[pytest]\ndlio_configs = wl.yaml\n")
+    result = run(pytester, "-k", "schema")
+    result.assert_outcomes(passed=1, deselected=result.parseoutcomes().get("deselected", 0))
+
+
+def test_missing_config_path_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    result = run(pytester, "--dlio-config", "nope.yaml")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--dlio-config nope.yaml: no such file, folder or glob match*"])
