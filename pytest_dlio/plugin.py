@@ -83,3 +83,14 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     run = config.stash.get(STASH_KEY, None)
     if run is not None:
         write_summary(terminalreporter, run)
+
+
+# optionalhook: pytest-xdist may be absent. A workload's items (schema → datagen → train → au → checkpoint)
+# must run in order on one worker, so `-n N` schedules whole files (`--dist loadfile`) unless told otherwise.
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getoption("dist") == "load" and config.stash.get(_TARGETS, []):
+        from xdist.scheduler import LoadFileScheduling
+
+        return LoadFileScheduling(config, log)
+    return None
