@@ -111,6 +111,8 @@ class SchemaItem(DlioItem):
             raise self.parent.error
         src = self.cfg.source
         self.user_properties.append(("dialect", src.dialect))
+        if src.notes:
+            self.user_properties.append(("config_notes", "; ".join(src.notes)))
         if src.scale != 1.0:
             self.user_properties.append(("scale", src.scale))
         lines = [f"dialect: {src.dialect}"] + [f"note: {n}" for n in src.notes]
