@@ -97,6 +97,7 @@ class ObjectStore(abc.ABC):
 
     async def close(self) -> None:
         """Release clients, pools and sessions. Override when the backend holds any."""
+        return None
 
     # ---- defaults built on the core; override when the backend can do better ----
     async def exists(self, key: str) -> bool:

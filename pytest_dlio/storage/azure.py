@@ -1,0 +1,317 @@
+"""``az://container/prefix`` and ``az://account/container/prefix``: azure-storage-blob aio, staged blocks."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pytest_dlio.errors import NotFound, StorageError
+from pytest_dlio.storage.base import Buffer, ObjectStore, Writer
+from pytest_dlio.storage.settings import StoreOptions, env
+from pytest_dlio.storage.uri import check_key, parse_uri, scrub
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class AzureSettings:
+    """Credentials in order: options, AZURE_STORAGE_CONNECTION_STRING, account + key or SAS, dl-driver's
+    AZURE_BLOB_ACCOUNT (anonymous/public access); each env var may also come from ``.env`` in the cwd."""
+
+    connection_string: str | None
+    account: str | None
+    account_key: str | None
+    sas_token: str | None
+    account_url: str | None
+
+    @classmethod
+    def from_options(cls, opts: StoreOptions) -> AzureSettings:
+        """Resolve every setting."""
+        conn = opts.get("connection_string") or env("AZURE_STORAGE_CONNECTION_STRING")
+        account = (opts.get("account_name") or _conn_field(conn, "AccountName") or env("AZURE_STORAGE_ACCOUNT")
+                   or env("AZURE_BLOB_ACCOUNT"))
+        return cls(connection_string=conn, account=account,
+                   account_key=opts.get("account_key") or env("AZURE_STORAGE_KEY"),
+                   sas_token=opts.get("sas_token") or env("AZURE_STORAGE_SAS_TOKEN"),
+                   account_url=opts.get("endpoint_url") or opts.get("account_url"))
+
+    @property
+    def configured(self) -> bool:
+        """Whether any credential or account is configured (else the session uses Azurite)."""
+        return bool(self.connection_string or self.account)
+
+
+def _conn_field(conn: str | None, name: str) -> str | None:
+    for part in (conn or "").split(";"):
+        k, _, v = part.partition("=")
+        if k.strip().lower() == name.lower():
+            return v.strip()
+    return None
+
+
+def split_az_uri(uri: str, account: str | None) -> tuple[str | None, str, str]:
+    """``(account, container, prefix)``; the first segment is an account when it names the configured
+    account, or when no account is configured and a container follows."""
+    p = parse_uri(uri)
+    parts = [x for x in p.path.split("/") if x]
+    if parts and (p.netloc == account or account is None):
+        return p.netloc, parts[0], "/".join(parts[1:])
+    return None, p.netloc, "/".join(parts)
+
+
+class AzureStore(ObjectStore):
+    """Blobs under a container and prefix; one aio BlobServiceClient per store (so per event loop)."""
+
+    def __init__(self, uri: str, options: StoreOptions) -> None:
+        super().__init__(uri)
+        self.options = options
+        self._settings = AzureSettings.from_options(options)
+        account, self.container, prefix = split_az_uri(uri, self._settings.account)
+        self._account = account or self._settings.account or env("AZURE_BLOB_ACCOUNT")
+        self._prefix = f"{prefix}/" if prefix else ""
+        self.block_size = max(64 * 1024, options.part_size)
+        self._stack = contextlib.AsyncExitStack()
+        self._cc: Any = None
+        self._lock = asyncio.Lock()
+
+    # ---- plumbing ----
+    async def container_client(self) -> Any:
+        """The container client, created (and the container created for Azurite) on first use."""
+        if self._cc is None:
+            async with self._lock:
+                if self._cc is None:
+                    self._cc = await self._connect()
+        return self._cc
+
+    def _service(self) -> Any:
+        from azure.storage.blob.aio import BlobServiceClient
+
+        s, o = self._settings, self.options
+        kw: dict[str, Any] = {"max_single_put_size": self.block_size, "max_block_size": self.block_size,
+                              "max_single_get_size": self.block_size, "max_chunk_get_size": self.block_size,
+                              "connection_timeout": o.timeout, "read_timeout": o.timeout,
+                              "retry_total": int(o.get("max_attempts", 5))}
+        if o.get("api_version"):
+            kw["api_version"] = o.get("api_version")
+        if s.connection_string:
+            return BlobServiceClient.from_connection_string(s.connection_string, **kw)
+        if not self._account:
+            raise StorageError(self.uri, "connect", reason="no Azure account; set AZURE_STORAGE_CONNECTION_STRING "
+                               "or AZURE_STORAGE_ACCOUNT (+ AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN), or "
+                               "use az://account/container/prefix")
+        url = s.account_url or f"https://{self._account}.blob.core.windows.net"
+        credential: Any = None
+        if s.account_key:
+            credential = {"account_name": self._account, "account_key": s.account_key}
+        elif s.sas_token:
+            credential = s.sas_token.lstrip("?")
+        return BlobServiceClient(url, credential=credential, **kw)
+
+    async def _connect(self) -> Any:
+        try:
+            service = await self._stack.enter_async_context(self._service())
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise self._error(exc, "connect", None) from exc
+        cc = service.get_container_client(self.container)
+        if self.options.create_missing:
+            from azure.core.exceptions import ResourceExistsError
+
+            try:
+                await cc.create_container()
+            except ResourceExistsError:
+                pass
+            except Exception as exc:
+                raise self._error(exc, "create_container", None) from exc
+        return cc
+
+    def _key(self, op: str, key: str) -> str:
+        return self._prefix + check_key(self.uri, op, key)
+
+    def _error(self, exc: BaseException, op: str, key: str | None) -> StorageError:
+        code = str(getattr(exc, "error_code", "") or "")
+        status = getattr(exc, "status_code", None)
+        if code == "ContainerNotFound":
+            return StorageError(self.uri, op, key, f"container {self.container!r} does not exist; create it "
+                                                   "or fix the URI")
+        if code == "BlobNotFound" or (status == 404 and not code):
+            return NotFound(self.uri, op, key)
+        if status in (401, 403) or code in ("AuthenticationFailed", "AuthorizationFailure"):
+            return StorageError(self.uri, op, key, f"{code or status}: check the credentials "
+                                                   "(AZURE_STORAGE_* env vars or storage_options)")
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        text = f"{code}: {first}" if code else f"{type(exc).__name__}: {first}"
+        return StorageError(self.uri, op, key, scrub(text, self.options.secrets()))
+
+    async def _call(self, op: str, key: str | None, fn: Callable[[Any], Awaitable[T]]) -> T:
+        cc = await self.container_client()
+        try:
+            return await fn(cc)
+        except StorageError:
+            raise
+        except Exception as exc:  # azure-core/aiohttp errors of every kind
+            raise self._error(exc, op, key) from exc
+
+    # ---- ObjectStore ----
+    async def put(self, key: str, data: Buffer, *, fsync: bool = False) -> None:
+        # docstring inherited
+        k = self._key("put", key)
+        body = data if isinstance(data, bytes) else bytes(data)
+        await self._call("put", key, lambda cc: cc.upload_blob(
+            k, body, overwrite=True, max_concurrency=self.options.concurrency))
+
+    async def get(self, key: str) -> Buffer:
+        # docstring inherited
+        k = self._key("get", key)
+
+        async def _get(cc: Any) -> bytes:
+            stream = await cc.download_blob(k, max_concurrency=self.options.concurrency)
+            return await stream.readall()
+
+        return await self._call("get", key, _get)
+
+    async def get_range(self, key: str, start: int, length: int) -> Buffer:
+        # docstring inherited
+        k = self._key("get_range", key)
+        if length <= 0:
+            try:
+                await self.size(key)
+            except NotFound as exc:
+                raise NotFound(self.uri, "get_range", key) from exc
+            return b""
+
+        async def _get(cc: Any) -> bytes:
+            try:
+                stream = await cc.download_blob(k, offset=start, length=length,
+                                                max_concurrency=self.options.concurrency)
+            except Exception as exc:
+                if getattr(exc, "error_code", None) == "InvalidRange" or getattr(exc, "status_code", 0) == 416:
+                    return b""
+                raise
+            return await stream.readall()
+
+        return await self._call("get_range", key, _get)
+
+    async def size(self, key: str) -> int:
+        # docstring inherited
+        k = self._key("size", key)
+        props = await self._call("size", key, lambda cc: cc.get_blob_client(k).get_blob_properties())
+        return int(props.size)
+
+    async def list(self, prefix: str = "") -> AsyncIterator[tuple[str, int]]:
+        # docstring inherited
+        cc = await self.container_client()
+        cut = len(self._prefix)
+        try:
+            async for blob in cc.list_blobs(name_starts_with=self._prefix + prefix, results_per_page=5000):
+                yield blob.name[cut:], int(blob.size)
+        except Exception as exc:
+            raise self._error(exc, "list", prefix or None) from exc
+
+    async def delete(self, key: str) -> None:
+        # docstring inherited
+        from azure.core.exceptions import ResourceNotFoundError
+
+        k = self._key("delete", key)
+
+        async def _delete(cc: Any) -> None:
+            with contextlib.suppress(ResourceNotFoundError):
+                await cc.delete_blob(k)
+
+        await self._call("delete", key, _delete)
+
+    async def delete_prefix(self, prefix: str) -> int:
+        # docstring inherited
+        keys = [k async for k, _ in self.list(prefix)]
+        slots = asyncio.Semaphore(max(8, self.options.concurrency))
+
+        async def one(k: str) -> None:
+            async with slots:
+                await self.delete(k)
+
+        await asyncio.gather(*(one(k) for k in keys))
+        return len(keys)
+
+    async def open_writer(self, key: str, *, fsync: bool = False) -> Writer:
+        # docstring inherited
+        return AzureWriter(self, key, self._key("open_writer", key))
+
+    async def close(self) -> None:
+        # docstring inherited
+        await self._stack.aclose()
+        self._cc = None
+
+
+class AzureWriter(Writer):
+    """Stages one block per ``block_size`` (at most ``concurrency`` in flight); ``close`` commits the list.
+
+    Uncommitted blocks are invisible and Azure garbage-collects them, so ``abort`` only stops uploading.
+    """
+
+    def __init__(self, store: AzureStore, key: str, full_key: str) -> None:
+        self._store, self._key, self._k = store, key, full_key
+        self._buf = bytearray()
+        self._ids: list[str] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(store.options.concurrency)
+        self._prefix = uuid.uuid4().hex[:16]
+
+    async def write(self, data: Buffer) -> None:
+        # docstring inherited
+        view, size = memoryview(data).cast("B"), self._store.block_size
+        while view:
+            n = min(len(view), size - len(self._buf))
+            self._buf += view[:n]
+            view = view[n:]
+            if len(self._buf) == size:
+                await self._stage(bytes(self._buf))
+                self._buf = bytearray()
+
+    async def _stage(self, block: bytes) -> None:
+        await self._slots.acquire()
+        for t in [t for t in self._tasks if t.done()]:
+            self._tasks.discard(t)
+            t.result()
+        block_id = base64.b64encode(f"{self._prefix}-{len(self._ids):08d}".encode()).decode()
+        self._ids.append(block_id)
+        self._tasks.add(asyncio.create_task(self._upload(block_id, block)))
+
+    async def _upload(self, block_id: str, block: bytes) -> None:
+        try:
+            await self._store._call("write", self._key,
+                                    lambda cc: cc.get_blob_client(self._k).stage_block(block_id, block))
+        finally:
+            self._slots.release()
+
+    async def close(self) -> None:
+        # docstring inherited
+        s = self._store
+        if not self._ids:
+            body = bytes(self._buf)
+            await s._call("close", self._key, lambda cc: cc.upload_blob(self._k, body, overwrite=True))
+            return
+        if self._buf:
+            await self._stage(bytes(self._buf))
+            self._buf = bytearray()
+        try:
+            await asyncio.gather(*self._tasks)
+        except BaseException:
+            await self.abort()
+            raise
+        from azure.storage.blob import BlobBlock
+
+        blocks = [BlobBlock(block_id=i) for i in self._ids]
+        await s._call("close", self._key, lambda cc: cc.get_blob_client(self._k).commit_block_list(blocks))
+
+    async def abort(self) -> None:
+        # docstring inherited
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._buf, self._ids = bytearray(), []

@@ -1,0 +1,50 @@
+"""``open_store``: pick a backend by URI scheme, importing optional client libraries lazily."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from pytest_dlio.errors import StorageError
+from pytest_dlio.storage.base import ObjectStore
+from pytest_dlio.storage.settings import StoreOptions
+from pytest_dlio.storage.uri import parse_uri
+
+_EXTRAS = {"s3": ("aiobotocore", "s3"), "az": ("azure.storage.blob", "azure")}
+
+
+def require_extra(uri: str, scheme: str) -> None:
+    """StorageError naming the pip extra when the scheme's client library is not installed."""
+    module, extra = _EXTRAS[scheme]
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        found = False
+    if not found or (scheme == "az" and importlib.util.find_spec("aiohttp") is None):
+        raise StorageError(uri, "open", reason=f"{module} is not installed; pip install 'pytest-dlio[{extra}]'")
+
+
+def open_store(uri: str, options: StoreOptions | None = None) -> ObjectStore:
+    """A store rooted at ``uri`` (file://, direct://, mem://, s3://, az://); no I/O until first use."""
+    opts = options or StoreOptions()
+    p = parse_uri(uri)
+    if p.scheme == "file":
+        from pytest_dlio.storage.file import FileStore
+
+        return FileStore(uri, Path(p.path), opts.threads)
+    if p.scheme == "direct":
+        from pytest_dlio.storage.direct import DirectStore
+
+        return DirectStore(uri, Path(p.path), opts.threads)
+    if p.scheme == "mem":
+        from pytest_dlio.storage.memory import MemoryStore
+
+        return MemoryStore(uri, p.netloc, p.path)
+    require_extra(uri, p.scheme)
+    if p.scheme == "s3":
+        from pytest_dlio.storage.s3 import S3Store
+
+        return S3Store(uri, p.netloc, p.path, opts)
+    from pytest_dlio.storage.azure import AzureStore
+
+    return AzureStore(uri, opts)

@@ -1,0 +1,315 @@
+"""``s3://bucket/prefix``: aiobotocore, multipart for large objects, bounded retries and timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pytest_dlio.errors import NotFound, StorageError
+from pytest_dlio.storage.base import Buffer, ObjectStore, Writer
+from pytest_dlio.storage.settings import S3_MIN_PART, StoreOptions, env, parse_bool, parse_int
+from pytest_dlio.storage.uri import check_key, scrub
+
+T = TypeVar("T")
+_MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """Where and how to connect: options first, then AWS env vars, then ``.env`` in the cwd."""
+
+    endpoint_url: str | None
+    region: str
+    access_key_id: str | None
+    secret_access_key: str | None
+    session_token: str | None
+    path_style: bool
+    max_attempts: int
+
+    @classmethod
+    def from_options(cls, opts: StoreOptions) -> S3Settings:
+        """Resolve every setting in DLIO's order of precedence."""
+        path_style = opts.get("s3_force_path_style")
+        return cls(
+            endpoint_url=opts.get("endpoint_url") or env("AWS_ENDPOINT_URL_S3") or env("AWS_ENDPOINT_URL"),
+            region=opts.get("region") or env("AWS_REGION") or env("AWS_DEFAULT_REGION") or "us-east-1",
+            access_key_id=opts.get("access_key_id") or env("AWS_ACCESS_KEY_ID"),
+            secret_access_key=opts.get("secret_access_key") or env("AWS_SECRET_ACCESS_KEY"),
+            session_token=opts.get("session_token") or env("AWS_SESSION_TOKEN"),
+            path_style=parse_bool(path_style, "s3_force_path_style") if path_style is not None
+            else bool(opts.get("endpoint_url") or env("AWS_ENDPOINT_URL")),
+            max_attempts=parse_int(opts.get("s3_max_attempts", 5), "s3_max_attempts"),
+        )
+
+
+def has_endpoint(opts: StoreOptions) -> bool:
+    """Whether an S3 endpoint is configured anywhere (else the session uses the embedded moto)."""
+    return bool(opts.get("endpoint_url") or env("AWS_ENDPOINT_URL_S3") or env("AWS_ENDPOINT_URL"))
+
+
+class S3Store(ObjectStore):
+    """Objects under ``s3://bucket/prefix``; one aiobotocore client per store (so per event loop)."""
+
+    def __init__(self, uri: str, bucket: str, prefix: str, options: StoreOptions) -> None:
+        super().__init__(uri)
+        self.bucket, self._prefix, self.options = bucket, f"{prefix}/" if prefix else "", options
+        self.part_size = max(S3_MIN_PART, options.part_size)
+        self._settings = S3Settings.from_options(options)
+        self._stack = contextlib.AsyncExitStack()
+        self._client: Any = None
+        self._lock = asyncio.Lock()
+
+    # ---- plumbing ----
+    async def client(self) -> Any:
+        """The client, created (and the bucket checked or created) on first use."""
+        if self._client is None:
+            async with self._lock:
+                if self._client is None:
+                    self._client = await self._connect()
+        return self._client
+
+    async def _connect(self) -> Any:
+        from aiobotocore.config import AioConfig
+        from aiobotocore.session import get_session
+
+        s = self._settings
+        config = AioConfig(
+            retries={"max_attempts": s.max_attempts, "mode": "standard"},
+            connect_timeout=self.options.timeout, read_timeout=self.options.timeout,
+            max_pool_connections=max(16, self.options.concurrency * 2, self.options.threads * 2),
+            s3={"addressing_style": "path" if s.path_style else "auto"},
+            request_checksum_calculation="when_required", response_checksum_validation="when_required",
+        )
+        ctx = get_session().create_client(
+            "s3", region_name=s.region, endpoint_url=s.endpoint_url, aws_access_key_id=s.access_key_id,
+            aws_secret_access_key=s.secret_access_key, aws_session_token=s.session_token, config=config)
+        try:
+            client = await self._stack.enter_async_context(ctx)
+        except Exception as exc:
+            raise self._error(exc, "connect", None) from exc
+        if self.options.create_missing:
+            await self._ensure_bucket(client)
+        return client
+
+    async def _ensure_bucket(self, client: Any) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            await client.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            try:
+                await client.create_bucket(Bucket=self.bucket)
+            except ClientError as exc:
+                if _code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise self._error(exc, "create_bucket", None) from exc
+
+    def _key(self, op: str, key: str) -> str:
+        return self._prefix + check_key(self.uri, op, key)
+
+    def _error(self, exc: BaseException, op: str, key: str | None) -> StorageError:
+        code = _code(exc)
+        if code in _MISSING_CODES:
+            return NotFound(self.uri, op, key)
+        if code == "NoSuchBucket":
+            return StorageError(self.uri, op, key, f"bucket {self.bucket!r} does not exist; create it or fix "
+                                                   "the URI")
+        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "Forbidden"):
+            return StorageError(self.uri, op, key, f"{code}: check the credentials (storage_options "
+                                                   "access_key_id/secret_access_key or AWS_* env vars)")
+        text = f"{code}: {exc}" if code else f"{type(exc).__name__}: {exc}"
+        return StorageError(self.uri, op, key, scrub(text, self.options.secrets()))
+
+    async def _call(self, op: str, key: str | None, fn: Callable[[Any], Awaitable[T]]) -> T:
+        client = await self.client()
+        try:
+            return await fn(client)
+        except StorageError:
+            raise
+        except Exception as exc:  # botocore/aiohttp errors of every kind
+            raise self._error(exc, op, key) from exc
+
+    # ---- ObjectStore ----
+    async def put(self, key: str, data: Buffer, *, fsync: bool = False) -> None:
+        # docstring inherited
+        k = self._key("put", key)
+        if len(data) <= self.part_size:
+            await self._call("put", key, lambda c: c.put_object(Bucket=self.bucket, Key=k, Body=bytes(data)))
+            return
+        writer = S3Writer(self, key, k)
+        try:
+            await writer.write(data)
+            await writer.close()
+        except BaseException:
+            await writer.abort()
+            raise
+
+    async def get(self, key: str) -> Buffer:
+        # docstring inherited
+        k = self._key("get", key)
+
+        async def _get(c: Any) -> bytes:
+            r = await c.get_object(Bucket=self.bucket, Key=k)
+            async with r["Body"] as body:
+                return await body.read()
+
+        return await self._call("get", key, _get)
+
+    async def get_range(self, key: str, start: int, length: int) -> Buffer:
+        # docstring inherited
+        k = self._key("get_range", key)
+        if length <= 0:
+            try:
+                await self.size(key)
+            except NotFound as exc:
+                raise NotFound(self.uri, "get_range", key) from exc
+            return b""
+
+        async def _get(c: Any) -> bytes:
+            try:
+                r = await c.get_object(Bucket=self.bucket, Key=k, Range=f"bytes={start}-{start + length - 1}")
+            except Exception as exc:
+                if _code(exc) == "InvalidRange":  # start at or past the end of an existing object
+                    return b""
+                raise
+            async with r["Body"] as body:
+                data = await body.read()
+            # A server that ignores Range returns the whole object; cut it here.
+            return data if "ContentRange" in r else data[start:start + length]
+
+        return await self._call("get_range", key, _get)
+
+    async def size(self, key: str) -> int:
+        # docstring inherited
+        k = self._key("size", key)
+        r = await self._call("size", key, lambda c: c.head_object(Bucket=self.bucket, Key=k))
+        return int(r["ContentLength"])
+
+    async def list(self, prefix: str = "") -> AsyncIterator[tuple[str, int]]:
+        # docstring inherited
+        client = await self.client()
+        cut = len(self._prefix)
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._prefix + prefix)
+        try:
+            async for page in pages:
+                for obj in page.get("Contents", ()):
+                    yield obj["Key"][cut:], int(obj["Size"])
+        except Exception as exc:
+            raise self._error(exc, "list", prefix or None) from exc
+
+    async def delete(self, key: str) -> None:
+        # docstring inherited
+        k = self._key("delete", key)
+        await self._call("delete", key, lambda c: c.delete_object(Bucket=self.bucket, Key=k))
+
+    async def delete_prefix(self, prefix: str) -> int:
+        # docstring inherited
+        keys = [self._prefix + k async for k, _ in self.list(prefix)]
+        for i in range(0, len(keys), 1000):
+            batch = {"Objects": [{"Key": k} for k in keys[i:i + 1000]], "Quiet": True}
+            await self._call("delete_prefix", prefix or None,
+                             lambda c, b=batch: c.delete_objects(Bucket=self.bucket, Delete=b))
+        return len(keys)
+
+    async def open_writer(self, key: str, *, fsync: bool = False) -> Writer:
+        # docstring inherited
+        return S3Writer(self, key, self._key("open_writer", key))
+
+    async def close(self) -> None:
+        # docstring inherited
+        await self._stack.aclose()
+        self._client = None
+
+
+def _code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+class S3Writer(Writer):
+    """Buffers one part; a multipart upload starts once more than one part is needed.
+
+    At most ``concurrency`` parts are in flight, so memory stays below (concurrency + 1) × part size.
+    """
+
+    def __init__(self, store: S3Store, key: str, full_key: str) -> None:
+        self._store, self._key, self._k = store, key, full_key
+        self._buf = bytearray()
+        self._upload_id: str | None = None
+        self._parts: dict[int, str] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(store.options.concurrency)
+        self._next = 1
+
+    async def write(self, data: Buffer) -> None:
+        # docstring inherited
+        view, size = memoryview(data).cast("B"), self._store.part_size
+        while view:
+            if not self._buf and len(view) >= size:
+                await self._send(bytes(view[:size]))  # whole part straight from the caller's buffer
+                view = view[size:]
+                continue
+            n = min(len(view), size - len(self._buf))
+            self._buf += view[:n]
+            view = view[n:]
+            if len(self._buf) == size:
+                await self._send(bytes(self._buf))
+                self._buf = bytearray()
+
+    async def _send(self, part: bytes) -> None:
+        s = self._store
+        if self._upload_id is None:
+            r = await s._call("open_writer", self._key,
+                              lambda c: c.create_multipart_upload(Bucket=s.bucket, Key=self._k))
+            self._upload_id = r["UploadId"]
+        await self._slots.acquire()
+        for t in [t for t in self._tasks if t.done()]:
+            self._tasks.discard(t)
+            t.result()
+        number, self._next = self._next, self._next + 1
+        task = asyncio.create_task(self._upload(number, part))
+        self._tasks.add(task)
+
+    async def _upload(self, number: int, part: bytes) -> None:
+        s = self._store
+        try:
+            r = await s._call("write", self._key, lambda c: c.upload_part(
+                Bucket=s.bucket, Key=self._k, UploadId=self._upload_id, PartNumber=number, Body=part))
+            self._parts[number] = r["ETag"]
+        finally:
+            self._slots.release()
+
+    async def close(self) -> None:
+        # docstring inherited
+        s = self._store
+        if self._upload_id is None:
+            body = bytes(self._buf)
+            await s._call("close", self._key, lambda c: c.put_object(Bucket=s.bucket, Key=self._k, Body=body))
+            return
+        if self._buf:
+            await self._send(bytes(self._buf))
+            self._buf = bytearray()
+        try:
+            await asyncio.gather(*self._tasks)
+        except BaseException:
+            await self.abort()
+            raise
+        parts = {"Parts": [{"PartNumber": n, "ETag": e} for n, e in sorted(self._parts.items())]}
+        await s._call("close", self._key, lambda c: c.complete_multipart_upload(
+            Bucket=s.bucket, Key=self._k, UploadId=self._upload_id, MultipartUpload=parts))
+
+    async def abort(self) -> None:
+        # docstring inherited
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._buf = bytearray()
+        if self._upload_id is not None:
+            s, upload_id, self._upload_id = self._store, self._upload_id, None
+            with contextlib.suppress(StorageError):
+                await s._call("abort", self._key, lambda c: c.abort_multipart_upload(
+                    Bucket=s.bucket, Key=self._k, UploadId=upload_id))

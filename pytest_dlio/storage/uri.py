@@ -1,0 +1,88 @@
+"""Parse and join storage URIs, and scrub secrets out of any text we show."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from pytest_dlio.errors import StorageError
+
+SCHEMES = ("file", "direct", "mem", "s3", "az")
+
+
+@dataclass(frozen=True)
+class ParsedUri:
+    """``scheme://netloc/path`` split once: ``netloc`` is a bucket, container, account or memory name."""
+
+    scheme: str
+    netloc: str
+    path: str  # no leading or trailing "/" for object stores; absolute for file/direct
+
+
+def is_uri(text: str) -> bool:
+    """Whether ``text`` starts with one of our schemes."""
+    return any(text.startswith(f"{s}://") for s in SCHEMES)
+
+
+def parse_uri(uri: str) -> ParsedUri:
+    """Split a storage URI; raise StorageError naming the accepted forms when it is not one."""
+    m = re.match(r"^([a-z0-9]+)://([^/]*)(.*)$", uri)
+    if not m or m.group(1) not in SCHEMES:
+        raise StorageError(uri, "open", reason="not a storage URI; use file:///abs/path, direct:///abs/path, "
+                                               "s3://bucket/prefix, az://container/prefix or mem://name")
+    scheme, netloc, path = m.group(1), m.group(2), unquote(m.group(3))
+    if scheme in ("file", "direct"):
+        if netloc not in ("", "localhost"):
+            raise StorageError(uri, "open", reason=f"{scheme}:// needs an absolute path, e.g. {scheme}:///data/dlio")
+        if not path.startswith("/"):
+            raise StorageError(uri, "open", reason=f"{scheme}:// needs an absolute path, e.g. {scheme}:///data/dlio")
+        return ParsedUri(scheme, "", path.rstrip("/") or "/")
+    if not netloc:
+        raise StorageError(uri, "open", reason=f"{scheme}:// needs a name, e.g. {scheme}://name/prefix")
+    return ParsedUri(scheme, netloc, path.strip("/"))
+
+
+def relative_folder(folder: str) -> str:
+    """A config folder as a relative key prefix: strip ``./`` and leading/trailing ``/``."""
+    parts = [p for p in folder.replace("\\", "/").split("/") if p not in ("", ".")]
+    return "/".join(parts)
+
+
+def join_uri(base: str, rel: str) -> str:
+    """``base`` URI joined with a relative path (no double slashes)."""
+    rel = relative_folder(rel)
+    if not rel:
+        return base.rstrip("/") if not base.endswith(":///") else base
+    return f"{base.rstrip('/')}/{rel}"
+
+
+def check_key(uri: str, op: str, key: str) -> str:
+    """Reject keys that would escape the store's root or are not relative."""
+    if key.startswith("/") or any(p in ("..", ".") for p in key.split("/")) or "\x00" in key:
+        raise StorageError(uri, op, key, "keys are relative '/'-separated names without '.', '..' or a "
+                                         "leading '/'")
+    return key
+
+
+_SECRET_PATTERNS = [
+    re.compile(r"(AccountKey=)[^;\s'\"]+", re.I),
+    re.compile(r"(SharedAccessSignature=)[^;\s'\"]+", re.I),
+    re.compile(r"([?&]sig=)[^&\s'\"]+", re.I),
+    re.compile(r"(X-Amz-Signature=)[^&\s'\"]+", re.I),
+    re.compile(r"(X-Amz-Credential=)[^&\s'\"]+", re.I),
+    re.compile(r"(X-Amz-Security-Token=)[^&\s'\"]+", re.I),
+    re.compile(r"(Signature=)[^,\s'\"]+"),
+    re.compile(r"(Credential=)[^,\s'\"]+"),
+    re.compile(r"(aws_secret_access_key['\"]?\s*[:=]\s*['\"]?)[^'\"\s,]+", re.I),
+]
+
+
+def scrub(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
+    """``text`` with every known secret value and every key/signature-looking field replaced by ``***``."""
+    for s in secrets:
+        if s and len(s) >= 4:
+            text = text.replace(s, "***")
+    for pat in _SECRET_PATTERNS:
+        text = pat.sub(r"\1***", text)
+    return text
