@@ -12,13 +12,18 @@ from pytest_dlio.errors import NotFound, StorageError
 
 T = TypeVar("T")
 _MISSING = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR)
+_WRITE_CLASH = (errno.EEXIST, errno.ENOTDIR, errno.EISDIR)
+_WRITES = ("put", "open_writer", "write", "close")
 
 
 def translate(exc: OSError, uri: str, op: str, key: str | None) -> StorageError:
     """An OSError as NotFound (missing) or StorageError (anything else), naming URI, op and key."""
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno in _WRITE_CLASH and op in _WRITES:
+        return StorageError(uri, op, key, f"{reason}; on a filesystem a key cannot be both an object and a "
+                                          "folder (e.g. 'a' and 'a/b')")
     if exc.errno in _MISSING:
         return NotFound(uri, op, key)
-    reason = exc.strerror or type(exc).__name__
     if exc.errno == errno.ENOSPC:
         reason += "; free space on the target filesystem or use a smaller --dlio-scale"
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
