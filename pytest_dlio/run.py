@@ -19,10 +19,15 @@ from pytest_dlio.config.scale import factor_for, scale_config
 from pytest_dlio.errors import DlioError
 from pytest_dlio.options import SCALE_PRESETS
 from pytest_dlio.phases import PhaseResult
+from pytest_dlio.ranks import SingleComm
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pytest_dlio.config.model import WorkloadConfig
     from pytest_dlio.items import DlioItem, SchemaItem
+    from pytest_dlio.storage.base import ObjectStore
+    from pytest_dlio.storage.session import StorageSession
 
 STASH_KEY = pytest.StashKey["DlioRun"]()
 SECRET_KEYS = ("secret_access_key", "access_key_id", "account_key", "sas_token", "connection_string")
@@ -103,8 +108,34 @@ class DlioRun:
                             "use --dlio-ranks N with --dlio-plan to plan for N ranks")
 
     # ---- phases ----
+    def storage(self) -> StorageSession:
+        from pytest_dlio.storage.pytest_plugin import get_storage_session
+
+        return get_storage_session(self.config)
+
+    async def open_data(self, cfg: WorkloadConfig) -> ObjectStore:
+        """The store rooted at the dataset folder (O_DIRECT when ``reader.odirect`` on local files)."""
+        uri = self.storage().resolve(cfg.dataset.data_folder, cfg.storage)
+        if cfg.reader.odirect and uri.startswith("file://"):
+            uri = "direct://" + uri.removeprefix("file://")
+        return await self.storage().open(uri, cfg.storage, threads=max(1, cfg.reader.read_threads))
+
+    async def open_checkpoints(self, cfg: WorkloadConfig) -> ObjectStore:
+        uri = self.storage().resolve(cfg.checkpoint.checkpoint_folder, cfg.storage)
+        return await self.storage().open(uri, cfg.storage, threads=8)
+
     def datagen(self, item: DlioItem) -> PhaseResult:
-        raise NotImplementedError
+        from pytest_dlio.phases.datagen import generate
+
+        self._single_rank()
+        cfg = item.cfg
+
+        async def go() -> PhaseResult:
+            async with await self.open_data(cfg) as store:
+                return await generate(cfg, store, comm=SingleComm(), mode=self.generate_mode,
+                                      progress=self._progress(item))
+
+        return item.arun(go)
 
     def train(self, item: DlioItem) -> PhaseResult:
         raise NotImplementedError
@@ -114,6 +145,15 @@ class DlioRun:
 
     def checkpoint(self, item: DlioItem, which: str) -> PhaseResult:
         raise NotImplementedError
+
+    def _progress(self, item: DlioItem) -> Callable[[str], None]:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+
+        def say(text: str) -> None:
+            if reporter is not None and self.config.getoption("verbose") >= 0:
+                reporter.write_line(f"[dlio] {item.path.name}::{item.name}: {text}")
+
+        return say
 
     # ---- reporting (controller side; fed from reports so it works under xdist) ----
     @pytest.hookimpl
