@@ -60,22 +60,29 @@ DLDRIVER_MARKERS = {("checkpointing",), ("workload",), ("reader", "prefetch"), (
                     ("train", "checkpoint"), ("checkpoint", "enabled")} | set(DLDRIVER_IGNORED)
 
 
-def _get(data: dict[str, Any], path: Path_) -> Any:
+_MISSING = object()
+
+
+def lookup(data: dict[str, Any], path: Path_) -> Any:
+    """The value at ``path``, or ``_MISSING``."""
     node: Any = data
     for key in path:
         if not isinstance(node, dict) or key not in node:
-            return None
+            return _MISSING
         node = node[key]
     return node
 
 
-def _has(data: dict[str, Any], path: Path_) -> bool:
-    node: Any = data
-    for key in path:
-        if not isinstance(node, dict) or key not in node:
-            return False
-        node = node[key]
-    return True
+def _get(data: dict[str, Any], path: Path_) -> Any:
+    value = lookup(data, path)
+    return None if value is _MISSING else value
+
+
+def has_path(data: dict[str, Any], path: Path_) -> bool:
+    return lookup(data, path) is not _MISSING
+
+
+_has = has_path
 
 
 def _pop(data: dict[str, Any], path: Path_) -> Any:

@@ -117,7 +117,7 @@ def load_text(text: str, file: str, overrides: list[str] | None = None) -> Workl
     if overrides:
         apply_overrides(data, marks, overrides)
         dialects.apply_aliases(data, marks, notes)
-    if _has_path(data, ("dataset", "record_element_bytes")):
+    if dialects.has_path(data, ("dataset", "record_element_bytes")):
         data["dataset"].pop("record_element_bytes")
         notes.append("dataset.record_element_bytes ignored: DLIO derives it from record_element_type")
     problems = validate(data, marks)
@@ -140,15 +140,6 @@ def load(path: str | Path, overrides: list[str] | None = None) -> WorkloadConfig
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
     return load_text(text, str(p), overrides)
-
-
-def _has_path(data: dict[str, Any], path: Path_) -> bool:
-    node: Any = data
-    for key in path:
-        if not isinstance(node, dict) or key not in node:
-            return False
-        node = node[key]
-    return True
 
 
 def _located(problems: list[tuple[Path_, str]], marks: Marks) -> list[str]:
