@@ -1,0 +1,147 @@
+"""DLIO's formulas (dlio.md §4.1) on a hand-recorded two-rank timeline; expected values worked by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pytest_dlio.metrics import (
+    au_verdict,
+    block_metrics,
+    combine,
+    compute_metrics,
+    rank_metrics,
+    weighted,
+)
+from pytest_dlio.timeline import from_dict, to_dict
+
+GOLDEN = Path(__file__).parent.parent / "fixtures" / "golden" / "train_timeline.json"
+TOL = 1e-9
+MIB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def golden():
+    doc = json.loads(GOLDEN.read_text())
+    return [from_dict(r) for r in doc["ranks"]], doc["au_threshold"]
+
+
+# S=5, exclude_start=1, exclude_end=1 → start=1, end=5-1-1=3: compute[1:4]; proc[:1] and proc[4:] removed.
+AU_E1_B1 = 100 * (0.5 + 0.5) / (3.0 - 0.7)
+THR_E1_B1 = (3 - 2) / (3.0 - 0.7) * 2
+AU_E1_B2 = 100 * 0.6 / (1.5 - 0.5)
+THR_E1_B2 = (2 - 2) / (1.5 - 0.5) * 2  # DLIO's hard-coded "-2": a 2-step block has throughput 0
+AU_E1 = (AU_E1_B1 * 3 + AU_E1_B2 * 2) / 5
+THR_E1 = (THR_E1_B1 * 3 + THR_E1_B2 * 2) / 5
+AU_E2_R0 = 100 * (0.6 + 0.7 + 0.8) / (4.0 - 1.0 - 0.6)
+THR_E2_R0 = (5 - 2) / (4.0 - 1.0 - 0.6) * 2
+AU_E2_R1 = 100 * (0.6 + 0.7 + 0.8) / (5.0 - 1.0 - 0.6)
+THR_E2_R1 = (5 - 2) / (5.0 - 1.0 - 0.6) * 2
+# eval: S_eval=3 → end=1: compute[1:2]; eval throughput has no exclusion
+EVAL_AU = 100 * 0.5 / (2.0 - 0.5 - 0.7)
+EVAL_THR = 3 / 2.0 * 4
+
+
+def test_block_formula_matches_hand_arithmetic():
+    b = block_metrics([0.5, 0.5, 0.5], [0.7, 0.6, 0.8], 100.0, 103.0, steps_per_epoch=5, batch_size=2,
+                      exclude_start=1, exclude_end=1)
+    assert b.au == pytest.approx(AU_E1_B1, abs=TOL)
+    assert b.throughput == pytest.approx(THR_E1_B1, abs=TOL)
+    assert b.steps == 3
+
+
+def test_zero_compute_gives_zero_au_not_nan():
+    b = block_metrics([0.0, 0.0, 0.0], [0.1, 0.1, 0.1], 0.0, 1.0, steps_per_epoch=3, batch_size=1)
+    assert b.au == 0.0
+
+
+def test_weighted_average_by_steps():
+    assert weighted([]) == (0.0, 0.0)
+
+
+def test_per_rank_epochs(golden):
+    tls, _ = golden
+    r0 = rank_metrics(tls[0])
+    e1, e2 = r0.epochs
+    assert [b.au for b in e1.blocks] == pytest.approx([AU_E1_B1, AU_E1_B2], abs=TOL)
+    assert e1.au == pytest.approx(AU_E1, abs=TOL)
+    assert e1.throughput == pytest.approx(THR_E1, abs=TOL)
+    assert e1.eval_au is None
+    assert e2.au == pytest.approx(AU_E2_R0, abs=TOL)
+    assert e2.throughput == pytest.approx(THR_E2_R0, abs=TOL)
+    assert e2.eval_au == pytest.approx(EVAL_AU, abs=TOL)
+    assert e2.eval_throughput == pytest.approx(EVAL_THR, abs=TOL)
+    assert r0.train_seconds == pytest.approx(3.0 + 1.5 + 4.0, abs=TOL)
+
+
+def test_across_ranks_and_epochs(golden):
+    tls, thr = golden
+    m = compute_metrics(tls, thr)
+    au = [AU_E1, (AU_E2_R0 + AU_E2_R1) / 2]  # mean over ranks
+    tp = [2 * THR_E1, THR_E2_R0 + THR_E2_R1]  # sum over ranks
+    assert m.num_accelerators == 2
+    assert list(m.train_au_percentage) == pytest.approx(au, abs=TOL)
+    assert list(m.train_throughput_samples_per_second) == pytest.approx(tp, abs=TOL)
+    assert m.train_au_mean_percentage == pytest.approx((au[0] + au[1]) / 2, abs=TOL)
+    assert m.train_au_stdev_percentage == pytest.approx(abs(au[0] - au[1]) / 2, abs=TOL)  # population std
+    mean_tp = (tp[0] + tp[1]) / 2
+    assert m.train_throughput_mean_samples_per_second == pytest.approx(mean_tp, abs=TOL)
+    assert m.train_throughput_stdev_samples_per_second == pytest.approx(abs(tp[0] - tp[1]) / 2, abs=TOL)
+    assert m.train_io_mean_MB_per_second == pytest.approx(mean_tp * 1048576 / 1024 / 1024, abs=TOL)
+    assert m.train_au_meet_expectation == "fail"
+    assert list(m.eval_au_percentage) == pytest.approx([EVAL_AU], abs=TOL)
+    assert list(m.eval_throughput_samples_per_second) == pytest.approx([2 * EVAL_THR], abs=TOL)
+    assert m.eval_au_meet_expectation == "fail"
+    assert m.eval_au_stdev_percentage == 0.0
+
+
+def test_our_io_figures(golden):
+    tls, thr = golden
+    m = compute_metrics(tls, thr)
+    assert m.read_bytes == 1500 and m.read_count == 5
+    assert m.read_MB_per_second_actual == pytest.approx(1000 / MIB / 8.5 + 500 / MIB / 9.5, abs=TOL)
+    # latencies [1, 2, 3, 10, 4] ms, linear interpolation as numpy's default percentile
+    assert m.read_latency_p50_ms == pytest.approx(3.0, abs=TOL)
+    assert m.read_latency_p90_ms == pytest.approx(4 + 0.6 * 6, abs=TOL)
+    assert m.read_latency_p99_ms == pytest.approx(4 + 0.96 * 6, abs=TOL)
+    assert m.read_latency_max_ms == pytest.approx(10.0, abs=TOL)
+    assert m.io_wait_seconds == pytest.approx(2 * 1.7, abs=TOL)
+    assert m.io_wait_mean_ms == pytest.approx(2 * 1.7 / 20 * 1000, abs=TOL)
+    assert m.io_wait_max_ms == pytest.approx(500.0, abs=TOL)
+    assert m.compute_seconds == pytest.approx(2 * 6.0, abs=TOL)
+    assert m.steps == 20 and m.epochs == 2
+
+
+def test_outputs_are_plain_python(golden):
+    tls, thr = golden
+    m = compute_metrics(tls, thr)
+    for _, v in m.properties():
+        assert type(v) in (int, float, str), v
+    for v in m.dlio_metric().values():
+        assert type(v) in (int, float, str, list)
+        if isinstance(v, list):
+            assert all(type(x) is float for x in v)
+
+
+def test_meet_expectation_at_threshold(golden):
+    tls, _ = golden
+    ranks = [rank_metrics(t) for t in tls]
+    m = combine(ranks, record_size=1.0, au_threshold=0.5)
+    assert m.train_au_meet_expectation == "success"
+    assert au_verdict(m, 0.5) is None
+
+
+def test_au_verdict_says_where_time_went(golden):
+    tls, thr = golden
+    m = compute_metrics(tls, thr)
+    msg = au_verdict(m, thr)
+    assert msg is not None
+    assert f"{m.train_au_mean_percentage:.2f} %" in msg and "90.00 %" in msg
+    assert "3.400 s for data" in msg and "12.000 s of compute" in msg
+
+
+def test_timeline_round_trip(golden):
+    tls, _ = golden
+    assert from_dict(to_dict(tls[0])) == tls[0]
