@@ -34,6 +34,9 @@ class TestMemoryStore(StoreTests):
 
 
 class TestS3Store(StoreTests):
+    large_size = 20 * 2**20  # still 3 multipart parts; the 64 MiB cases run on the local backends
+    many_keys = 1001  # still two list pages; every put costs ~5 ms of client CPU
+
     @pytest.fixture
     def store_uri(self, monkeypatch: pytest.MonkeyPatch) -> str:
         for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
@@ -42,6 +45,9 @@ class TestS3Store(StoreTests):
 
 
 class TestAzureStore(StoreTests):
+    large_size = 20 * 2**20  # still 3 staged blocks; the 64 MiB cases run on the local backends
+    many_keys = 1001
+
     @pytest.fixture
     def store_uri(self, monkeypatch: pytest.MonkeyPatch) -> str:
         for var in ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT", "AZURE_BLOB_ACCOUNT"):

@@ -229,7 +229,7 @@ class AzureStore(ObjectStore):
     async def delete_prefix(self, prefix: str) -> int:
         # docstring inherited
         keys = [k async for k, _ in self.list(prefix)]
-        slots = asyncio.Semaphore(max(8, self.options.concurrency))
+        slots = asyncio.Semaphore(max(32, self.options.concurrency))
 
         async def one(k: str) -> None:
             async with slots:
