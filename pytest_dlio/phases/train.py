@@ -1,0 +1,405 @@
+"""The training phase: what DLIO's training loop does to storage (dlio.md §3.4), timed into a Timeline.
+
+Per epoch: the rank's sample order (index sampler: a contiguous block of ceil(N/P) samples per rank,
+with ``file_shuffle``/``sample_shuffle`` meaning what DLIO documents — off, seeded, or random), batches
+read by ``read_threads`` concurrent reader tasks with at most ``max(prefetch_size, read_threads)``
+batches of read-ahead, emulated compute per step (a measured sleep), optional step-based checkpoint
+callbacks that split the epoch into blocks, and evaluation after the configured epochs. Storage calls
+are async; decoding runs in a thread pool sized by ``read_threads`` (inline when it is 0, like DLIO's
+zero workers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import math
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pytest_dlio.config.model import TimeSpec, WorkloadConfig
+from pytest_dlio.errors import DlioError, NotFound
+from pytest_dlio.metrics import TrainMetrics, au_verdict, compute_metrics
+from pytest_dlio.phases import PhaseResult
+from pytest_dlio.ranks import Comm
+from pytest_dlio.storage.base import Buffer, ObjectStore
+from pytest_dlio.timeline import Block, Clock, Epoch, EvalRun, Reads, Step, Timeline
+
+CheckpointHook = Callable[[int, int], Awaitable[None]]
+EpochHook = Callable[[int], Awaitable[None]]
+
+
+# ---------------------------------------------------------------- dataset layout (adapter) ----
+def dataset_keys(cfg: WorkloadConfig, split: str = "train") -> list[str]:
+    """DLIO's file names under the data folder (dlio.md §3.2), sorted as DLIO's discovery sorts them."""
+    ds = cfg.dataset
+    n, nsub = (ds.num_files_train, ds.num_subfolders_train) if split == "train" else (
+        ds.num_files_eval, ds.num_subfolders_eval)
+    folder = "train" if split == "train" else "valid"
+    width = len(str(n))
+    sub_w = len(str(nsub))
+    keys = []
+    for i in range(n):
+        name = f"{ds.file_prefix}_{i:0{width}d}_of_{n}.{ds.format}"
+        keys.append(f"{folder}/{i % nsub:0{sub_w}d}/{name}" if nsub > 1 else f"{folder}/{name}")
+    return keys
+
+
+def decode_sample(fmt: str, data: Buffer, sample: int, key: str) -> object:
+    """What DLIO's reader does to an opened file for one sample (npy/npz parsed; other formats touched)."""
+    try:
+        if fmt == "npz":
+            with np.load(io.BytesIO(data)) as z:
+                x = z["x"]
+            return x[..., sample % x.shape[-1]] if x.ndim else x
+        if fmt == "npy":
+            x = np.load(io.BytesIO(data))
+            return x[..., sample % x.shape[-1]] if x.ndim else x
+    except (ValueError, OSError, KeyError, IndexError) as exc:
+        raise DlioError(f"{key}: cannot decode sample {sample} as {fmt} ({exc}); "
+                        "regenerate the dataset with the datagen item") from None
+    return memoryview(data).nbytes
+
+
+# ---------------------------------------------------------------- sampling ----
+def _rng(mode: str, seed: int, salt: tuple[int, ...]) -> np.random.Generator | None:
+    if mode == "off":
+        return None
+    if mode == "seed":
+        return np.random.default_rng([seed, *salt])
+    return np.random.default_rng()  # random: unseeded
+
+
+def epoch_order(cfg: WorkloadConfig, epoch: int, rank: int, size: int, *, shared_seed: int,
+                steps: int | None = None, split: str = "train") -> np.ndarray:
+    """Global sample indices this rank reads in ``epoch``, in order (``steps * batch_size`` of them).
+
+    ``file_shuffle`` permutes the file list (identically on every rank: seeded by ``train.seed``,
+    ``+epoch`` when ``seed_change_epoch``; ``random`` uses ``shared_seed``, drawn once per run and
+    shared by all ranks) before the rank takes its contiguous ceil(N/P) block; ``sample_shuffle``
+    then permutes the rank's block. A block shorter than the steps need (N not divisible by P) wraps.
+    """
+    ds, rd, tr = cfg.dataset, cfg.reader, cfg.train
+    spf = ds.num_samples_per_file
+    nfiles = ds.num_files_train if split == "train" else ds.num_files_eval
+    bs = rd.batch_size if split == "train" else rd.batch_size_eval
+    if steps is None:
+        steps = cfg.steps_per_epoch(size) if split == "train" else cfg.eval_steps(size)
+    seed = tr.seed + (epoch if tr.seed_change_epoch else 0)
+    shuffle = split == "train"
+    files = np.arange(nfiles, dtype=np.int64)
+    if shuffle and rd.file_shuffle != "off":
+        frng = np.random.default_rng([seed if rd.file_shuffle == "seed" else shared_seed + epoch, 1])
+        files = frng.permutation(files)
+    samples = (files[:, None] * spf + np.arange(spf, dtype=np.int64)[None, :]).ravel()
+    n = samples.size
+    spp = math.ceil(n / size) if n else 0
+    mine = samples[rank * spp:min((rank + 1) * spp, n)]
+    srng = _rng(rd.sample_shuffle if shuffle else "off", seed, (rank, 2))
+    if srng is not None:
+        mine = srng.permutation(mine)
+    need = steps * bs
+    if need == 0 or mine.size == 0:
+        return mine[:0]
+    return mine[:need] if mine.size >= need else np.resize(mine, need)
+
+
+# ---------------------------------------------------------------- reading ----
+@dataclass
+class LoaderStats:
+    """How far ahead the readers got (the prefetch bound is asserted on this)."""
+
+    max_ahead: int = 0
+    batches: int = 0
+
+
+class Loader:
+    """Reads batches of samples from a store: concurrent reader tasks, bounded read-ahead, in-order delivery."""
+
+    def __init__(self, cfg: WorkloadConfig, store: ObjectStore, keys: list[str], reads: Reads,
+                 pool: ThreadPoolExecutor | None, rng: np.random.Generator) -> None:
+        rd = cfg.reader
+        self.store, self.keys, self.reads, self.pool = store, keys, reads, pool
+        self.fmt = cfg.dataset.format
+        self.spf = cfg.dataset.num_samples_per_file
+        self.threads = rd.read_threads
+        self.capacity = max(rd.prefetch_size, rd.read_threads, 1)
+        self.memory = rd.read_type == "memory"
+        self.preprocess: TimeSpec = rd.preprocess_time
+        self.rng = rng
+        self.stats = LoaderStats()
+        self._cache: dict[str, asyncio.Task[Buffer]] = {}
+        self._left: dict[str, int] = {}
+
+    async def _get(self, key: str) -> Buffer:
+        t = time.perf_counter()
+        data = await self.store.get(key)
+        self.reads.add(len(data), time.perf_counter() - t)
+        return data
+
+    async def _file(self, key: str) -> Buffer:
+        if not self.memory:
+            return await self._get(key)
+        task = self._cache.get(key)
+        if task is None:
+            task = self._cache[key] = asyncio.ensure_future(self._get(key))
+        try:
+            return await task
+        finally:
+            self._left[key] -= 1
+            if self._left[key] <= 0:
+                self._cache.pop(key, None)
+
+    async def _sample(self, idx: int) -> object:
+        key = self.keys[idx // self.spf]
+        data = await self._file(key)
+        if self.pool is None:
+            out = decode_sample(self.fmt, data, idx % self.spf, key)
+        else:
+            loop = asyncio.get_running_loop()
+            out = await loop.run_in_executor(self.pool, decode_sample, self.fmt, data, idx % self.spf, key)
+        if not self.preprocess.is_zero:
+            await asyncio.sleep(self.preprocess.sample(self.rng))
+        return out
+
+    async def _batch(self, indices: np.ndarray) -> list[object]:
+        return [await self._sample(int(i)) for i in indices]
+
+    async def batches(self, order: np.ndarray, batch_size: int) -> AsyncIterator[list[object]]:
+        """Yield ``len(order) // batch_size`` batches in order."""
+        n = len(order) // batch_size
+        parts = [order[b * batch_size:(b + 1) * batch_size] for b in range(n)]
+        if self.memory:
+            self._cache.clear()
+            self._left = {}
+            for f in (order[:n * batch_size] // self.spf).tolist():
+                k = self.keys[f]
+                self._left[k] = self._left.get(k, 0) + 1
+        if self.threads <= 0:  # DLIO's 0 workers: read on the step's own path, no read-ahead
+            for p in parts:
+                self.stats.batches += 1
+                yield await self._batch(p)
+            return
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[list[object]]] = [loop.create_future() for _ in range(n)]
+        slots = asyncio.Semaphore(self.capacity)
+        state = {"next": 0, "consumed": 0}
+
+        async def worker() -> None:
+            while True:
+                await slots.acquire()
+                b = state["next"]
+                if b >= n:
+                    slots.release()
+                    return
+                state["next"] = b + 1
+                self.stats.max_ahead = max(self.stats.max_ahead, b + 1 - state["consumed"])
+                try:
+                    futures[b].set_result(await self._batch(parts[b]))
+                except Exception as exc:  # delivered to the step loop in order
+                    futures[b].set_exception(exc)
+
+        tasks = [asyncio.create_task(worker()) for _ in range(self.threads)]
+        try:
+            for b in range(n):
+                batch = await futures[b]
+                state["consumed"] = b + 1
+                slots.release()
+                self.stats.batches += 1
+                yield batch
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for f in futures:
+                if f.done() and not f.cancelled():
+                    f.exception()  # mark retrieved
+                else:
+                    f.cancel()
+
+
+# ---------------------------------------------------------------- compute emulation ----
+async def emulate(seconds: float) -> None:
+    """Sleep ``seconds`` precisely while letting reader tasks run (coarse sleep, then yield-spin)."""
+    if seconds <= 0:
+        return
+    deadline = time.perf_counter() + seconds
+    coarse = seconds - 0.002
+    if coarse > 0:
+        await asyncio.sleep(coarse)
+    while time.perf_counter() < deadline:
+        await asyncio.sleep(0)
+
+
+# ---------------------------------------------------------------- dataset check ----
+async def check_dataset(store: ObjectStore, keys: list[str]) -> None:
+    """DlioError naming the first missing or empty file, before any epoch runs."""
+    if not keys:
+        return
+    sizes: dict[str, int] = {}
+    if store.supports_listing:
+        prefixes = {k.split("/", 1)[0] + "/" for k in keys}
+        for p in prefixes:
+            async for k, s in store.list(p):
+                sizes[k] = s
+    else:
+        async def one(k: str) -> None:
+            try:
+                sizes[k] = await store.size(k)
+            except NotFound:
+                pass
+        await asyncio.gather(*(one(k) for k in keys))
+    missing = [k for k in keys if k not in sizes]
+    empty = [k for k in keys if sizes.get(k) == 0]
+    where = str(store).rstrip("/")
+    if missing:
+        raise DlioError(f"dataset incomplete: {len(missing)} of {len(keys)} files missing under {where}, "
+                        f"first {missing[0]}; generate it (datagen item / workflow.generate_data: True) "
+                        "or point dataset.data_folder at the generated data")
+    if empty:
+        raise DlioError(f"dataset damaged: {len(empty)} of {len(keys)} files are empty under {where}, "
+                        f"first {empty[0]}; regenerate the dataset")
+
+
+# ---------------------------------------------------------------- the loop ----
+@dataclass
+class TrainRun:
+    """What one rank's training produced: its timeline, the run's metrics, and loader statistics."""
+
+    timeline: Timeline
+    metrics: TrainMetrics
+    loader: LoaderStats
+    t_start: float
+    t_end: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _shared_seed(comm: Comm) -> int:
+    mine = secrets.randbits(48) if comm.rank == 0 else 0
+    return int(comm.allreduce(float(mine)))
+
+
+async def _eval(cfg: WorkloadConfig, loader: Loader, comm: Comm, clock: Clock, epoch: int, seed: int,
+                rng: np.random.Generator) -> EvalRun:
+    steps = cfg.eval_steps(comm.size)
+    order = epoch_order(cfg, epoch, comm.rank, comm.size, shared_seed=seed, split="eval")
+    run = EvalRun(clock.now())
+    it = loader.batches(order, cfg.reader.batch_size_eval)
+    try:
+        for _ in range(steps):
+            t0 = clock.now()
+            await anext(it)
+            t1 = clock.now()
+            await emulate(cfg.evaluation.eval_time.sample(rng))
+            t2 = clock.now()
+            run.steps.append(Step(t0, t1 - t0, t2 - t1, t2 - t0))
+    finally:
+        await it.aclose()
+    run.t_end = clock.now()
+    return run
+
+
+async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
+                       on_checkpoint: CheckpointHook | None = None, on_epoch_end: EpochHook | None = None,
+                       clock: Clock | None = None) -> TrainRun:
+    """Run every epoch on this rank and return its timeline and the (gathered) run metrics."""
+    clock = clock or Clock()
+    rd = cfg.reader
+    steps = cfg.steps_per_epoch(comm.size)
+    if steps <= 0:
+        raise DlioError(f"no training steps: {cfg.total_samples_train} samples / batch_size {rd.batch_size} "
+                        f"/ {comm.size} ranks < 1; raise dataset.num_files_train or lower reader.batch_size")
+    train_keys = dataset_keys(cfg, "train")
+    do_eval = cfg.workflow.evaluation and cfg.dataset.num_files_eval > 0 and cfg.eval_steps(comm.size) > 0
+    eval_keys = dataset_keys(cfg, "eval") if do_eval else []
+    await check_dataset(store, train_keys + eval_keys)
+    tl = Timeline(rank=comm.rank, steps_per_epoch=steps, eval_steps=cfg.eval_steps(comm.size),
+                  batch_size=rd.batch_size, batch_size_eval=rd.batch_size_eval,
+                  record_size=float(cfg.dataset.record_length_bytes),
+                  exclude_start_steps=cfg.output.metric.exclude_start_steps,
+                  exclude_end_steps=cfg.output.metric.exclude_end_steps)
+    seed = _shared_seed(comm)
+    rng = np.random.default_rng([cfg.train.seed, comm.rank, 3])
+    pool = ThreadPoolExecutor(rd.read_threads, thread_name_prefix="dlio-read") if rd.read_threads > 0 else None
+    loader = Loader(cfg, store, train_keys, tl.reads, pool, rng)
+    eval_loader = Loader(cfg, store, eval_keys, tl.eval_reads, pool, rng) if do_eval else None
+    every = cfg.checkpoint.steps_between_checkpoints if on_checkpoint is not None else -1
+    next_eval = cfg.evaluation.eval_after_epoch
+    overall = 0
+    tl.t_start = clock.now()
+    try:
+        for e in range(1, cfg.train.epochs + 1):
+            order = epoch_order(cfg, e, comm.rank, comm.size, shared_seed=seed, steps=steps)
+            ep = Epoch(e, clock.now())
+            block = Block(1, ep.t_start)
+            it = loader.batches(order, rd.batch_size)
+            try:
+                for step in range(1, steps + 1):
+                    t0 = clock.now()
+                    await anext(it)
+                    t1 = clock.now()
+                    await emulate(cfg.train.computation_time.sample(rng))
+                    t2 = clock.now()
+                    comm.barrier()
+                    block.steps.append(Step(t0, t1 - t0, t2 - t1, clock.now() - t0))
+                    overall += 1
+                    if every > 0 and overall % every == 0 and on_checkpoint is not None:
+                        block.t_end = clock.now()
+                        ep.blocks.append(block)
+                        await on_checkpoint(e, overall)
+                        block = Block(block.index + 1, clock.now()) if step < steps else None  # type: ignore[assignment]
+                        if block is None:
+                            break
+            finally:
+                await it.aclose()
+            if block is not None and block.steps:
+                block.t_end = clock.now()
+                ep.blocks.append(block)
+            if eval_loader is not None and e >= next_eval:
+                ep.eval = await _eval(cfg, eval_loader, comm, clock, e, seed, rng)
+                next_eval += cfg.evaluation.epochs_between_evals
+            ep.t_end = clock.now()
+            tl.epochs.append(ep)
+            if on_epoch_end is not None:
+                await on_epoch_end(e)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+    tl.t_end = clock.now()
+    gathered = comm.gather(tl)
+    metrics = compute_metrics(gathered if gathered else [tl], cfg.metric.au)
+    return TrainRun(tl, metrics, loader.stats, tl.t_start, tl.t_end)
+
+
+def result_of(cfg: WorkloadConfig, run: TrainRun) -> PhaseResult:
+    """The item's PhaseResult: DLIO-named properties, summary.json content, terminal lines."""
+    from pytest_dlio.report.dlio_json import summary_dict
+    from pytest_dlio.report.table import metric_lines
+
+    m = run.metrics
+    return PhaseResult(properties=m.properties(), summary=summary_dict(cfg, m, run.t_start, run.t_end),
+                       lines=metric_lines(m), failure=None)
+
+
+async def train(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, output_dir: Path | None = None,
+                on_checkpoint: CheckpointHook | None = None, on_epoch_end: EpochHook | None = None) -> PhaseResult:
+    """Train as DLIO does against ``store`` (rooted at the data folder); write DLIO's files to ``output_dir``."""
+    run = await run_training(cfg, store, comm=comm, on_checkpoint=on_checkpoint, on_epoch_end=on_epoch_end)
+    if output_dir is not None:
+        from pytest_dlio.report.dlio_json import write_rank_files, write_summary
+
+        write_rank_files(output_dir, run.timeline, run.metrics)
+        if comm.rank == 0:
+            write_summary(output_dir, cfg, run.metrics, run.t_start, run.t_end)
+    return result_of(cfg, run)
+
+
+__all__ = ["Loader", "TrainRun", "au_verdict", "check_dataset", "dataset_keys", "decode_sample", "emulate",
+           "epoch_order", "result_of", "run_training", "train"]

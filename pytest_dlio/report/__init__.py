@@ -1,0 +1,1 @@
+"""Reports: DLIO-compatible JSON files, the terminal table, JUnit properties."""

@@ -1,0 +1,240 @@
+"""The training loop against a real in-process store (mem://) and real files: steps, shards, shuffles, eval,
+read-ahead bound, read_type, checkpoint blocks, missing data."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from pytest_dlio.config.model import (
+    Checkpoint,
+    Dataset,
+    Evaluation,
+    Reader,
+    TimeSpec,
+    Train,
+    Workflow,
+    WorkloadConfig,
+)
+from pytest_dlio.errors import DlioError
+from pytest_dlio.phases.train import dataset_keys, epoch_order, run_training, train
+from pytest_dlio.ranks import SingleComm
+from pytest_dlio.storage import open_store
+
+_names = itertools.count()
+
+
+def make_cfg(**kw) -> WorkloadConfig:
+    ds = Dataset(format="npy", num_files_train=kw.pop("files", 8), num_files_eval=kw.pop("eval_files", 0),
+                 num_samples_per_file=kw.pop("spf", 2), record_length_bytes=64)
+    rd = Reader(data_loader="pytorch", batch_size=kw.pop("bs", 2), batch_size_eval=kw.pop("bs_eval", 1),
+                read_threads=kw.pop("threads", 2), prefetch_size=kw.pop("prefetch", 2),
+                file_shuffle=kw.pop("file_shuffle", "off"), sample_shuffle=kw.pop("sample_shuffle", "off"),
+                read_type=kw.pop("read_type", "on_demand"))
+    tr = Train(epochs=kw.pop("epochs", 1), computation_time=TimeSpec(mean=kw.pop("compute", 0.0)),
+               total_training_steps=kw.pop("total_steps", -1), seed_change_epoch=kw.pop("change", True))
+    wf = Workflow(train=True, evaluation=kw.pop("evaluation", False))
+    ev = Evaluation(eval_after_epoch=kw.pop("eval_after", 1), epochs_between_evals=kw.pop("eval_every", 1))
+    ck = Checkpoint(steps_between_checkpoints=kw.pop("ckpt_steps", -1))
+    assert not kw, kw
+    return WorkloadConfig(framework="pytorch", dataset=ds, reader=rd, train=tr, workflow=wf, evaluation=ev,
+                          checkpoint=ck)
+
+
+async def fill(store, cfg: WorkloadConfig) -> None:
+    spf = cfg.dataset.num_samples_per_file
+    for split in ("train", "eval"):
+        for i, key in enumerate(dataset_keys(cfg, split)):
+            buf = io.BytesIO()
+            np.save(buf, np.full((4, 4, spf), i % 251, dtype=np.uint8))
+            await store.put(key, buf.getvalue())
+
+
+class Recording:
+    """A real MemoryStore that also remembers the order of ``get`` calls."""
+
+    def __init__(self, store) -> None:
+        self._s, self.gets = store, []
+        self.supports_listing = store.supports_listing
+
+    def __getattr__(self, name):
+        return getattr(self._s, name)
+
+    def __str__(self) -> str:
+        return str(self._s)
+
+    async def get(self, key):
+        self.gets.append(key)
+        return await self._s.get(key)
+
+
+def run(cfg, store=None, **kw):
+    async def go():
+        s = store or open_store(f"mem://train{next(_names)}")
+        await fill(getattr(s, "_s", s), cfg)
+        return await run_training(cfg, s, comm=SingleComm(), **kw)
+
+    return asyncio.run(go())
+
+
+def test_steps_per_epoch_and_reads():
+    cfg = make_cfg(files=8, spf=2, bs=2, epochs=2)
+    r = run(cfg)
+    assert [len(b.steps) for e in r.timeline.epochs for b in e.blocks] == [8, 8]
+    assert r.metrics.read_count == 2 * 16  # on_demand: one whole-file get per sample
+    assert r.metrics.read_bytes == 2 * 16 * (128 + 32)  # npy: 128-byte header + 4*4*2 bytes
+    assert r.metrics.epochs == 2
+
+
+def test_total_training_steps_caps_each_epoch():
+    r = run(make_cfg(files=8, spf=2, bs=2, epochs=2, total_steps=3))
+    assert [len(e.blocks[0].steps) for e in r.timeline.epochs] == [3, 3]
+
+
+def test_rank_shards_are_contiguous_disjoint_and_complete():
+    cfg = make_cfg(files=10, spf=1, bs=1)
+    a = epoch_order(cfg, 1, 0, 2, shared_seed=0)
+    b = epoch_order(cfg, 1, 1, 2, shared_seed=0)
+    assert a.tolist() == [0, 1, 2, 3, 4] and b.tolist() == [5, 6, 7, 8, 9]
+
+
+def test_uneven_shard_wraps_to_the_common_step_count():
+    cfg = make_cfg(files=10, spf=1, bs=1)
+    last = epoch_order(cfg, 1, 2, 3, shared_seed=0)  # spp=4: rank 2 owns 8, 9 but all ranks do 3 steps
+    assert last.tolist() == [8, 9, 8]
+
+
+def test_shuffle_off_seed_and_random():
+    off = make_cfg(files=16, spf=4, bs=4)
+    seed = make_cfg(files=16, spf=4, bs=4, sample_shuffle="seed", file_shuffle="seed")
+    assert epoch_order(off, 1, 0, 1, shared_seed=0).tolist() == list(range(64))
+    s1 = epoch_order(seed, 1, 0, 1, shared_seed=0)
+    assert s1.tolist() != list(range(64)) and sorted(s1.tolist()) == list(range(64))
+    assert epoch_order(seed, 1, 0, 1, shared_seed=99).tolist() == s1.tolist()  # seeded: reproducible
+    assert epoch_order(seed, 2, 0, 1, shared_seed=0).tolist() != s1.tolist()  # seed + epoch
+    fixed = replace(seed, train=replace(seed.train, seed_change_epoch=False))
+    assert epoch_order(fixed, 2, 0, 1, shared_seed=0).tolist() == epoch_order(fixed, 1, 0, 1, shared_seed=0).tolist()
+    rnd = make_cfg(files=16, spf=4, bs=4, sample_shuffle="random")
+    assert epoch_order(rnd, 1, 0, 1, shared_seed=0).tolist() != epoch_order(rnd, 1, 0, 1, shared_seed=0).tolist()
+
+
+def test_file_shuffle_keeps_samples_of_a_file_together_and_ranks_disjoint():
+    cfg = make_cfg(files=8, spf=2, bs=1, file_shuffle="seed")
+    a = epoch_order(cfg, 1, 0, 2, shared_seed=0).tolist()
+    b = epoch_order(cfg, 1, 1, 2, shared_seed=0).tolist()
+    assert sorted(a + b) == list(range(16))
+    assert all(a[i] // 2 == a[i + 1] // 2 for i in range(0, 8, 2))
+    assert a != list(range(8))
+
+
+def test_sample_shuffle_really_changes_read_order():
+    async def gets(cfg):
+        s = Recording(open_store(f"mem://order{next(_names)}"))
+        await fill(s._s, cfg)
+        await run_training(cfg, s, comm=SingleComm())
+        return s.gets
+
+    off = asyncio.run(gets(make_cfg(files=8, spf=1, bs=1, threads=0)))
+    on = asyncio.run(gets(make_cfg(files=8, spf=1, bs=1, threads=0, sample_shuffle="seed")))
+    assert off == dataset_keys(make_cfg(files=8, spf=1))
+    assert on != off and sorted(on) == sorted(off)
+
+
+def test_memory_read_type_reads_each_file_once_per_epoch():
+    r = run(make_cfg(files=4, spf=4, bs=4, read_type="memory", epochs=2))
+    assert r.metrics.read_count == 2 * 4
+    r2 = run(make_cfg(files=4, spf=4, bs=4, read_type="on_demand", epochs=1))
+    assert r2.metrics.read_count == 16
+
+
+@pytest.mark.parametrize("prefetch,threads", [(1, 1), (4, 2), (2, 4)])
+def test_read_ahead_is_bounded(prefetch, threads):
+    r = run(make_cfg(files=16, spf=1, bs=1, threads=threads, prefetch=prefetch, compute=0.003))
+    cap = max(prefetch, threads)
+    assert 1 <= r.loader.max_ahead <= cap
+    assert r.loader.max_ahead == cap  # with compute to hide behind, the readers do run ahead to the bound
+
+
+def test_zero_read_threads_reads_inline():
+    r = run(make_cfg(files=8, spf=1, bs=2, threads=0))
+    assert r.loader.max_ahead == 0 and r.loader.batches == 4
+
+
+def test_eval_after_and_between_epochs():
+    cfg = make_cfg(files=4, spf=1, bs=1, eval_files=2, bs_eval=1, evaluation=True, epochs=4, eval_after=2,
+                   eval_every=2)
+    r = run(cfg)
+    assert [e.eval is not None for e in r.timeline.epochs] == [False, True, False, True]
+    assert [len(e.eval.steps) for e in r.timeline.epochs if e.eval] == [2, 2]
+    assert len(r.metrics.eval_au_percentage) == 2
+    assert len(r.timeline.eval_reads.nbytes) == 4
+
+
+def test_checkpoint_hook_splits_blocks():
+    calls = []
+
+    async def ckpt(epoch, step):
+        calls.append((epoch, step))
+
+    r = run(make_cfg(files=10, spf=1, bs=1, epochs=2, ckpt_steps=4), on_checkpoint=ckpt)
+    assert calls == [(1, 4), (1, 8), (2, 12), (2, 16), (2, 20)]
+    assert [[len(b.steps) for b in e.blocks] for e in r.timeline.epochs] == [[4, 4, 2], [2, 4, 4]]
+
+
+def test_compute_is_measured_not_assumed():
+    r = run(make_cfg(files=6, spf=1, bs=1, compute=0.005))
+    comp = [s.compute for b in r.timeline.epochs[0].blocks for s in b.steps]
+    assert all(c >= 0.005 for c in comp)
+    assert 0 < r.metrics.train_au_mean_percentage <= 100
+
+
+def test_missing_file_names_the_first_missing_key():
+    cfg = make_cfg(files=4, spf=1, bs=1)
+
+    async def go():
+        s = open_store(f"mem://missing{next(_names)}")
+        await fill(s, cfg)
+        await s.delete(dataset_keys(cfg)[2])
+        await s.delete(dataset_keys(cfg)[3])
+        await run_training(cfg, s, comm=SingleComm())
+
+    with pytest.raises(DlioError, match=r"2 of 4 files missing .* first train/img_2_of_4\.npy"):
+        asyncio.run(go())
+
+
+def test_empty_file_is_refused():
+    cfg = make_cfg(files=2, spf=1, bs=1)
+
+    async def go():
+        s = open_store(f"mem://empty{next(_names)}")
+        await fill(s, cfg)
+        await s.put(dataset_keys(cfg)[1], b"")
+        await run_training(cfg, s, comm=SingleComm())
+
+    with pytest.raises(DlioError, match=r"empty .* first train/img_1_of_2\.npy"):
+        asyncio.run(go())
+
+
+def test_on_local_files_with_subfolders(tmp_path):
+    cfg = make_cfg(files=6, spf=1, bs=2)
+    cfg = replace(cfg, dataset=replace(cfg.dataset, num_subfolders_train=3))
+    assert dataset_keys(cfg)[:2] == ["train/0/img_0_of_6.npy", "train/1/img_1_of_6.npy"]
+
+    async def go():
+        s = open_store(tmp_path.as_uri())
+        await fill(s, cfg)
+        try:
+            return await train(cfg, s, comm=SingleComm(), output_dir=tmp_path / "out")
+        finally:
+            await s.close()
+
+    res = asyncio.run(go())
+    props = dict(res.properties)
+    assert props["steps"] == 3 and props["read_count"] == 6
+    assert (tmp_path / "out" / "summary.json").exists()
+    assert res.lines and res.summary["metric"]["train_au_meet_expectation"] in ("success", "fail")
