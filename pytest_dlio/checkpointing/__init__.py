@@ -1,0 +1,1 @@
+"""Checkpointing: DLIO's checkpoint sizes and layout, checkpoint metrics, and the --dlio-plan report."""
