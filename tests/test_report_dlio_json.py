@@ -1,0 +1,123 @@
+"""DLIO-compatible output files: key sets as DLIO HEAD writes them (dlio.md §4.3), merging, the table."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+from pytest_dlio.config.model import Dataset, WorkloadConfig
+from pytest_dlio.metrics import compute_metrics
+from pytest_dlio.report.dlio_json import (
+    TIME_FORMAT,
+    add_epoch_entry,
+    merge_summary,
+    write_rank_files,
+    write_summary,
+)
+from pytest_dlio.report.table import metric_lines, render_table
+from pytest_dlio.timeline import from_dict
+
+GOLDEN = Path(__file__).parent.parent / "fixtures" / "golden" / "train_timeline.json"
+DLIO_SUMMARY_KEYS = {
+    "start", "end", "num_accelerators", "num_hosts", "hostname", "num_files_train", "num_files_eval",
+    "num_samples_per_file", "host_cpu_count", "host_processor_name", "host_memory_GB",
+    "data_size_per_host_GB", "potential_caching", "epochs", "metric",
+}
+TRAIN_METRIC_KEYS = {
+    "train_au_percentage", "train_au_mean_percentage", "train_au_stdev_percentage",
+    "train_au_meet_expectation", "train_throughput_samples_per_second",
+    "train_throughput_mean_samples_per_second", "train_throughput_stdev_samples_per_second",
+    "train_io_mean_MB_per_second", "train_io_stdev_MB_per_second",
+}
+EVAL_METRIC_KEYS = {k.replace("train_", "eval_", 1) for k in TRAIN_METRIC_KEYS}
+
+
+def golden():
+    doc = json.loads(GOLDEN.read_text())
+    tls = [from_dict(r) for r in doc["ranks"]]
+    return tls, compute_metrics(tls, doc["au_threshold"])
+
+
+def cfg() -> WorkloadConfig:
+    return WorkloadConfig(dataset=Dataset(num_files_train=8, num_files_eval=2, num_samples_per_file=3,
+                                          record_length_bytes=1048576))
+
+
+def test_summary_key_set_and_values(tmp_path):
+    tls, m = golden()
+    path = write_summary(tmp_path, cfg(), m, 100.0, 206.5)
+    doc = json.loads(path.read_text())
+    assert set(doc) == DLIO_SUMMARY_KEYS | {"pytest_dlio"}
+    assert set(doc["metric"]) == TRAIN_METRIC_KEYS | EVAL_METRIC_KEYS
+    assert datetime.strptime(doc["end"], TIME_FORMAT).timestamp() - datetime.strptime(
+        doc["start"], TIME_FORMAT).timestamp() == 106.5
+    assert doc["num_accelerators"] == 2 and doc["epochs"] == 2 and doc["num_samples_per_file"] == 3
+    assert doc["data_size_per_host_GB"] == 2 * 3 * 8 // 2 * 1048576 / 1024**3
+    assert doc["metric"]["train_au_percentage"] == list(m.train_au_percentage)
+    assert doc["pytest_dlio"]["metric"]["read_bytes"] == 1500
+
+
+def test_merge_summary_adds_checkpoint_metrics_without_losing_train(tmp_path):
+    _, m = golden()
+    path = write_summary(tmp_path, cfg(), m, 100.0, 206.5)
+    merge_summary(path, {"metric": {"save_checkpoint_duration_mean_seconds": 1.5, "checkpoint_size_GB": 2.0}})
+    doc = json.loads(path.read_text())
+    assert doc["metric"]["save_checkpoint_duration_mean_seconds"] == 1.5
+    assert doc["metric"]["train_au_mean_percentage"] == m.train_au_mean_percentage
+    assert set(doc) == DLIO_SUMMARY_KEYS | {"pytest_dlio"}
+
+
+def test_merge_summary_creates_the_file(tmp_path):
+    merge_summary(tmp_path / "run" / "summary.json", {"metric": {"checkpoint_size_GB": 1.0}})
+    assert json.loads((tmp_path / "run" / "summary.json").read_text()) == {"metric": {"checkpoint_size_GB": 1.0}}
+
+
+def test_per_epoch_stats_like_dlio(tmp_path):
+    tls, m = golden()
+    stats, _ = write_rank_files(tmp_path, tls[0], m)
+    assert stats.name == "0_per_epoch_stats.json"
+    add_epoch_entry(tmp_path, 0, 1, "save_ckpt1", {"start": "x", "end": "y", "duration": 1.23, "throughput": 0.45})
+    doc = json.loads(stats.read_text())
+    assert set(doc) == {"1", "2"}
+    assert set(doc["1"]) == {"start", "block1", "block2", "save_ckpt1", "end", "duration"}
+    assert set(doc["2"]) == {"start", "block1", "eval", "end", "duration"}
+    assert doc["1"]["block1"]["duration"] == "3.00" and doc["1"]["block2"]["duration"] == "1.50"
+    assert doc["2"]["eval"]["duration"] == "2.00" and doc["1"]["duration"] == "5.50"
+    assert doc["1"]["save_ckpt1"]["duration"] == 1.23  # checkpoint durations stay floats
+    write_rank_files(tmp_path, tls[0], m)  # training rewrites its part, keeps the checkpoint entry
+    assert "save_ckpt1" in json.loads(stats.read_text())["1"]
+
+
+def test_output_json_arrays(tmp_path):
+    tls, m = golden()
+    _, raw = write_rank_files(tmp_path, tls[1], m)
+    assert raw.name == "1_output.json"
+    doc = json.loads(raw.read_text())
+    assert {"hostname", "host_cpu_count", "host_memory_GB", "host_processor_name", "potential_caching"} <= set(doc)
+    e1, e2 = doc["1"], doc["2"]
+    assert set(e1) == {"load", "proc", "compute", "au", "throughput"}
+    assert e1["load"]["block1"] == [0.2, 0.1, 0.3]
+    assert e1["compute"]["block2"] == [0.4, 0.6]
+    assert e2["proc"]["eval"] == [0.5, 0.6, 0.7]
+    assert abs(e2["au"]["block1"] - 100 * 2.1 / 3.4) < 1e-9
+    assert e2["throughput"]["eval"] == 6.0
+
+
+def test_render_table_aligns_rows():
+    _, m = golden()
+    rows = [{"nodeid": "unet3d.yaml::train", "outcome": "passed", **dict(m.properties())},
+            {"nodeid": "llama.yaml::checkpoint_write", "outcome": "passed", "save_checkpoint_duration_mean_seconds": 1.0}]
+    lines = render_table(rows)
+    assert len(lines) == 4 and set(lines[1]) == {"-", " "}
+    au = f"{m.train_au_mean_percentage:.2f}"
+    assert lines[0].index("AU %") + len("AU %") == lines[2].index(au) + len(au)  # right-aligned column
+    assert "AU fail" in lines[2] and f"{m.read_latency_p99_ms:.2f}" in lines[2]
+    assert lines[3].split()[1] == "-"
+
+
+def test_metric_lines_name_dlio_metrics():
+    _, m = golden()
+    text = "\n".join(metric_lines(m))
+    assert "Training Accelerator Utilization [AU] (%)" in text and "Eval Throughput" in text
+    assert "p50/p90/p99/max" in text
