@@ -140,6 +140,7 @@ class CkptFile:
     name: str
     nbytes: int
     kind: str  # "model" or "optimizer"
+    dtype: str = "int8"  # element type of its tensors (what ``randomize_tensor: false`` fills with ones)
 
 
 @dataclass(frozen=True)
@@ -182,10 +183,11 @@ def rank_layout(cfg: WorkloadConfig, world: int, rank: int) -> RankLayout:
     tag = f"zero_pp_rank_{r.dp_rank}_mp_rank_{r.mp_rank}"
 
     if m.model_size_bytes > 0 and m.type != "transformer":
-        files.append(CkptFile(f"model_states-{rank}.{EXT}", m.model_size_bytes, "model"))
+        files.append(CkptFile(f"model_states-{rank}.{EXT}", m.model_size_bytes, "model", "int8"))
 
     # model layers: {layer index: bytes}
     layers: dict[int, int] = {}
+    ldtype = "int8" if m.layer_parameters else m.model_datatype
     if m.layer_parameters:
         per_layer = sum(p // r.tp for p in m.layer_parameters if p > 0)  # int8 tensors
         layers = {i: per_layer for i in layer_range(cfg, r, legacy=True)}
@@ -197,22 +199,23 @@ def rank_layout(cfg: WorkloadConfig, world: int, rank: int) -> RankLayout:
         if 0 < zero < 3:
             if r.dp_rank == 0 and m.num_layers > 0:
                 if r.pp > 1:
-                    files += [CkptFile(f"layer_{i}-model_{r.mp_rank}_model_states.{EXT}", b, "model")
+                    files += [CkptFile(f"layer_{i}-model_{r.mp_rank}_model_states.{EXT}", b, "model", ldtype)
                               for i, b in layers.items()]
                 else:
-                    files.append(CkptFile(f"model_{r.mp_rank}_model_states.{EXT}", sum(layers.values()), "model"))
+                    files.append(CkptFile(f"model_{r.mp_rank}_model_states.{EXT}", sum(layers.values()), "model",
+                                          ldtype))
         else:
-            files.append(CkptFile(f"{tag}_model_states.{EXT}", sum(layers.values()), "model"))
+            files.append(CkptFile(f"{tag}_model_states.{EXT}", sum(layers.values()), "model", ldtype))
 
     if m.optimization_groups:
         groups = [g for g in m.optimization_groups if g > 0]
         if groups:  # legacy: {'a': t(n), 'b': t(n)} per group plus combined t(sum), int8
-            files.append(CkptFile(f"{tag}_optim_states.{EXT}", 3 * sum(groups), "optimizer"))
+            files.append(CkptFile(f"{tag}_optim_states.{EXT}", 3 * sum(groups), "optimizer", "int8"))
     else:
         groups = [g for g in optimizer_elements(cfg, r) if g > 0]
         if groups:
             rep_opt = sum(groups) * obytes
-            files.append(CkptFile(f"{tag}_optim_states.{EXT}", rep_opt, "optimizer"))
+            files.append(CkptFile(f"{tag}_optim_states.{EXT}", rep_opt, "optimizer", m.optimizer_datatype))
     return RankLayout(rank, tuple(files), rep_model, rep_opt)
 
 
