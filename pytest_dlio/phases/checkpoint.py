@@ -1,0 +1,258 @@
+"""Checkpoint phase: write and read DLIO-shaped checkpoints through an ObjectStore, timed as DLIO times them.
+
+Each save writes this rank's files (``checkpointing.sizes.rank_layout``) under ``global_epoch{e}_step{s}/``,
+streamed in bounded chunks through ``store.open_writer`` (fsync honoured, unlike DLIO §1.8 #2), then a small
+per-rank manifest ``.dlio_manifest-{rank}.json`` with each file's size and CRC-32C. A load reads every file back
+in bounded ranges and, with ``verify``, compares sizes and checksums. Timing follows DLIO's checkpoint-only
+loop: sleep ``time_between_checkpoints``, barrier, start clock, save/load, barrier if ``rank_sync``, stop.
+
+Use :class:`Checkpointer` from training (``on_checkpoint=ckpt.save``, then ``ckpt.result()``), or
+:func:`write_checkpoints` / :func:`read_checkpoints` for checkpoint-only workloads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from dataclasses import dataclass, field
+
+from pytest_dlio.checkpointing import metrics
+from pytest_dlio.checkpointing.content import CHUNK, ChunkSource, checksum
+from pytest_dlio.checkpointing.sizes import CkptFile, checkpoint_sizes, folder_name, rank_layout
+from pytest_dlio.config.model import WorkloadConfig
+from pytest_dlio.errors import DlioError, NotFound
+from pytest_dlio.phases import PhaseResult
+from pytest_dlio.ranks import Comm
+from pytest_dlio.storage.base import ObjectStore
+
+
+def manifest_key(epoch: int, step: int, rank: int) -> str:
+    """Where a rank's checksums for one checkpoint live."""
+    return f"{folder_name(epoch, step)}/.dlio_manifest-{rank}.json"
+
+
+def drop_page_cache() -> bool:
+    """``sync`` then ``echo 3 > /proc/sys/vm/drop_caches``; False when not permitted (e.g. not root)."""
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+    except OSError:
+        return False
+    return True
+
+
+@dataclass
+class Timings:
+    """One kind (save or load) of operation: per-checkpoint durations and per-file latencies."""
+
+    durations: list[float] = field(default_factory=list)
+    file_latencies: list[float] = field(default_factory=list)
+    nbytes: int = 0
+
+
+class Checkpointer:
+    """Saves and loads this rank's checkpoint files; collects DLIO's checkpoint metrics."""
+
+    def __init__(self, cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, fsync: bool | None = None,
+                 chunk: int = CHUNK) -> None:
+        self.cfg, self.store, self.comm = cfg, store, comm
+        self.fsync = cfg.checkpoint.fsync if fsync is None else fsync
+        self.layout = rank_layout(cfg, comm.size, comm.rank)
+        self.size_gib = checkpoint_sizes(cfg, comm.size).checkpoint_size_gib
+        self.chunk = max(1 << 20, chunk - chunk % 4096)
+        self._source: ChunkSource | None = None
+        self.saves, self.loads = Timings(), Timings()
+        self.problems: list[str] = []
+        self.notes: list[str] = []
+
+    @property
+    def source(self) -> ChunkSource:
+        if self._source is None:  # made lazily: ranks that write nothing never allocate it
+            self._source = ChunkSource(self.cfg.train.seed + self.comm.rank,
+                                       randomize=self.cfg.checkpoint.randomize_tensor, chunk=self.chunk)
+        return self._source
+
+    # ---- save ----
+    async def save(self, epoch: int, step: int) -> float:
+        """Write one checkpoint (usable as training's ``on_checkpoint``); returns its duration in seconds."""
+        start = time.perf_counter()
+        sums = {}
+        for f in self.layout.files:
+            sums[f.name] = await self._write_file(f"{folder_name(epoch, step)}/{f.name}", f)
+        if self.cfg.checkpoint.rank_sync:
+            self.comm.barrier()
+        duration = time.perf_counter() - start
+        self.saves.durations.append(duration)
+        self.saves.nbytes += self.layout.total_bytes
+        if sums:
+            doc = {"rank": self.comm.rank, "world": self.comm.size,
+                   "files": {f.name: {"bytes": f.nbytes, "crc32c": sums[f.name]} for f in self.layout.files}}
+            await self.store.put(manifest_key(epoch, step, self.comm.rank), json.dumps(doc).encode(),
+                                 fsync=self.fsync)
+        return duration
+
+    async def _write_file(self, key: str, f: CkptFile) -> int:
+        t0 = time.perf_counter()
+        crc, left = 0, f.nbytes
+        writer = await self.store.open_writer(key, fsync=self.fsync)
+        try:
+            while left > 0:
+                data = self.source.next(min(left, self.chunk), f.dtype)
+                task = asyncio.ensure_future(writer.write(data))
+                await asyncio.sleep(0)  # let the write start (in its I/O thread) while we checksum
+                crc = checksum(data, crc)
+                await task
+                left -= len(data)
+        except BaseException:
+            await writer.abort()
+            raise
+        await writer.close()
+        self.saves.file_latencies.append(time.perf_counter() - t0)
+        return crc
+
+    # ---- load ----
+    async def load(self, epoch: int, step: int, *, verify: bool = True) -> float:
+        """Read one checkpoint back (checking sizes and checksums when ``verify``); returns its duration."""
+        expected: dict[str, dict[str, int]] | None = None
+        if verify and self.layout.files:
+            expected = await self._manifest(epoch, step)
+        start = time.perf_counter()
+        for f in self.layout.files:
+            key = f"{folder_name(epoch, step)}/{f.name}"
+            want = expected.get(f.name) if expected else None
+            await self._read_file(key, f, want if verify else None, check_size=verify)
+        if self.cfg.checkpoint.rank_sync:
+            self.comm.barrier()
+        duration = time.perf_counter() - start
+        self.loads.durations.append(duration)
+        self.loads.nbytes += self.layout.total_bytes
+        return duration
+
+    async def _manifest(self, epoch: int, step: int) -> dict[str, dict[str, int]] | None:
+        try:
+            raw = await self.store.get(manifest_key(epoch, step, self.comm.rank))
+        except NotFound:
+            note = f"{folder_name(epoch, step)}: no checksum manifest for rank {self.comm.rank}; sizes checked only"
+            if note not in self.notes:
+                self.notes.append(note)
+            return None
+        return dict(json.loads(bytes(raw))["files"])
+
+    async def _read_file(self, key: str, f: CkptFile, want: dict[str, int] | None, *, check_size: bool) -> None:
+        t0 = time.perf_counter()
+        try:
+            size = await self.store.size(key)
+        except NotFound:
+            raise DlioError(f"checkpoint read: {self.store.uri.rstrip('/')}/{key} does not exist; write the "
+                            "checkpoint first (checkpoint.num_checkpoints_write) with the same model and "
+                            "parallelism settings and rank count") from None
+        if check_size and size != f.nbytes:
+            self.problems.append(f"{key}: {size} bytes, expected {f.nbytes} (DLIO layout for rank "
+                                 f"{self.comm.rank} of {self.comm.size})")
+        crc, offset = 0, 0
+        pending = asyncio.ensure_future(self.store.get_range(key, 0, min(self.chunk, size)))
+        while offset < size:
+            data = await pending
+            if not data:
+                break
+            offset += len(data)
+            if offset < size:
+                pending = asyncio.ensure_future(self.store.get_range(key, offset, min(self.chunk, size - offset)))
+                await asyncio.sleep(0)
+            if want is not None:
+                crc = checksum(data, crc)
+        if want is not None and crc != want["crc32c"]:
+            self.problems.append(f"{key}: checksum mismatch (CRC-32C {crc:08x}, written {want['crc32c']:08x}); "
+                                 "the stored file is corrupt or was overwritten")
+        self.loads.file_latencies.append(time.perf_counter() - t0)
+
+    # ---- metrics ----
+    def result(self) -> PhaseResult:
+        """DLIO's checkpoint summary keys (rank-local timings, as DLIO reports rank 0's) plus ours."""
+        metric: dict[str, float] = {"checkpoint_size_GB": self.size_gib}
+        lines: list[str] = []
+        for kind, t in (("save", self.saves), ("load", self.loads)):
+            if not t.durations:
+                continue
+            metric.update(metrics.summary(kind, t.durations, self.size_gib))
+            metric.update(metrics.latency_ms(kind, t.file_latencies))
+            metric[f"{kind}_checkpoint_rank_GiB_per_second"] = metrics.bytes_rate_gib_s(t.nbytes, sum(t.durations))
+            metric[f"{kind}_checkpoint_count"] = float(len(t.durations))
+            lines.append(f"checkpoint {kind}: {len(t.durations)} x {self.size_gib:.4f} GB, "
+                         f"{metric[f'{kind}_checkpoint_duration_mean_seconds']:.4f} s "
+                         f"({metric[f'{kind}_checkpoint_duration_stdev_seconds']:.4f}), "
+                         f"{metric[f'{kind}_checkpoint_io_mean_GB_per_second']:.4f} GB/s")
+        metric["checkpoint_rank_bytes"] = float(self.layout.total_bytes)
+        props: list[tuple[str, int | float | str]] = [(k, float(v)) for k, v in metric.items()]
+        props.append(("checkpoint_fsync", int(self.fsync)))
+        lines += self.notes
+        failure = None
+        if self.problems:
+            shown = self.problems[:5]
+            more = f" (and {len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
+            failure = "checkpoint verification failed: " + "; ".join(shown) + more
+        return PhaseResult(properties=props, summary={"metric": metric}, lines=lines, failure=failure)
+
+
+def _pause(cfg: WorkloadConfig) -> float:
+    return max(0.0, float(cfg.checkpoint.time_between_checkpoints))
+
+
+async def write_checkpoints(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
+                            epoch_steps: list[tuple[int, int]] | None = None,
+                            fsync: bool | None = None) -> PhaseResult:
+    """Checkpoint-only saves: ``num_checkpoints_write`` checkpoints at epoch 1, steps 1..N (or ``epoch_steps``)."""
+    if epoch_steps is None:
+        epoch_steps = [(1, s) for s in range(1, cfg.checkpoint.num_checkpoints_write + 1)]
+    ckpt = Checkpointer(cfg, store, comm=comm, fsync=fsync)
+    for epoch, step in epoch_steps:
+        await asyncio.sleep(_pause(cfg))
+        comm.barrier()
+        await ckpt.save(epoch, step)
+    return ckpt.result()
+
+
+async def _present(store: ObjectStore, cfg: WorkloadConfig, comm: Comm, epoch: int, step: int) -> bool:
+    files = rank_layout(cfg, comm.size, comm.rank).files
+    if not files:
+        return True
+    return await store.exists(f"{folder_name(epoch, step)}/{files[0].name}")
+
+
+async def read_checkpoints(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, verify: bool = True,
+                           drop_caches: bool = False) -> PhaseResult:
+    """Checkpoint-only loads: ``num_checkpoints_read`` checkpoints at epoch 1, steps 1..N, verified by default."""
+    wanted = [(1, s) for s in range(1, cfg.checkpoint.num_checkpoints_read + 1)]
+    found = 0
+    for epoch, step in wanted:
+        if not await _present(store, cfg, comm, epoch, step):
+            break
+        found += 1
+    if found < len(wanted):
+        raise DlioError(
+            f"checkpoint read: checkpoint.num_checkpoints_read is {len(wanted)} but only {found} checkpoint(s) "
+            f"({folder_name(1, 1)}..) exist under {store.uri} for rank {comm.rank}; write them first "
+            f"(checkpoint.num_checkpoints_write >= {len(wanted)}) or lower num_checkpoints_read")
+    ckpt = Checkpointer(cfg, store, comm=comm)
+    cache_note = None
+    if store.uri.startswith("file://"):
+        if drop_caches and drop_page_cache():
+            cache_note = "page cache dropped before reading"
+        elif ckpt.layout.total_bytes > 0:
+            cache_note = ("possible page-cache effects: checkpoints were not evicted from the page cache "
+                          "(drop_caches " + ("not permitted" if drop_caches else "off") + ")")
+    for epoch, step in wanted:
+        await asyncio.sleep(_pause(cfg))
+        comm.barrier()
+        await ckpt.load(epoch, step, verify=verify)
+    result = ckpt.result()
+    if cache_note:
+        result.lines.append(cache_note)
+        result.properties.append(("potential_caching", int(cache_note.startswith("possible"))))
+    return result
+
+
+__all__ = ["Checkpointer", "drop_page_cache", "manifest_key", "read_checkpoints", "write_checkpoints"]
