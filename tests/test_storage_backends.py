@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_dlio.config.model import StorageConfig
 from pytest_dlio.storage.direct import probe
 from pytest_dlio.testing import StoreTests
 
@@ -35,7 +36,11 @@ class TestMemoryStore(StoreTests):
 
 class TestS3Store(StoreTests):
     large_size = 20 * 2**20  # still 3 multipart parts; the 64 MiB cases run on the local backends
-    many_keys = 1001  # still two list pages; every put costs ~5 ms of client CPU
+    many_keys = 300  # with 100 keys a page still 3 pages; each put costs ~5 ms of client CPU (60 s budget)
+
+    @pytest.fixture
+    def store_config(self) -> StorageConfig:
+        return StorageConfig(storage_options=(("list_page_size", 100),))
 
     @pytest.fixture
     def store_uri(self, monkeypatch: pytest.MonkeyPatch) -> str:
@@ -46,7 +51,11 @@ class TestS3Store(StoreTests):
 
 class TestAzureStore(StoreTests):
     large_size = 20 * 2**20  # still 3 staged blocks; the 64 MiB cases run on the local backends
-    many_keys = 1001
+    many_keys = 300
+
+    @pytest.fixture
+    def store_config(self) -> StorageConfig:
+        return StorageConfig(storage_options=(("list_page_size", 100),))
 
     @pytest.fixture
     def store_uri(self, monkeypatch: pytest.MonkeyPatch) -> str:

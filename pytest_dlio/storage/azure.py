@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from pytest_dlio.errors import NotFound, StorageError
 from pytest_dlio.storage.base import Buffer, ObjectStore, Writer
-from pytest_dlio.storage.settings import StoreOptions, env
+from pytest_dlio.storage.settings import StoreOptions, env, parse_int
 from pytest_dlio.storage.uri import check_key, parse_uri, scrub
 
 T = TypeVar("T")
@@ -209,7 +209,8 @@ class AzureStore(ObjectStore):
         cc = await self.container_client()
         cut = len(self._prefix)
         try:
-            async for blob in cc.list_blobs(name_starts_with=self._prefix + prefix, results_per_page=5000):
+            page_size = parse_int(self.options.get("list_page_size", self.options.list_page_size), "list_page_size")
+            async for blob in cc.list_blobs(name_starts_with=self._prefix + prefix, results_per_page=page_size):
                 yield blob.name[cut:], int(blob.size)
         except Exception as exc:
             raise self._error(exc, "list", prefix or None) from exc

@@ -118,6 +118,8 @@ class S3Store(ObjectStore):
             return StorageError(self.uri, op, key, f"{code}: check the credentials (storage_options "
                                                    "access_key_id/secret_access_key or AWS_* env vars)")
         text = f"{code}: {exc}" if code else f"{type(exc).__name__}: {exc}"
+        if type(exc).__name__ in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError"):
+            text += "; check storage_options.endpoint_url / AWS_ENDPOINT_URL and that the server is up"
         return StorageError(self.uri, op, key, scrub(text, self.options.secrets()))
 
     async def _call(self, op: str, key: str | None, fn: Callable[[Any], Awaitable[T]]) -> T:
@@ -189,7 +191,9 @@ class S3Store(ObjectStore):
         # docstring inherited
         client = await self.client()
         cut = len(self._prefix)
-        pages = client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._prefix + prefix)
+        page_size = parse_int(self.options.get("list_page_size", self.options.list_page_size), "list_page_size")
+        pages = client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self._prefix + prefix, PaginationConfig={"PageSize": page_size})
         try:
             async for page in pages:
                 for obj in page.get("Contents", ()):

@@ -22,6 +22,7 @@ class StoreOptions:
     part_size: int = 8 * MiB  # S3 multipart part / Azure staged block size
     concurrency: int = 8  # parts or blocks in flight per object
     timeout: float = 60.0  # connect/read timeout in seconds
+    list_page_size: int = 1000  # keys per list request (S3 caps at 1000, Azure at 5000)
     storage_options: Mapping[str, Any] = field(default_factory=dict)
     #: Create the bucket/container when missing; only ever True for the embedded emulators.
     create_missing: bool = False

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from pytest_dlio.config.model import StorageConfig
 from pytest_dlio.errors import NotFound, StorageError
 from pytest_dlio.storage.base import ObjectStore
 
@@ -41,16 +42,22 @@ class StoreTests:
 
     #: Size of the large round trip (above S3 multipart / Azure block thresholds).
     large_size: int = 64 * MiB
-    #: Keys in the pagination test (> 1000 crosses S3's and Azure's page size).
+    #: Keys in the pagination test (> 1000 crosses S3's default page size).
     many_keys: int = 1100
 
     @pytest.fixture
-    def make_store(self, request: pytest.FixtureRequest, store_uri: str) -> Callable[[], Awaitable[ObjectStore]]:
+    def store_config(self) -> StorageConfig | None:
+        """The storage section whose storage_options the store is opened with (override to tune)."""
+        return None
+
+    @pytest.fixture
+    def make_store(self, request: pytest.FixtureRequest, store_uri: str,
+                   store_config: StorageConfig | None) -> Callable[[], Awaitable[ObjectStore]]:
         """A factory opening a new store on the running loop (override for a custom backend)."""
         from pytest_dlio.storage.pytest_plugin import get_storage_session
 
         session = get_storage_session(request.config)
-        return lambda: session.open(store_uri)
+        return lambda: session.open(store_uri, store_config)
 
     def run(self, make_store: Callable[[], Awaitable[ObjectStore]], body: Body) -> None:
         """Run ``body(store, prefix)`` on a fresh loop and store, then delete the prefix and close."""
@@ -152,7 +159,10 @@ class StoreTests:
                     await store.put(f"{p}/many/{i:05d}", i.to_bytes(4, "little")[: i % 4])
 
             await asyncio.gather(*(put(i) for i in range(self.many_keys)))
-            listed = await _collect(store, f"{p}/many/")
+            listed: dict[str, int] = {}
+            async for k, n in store.list(f"{p}/many/"):
+                assert k not in listed, f"{k} listed twice (pagination overlap)"
+                listed[k] = n
             assert listed == {f"{p}/many/{i:05d}": i % 4 for i in range(self.many_keys)}
             assert await store.delete_prefix(f"{p}/many/") == self.many_keys
             assert await _collect(store, f"{p}/many/") == {}
