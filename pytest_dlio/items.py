@@ -52,6 +52,7 @@ def phase_items(parent: WorkloadFile, cfg: WorkloadConfig) -> Iterator[pytest.It
             if cfg.checkpoint.num_checkpoints_read > 0:
                 yield CheckpointItem.from_parent(parent, name="checkpoint_read", which="read")
         elif wf.train:
+            yield CheckpointItem.from_parent(parent, name="checkpoint_write", which="write")
             yield CheckpointItem.from_parent(parent, name="checkpoint_read", which="read")
 
 
@@ -148,7 +149,8 @@ class CheckpointItem(DlioItem):
     def __init__(self, *, which: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.which = which
-        self.needs = ("schema", "train", "checkpoint_write") if which == "read" else ("schema",)
+        self.needs = ("schema", "datagen", "train", "checkpoint_write") if which == "read" else (
+            "schema", "datagen", "train")
 
     def check(self) -> None:
         self.record(self.parent.run.checkpoint(self, self.which))

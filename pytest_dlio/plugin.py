@@ -94,3 +94,16 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
         return LoadFileScheduling(config, log)
     return None
+
+
+@pytest.hookimpl
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    from pytest_dlio.run import STASH_KEY
+
+    run = config.stash.get(STASH_KEY, None)
+    if run is None or not config.stash.get(_TARGETS, []):
+        return []
+    lines = [f"dlio output: {run.output_root}"]
+    if run.scale is not None:
+        lines.append(f"dlio scale: {run.scale} (workloads shrunk; every report says by how much)")
+    return lines

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from pytest_dlio.config.model import WorkloadConfig
     from pytest_dlio.items import DlioItem, SchemaItem
+    from pytest_dlio.metrics import TrainMetrics
     from pytest_dlio.storage.base import ObjectStore
     from pytest_dlio.storage.session import StorageSession
 
@@ -62,6 +63,8 @@ class DlioRun:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.output_root = Path(out).resolve() if out else self.data_root / "output" / stamp
         self.results: dict[str, dict[str, PhaseResult]] = {}
+        self.metrics: dict[str, TrainMetrics] = {}  # per workload file, for its au item
+        self.checkpoints_saved: dict[str, list[tuple[int, int]]] = {}
         self.rows: list[dict[str, Any]] = []  # terminal summary rows, filled from reports (xdist-safe)
         self.texts: list[tuple[str, str, str]] = []  # (nodeid, title, text) for config/plan sections
 
@@ -98,6 +101,9 @@ class DlioRun:
 
     def record(self, item: DlioItem, result: PhaseResult) -> None:
         self.results.setdefault(str(item.path), {})[item.name] = result
+
+    def record_named(self, item: DlioItem, name: str, result: PhaseResult) -> None:
+        self.results.setdefault(str(item.path), {})[name] = result
 
     def result(self, item: DlioItem, name: str) -> PhaseResult | None:
         return self.results.get(str(item.path), {}).get(name)
@@ -138,13 +144,102 @@ class DlioRun:
         return item.arun(go)
 
     def train(self, item: DlioItem) -> PhaseResult:
-        raise NotImplementedError
+        from pytest_dlio.checkpointing.plan import checkpoint_epochs
+        from pytest_dlio.phases.checkpoint import Checkpointer
+        from pytest_dlio.phases.train import result_of, run_training
+        from pytest_dlio.report.dlio_json import merge_summary, write_rank_files, write_summary
+
+        self._single_rank()
+        cfg, comm, out = item.cfg, SingleComm(), self.output_dir(item)
+
+        async def go() -> PhaseResult:
+            async with await self.open_data(cfg) as store:
+                if not cfg.workflow.checkpoint:
+                    run = await run_training(cfg, store, comm=comm)
+                    saves = None
+                else:
+                    async with await self.open_checkpoints(cfg) as ckstore:
+                        ckpt = Checkpointer(cfg, ckstore, comm=comm)
+                        saved: list[tuple[int, int]] = []
+                        steps = cfg.steps_per_epoch(comm.size)
+                        due = set(checkpoint_epochs(cfg)) if cfg.checkpoint.steps_between_checkpoints < 0 else set()
+
+                        async def on_step(epoch: int, step: int) -> None:
+                            await ckpt.save(epoch, step)
+                            saved.append((epoch, step))
+
+                        async def on_epoch(epoch: int) -> None:
+                            if epoch in due:  # DLIO names the epoch-end checkpoint step max_steps + 1
+                                await on_step(epoch, steps + 1)
+
+                        run = await run_training(cfg, store, comm=comm, on_checkpoint=on_step, on_epoch_end=on_epoch)
+                        saves = ckpt.result()
+                        self.checkpoints_saved[str(item.path)] = saved
+                await self._cleanup(cfg, store)
+            write_rank_files(out, run.timeline, run.metrics)
+            write_summary(out, cfg, run.metrics, run.t_start, run.t_end)
+            if saves is not None:
+                merge_summary(out / "summary.json", saves.summary)
+                self.record_named(item, "checkpoint_write", saves)
+            result = result_of(cfg, run)
+            result.lines.append(f"DLIO output: {out}")
+            self.metrics[str(item.path)] = run.metrics
+            return result
+
+        return item.arun(go)
 
     def au(self, item: DlioItem) -> PhaseResult:
-        raise NotImplementedError
+        from pytest_dlio.metrics import au_verdict
+
+        metrics = self.metrics.get(str(item.path))
+        if metrics is None:
+            raise DlioError("no training metrics: the train item did not run")
+        threshold = item.cfg.metric.au
+        props: list[tuple[str, int | float | str]] = [
+            ("train_au_mean_percentage", float(metrics.train_au_mean_percentage)),
+            ("au_threshold_percentage", float(threshold * 100)),
+            ("train_au_meet_expectation", "success" if metrics.train_au_mean_percentage >= threshold * 100
+             else "fail")]
+        return PhaseResult(properties=props, failure=au_verdict(metrics, threshold))
 
     def checkpoint(self, item: DlioItem, which: str) -> PhaseResult:
-        raise NotImplementedError
+        from pytest_dlio.phases.checkpoint import Checkpointer, read_checkpoints, write_checkpoints
+
+        self._single_rank()
+        cfg, comm, key = item.cfg, SingleComm(), str(item.path)
+        if which == "write" and cfg.workflow.train:
+            saved = self.result(item, "checkpoint_write")
+            if saved is None:
+                raise DlioError("no checkpoint was written during training (check checkpoint_after_epoch, "
+                                "epochs_between_checkpoints and steps_between_checkpoints against train.epochs)")
+            return saved
+
+        async def go() -> PhaseResult:
+            async with await self.open_checkpoints(cfg) as store:
+                if which == "write":
+                    return await write_checkpoints(cfg, store, comm=comm)
+                if not cfg.workflow.train:
+                    return await read_checkpoints(cfg, store, comm=comm, verify=self.verify,
+                                                  drop_caches=self.drop_caches)
+                ckpt = Checkpointer(cfg, store, comm=comm)
+                for epoch, step in self.checkpoints_saved.get(key, []):
+                    await ckpt.load(epoch, step, verify=self.verify)
+                return ckpt.result()
+
+        result = item.arun(go)
+        summary = self.output_dir(item) / "summary.json"
+        if summary.parent.exists() or not cfg.workflow.train:
+            from pytest_dlio.report.dlio_json import merge_summary
+
+            summary.parent.mkdir(parents=True, exist_ok=True)
+            merge_summary(summary, result.summary)
+        return result
+
+    async def _cleanup(self, cfg: WorkloadConfig, store: ObjectStore) -> None:
+        if not cfg.dataset.keep_files:
+            from pytest_dlio.phases.datagen import cleanup
+
+            await cleanup(cfg, store, SingleComm())
 
     def _progress(self, item: DlioItem) -> Callable[[str], None]:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
