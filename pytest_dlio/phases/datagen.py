@@ -1,0 +1,259 @@
+"""The datagen phase: write this rank's share of DLIO's dataset, resumably, with bounded concurrency.
+
+Modes: ``always`` rewrites every file; ``never`` only checks (DlioError when anything is missing or
+incomplete); ``auto`` writes what is missing or incomplete and leaves complete files alone.
+
+Complete means: the key exists with its exact predicted size (npy, npz, tfrecord, indexed_binary,
+synthetic) and every sidecar exists (the idx files with their exact size). For formats whose size
+depends on the encoded content (hdf5, csv, jpeg, png, parquet) datagen writes an empty marker object
+``.dlio/sizes/{key}@{size}`` after the file; the file is complete when its current size has a marker.
+Files are written whole and atomically (``ObjectStore.put`` / a committed ``Writer``), sidecars
+first, then the file, then its marker, so a killed run leaves only files that ``auto`` recognises as
+missing or incomplete and rewrites.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from pytest_dlio.config.model import WorkloadConfig
+from pytest_dlio.errors import DlioError
+from pytest_dlio.formats import Encoded, get_format
+from pytest_dlio.layout import MARKER_PREFIX, DataFile, dataset_files, files_for_rank
+from pytest_dlio.phases import PhaseResult
+from pytest_dlio.randbytes import file_rng, new_nonce
+from pytest_dlio.ranks import Comm
+from pytest_dlio.storage.base import ObjectStore
+from pytest_dlio.storage.uri import parse_uri
+
+MODES = ("auto", "always", "never")
+STREAM_ABOVE = 64 << 20  # multi-part files above this go through a streaming Writer instead of one put
+MEMORY_BUDGET = 1 << 30  # encoded bytes in flight at once (bounds concurrency for huge files)
+PROGRESS_EVERY = 5.0  # seconds
+
+
+def marker_key(key: str, size: int) -> str:
+    return f"{MARKER_PREFIX}{key}@{size}"
+
+
+class Listing:
+    """What the store holds under the dataset's prefixes: key → size, and size markers."""
+
+    def __init__(self, objects: dict[str, int]) -> None:
+        self.sizes = {k: v for k, v in objects.items() if not k.startswith(MARKER_PREFIX)}
+        self.markers: dict[str, set[int]] = {}
+        for k in objects:
+            if k.startswith(MARKER_PREFIX):
+                key, _, size = k[len(MARKER_PREFIX):].rpartition("@")
+                if size.isdigit():
+                    self.markers.setdefault(key, set()).add(int(size))
+
+    def complete(self, f: DataFile) -> bool:
+        """Whether ``f`` and its sidecars are there whole (see the module docstring)."""
+        size = self.sizes.get(f.key)
+        if size is None:
+            return False
+        if f.expected_size is not None:
+            if size != f.expected_size:
+                return False
+        elif size not in self.markers.get(f.key, ()):
+            return False
+        for side in f.sidecars:
+            got = self.sizes.get(side)
+            if got is None or (side.endswith((".off.idx", ".sz.idx")) and got != 8 * f.samples):
+                return False
+        return True
+
+
+async def list_dataset(store: ObjectStore, files: list[DataFile]) -> Listing:
+    """One listing per top-level prefix the dataset uses."""
+    prefixes = sorted({f.key.split("/", 1)[0] + "/" for f in files}
+                      | {s.split("/", 1)[0] + "/" for f in files for s in f.sidecars} | {MARKER_PREFIX})
+    objects: dict[str, int] = {}
+    for p in prefixes:
+        async for k, size in store.list(p):
+            objects[k] = size
+    return Listing(objects)
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise DlioError(f"--dlio-generate {mode!r}: use auto, always or never")
+
+
+def missing_message(cfg: WorkloadConfig, files: list[DataFile], listing: Listing, store: ObjectStore) -> str | None:
+    """DLIO's "Not enough … dataset is found" wording for the first split with missing files."""
+    for split, label in (("train", "training"), ("valid", "validation")):
+        want = [f for f in files if f.split == split]
+        bad = [f for f in want if not listing.complete(f)]
+        if bad:
+            shown = ", ".join(f.key for f in bad[:3]) + (", …" if len(bad) > 3 else "")
+            return (f"Not enough {label} dataset is found: expected {len(want)} files, found "
+                    f"{len(want) - len(bad)} complete in {store.uri} (missing or incomplete: {shown}); "
+                    "run with --dlio-generate auto")
+    return None
+
+
+def local_root(store: ObjectStore) -> Path | None:
+    """The directory behind a file:// or direct:// store, else None."""
+    try:
+        p = parse_uri(store.uri)
+    except DlioError:
+        return None
+    return Path(p.path) if p.scheme in ("file", "direct") else None
+
+
+def preflight(store: ObjectStore, todo: list[DataFile], listing: Listing) -> None:
+    """Fail before writing when a local filesystem can't hold what is planned."""
+    root = local_root(store)
+    if root is None or not todo:
+        return
+    need = sum((f.expected_size if f.expected_size is not None else f.raw_bytes) - listing.sizes.get(f.key, 0)
+               for f in todo)
+    probe = root
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if need > free:
+        raise DlioError(f"datagen: {len(todo)} files need about {need / 2**30:.2f} GiB but {probe} has "
+                        f"{free / 2**30:.2f} GiB free ({store.uri}); free space, shrink the dataset "
+                        "(--dlio-scale) or point --dlio-storage elsewhere")
+
+
+def _encode(f: DataFile, cfg: WorkloadConfig, nonce: int) -> Encoded:
+    return get_format(cfg.dataset.format).encode(f, cfg.dataset, file_rng(nonce, f.position))
+
+
+def _coalesce(parts: list, target: int = 8 << 20) -> Iterator:
+    """Group small parts into ~``target``-byte writes."""
+    batch: list = []
+    size = 0
+    for p in parts:
+        n = memoryview(p).nbytes
+        if n >= target and not batch:
+            yield p
+            continue
+        batch.append(p)
+        size += n
+        if size >= target:
+            yield b"".join(batch)
+            batch, size = [], 0
+    if batch:
+        yield b"".join(batch)
+
+
+async def write_file(store: ObjectStore, f: DataFile, enc: Encoded, listing: Listing) -> int:
+    """Sidecars, then the file, then its size marker; returns bytes written."""
+    written = 0
+    for key, data in enc.sidecars.items():
+        await store.put(key, data)
+        written += len(data)
+    size = enc.size
+    if len(enc.parts) > 1 and size > STREAM_ABOVE:
+        async with await store.open_writer(f.key) as w:
+            for chunk in _coalesce(enc.parts):
+                await w.write(chunk)
+    else:
+        await store.put(f.key, enc.data())
+    written += size
+    if f.expected_size is None:
+        for stale in listing.markers.get(f.key, set()) - {size}:
+            await store.delete(marker_key(f.key, stale))
+        await store.put(marker_key(f.key, size), b"")
+    return written
+
+
+def in_flight(cfg: WorkloadConfig, todo: list[DataFile]) -> int:
+    """max(write_threads, 4) files at once, fewer when huge files would exceed the memory budget."""
+    n = max(cfg.reader.write_threads, 4)
+    biggest = max((f.expected_size or f.raw_bytes for f in todo), default=1)
+    return max(1, min(n, MEMORY_BUDGET // max(1, 2 * biggest)))
+
+
+async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode: str = "auto",
+                   progress: Callable[[str], None] | None = None) -> PhaseResult:
+    """Write this rank's files of the dataset (see the module docstring for modes and resumption)."""
+    _check_mode(mode)
+    t0 = time.perf_counter()
+    files = dataset_files(cfg)
+    mine = files_for_rank(files, comm.rank, comm.size)
+    listing = await list_dataset(store, files)
+    if mode == "never":
+        msg = missing_message(cfg, files, listing, store)
+        if msg:
+            raise DlioError(msg)
+        todo: list[DataFile] = []
+    else:
+        todo = mine if mode == "always" else [f for f in mine if not listing.complete(f)]
+    preflight(store, todo, listing)
+
+    nonce = new_nonce()
+    limit = in_flight(cfg, todo)
+    latencies: list[float] = []
+    totals = {"bytes": 0, "files": 0}
+    last = [time.perf_counter()]
+    queue = iter(todo)
+    loop = asyncio.get_running_loop()
+
+    async def worker(pool: ThreadPoolExecutor) -> None:
+        for f in queue:
+            enc = await loop.run_in_executor(pool, _encode, f, cfg, nonce)
+            t = time.perf_counter()
+            totals["bytes"] += await write_file(store, f, enc, listing)
+            latencies.append(time.perf_counter() - t)
+            totals["files"] += 1
+            del enc
+            now = time.perf_counter()
+            if progress is not None and now - last[0] >= PROGRESS_EVERY:
+                last[0] = now
+                mib = totals["bytes"] / 2**20
+                progress(f"generated {totals['files']}/{len(todo)} files, {mib:.0f} MiB, "
+                         f"{mib / (now - t0):.1f} MiB/s")
+
+    workers = max(1, min(limit, len(todo)))
+    with ThreadPoolExecutor(max_workers=min(workers, os.cpu_count() or 2), thread_name_prefix="dlio-gen") as pool:
+        await asyncio.gather(*(worker(pool) for _ in range(workers)))
+    comm.barrier()
+    return result(cfg, mine, todo, totals, latencies, time.perf_counter() - t0)
+
+
+def result(cfg: WorkloadConfig, mine: list[DataFile], todo: list[DataFile], totals: dict[str, int],
+           latencies: list[float], wall: float) -> PhaseResult:
+    lat_ms = np.array(latencies) * 1000.0 if latencies else np.zeros(1)
+    mib_s = totals["bytes"] / 2**20 / wall if wall > 0 else 0.0
+    props: list[tuple[str, int | float | str]] = [
+        ("datagen_files_planned", len(mine)),
+        ("datagen_files_written", int(totals["files"])),
+        ("datagen_files_skipped", len(mine) - len(todo)),
+        ("datagen_bytes", int(totals["bytes"])),
+        ("datagen_MiB_per_s", round(float(mib_s), 3)),
+        ("datagen_write_latency_p50_ms", round(float(np.percentile(lat_ms, 50)), 3)),
+        ("datagen_write_latency_p99_ms", round(float(np.percentile(lat_ms, 99)), 3)),
+        ("datagen_wall_seconds", round(float(wall), 3)),
+    ]
+    lines = [f"datagen ({cfg.dataset.format}): {totals['files']} files written, {len(mine) - len(todo)} "
+             f"already complete, {totals['bytes'] / 2**20:.1f} MiB at {mib_s:.1f} MiB/s in {wall:.2f} s"]
+    return PhaseResult(properties=props, summary={"datagen": dict(props)}, lines=lines)
+
+
+async def cleanup(cfg: WorkloadConfig, store: ObjectStore, comm: Comm) -> int:
+    """Delete exactly this rank's generated files, sidecars and markers (``dataset.keep_files: false``)."""
+    files = files_for_rank(dataset_files(cfg), comm.rank, comm.size)
+    listing = await list_dataset(store, files)
+    deleted = 0
+    for f in files:
+        keys = [f.key, *f.sidecars] + [marker_key(f.key, s) for s in listing.markers.get(f.key, ())]
+        for k in keys:
+            if k in listing.sizes or k.startswith(MARKER_PREFIX):
+                await store.delete(k)
+                deleted += 1
+    comm.barrier()
+    return deleted
