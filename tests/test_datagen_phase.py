@@ -1,0 +1,198 @@
+"""datagen phase against real mem:// and file:// stores: modes, resumption, markers, preflight, cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pytest_dlio.config.model import Dataset, Reader, WorkloadConfig
+from pytest_dlio.errors import DlioError
+from pytest_dlio.layout import dataset_files
+from pytest_dlio.phases import datagen
+from pytest_dlio.phases.datagen import cleanup, generate
+from pytest_dlio.ranks import SingleComm
+from pytest_dlio.storage.base import ObjectStore
+from pytest_dlio.storage.factory import open_store
+
+
+def cfg(**ds: Any) -> WorkloadConfig:
+    base = {"format": "npz", "num_files_train": 4, "num_files_eval": 2, "record_length_bytes": 4096}
+    return WorkloadConfig(dataset=Dataset(**{**base, **ds}), reader=Reader(write_threads=2))
+
+
+def run(cfg: WorkloadConfig, store: ObjectStore, mode: str = "auto", comm: Any = None, **kw: Any) -> dict:
+    res = asyncio.run(generate(cfg, store, comm=comm or SingleComm(), mode=mode, **kw))
+    props = dict(res.properties)
+    assert all(isinstance(v, int | float | str) and not isinstance(v, np.generic) for v in props.values())
+    return props
+
+
+async def listing(store: ObjectStore) -> dict[str, int]:
+    return {k: s async for k, s in store.list("")}
+
+
+def objects(store: ObjectStore) -> dict[str, int]:
+    return asyncio.run(listing(store))
+
+
+@pytest.fixture
+def mem() -> ObjectStore:
+    return open_store(f"mem://dg-{uuid.uuid4().hex}")
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> ObjectStore:
+    return open_store(f"file://{tmp_path}/data")
+
+
+def test_generates_dlio_layout_in_memory(mem: ObjectStore) -> None:
+    c = cfg()
+    props = run(c, mem)
+    got = objects(mem)
+    assert got == {f.key: f.expected_size for f in dataset_files(c)}
+    assert props["datagen_files_written"] == 6 and props["datagen_files_skipped"] == 0
+    assert props["datagen_bytes"] == sum(got.values())
+    data = asyncio.run(mem.get("train/img_2_of_4.npz"))
+    with np.load(io.BytesIO(data)) as z:
+        assert z["x"].shape == (64, 64, 1)
+
+
+def test_auto_skips_complete_and_always_rewrites(mem: ObjectStore) -> None:
+    c = cfg()
+    run(c, mem)
+    before = asyncio.run(mem.get("train/img_0_of_4.npz"))
+    props = run(c, mem)
+    assert props["datagen_files_written"] == 0 and props["datagen_files_skipped"] == 6
+    props = run(c, mem, "always")
+    assert props["datagen_files_written"] == 6
+    assert asyncio.run(mem.get("train/img_0_of_4.npz")) != before  # fresh contents per run, as DLIO
+
+
+def test_resume_rewrites_only_missing_and_truncated(files: ObjectStore, tmp_path: Path) -> None:
+    c = cfg(num_subfolders_train=2)
+    run(c, files)
+    root = tmp_path / "data"
+    stamps = {p: p.stat().st_mtime_ns for p in root.rglob("*.npz")}
+    (root / "train/1/img_1_of_4.npz").unlink()
+    victim = root / "valid/img_0_of_2.npz"
+    victim.write_bytes(victim.read_bytes()[:1000])
+    stamps.pop(victim)
+    stamps.pop(root / "train/1/img_1_of_4.npz")
+    props = run(c, files)
+    assert props["datagen_files_written"] == 2 and props["datagen_files_skipped"] == 4
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert victim.stat().st_size == dataset_files(c)[4].expected_size
+    assert not [p for p in root.rglob("*") if p.is_file() and not p.name.endswith(".npz")]  # no temp files left
+
+
+def test_content_sized_format_uses_markers(files: ObjectStore, tmp_path: Path) -> None:
+    c = cfg(format="png", record_length_bytes=32 * 32)
+    run(c, files)
+    assert run(c, files)["datagen_files_written"] == 0
+    target = tmp_path / "data/train/img_3_of_4.png"
+    target.write_bytes(target.read_bytes()[:-10])
+    assert run(c, files)["datagen_files_written"] == 1
+    markers = [k for k in objects(files) if k.startswith(".dlio/sizes/train/img_3_of_4.png@")]
+    assert markers == [f".dlio/sizes/train/img_3_of_4.png@{target.stat().st_size}"]
+
+
+def test_sidecars_are_part_of_completeness(files: ObjectStore, tmp_path: Path) -> None:
+    c = cfg(format="indexed_binary", num_samples_per_file=4)
+    run(c, files)
+    (tmp_path / "data/train/img_1_of_4.indexed_binary.off.idx").unlink()
+    assert run(c, files)["datagen_files_written"] == 1
+    t = cfg(format="tfrecord", num_samples_per_file=3)
+    run(t, files)
+    got = objects(files)
+    assert "index/valid/img_1_of_2.tfrecord.idx" in got
+    (tmp_path / "data/index/train/img_0_of_4.tfrecord.idx").unlink()
+    assert run(t, files)["datagen_files_written"] == 1
+
+
+def test_never_reports_missing_like_dlio(mem: ObjectStore) -> None:
+    c = cfg()
+    with pytest.raises(DlioError, match=r"Not enough training dataset is found: expected 4 files, found 0 "
+                                        r"complete in mem://.*--dlio-generate auto"):
+        run(c, mem, "never")
+    run(c, mem)
+    asyncio.run(mem.delete("valid/img_1_of_2.npz"))
+    with pytest.raises(DlioError, match="Not enough validation dataset is found: expected 2 files, found 1"):
+        run(c, mem, "never")
+    run(c, mem)
+    assert run(c, mem, "never")["datagen_files_written"] == 0
+
+
+def test_bad_mode_is_a_dlio_error(mem: ObjectStore) -> None:
+    with pytest.raises(DlioError, match="auto, always or never"):
+        run(cfg(), mem, "sometimes")
+
+
+def test_preflight_fails_before_writing(files: ObjectStore, tmp_path: Path) -> None:
+    c = cfg(num_files_train=100, num_files_eval=0, record_length_bytes=float(2**50))
+    with pytest.raises(DlioError, match=r"GiB free .*free space, shrink the dataset"):
+        run(c, files)
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*"))
+
+
+class Rank:
+    """Rank ``rank`` of ``size`` in one process (Comm protocol, no storage involved)."""
+
+    def __init__(self, rank: int, size: int) -> None:
+        self.rank, self.size = rank, size
+        self.barriers = 0
+
+    def barrier(self) -> None:
+        self.barriers += 1
+
+    def allreduce(self, value: float) -> float:
+        return value
+
+    def gather(self, obj: Any) -> list[Any] | None:
+        return [obj]
+
+
+def test_ranks_write_round_robin_shares(mem: ObjectStore) -> None:
+    c = cfg(num_files_train=5, num_files_eval=0)
+    comm = Rank(1, 2)
+    props = run(c, mem, comm=comm)
+    assert sorted(objects(mem)) == ["train/img_1_of_5.npz", "train/img_3_of_5.npz"]
+    assert props["datagen_files_planned"] == 2 and comm.barriers == 1
+    run(c, mem, comm=Rank(0, 2))
+    assert len(objects(mem)) == 5
+
+
+def test_cleanup_removes_exactly_the_generated_files(files: ObjectStore, tmp_path: Path) -> None:
+    c = cfg(format="jpeg", record_length_bytes=16 * 16)
+    (tmp_path / "data/train").mkdir(parents=True)
+    keep = tmp_path / "data/train/notes.txt"
+    keep.write_text("mine")
+    run(c, files)
+    assert asyncio.run(cleanup(c, files, SingleComm())) == 12  # 6 files + 6 markers
+    assert [k for k in objects(files)] == ["train/notes.txt"] and keep.read_text() == "mine"
+
+
+def test_progress_is_reported(mem: ObjectStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(datagen, "PROGRESS_EVERY", 0.0)
+    said: list[str] = []
+    run(cfg(), mem, progress=said.append)
+    assert said and said[-1].startswith("generated 6/6 files")
+
+
+def test_large_multipart_file_streams_through_a_writer(files: ObjectStore, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(datagen, "STREAM_ABOVE", 1024)
+    c = cfg(format="tfrecord", num_files_train=1, num_files_eval=0, num_samples_per_file=50)
+    run(c, files)
+    f = dataset_files(c)[0]
+    assert os.path.getsize(tmp_path / "data" / f.key) == f.expected_size
+    from pytest_dlio.formats import read_samples
+
+    data = (tmp_path / "data" / f.key).read_bytes()
+    assert len(list(read_samples(data, f, c.dataset))) == 50
