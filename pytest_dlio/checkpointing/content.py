@@ -1,20 +1,19 @@
-"""Checkpoint bytes: bounded, reused chunk buffers of random data (or DLIO's ones) and a streamed checksum."""
+"""Checkpoint bytes: bounded, reused chunk buffers of random data (or DLIO's ones), reproducible for verification.
+
+Chunk ``n`` of a source is a fixed random pool (from ``seed``) with one uint64 every 4 KiB XOR-ed with a value
+derived from ``n``: random (incompressible), different for every chunk (no dedup), nearly free to make, and
+reproducible, so a reader verifies every byte by regenerating chunk ``n`` instead of checksumming on write.
+"""
 
 from __future__ import annotations
 
-import crc32c
 import numpy as np
 
-CHUNK = 32 * 1024 * 1024  # bytes handed to a writer / read per get_range: bounds memory per file
-_STAMP = 512  # one uint64 stamped every 4 KiB so no two chunks are equal (no dedup), data stays random
+CHUNK = 16 * 1024 * 1024  # bytes handed to a writer / read per get_range: bounds memory per file
+_STAMP = 512  # one uint64 stamped every 4 KiB
 _GOLDEN = 0x9E3779B97F4A7C15
 _MASK = (1 << 64) - 1
 _ONES = {"int8": np.int8, "uint8": np.uint8, "fp16": np.float16, "fp32": np.float32, "fp64": np.float64}
-
-
-def checksum(data: bytes | bytearray | memoryview, value: int = 0) -> int:
-    """CRC-32C of ``data`` continuing from ``value`` (hardware accelerated; streams chunk by chunk)."""
-    return crc32c.crc32c(data, value)
 
 
 def ones_pattern(dtype: str, nbytes: int) -> np.ndarray:
@@ -26,15 +25,15 @@ def ones_pattern(dtype: str, nbytes: int) -> np.ndarray:
 
 
 class ChunkSource:
-    """Fills one reused buffer per chunk: random bytes made once, re-stamped per chunk; or constant ones.
+    """Fills one reused buffer per chunk; :meth:`next` for writing, :meth:`at` to regenerate for reading.
 
-    The buffer returned by :meth:`next` is valid until the following call (writers copy or consume it
-    before their ``write`` returns), so memory stays at two chunk-sized arrays whatever the file size.
+    A returned view is valid until the following call (writers copy or consume it before their ``write``
+    returns), so memory stays at one chunk-sized array (plus its pool) whatever the file size.
     """
 
     def __init__(self, seed: int, *, randomize: bool = True, chunk: int = CHUNK) -> None:
-        self.chunk, self.randomize = chunk - chunk % 8, randomize
-        self._counter = 0
+        self.seed, self.chunk, self.randomize = seed, chunk - chunk % 8, randomize
+        self.counter = 0  # number of the last chunk handed out
         self._ones: dict[str, np.ndarray] = {}
         if randomize:
             rng = np.random.default_rng(seed)
@@ -42,13 +41,29 @@ class ChunkSource:
             self._words = self._buf.view(np.uint64)[::_STAMP]
             self._base = self._words.copy()
 
-    def next(self, nbytes: int, dtype: str = "int8") -> memoryview:
-        """The next ``nbytes`` (at most one chunk) of content for a tensor of ``dtype``."""
+    def at(self, n: int, nbytes: int, dtype: str = "int8") -> memoryview:
+        """Chunk number ``n`` (its first ``nbytes``) for a tensor of ``dtype``."""
         if not self.randomize:
             pattern = self._ones.get(dtype)
             if pattern is None:
                 pattern = self._ones[dtype] = ones_pattern(dtype, self.chunk)
             return memoryview(pattern)[:nbytes]
-        self._counter += 1
-        np.bitwise_xor(self._base, np.uint64((self._counter * _GOLDEN) & _MASK), out=self._words)
+        np.bitwise_xor(self._base, np.uint64((n * _GOLDEN) & _MASK), out=self._words)
         return memoryview(self._buf)[:nbytes]
+
+    def next(self, nbytes: int, dtype: str = "int8") -> memoryview:
+        """The next chunk of content (at most one chunk of bytes)."""
+        self.counter += 1
+        return self.at(self.counter, nbytes, dtype)
+
+
+def first_difference(data: bytes | bytearray | memoryview, expected: memoryview) -> int:
+    """Offset of the first byte where ``data`` differs from ``expected`` (-1 when equal, same length)."""
+    a = np.frombuffer(data, dtype=np.uint8)
+    b = np.frombuffer(expected, dtype=np.uint8)
+    if len(a) != len(b):
+        return min(len(a), len(b))
+    if len(a) % 8 == 0 and np.array_equal(a.view(np.uint64), b.view(np.uint64)):
+        return -1
+    diff = np.flatnonzero(a != b)
+    return int(diff[0]) if len(diff) else -1

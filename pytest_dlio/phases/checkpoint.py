@@ -2,8 +2,9 @@
 
 Each save writes this rank's files (``checkpointing.sizes.rank_layout``) under ``global_epoch{e}_step{s}/``,
 streamed in bounded chunks through ``store.open_writer`` (fsync honoured, unlike DLIO §1.8 #2), then a small
-per-rank manifest ``.dlio_manifest-{rank}.json`` with each file's size and CRC-32C. A load reads every file back
-in bounded ranges and, with ``verify``, compares sizes and checksums. Timing follows DLIO's checkpoint-only
+per-rank manifest ``.dlio_manifest-{rank}.json`` naming each file's size and content (seed and chunk numbers of
+``checkpointing.content``). A load reads every file back in bounded ranges and, with ``verify``, compares sizes
+and every byte against the regenerated content (no checksum work on the write path). Timing follows DLIO's checkpoint-only
 loop: sleep ``time_between_checkpoints``, barrier, start clock, save/load, barrier if ``rank_sync``, stop.
 
 Use :class:`Checkpointer` from training (``on_checkpoint=ckpt.save``, then ``ckpt.result()``), or
@@ -17,9 +18,10 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from pytest_dlio.checkpointing import metrics
-from pytest_dlio.checkpointing.content import CHUNK, ChunkSource, checksum
+from pytest_dlio.checkpointing.content import CHUNK, ChunkSource, first_difference
 from pytest_dlio.checkpointing.sizes import CkptFile, checkpoint_sizes, folder_name, rank_layout
 from pytest_dlio.config.model import WorkloadConfig
 from pytest_dlio.errors import DlioError, NotFound
@@ -29,7 +31,7 @@ from pytest_dlio.storage.base import ObjectStore
 
 
 def manifest_key(epoch: int, step: int, rank: int) -> str:
-    """Where a rank's checksums for one checkpoint live."""
+    """Where a rank's manifest (file sizes and content recipe) for one checkpoint lives."""
     return f"{folder_name(epoch, step)}/.dlio_manifest-{rank}.json"
 
 
@@ -64,6 +66,7 @@ class Checkpointer:
         self.size_gib = checkpoint_sizes(cfg, comm.size).checkpoint_size_gib
         self.chunk = max(1 << 20, chunk - chunk % 4096)
         self._source: ChunkSource | None = None
+        self._check: ChunkSource | None = None
         self.saves, self.loads = Timings(), Timings()
         self.problems: list[str] = []
         self.notes: list[str] = []
@@ -78,52 +81,55 @@ class Checkpointer:
     # ---- save ----
     async def save(self, epoch: int, step: int) -> float:
         """Write one checkpoint (usable as training's ``on_checkpoint``); returns its duration in seconds."""
+        if self.layout.files:
+            _ = self.source  # make the random pool before the clock starts (DLIO allocates tensors up front)
         start = time.perf_counter()
-        sums = {}
+        firsts = {}
         for f in self.layout.files:
-            sums[f.name] = await self._write_file(f"{folder_name(epoch, step)}/{f.name}", f)
+            firsts[f.name] = self.source.counter + 1
+            await self._write_file(f"{folder_name(epoch, step)}/{f.name}", f)
         if self.cfg.checkpoint.rank_sync:
             self.comm.barrier()
         duration = time.perf_counter() - start
         self.saves.durations.append(duration)
         self.saves.nbytes += self.layout.total_bytes
-        if sums:
-            doc = {"rank": self.comm.rank, "world": self.comm.size,
-                   "files": {f.name: {"bytes": f.nbytes, "crc32c": sums[f.name]} for f in self.layout.files}}
+        if firsts:
+            src = self.source
+            doc = {"rank": self.comm.rank, "world": self.comm.size, "seed": src.seed, "chunk": src.chunk,
+                   "randomize": src.randomize,
+                   "files": {f.name: {"bytes": f.nbytes, "first_chunk": firsts[f.name], "dtype": f.dtype}
+                             for f in self.layout.files}}
             await self.store.put(manifest_key(epoch, step, self.comm.rank), json.dumps(doc).encode(),
                                  fsync=self.fsync)
         return duration
 
-    async def _write_file(self, key: str, f: CkptFile) -> int:
+    async def _write_file(self, key: str, f: CkptFile) -> None:
         t0 = time.perf_counter()
-        crc, left = 0, f.nbytes
+        left = f.nbytes
         writer = await self.store.open_writer(key, fsync=self.fsync)
         try:
             while left > 0:
                 data = self.source.next(min(left, self.chunk), f.dtype)
-                task = asyncio.ensure_future(writer.write(data))
-                await asyncio.sleep(0)  # let the write start (in its I/O thread) while we checksum
-                crc = checksum(data, crc)
-                await task
+                await writer.write(data)
                 left -= len(data)
         except BaseException:
             await writer.abort()
             raise
         await writer.close()
         self.saves.file_latencies.append(time.perf_counter() - t0)
-        return crc
 
     # ---- load ----
     async def load(self, epoch: int, step: int, *, verify: bool = True) -> float:
-        """Read one checkpoint back (checking sizes and checksums when ``verify``); returns its duration."""
-        expected: dict[str, dict[str, int]] | None = None
+        """Read one checkpoint back (checking sizes and every byte when ``verify``); returns its duration."""
+        manifest: dict[str, Any] | None = None
         if verify and self.layout.files:
-            expected = await self._manifest(epoch, step)
+            manifest = await self._manifest(epoch, step)
         start = time.perf_counter()
         for f in self.layout.files:
             key = f"{folder_name(epoch, step)}/{f.name}"
-            want = expected.get(f.name) if expected else None
-            await self._read_file(key, f, want if verify else None, check_size=verify)
+            entry = manifest["files"].get(f.name) if manifest else None
+            source = self._verifier(manifest) if manifest and entry else None
+            await self._read_file(key, f, source, entry, check_size=verify)
         if self.cfg.checkpoint.rank_sync:
             self.comm.barrier()
         duration = time.perf_counter() - start
@@ -131,17 +137,24 @@ class Checkpointer:
         self.loads.nbytes += self.layout.total_bytes
         return duration
 
-    async def _manifest(self, epoch: int, step: int) -> dict[str, dict[str, int]] | None:
+    def _verifier(self, manifest: dict[str, Any]) -> ChunkSource:
+        key = (int(manifest["seed"]), int(manifest["chunk"]), bool(manifest["randomize"]))
+        if self._check is None or (self._check.seed, self._check.chunk, self._check.randomize) != key:
+            self._check = ChunkSource(key[0], chunk=key[1], randomize=key[2])
+        return self._check
+
+    async def _manifest(self, epoch: int, step: int) -> dict[str, Any] | None:
         try:
             raw = await self.store.get(manifest_key(epoch, step, self.comm.rank))
         except NotFound:
-            note = f"{folder_name(epoch, step)}: no checksum manifest for rank {self.comm.rank}; sizes checked only"
+            note = f"{folder_name(epoch, step)}: no manifest for rank {self.comm.rank}; sizes checked only"
             if note not in self.notes:
                 self.notes.append(note)
             return None
-        return dict(json.loads(bytes(raw))["files"])
+        return dict(json.loads(bytes(raw)))
 
-    async def _read_file(self, key: str, f: CkptFile, want: dict[str, int] | None, *, check_size: bool) -> None:
+    async def _read_file(self, key: str, f: CkptFile, source: ChunkSource | None, entry: dict[str, Any] | None,
+                         *, check_size: bool) -> None:
         t0 = time.perf_counter()
         try:
             size = await self.store.size(key)
@@ -152,21 +165,28 @@ class Checkpointer:
         if check_size and size != f.nbytes:
             self.problems.append(f"{key}: {size} bytes, expected {f.nbytes} (DLIO layout for rank "
                                  f"{self.comm.rank} of {self.comm.size})")
-        crc, offset = 0, 0
-        pending = asyncio.ensure_future(self.store.get_range(key, 0, min(self.chunk, size)))
+            source = None
+        step = source.chunk if source is not None else self.chunk
+        chunk_no = int(entry["first_chunk"]) if entry else 0
+        dtype = str(entry["dtype"]) if entry else f.dtype
+        offset = 0
+        pending = asyncio.ensure_future(self.store.get_range(key, 0, min(step, size)))
         while offset < size:
             data = await pending
             if not data:
                 break
+            if offset + len(data) < size:
+                pending = asyncio.ensure_future(self.store.get_range(key, offset + len(data),
+                                                                    min(step, size - offset - len(data))))
+                await asyncio.sleep(0)  # next range in flight while this one is compared
+            if source is not None:
+                bad = first_difference(data, source.at(chunk_no, len(data), dtype))
+                if bad >= 0:
+                    self.problems.append(f"{key}: content differs from what was written at byte {offset + bad}; "
+                                         "the stored file is corrupt or was overwritten")
+                    source = None
+            chunk_no += 1
             offset += len(data)
-            if offset < size:
-                pending = asyncio.ensure_future(self.store.get_range(key, offset, min(self.chunk, size - offset)))
-                await asyncio.sleep(0)
-            if want is not None:
-                crc = checksum(data, crc)
-        if want is not None and crc != want["crc32c"]:
-            self.problems.append(f"{key}: checksum mismatch (CRC-32C {crc:08x}, written {want['crc32c']:08x}); "
-                                 "the stored file is corrupt or was overwritten")
         self.loads.file_latencies.append(time.perf_counter() - t0)
 
     # ---- metrics ----
