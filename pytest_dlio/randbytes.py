@@ -37,19 +37,37 @@ def _pool() -> np.ndarray:
 
 def random_bytes(n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` random bytes as a writable uint8 array (bulk numpy, no per-byte Python)."""
-    nblocks = -(-n // BLOCK)
-    out = np.empty((nblocks, _WORDS), dtype=np.uint64)
-    if nblocks:
-        pool = _pool()
-        size = pool.shape[0]
-        keys = rng.integers(0, np.iinfo(np.uint64).max, size=nblocks, dtype=np.uint64, endpoint=True)
-        k, start = 0, int(rng.integers(0, size))
-        while k < nblocks:
-            s = (start + k) % size
-            m = min(size - s, nblocks - k)
-            np.bitwise_xor(pool[s:s + m], keys[k:k + m, None], out=out[k:k + m])
-            k += m
-    return out.reshape(-1).view(np.uint8)[:n]
+    out = np.empty(-(-n // BLOCK) * _WORDS, dtype=np.uint64).view(np.uint8)[:n]
+    fill_random(out, rng)
+    return out
+
+
+def fill_random(out: np.ndarray, rng: np.random.Generator) -> None:
+    """Fill a contiguous uint8 array in place (8-byte aligned start: no copy)."""
+    n = out.nbytes
+    full = n // BLOCK
+    if full and out.ctypes.data % 8 == 0:
+        _xor_blocks(out[:full * BLOCK].view(np.uint64).reshape(full, _WORDS), rng)
+    else:
+        full = 0
+    rest = n - full * BLOCK
+    if rest:
+        tmp = np.empty((-(-rest // BLOCK), _WORDS), dtype=np.uint64)
+        _xor_blocks(tmp, rng)
+        out[full * BLOCK:] = tmp.reshape(-1).view(np.uint8)[:rest]
+
+
+def _xor_blocks(out: np.ndarray, rng: np.random.Generator) -> None:
+    """Each row of ``out`` (nblocks, 512 words) = a pool block XOR a fresh random 64-bit key."""
+    pool = _pool()
+    size, nblocks = pool.shape[0], out.shape[0]
+    keys = rng.integers(0, np.iinfo(np.uint64).max, size=nblocks, dtype=np.uint64, endpoint=True)
+    k, start = 0, int(rng.integers(0, size))
+    while k < nblocks:
+        s = (start + k) % size
+        m = min(size - s, nblocks - k)
+        np.bitwise_xor(pool[s:s + m], keys[k:k + m, None], out=out[k:k + m])
+        k += m
 
 
 def random_array(shape: tuple[int, ...], dtype: str | np.dtype, rng: np.random.Generator) -> np.ndarray:

@@ -42,6 +42,10 @@ def test_npz_is_np_savez() -> None:
         assert z["x"].shape == (*f.dims, 3) and z["x"].dtype == np.uint8
         assert z["y"].tolist() == [0, 0, 0]
     assert len(list(read_samples(e.data(), f, ds))) == 3
+    reference = io.BytesIO()
+    with np.load(io.BytesIO(e.data())) as z:
+        np.savez(reference, x=z["x"], y=[0] * 3)
+    assert bytes(e.data()) == reference.getvalue()  # byte for byte what np.savez writes
 
 
 def test_npy_is_np_save_with_element_type() -> None:
@@ -49,6 +53,9 @@ def test_npy_is_np_save_with_element_type() -> None:
     x = np.load(io.BytesIO(e.data()))
     assert x.shape == (5, 6, 7, 2) and x.dtype == np.float32
     assert e.size == f.expected_size
+    reference = io.BytesIO()
+    np.save(reference, x)
+    assert bytes(e.data()) == reference.getvalue()
     samples = list(read_samples(e.data(), f, ds))
     assert len(samples) == 2 and samples[1].shape == (5, 6, 7)
 

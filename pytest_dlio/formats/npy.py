@@ -1,4 +1,8 @@
-"""npy: ``np.save(records)`` with records of shape (*dims, spf); the reader ``np.load``s and slices."""
+"""npy: ``np.save(records)`` with records of shape (*dims, spf); the reader ``np.load``s and slices.
+
+Encoding fills one buffer in place (header, then random data at its 64-byte aligned offset): the bytes
+are exactly ``np.save``'s, without generating into one array and copying into another.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import numpy as np
 from pytest_dlio.config.model import Dataset
 from pytest_dlio.formats import Encoded
 from pytest_dlio.layout import DataFile
-from pytest_dlio.randbytes import random_array
+from pytest_dlio.randbytes import fill_random
 from pytest_dlio.storage.base import Buffer
 
 
@@ -26,14 +30,18 @@ def header(shape: tuple[int, ...], dtype: str) -> bytes:
     return buf.getvalue()
 
 
-def records(f: DataFile, rng: np.random.Generator) -> np.ndarray:
-    """DLIO's records tensor for a file: (*dims, spf)."""
-    return random_array((*f.dims, f.samples), f.dtype, rng)
+def npy_bytes(shape: tuple[int, ...], dtype: str, rng: np.random.Generator) -> np.ndarray:
+    """A whole .npy file (uint8) holding random data of ``shape``/``dtype``."""
+    head = header(shape, dtype)
+    n = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    out = np.empty(-(-(len(head) + n) // 8), dtype=np.uint64).view(np.uint8)[:len(head) + n]
+    out[:len(head)] = np.frombuffer(head, dtype=np.uint8)
+    fill_random(out[len(head):], rng)
+    return out
 
 
 def encode(f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
-    arr = records(f, rng)
-    return Encoded([header(arr.shape, f.dtype), memoryview(arr.reshape(-1).view(np.uint8))])
+    return Encoded([memoryview(npy_bytes((*f.dims, f.samples), f.dtype, rng))])
 
 
 def read_samples(data: Buffer, f: DataFile, ds: Dataset, sidecars: Mapping[str, Buffer] | None = None) -> Iterator:

@@ -35,7 +35,7 @@ from pytest_dlio.storage.base import ObjectStore
 from pytest_dlio.storage.uri import parse_uri
 
 MODES = ("auto", "always", "never")
-STREAM_ABOVE = 64 << 20  # multi-part files above this go through a streaming Writer instead of one put
+STREAM_ABOVE = 8 << 20  # multi-part files above this stream through a Writer (no join copy)
 MEMORY_BUDGET = 1 << 30  # encoded bytes in flight at once (bounds concurrency for huge files)
 PROGRESS_EVERY = 5.0  # seconds
 
