@@ -160,3 +160,11 @@ def test_unknown_datatype_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="model.model_datatype"):
         dtype_bytes("fp8")
     assert [dtype_bytes(d) for d in ("int8", "uint8", "fp16", "bf16", "fp32", "fp64")] == [1, 1, 2, 2, 4, 8]
+
+
+def test_zero2_dlio_counts_model_on_every_dp_rank_but_only_dp0_writes() -> None:
+    cfg = llama("8b", zero_stage=2)
+    sizes = checkpoint_sizes(cfg, 4)
+    assert [f.name for f in sizes.layouts[1].files] == ["zero_pp_rank_1_mp_rank_0_optim_states.pt"]
+    assert sizes.layouts[1].reported_model_bytes == sizes.layouts[0].model_bytes  # DLIO allocates, never writes
+    assert sizes.dlio_model_gib * GIB == pytest.approx(4 * sizes.model_bytes)
