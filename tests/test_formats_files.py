@@ -215,3 +215,19 @@ def test_no_duplicate_4k_blocks_across_a_dataset() -> None:
             blocks.add(raw[i:i + 4096])
             total += 1
     assert total == 8 * 4 * 16 and len(blocks) == total
+
+
+def test_released_buffers_are_reused_and_refilled() -> None:
+    from pytest_dlio.randbytes import POOL
+
+    ds, (f,), (e,) = make("npy", record_length_bytes=1 << 20)
+    first = bytes(e.data())
+    base = e.pooled[0]
+    e.release()
+    assert e.parts == [] and e.pooled == []
+    again = get_format("npy").encode(f, ds, file_rng(8, 0))
+    assert again.pooled[0] is base  # same pages, no fresh page faults
+    assert bytes(again.data()) != first and again.size == f.expected_size
+    again.release()
+    POOL.take(1)  # a small request never gets a huge buffer
+    assert all(b is not base for b in [POOL.take(16)])

@@ -18,6 +18,7 @@ import importlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
+from typing import Any
 
 from pytest_dlio.errors import ConfigError
 from pytest_dlio.storage.base import Buffer
@@ -36,6 +37,16 @@ class Encoded:
 
     parts: list[Buffer]
     sidecars: dict[str, bytes] = field(default_factory=dict)
+    pooled: list[Any] = field(default_factory=list)  # randbytes.POOL buffers behind ``parts``
+
+    def release(self) -> None:
+        """Hand pooled buffers back once the bytes are written (``parts`` is invalid afterwards)."""
+        from pytest_dlio.randbytes import POOL
+
+        for buf in self.pooled:
+            POOL.give(buf)
+        self.pooled.clear()
+        self.parts.clear()
 
     @property
     def size(self) -> int:

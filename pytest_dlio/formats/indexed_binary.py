@@ -13,17 +13,18 @@ from pytest_dlio.config.model import Dataset
 from pytest_dlio.errors import DlioError
 from pytest_dlio.formats import Encoded
 from pytest_dlio.layout import DataFile
-from pytest_dlio.randbytes import random_bytes
+from pytest_dlio.randbytes import POOL, random_bytes
 from pytest_dlio.storage.base import Buffer
 
 
 def encode(f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
     size = f.sample_bytes
-    data = random_bytes(size * f.samples, rng)
+    buf = POOL.take(size * f.samples)
+    data = random_bytes(size * f.samples, rng, buf)
     offsets = np.arange(f.samples, dtype=np.uint64) * np.uint64(size)
     sizes = np.full(f.samples, size, dtype=np.uint64)
     off_key, sz_key = f.sidecars
-    return Encoded([memoryview(data)], {off_key: offsets.tobytes(), sz_key: sizes.tobytes()})
+    return Encoded([memoryview(data)], {off_key: offsets.tobytes(), sz_key: sizes.tobytes()}, [buf])
 
 
 def read_samples(data: Buffer, f: DataFile, ds: Dataset, sidecars: Mapping[str, Buffer] | None = None) -> Iterator:

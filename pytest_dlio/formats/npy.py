@@ -14,7 +14,7 @@ import numpy as np
 from pytest_dlio.config.model import Dataset
 from pytest_dlio.formats import Encoded
 from pytest_dlio.layout import DataFile
-from pytest_dlio.randbytes import fill_random
+from pytest_dlio.randbytes import POOL, fill_random
 from pytest_dlio.storage.base import Buffer
 
 
@@ -30,18 +30,26 @@ def header(shape: tuple[int, ...], dtype: str) -> bytes:
     return buf.getvalue()
 
 
-def npy_bytes(shape: tuple[int, ...], dtype: str, rng: np.random.Generator) -> np.ndarray:
-    """A whole .npy file (uint8) holding random data of ``shape``/``dtype``."""
+def npy_bytes(shape: tuple[int, ...], dtype: str, rng: np.random.Generator,
+              pooled: list[np.ndarray] | None = None) -> np.ndarray:
+    """A whole .npy file (uint8) holding random data of ``shape``/``dtype`` (in a POOL buffer when
+    ``pooled`` is given: the buffer is appended to it)."""
     head = header(shape, dtype)
     n = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-    out = np.empty(-(-(len(head) + n) // 8), dtype=np.uint64).view(np.uint8)[:len(head) + n]
+    if pooled is None:
+        base = np.empty(-(-(len(head) + n) // 8), dtype=np.uint64).view(np.uint8)
+    else:
+        base = POOL.take(len(head) + n)
+        pooled.append(base)
+    out = base[:len(head) + n]
     out[:len(head)] = np.frombuffer(head, dtype=np.uint8)
     fill_random(out[len(head):], rng)
     return out
 
 
 def encode(f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
-    return Encoded([memoryview(npy_bytes((*f.dims, f.samples), f.dtype, rng))])
+    pooled: list[np.ndarray] = []
+    return Encoded([memoryview(npy_bytes((*f.dims, f.samples), f.dtype, rng, pooled))], pooled=pooled)
 
 
 def read_samples(data: Buffer, f: DataFile, ds: Dataset, sidecars: Mapping[str, Buffer] | None = None) -> Iterator:

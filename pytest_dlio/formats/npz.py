@@ -56,7 +56,8 @@ def zip_members(members: list[tuple[str, np.ndarray]]) -> list[Buffer]:
 
 def encode(f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
     shape = (*f.dims, f.samples)
-    x = npy_bytes(shape, f.dtype, rng)
+    pooled: list[np.ndarray] = []
+    x = npy_bytes(shape, f.dtype, rng, pooled)
     y = io.BytesIO()
     np.save(y, np.array([0] * f.samples))
     if x.nbytes + y.tell() + 1024 >= _LIMIT:
@@ -64,7 +65,8 @@ def encode(f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
         arr = np.load(io.BytesIO(memoryview(x)))
         np.savez(buf, x=arr, y=[0] * f.samples)
         return Encoded([buf.getbuffer()])
-    return Encoded(zip_members([("x.npy", x), ("y.npy", np.frombuffer(y.getvalue(), dtype=np.uint8))]))
+    members = [("x.npy", x), ("y.npy", np.frombuffer(y.getvalue(), dtype=np.uint8))]
+    return Encoded(zip_members(members), pooled=pooled)
 
 
 def read_samples(data: Buffer, f: DataFile, ds: Dataset, sidecars: Mapping[str, Buffer] | None = None) -> Iterator:

@@ -22,7 +22,7 @@ from pytest_dlio.formats.example_proto import (
     parse_example,
 )
 from pytest_dlio.layout import DataFile
-from pytest_dlio.randbytes import random_bytes
+from pytest_dlio.randbytes import POOL, random_bytes
 from pytest_dlio.storage.base import Buffer
 
 _MASK_DELTA = 0xA282EAD8
@@ -36,7 +36,8 @@ def masked_crc(data: Buffer, crc: int | None = None) -> int:
 
 def encode(f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
     size = f.sample_bytes
-    payload = memoryview(random_bytes(size * f.samples, rng))
+    buf = POOL.take(size * f.samples)
+    payload = memoryview(random_bytes(size * f.samples, rng, buf))
     size_entry = int64_feature("size", [size])
     img_prefix = bytes_feature_prefix("image", size)
     head = example_prefix(len(size_entry) + len(img_prefix) + size) + size_entry + img_prefix
@@ -50,7 +51,7 @@ def encode(f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
         parts += [frame_head, head, img, struct.pack("<I", masked_crc(b"", crc32c.crc32c(img, head_crc)))]
     record = 16 + length
     index = "".join(f"{k * record} {record}\n" for k in range(f.samples)).encode()
-    return Encoded(parts, {f.sidecars[0]: index})
+    return Encoded(parts, {f.sidecars[0]: index}, [buf])
 
 
 def records(data: Buffer, key: str = "") -> Iterator[memoryview]:

@@ -172,10 +172,10 @@ async def write_file(store: ObjectStore, f: DataFile, enc: Encoded, listing: Lis
 
 
 def in_flight(cfg: WorkloadConfig, todo: list[DataFile]) -> int:
-    """max(write_threads, 4) files at once, fewer when huge files would exceed the memory budget."""
+    """max(write_threads, 4) files at once, fewer (but 2, to overlap encoding and I/O) for huge files."""
     n = max(cfg.reader.write_threads, 4)
     biggest = max((f.expected_size or f.raw_bytes for f in todo), default=1)
-    return max(1, min(n, MEMORY_BUDGET // max(1, 2 * biggest)))
+    return max(2, min(n, MEMORY_BUDGET // max(1, biggest)))
 
 
 async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode: str = "auto",
@@ -210,7 +210,7 @@ async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode:
             totals["bytes"] += await write_file(store, f, enc, listing)
             latencies.append(time.perf_counter() - t)
             totals["files"] += 1
-            del enc
+            enc.release()
             now = time.perf_counter()
             if progress is not None and now - last[0] >= PROGRESS_EVERY:
                 last[0] = now
