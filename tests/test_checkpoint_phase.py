@@ -209,19 +209,18 @@ def test_checkpointer_save_from_training_names_the_step(tmp_path: Path) -> None:
     assert props(res)["save_checkpoint_count"] == 1 and props(res)["load_checkpoint_count"] == 1
 
 
-def test_drop_caches_result_says_what_happened(tmp_path: Path) -> None:
+def test_page_cache_effects_are_flagged_when_caches_are_not_dropped(tmp_path: Path) -> None:
+    # drop_caches=True is not run here: as root it would evict the whole shared machine's page cache.
     cfg = tiny(num_checkpoints_write=1, num_checkpoints_read=1)
 
-    async def go(drop: bool) -> Any:
+    async def go() -> Any:
         async with open_store(tmp_path.as_uri()) as store:
             await write_checkpoints(cfg, store, comm=SingleComm())
-            return await read_checkpoints(cfg, store, comm=SingleComm(), drop_caches=drop)
+            return await read_checkpoints(cfg, store, comm=SingleComm(), drop_caches=False)
 
-    off = asyncio.run(go(False))
+    off = asyncio.run(go())
     assert any("possible page-cache effects" in line for line in off.lines)
     assert props(off)["potential_caching"] == 1
-    on = asyncio.run(go(True))
-    assert any("page cache dropped" in line or "not permitted" in line for line in on.lines)
 
 
 def test_a_large_shard_streams_with_bounded_memory(tmp_path: Path) -> None:
