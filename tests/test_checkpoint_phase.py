@@ -242,3 +242,21 @@ def test_a_large_shard_streams_with_bounded_memory(tmp_path: Path) -> None:
     assert w.failure is None and r.failure is None
     assert (tmp_path / "global_epoch1_step1" / "model_states-0.pt").stat().st_size == shard
     assert peak < shard // 3, f"peak {peak / 2**20:.0f} MiB for a {shard >> 20} MiB shard"
+
+
+def test_training_saves_can_be_read_back_by_epoch_and_step(tmp_path: Path) -> None:
+    cfg = tiny(num_checkpoints_write=-1, num_checkpoints_read=-1)
+
+    async def go() -> tuple[Any, Any]:
+        async with open_store(tmp_path.as_uri()) as store:
+            ck = Checkpointer(cfg, store, comm=SingleComm())
+            for epoch in (1, 3):
+                await ck.save(epoch, 25)
+            good = await read_checkpoints(cfg, store, comm=SingleComm(), epoch_steps=ck.saved)
+            with pytest.raises(DlioError, match=r"global_epoch2_step25"):
+                await read_checkpoints(cfg, store, comm=SingleComm(), epoch_steps=[(2, 25)])
+            return ck.saved, good
+
+    saved, good = asyncio.run(go())
+    assert saved == [(1, 25), (3, 25)]
+    assert good.failure is None and props(good)["load_checkpoint_count"] == 2

@@ -68,6 +68,7 @@ class Checkpointer:
         self._source: ChunkSource | None = None
         self._check: ChunkSource | None = None
         self.saves, self.loads = Timings(), Timings()
+        self.saved: list[tuple[int, int]] = []  # (epoch, step) of every save, for a later read-back
         self.problems: list[str] = []
         self.notes: list[str] = []
 
@@ -93,6 +94,7 @@ class Checkpointer:
         duration = time.perf_counter() - start
         self.saves.durations.append(duration)
         self.saves.nbytes += self.layout.total_bytes
+        self.saved.append((epoch, step))
         if firsts:
             src = self.source
             doc = {"rank": self.comm.rank, "world": self.comm.size, "seed": src.seed, "chunk": src.chunk,
@@ -243,9 +245,14 @@ async def _present(store: ObjectStore, cfg: WorkloadConfig, comm: Comm, epoch: i
 
 
 async def read_checkpoints(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, verify: bool = True,
-                           drop_caches: bool = False) -> PhaseResult:
-    """Checkpoint-only loads: ``num_checkpoints_read`` checkpoints at epoch 1, steps 1..N, verified by default."""
-    wanted = [(1, s) for s in range(1, cfg.checkpoint.num_checkpoints_read + 1)]
+                           drop_caches: bool = False,
+                           epoch_steps: list[tuple[int, int]] | None = None) -> PhaseResult:
+    """Checkpoint-only loads: ``num_checkpoints_read`` checkpoints at epoch 1, steps 1..N (or ``epoch_steps``,
+    e.g. a training run's ``Checkpointer.saved``), verified by default."""
+    if epoch_steps is None:
+        wanted = [(1, s) for s in range(1, cfg.checkpoint.num_checkpoints_read + 1)]
+    else:
+        wanted = list(epoch_steps)
     found = 0
     for epoch, step in wanted:
         if not await _present(store, cfg, comm, epoch, step):
@@ -254,7 +261,7 @@ async def read_checkpoints(cfg: WorkloadConfig, store: ObjectStore, *, comm: Com
     if found < len(wanted):
         raise DlioError(
             f"checkpoint read: checkpoint.num_checkpoints_read is {len(wanted)} but only {found} checkpoint(s) "
-            f"({folder_name(1, 1)}..) exist under {store.uri} for rank {comm.rank}; write them first "
+            f"({folder_name(*wanted[0])}..) exist under {store.uri} for rank {comm.rank}; write them first "
             f"(checkpoint.num_checkpoints_write >= {len(wanted)}) or lower num_checkpoints_read")
     ckpt = Checkpointer(cfg, store, comm=comm)
     cache_note = None
