@@ -165,13 +165,35 @@ def sidecar_keys(ds: Dataset, key: str, split: str) -> tuple[str, ...]:
     return ()
 
 
+def parquet_row_bytes(ds: Dataset) -> int:
+    """Payload bytes of one row in parquet column-schema mode (unknown dtypes count as float32)."""
+    total = 0
+    for c in ds.parquet.columns:
+        if c.dtype in ("string", "binary"):
+            total += max(1, c.size)
+        elif c.dtype == "bool":
+            total += 1
+        else:
+            try:
+                item = np.dtype(c.dtype).itemsize
+            except TypeError:
+                item = 4
+            total += item * max(1, c.size)
+    return total
+
+
 def dataset_files(cfg: WorkloadConfig) -> list[DataFile]:
-    """Every file DLIO generates for ``cfg``: train files then eval files (DLIO's list order)."""
+    """Every file DLIO generates for ``cfg``: train files then eval files (DLIO's list order).
+
+    In parquet column-schema mode a sample is one row, so ``dims`` is ``(row bytes,)`` of uint8.
+    """
     ds = cfg.dataset
     check_format(ds.format)
     keys = [("train", i, k) for i, k in enumerate(split_keys(ds, "train"))]
     keys += [("valid", i, k) for i, k in enumerate(split_keys(ds, "valid"))]
     dims = sample_dims(ds, len(keys))
+    if ds.format == "parquet" and ds.parquet.columns:
+        dims = [(parquet_row_bytes(ds),)] * len(keys)
     dtype = element_type(ds)
     files = []
     for pos, ((split, i, key), d) in enumerate(zip(keys, dims, strict=True)):

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from pytest_dlio.config.model import Dataset, Hdf5, WorkloadConfig
+from pytest_dlio.config.model import Dataset, Hdf5, Parquet, ParquetColumn, WorkloadConfig
 from pytest_dlio.errors import ConfigError
 from pytest_dlio.layout import dataset_files, files_for_rank, npy_header_len, planned_bytes, sample_dims
 
@@ -131,3 +131,14 @@ def test_unknown_format_is_a_config_error() -> None:
 def test_planned_bytes_uses_payload_when_size_unknown() -> None:
     files = dataset_files(cfg(format="png", num_files_train=2, record_length_bytes=1024))
     assert planned_bytes(files) == 2 * 32 * 32
+
+
+def test_parquet_row_bytes_match_mlperf_v3_workloads() -> None:
+    dtypes = ["int8"] * 45 + ["float16"] * 50 + ["float32"] * 56 + ["float64"] * 49
+    dlrm = tuple(ParquetColumn(f"feature_{i:03d}", d) for i, d in enumerate(dtypes))
+    f = dataset_files(cfg(format="parquet", num_files_train=1, parquet=Parquet(columns=dlrm)))[0]
+    assert f.sample_bytes == 761  # mlperf_v3.md §2: 761 B/row
+    flux = tuple(ParquetColumn(n, "float32", s) for n, s in
+                 [("t5_encodings", 524328), ("clip_encodings", 409), ("mean", 8232), ("logvar", 8232), ("timestamp", 7)])
+    f = dataset_files(cfg(format="parquet", num_files_train=1, parquet=Parquet(columns=flux)))[0]
+    assert f.sample_bytes == 2164832  # = flux's record_length
