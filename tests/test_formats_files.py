@@ -20,7 +20,7 @@ from PIL import Image
 
 from pytest_dlio.config.model import Dataset, Hdf5, Parquet, ParquetColumn, WorkloadConfig
 from pytest_dlio.errors import ConfigError, DlioError
-from pytest_dlio.formats import Encoded, get_format, read_samples
+from pytest_dlio.formats import Encoded, get_format, read_sample, read_samples
 from pytest_dlio.layout import DataFile, dataset_files
 from pytest_dlio.randbytes import file_rng
 
@@ -231,3 +231,11 @@ def test_released_buffers_are_reused_and_refilled() -> None:
     again.release()
     POOL.take(1)  # a small request never gets a huge buffer
     assert all(b is not base for b in [POOL.take(16)])
+
+
+def test_read_sample_picks_one_and_reports_a_missing_one() -> None:
+    ds, (f,), (e,) = make("npy", num_samples_per_file=3)
+    data = bytes(e.data())
+    assert (read_sample(data, f, ds, 2) == np.load(io.BytesIO(data))[..., 2]).all()
+    with pytest.raises(DlioError, match="has no sample 3"):
+        read_sample(data, f, ds, 3)

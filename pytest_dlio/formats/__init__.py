@@ -15,6 +15,7 @@ Both are pure functions on bytes, so every storage backend gets every format.
 from __future__ import annotations
 
 import importlib
+import itertools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -70,3 +71,14 @@ def get_format(name: str) -> ModuleType:
 def read_samples(data: Buffer, f: object, ds: object, sidecars: Mapping[str, Buffer] | None = None) -> Iterator:
     """``get_format(ds.format).read_samples(...)``."""
     return get_format(ds.format).read_samples(data, f, ds, sidecars)  # type: ignore[attr-defined]
+
+
+def read_sample(data: Buffer, f: object, ds: object, sample: int,
+                sidecars: Mapping[str, Buffer] | None = None) -> object:
+    """Sample ``sample`` of an opened file (parses the file as DLIO's reader does on every open)."""
+    item = next(itertools.islice(read_samples(data, f, ds, sidecars), sample, None), None)
+    if item is None:
+        from pytest_dlio.errors import DlioError
+
+        raise DlioError(f"{getattr(f, 'key', '?')}: has no sample {sample}; regenerate it with --dlio-generate auto")
+    return item
