@@ -1,8 +1,8 @@
 """npz: ``np.savez(x=records(*dims, spf), y=[0]*spf)`` (stored, never compressed: dlio.md §1.8.5).
 
 The zip container is assembled around the .npy members byte for byte as ``np.savez`` writes it
-(forced zip64 local headers, fixed 1980-01-01 timestamps, CRC-32 of each member), as parts, so the
-random payload is never copied; members of 4 GiB and more go through ``np.savez`` itself.
+(forced zip64 local headers, fixed 1980-01-01 timestamps, CRC-32 of each member) in one pooled buffer
+whose random payload is filled in place (never copied); 4 GiB and more goes through ``np.savez``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import numpy as np
 
 from pytest_dlio.config.model import Dataset
 from pytest_dlio.formats import Encoded
-from pytest_dlio.formats.npy import npy_bytes
+from pytest_dlio.formats.npy import header
 from pytest_dlio.layout import DataFile
+from pytest_dlio.randbytes import POOL, fill_random, random_array
 from pytest_dlio.storage.base import Buffer
 
 try:  # ISA-L's CRC-32 is ~6x zlib's; the same checksum
@@ -41,36 +42,39 @@ def _central(name: bytes, crc: int, size: int, offset: int) -> bytes:
                        size, size, len(name), 0, 0, 0, 0, _ATTR, offset) + name
 
 
-def zip_members(members: list[tuple[str, np.ndarray]]) -> list[Buffer]:
-    """The parts of a stored zip holding ``members`` (name, uint8 content)."""
-    parts: list[Buffer] = []
-    central: list[bytes] = []
-    offset = 0
-    for name, content in members:
-        raw = name.encode()
-        crc = crc32(content)
-        local = _local(raw, crc, content.nbytes)
-        central.append(_central(raw, crc, content.nbytes, offset))
-        parts += [local, memoryview(content)]
-        offset += len(local) + content.nbytes
-    cd = b"".join(central)
-    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, len(members), len(members), len(cd), offset, 0)
-    return [*parts, cd + end]
-
-
 def encode(f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
     shape = (*f.dims, f.samples)
-    pooled: list[np.ndarray] = []
-    x = npy_bytes(shape, f.dtype, rng, pooled)
+    head = header(shape, f.dtype)
+    n = int(np.prod(shape, dtype=np.int64)) * np.dtype(f.dtype).itemsize
     y = io.BytesIO()
     np.save(y, np.array([0] * f.samples))
-    if x.nbytes + y.tell() + 1024 >= _LIMIT:
+    y_raw = y.getvalue()
+    if n + len(head) + len(y_raw) + 1024 >= _LIMIT:
         buf = io.BytesIO()
-        arr = np.load(io.BytesIO(memoryview(x)))
-        np.savez(buf, x=arr, y=[0] * f.samples)
+        np.savez(buf, x=random_array(shape, f.dtype, rng), y=[0] * f.samples)
         return Encoded([buf.getbuffer()])
-    members = [("x.npy", x), ("y.npy", np.frombuffer(y.getvalue(), dtype=np.uint8))]
-    return Encoded(zip_members(members), pooled=pooled)
+    # one contiguous file, placed so the random payload starts 8-byte aligned (filled in place)
+    local_len = 30 + len(b"x.npy") + 20
+    x_len = len(head) + n
+    total = local_len + x_len + local_len + len(y_raw) + 2 * (46 + len(b"x.npy")) + 22
+    pad = (-(local_len + len(head))) % 8
+    base = POOL.take(total + pad)
+    out = base[pad:pad + total]
+    data_at = local_len + len(head)
+    fill_random(out[data_at:data_at + n], rng)
+    out[local_len:data_at] = np.frombuffer(head, dtype=np.uint8)
+    crc_x = crc32(out[data_at:data_at + n], crc32(head))
+    crc_y = crc32(y_raw)
+    y_at = local_len + x_len
+    tail = [
+        _local(b"y.npy", crc_y, len(y_raw)), y_raw,
+        _central(b"x.npy", crc_x, x_len, 0), _central(b"y.npy", crc_y, len(y_raw), y_at),
+    ]
+    cd_len = 2 * (46 + len(b"x.npy"))
+    tail.append(struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 2, 2, cd_len, y_at + local_len + len(y_raw), 0))
+    out[:local_len] = np.frombuffer(_local(b"x.npy", crc_x, x_len), dtype=np.uint8)
+    out[y_at:] = np.frombuffer(b"".join(tail), dtype=np.uint8)
+    return Encoded([memoryview(out)], pooled=[base])
 
 
 def read_samples(data: Buffer, f: DataFile, ds: Dataset, sidecars: Mapping[str, Buffer] | None = None) -> Iterator:
