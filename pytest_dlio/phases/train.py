@@ -199,7 +199,7 @@ class Loader:
                 yield await self._batch(p)
             return
         loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[list[object]]] = [loop.create_future() for _ in range(n)]
+        futures: dict[int, asyncio.Future[list[object]]] = {b: loop.create_future() for b in range(n)}
         slots = asyncio.Semaphore(self.capacity)
         state = {"next": 0, "consumed": 0}
 
@@ -212,15 +212,18 @@ class Loader:
                     return
                 state["next"] = b + 1
                 self.stats.max_ahead = max(self.stats.max_ahead, b + 1 - state["consumed"])
+                fut = futures[b]
                 try:
-                    futures[b].set_result(await self._batch(parts[b]))
+                    fut.set_result(await self._batch(parts[b]))
                 except Exception as exc:  # delivered to the step loop in order
-                    futures[b].set_exception(exc)
+                    fut.set_exception(exc)
+                del fut  # a finished batch is owned by the step loop alone
 
         tasks = [asyncio.create_task(worker()) for _ in range(self.threads)]
         try:
             for b in range(n):
                 batch = await futures[b]
+                del futures[b]  # drop our reference: a consumed batch must be freeable
                 state["consumed"] = b + 1
                 slots.release()
                 self.stats.batches += 1
@@ -229,7 +232,7 @@ class Loader:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for f in futures:
+            for f in futures.values():
                 if f.done() and not f.cancelled():
                     f.exception()  # mark retrieved
                 else:
