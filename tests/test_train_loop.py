@@ -238,3 +238,20 @@ def test_on_local_files_with_subfolders(tmp_path):
     assert props["steps"] == 3 and props["read_count"] == 6
     assert (tmp_path / "out" / "summary.json").exists()
     assert res.lines and res.summary["metric"]["train_au_meet_expectation"] in ("success", "fail")
+
+
+def test_npz_is_decoded_in_the_pool_and_a_corrupt_file_names_its_key():
+    cfg = make_cfg(files=4, spf=2, bs=2, threads=2)
+    cfg = replace(cfg, dataset=replace(cfg.dataset, format="npz"))
+
+    async def go(corrupt: bool):
+        s = open_store(f"mem://npz{next(_names)}")
+        for i, key in enumerate(dataset_keys(cfg)):
+            buf = io.BytesIO()
+            np.savez(buf, x=np.full((4, 4, 2), i, dtype=np.uint8), y=np.zeros(2))
+            await s.put(key, b"not a zip" if corrupt and i == 1 else buf.getvalue())
+        return await run_training(cfg, s, comm=SingleComm())
+
+    assert asyncio.run(go(False)).metrics.read_count == 8
+    with pytest.raises(DlioError, match=r"train/img_1_of_4\.npz: cannot decode sample 0 as npz"):
+        asyncio.run(go(True))
