@@ -70,8 +70,9 @@ def add_dlio_options(addoption: Callable[..., Any], addini: Callable[..., Any] |
                    "per epoch and the I/O-to-compute ratio stay meaningful.")
     addoption("--dlio-output", default=None, metavar="DIR",
               help="where DLIO-compatible summary.json and per-rank files go (default: under the data root).")
-    addoption("--dlio-ranks", default=1, type=parse_ranks, metavar="N",
-              help="world size for planning and rank file layout (default 1).")
+    addoption("--dlio-ranks", default=None, type=parse_ranks, metavar="N",
+              help="world size for planning and rank file layout (default 1; a model-parallel checkpoint "
+                   "workload then runs as rank 0 of tensor x pipeline ranks).")
     addoption("--dlio-plan", action="store_true", default=False,
               help="print what each workload will cost (files, bytes, steps, checkpoint sizes, least time) "
                    "without touching storage.")

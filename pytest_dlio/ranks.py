@@ -28,3 +28,16 @@ class SingleComm:
 
     def gather(self, obj: Any) -> list[Any] | None:
         return [obj]
+
+
+class RankOfWorld(SingleComm):
+    """One process standing in for rank ``rank`` of a ``size``-rank world whose other ranks do not run.
+
+    Used for model-parallel checkpoint workloads on one process: the files and sizes are exactly those
+    DLIO's rank ``rank`` writes in that world. Collectives see only this rank.
+    """
+
+    emulated = True
+
+    def __init__(self, rank: int, size: int) -> None:
+        self.rank, self.size = rank, size

@@ -19,7 +19,7 @@ from pytest_dlio.config.scale import factor_for, scale_config
 from pytest_dlio.errors import DlioError
 from pytest_dlio.options import SCALE_PRESETS
 from pytest_dlio.phases import PhaseResult
-from pytest_dlio.ranks import SingleComm
+from pytest_dlio.ranks import Comm, RankOfWorld, SingleComm
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -51,7 +51,8 @@ class DlioRun:
         opt = config.getoption
         self.overrides: list[str] = list(opt("dlio_set") or [])
         self.scale: float | str | None = opt("dlio_scale")
-        self.ranks: int = opt("dlio_ranks")
+        self.ranks_explicit = opt("dlio_ranks") is not None
+        self.ranks: int = opt("dlio_ranks") or 1
         self.show_config: str | None = opt("dlio_show_config")
         self.plan_only: bool = opt("dlio_plan")
         self.generate_mode: str = opt("dlio_generate")
@@ -82,7 +83,18 @@ class DlioRun:
             from pytest_dlio.checkpointing.sizes import check_world
         except ImportError:  # pragma: no cover - during development only
             return []
+        if not self.ranks_explicit:
+            return []  # one process: model-parallel checkpoints run as rank 0 of their smallest world
         return list(check_world(cfg, self.ranks))
+
+    def checkpoint_comm(self, cfg: WorkloadConfig) -> tuple[Comm, str | None]:
+        """The world a checkpoint phase runs in, and a note when one process stands in for rank 0 of more."""
+        par = cfg.model.parallelism
+        mp = max(1, par.tensor) * max(1, par.pipeline)
+        if self.ranks_explicit or mp == 1 or cfg.checkpoint.mode != "default":
+            return SingleComm(), None
+        return RankOfWorld(0, mp), (f"one process emulates rank 0 of {mp} (tensor {par.tensor} x pipeline "
+                                    f"{par.pipeline}): rank 0's files and sizes exactly; GB/s are this rank's")
 
     def after_schema(self, item: SchemaItem) -> None:
         cfg = item.cfg
@@ -159,7 +171,8 @@ class DlioRun:
                     saves = None
                 else:
                     async with await self.open_checkpoints(cfg) as ckstore:
-                        ckpt = Checkpointer(cfg, ckstore, comm=comm)
+                        ck_comm, note = self.checkpoint_comm(cfg)
+                        ckpt = Checkpointer(cfg, ckstore, comm=ck_comm)
                         saved: list[tuple[int, int]] = []
                         steps = cfg.steps_per_epoch(comm.size)
                         due = set(checkpoint_epochs(cfg)) if cfg.checkpoint.steps_between_checkpoints < 0 else set()
@@ -174,6 +187,8 @@ class DlioRun:
 
                         run = await run_training(cfg, store, comm=comm, on_checkpoint=on_step, on_epoch_end=on_epoch)
                         saves = ckpt.result()
+                        if note:
+                            saves.lines.append(note)
                         self.checkpoints_saved[str(item.path)] = saved
                 await self._cleanup(cfg, store)
             write_rank_files(out, run.timeline, run.metrics)
@@ -203,10 +218,11 @@ class DlioRun:
         return PhaseResult(properties=props, failure=au_verdict(metrics, threshold))
 
     def checkpoint(self, item: DlioItem, which: str) -> PhaseResult:
-        from pytest_dlio.phases.checkpoint import Checkpointer, read_checkpoints, write_checkpoints
+        from pytest_dlio.phases.checkpoint import read_checkpoints, write_checkpoints
 
         self._single_rank()
-        cfg, comm, key = item.cfg, SingleComm(), str(item.path)
+        cfg, key = item.cfg, str(item.path)
+        comm, note = self.checkpoint_comm(cfg)
         if which == "write" and cfg.workflow.train:
             saved = self.result(item, "checkpoint_write")
             if saved is None:
@@ -218,15 +234,13 @@ class DlioRun:
             async with await self.open_checkpoints(cfg) as store:
                 if which == "write":
                     return await write_checkpoints(cfg, store, comm=comm)
-                if not cfg.workflow.train:
-                    return await read_checkpoints(cfg, store, comm=comm, verify=self.verify,
-                                                  drop_caches=self.drop_caches)
-                ckpt = Checkpointer(cfg, store, comm=comm)
-                for epoch, step in self.checkpoints_saved.get(key, []):
-                    await ckpt.load(epoch, step, verify=self.verify)
-                return ckpt.result()
+                saved = self.checkpoints_saved.get(key) if cfg.workflow.train else None
+                return await read_checkpoints(cfg, store, comm=comm, verify=self.verify,
+                                              drop_caches=self.drop_caches, epoch_steps=saved)
 
         result = item.arun(go)
+        if note:
+            result.lines.append(note)
         summary = self.output_dir(item) / "summary.json"
         if summary.parent.exists() or not cfg.workflow.train:
             from pytest_dlio.report.dlio_json import merge_summary
