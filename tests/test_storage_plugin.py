@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from pytest_dlio.storage.emulators import port_open
@@ -26,14 +28,20 @@ def _record(config, n):
 _LEAN = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark")
 
 
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, pytester: pytest.Pytester) -> None:
+    # The inner run must not think it is an xdist worker of an outer -n run, nor see a real endpoint.
+    for var in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID",
+                "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "PYTEST_ADDOPTS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("DLIO_TEST_OUT", str(pytester.path))
+
+
 def _tests(n: int) -> str:
     return _USES_S3 + "".join(f"\ndef test_{i}(request):\n    _record(request.config, {i})\n" for i in range(n))
 
 
-def test_header_names_embedded_moto_and_session_stops_it(pytester: pytest.Pytester,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.setenv("DLIO_TEST_OUT", str(pytester.path))
+def test_header_names_embedded_moto_and_session_stops_it(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_s3=_tests(2))
     # -p no:xdist: the optional xdist hooks must not break a run without xdist.
     result = pytester.runpytest_subprocess("--dlio-storage", "s3://plugin-bucket/run", "-p", "no:xdist", *_LEAN)
@@ -45,10 +53,7 @@ def test_header_names_embedded_moto_and_session_stops_it(pytester: pytest.Pytest
     assert not port_open(int(endpoints.pop().rsplit(":", 1)[1]))
 
 
-def test_xdist_workers_share_one_lazily_started_moto(pytester: pytest.Pytester,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.setenv("DLIO_TEST_OUT", str(pytester.path))
+def test_xdist_workers_share_one_lazily_started_moto(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_s3=_tests(4))
     result = pytester.runpytest_subprocess("-n", "2", *_LEAN)
     result.assert_outcomes(passed=4)
@@ -58,3 +63,21 @@ def test_xdist_workers_share_one_lazily_started_moto(pytester: pytest.Pytester,
     assert len(endpoints) == 1, endpoints
     assert not port_open(int(endpoints.pop().rsplit(":", 1)[1]))
 
+
+
+def test_emulator_dies_with_its_owner(tmp_path: object) -> None:
+    import subprocess
+    import sys
+
+    code = ("from pytest_dlio.storage.emulators import Emulators; e = Emulators(); "
+            "print(e.s3_endpoint(), flush=True); import time; time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    endpoint = proc.stdout.readline().strip()  # type: ignore[union-attr]
+    port = int(endpoint.rsplit(":", 1)[1])
+    assert port_open(port)
+    proc.kill()  # no cleanup runs in the owner
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while port_open(port) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not port_open(port)

@@ -107,7 +107,14 @@ class Emulators:
         """The shared folder (pids, endpoints, lock), created on first use."""
         if self._state_dir is None:
             self._state_dir = Path(tempfile.mkdtemp(prefix="dlio-emulators-"))
+            (self._state_dir / "owner").write_text(str(os.getpid()))
         return self._state_dir
+
+    def _owner_pid(self) -> int:
+        try:
+            return int((self.state_dir / "owner").read_text())
+        except (OSError, ValueError):
+            return os.getpid()
 
     # ---- public ----
     def s3_endpoint(self) -> str:
@@ -175,7 +182,10 @@ class Emulators:
             port = free_port()
             log = open(self.state_dir / f"{name}.log", "ab")
             try:
-                proc = subprocess.Popen(cmd(port), stdin=subprocess.DEVNULL, stdout=log,  # type: ignore[operator]
+                # The watchdog ends the emulator if the owner dies without cleaning up (SIGKILL, timeout).
+                watched = [sys.executable, "-m", "pytest_dlio.storage._watchdog", str(self._owner_pid()), "--",
+                           *cmd(port)]  # type: ignore[operator]
+                proc = subprocess.Popen(watched, stdin=subprocess.DEVNULL, stdout=log,  # type: ignore[operator]
                                         stderr=subprocess.STDOUT, env=env, start_new_session=True)
             except OSError as exc:
                 raise StorageError(f"{name}://", "start emulator", reason=str(exc.strerror)) from exc

@@ -16,7 +16,7 @@ from pytest_dlio.storage.emulators import (
     find_azurite,
 )
 from pytest_dlio.storage.factory import open_store, require_extra
-from pytest_dlio.storage.settings import StoreOptions
+from pytest_dlio.storage.settings import StoreOptions, parse_int
 from pytest_dlio.storage.uri import is_uri, join_uri, parse_uri, relative_folder
 
 if TYPE_CHECKING:
@@ -79,7 +79,11 @@ class StorageSession:
     # ---- opening ----
     def options_for(self, uri: str, storage: StorageConfig | None = None, threads: int = 8) -> StoreOptions:
         """StoreOptions for ``uri``; swaps in an embedded emulator when nothing is configured (may start it)."""
-        opts = StoreOptions(threads=threads, storage_options=dict(storage.options) if storage else {})
+        raw = dict(storage.options) if storage else {}
+        tuning = {k: parse_int(raw[k], k) for k in ("part_size", "concurrency", "list_page_size") if k in raw}
+        if "timeout" in raw:
+            tuning["timeout"] = float(raw["timeout"])
+        opts = StoreOptions(threads=threads, storage_options=raw, **tuning)
         scheme = parse_uri(uri).scheme
         if scheme == "s3":
             require_extra(uri, "s3")
