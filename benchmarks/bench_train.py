@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
 import statistics
 import sys
@@ -23,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pytest_dlio import layout
 from pytest_dlio.config.model import Dataset, Reader, TimeSpec, Train, Workflow, WorkloadConfig
+from pytest_dlio.formats import get_format
 from pytest_dlio.phases.train import dataset_keys, run_training
 from pytest_dlio.ranks import SingleComm
 from pytest_dlio.storage import open_store
@@ -40,10 +41,12 @@ def cfg_for(files: int, spf: int, rl: int, bs: int, threads: int, compute: float
 
 
 async def fill(store, cfg: WorkloadConfig, side: int) -> None:
-    for i, key in enumerate(dataset_keys(cfg)):
-        buf = io.BytesIO()
-        np.save(buf, np.full((side, side, cfg.dataset.num_samples_per_file), i % 251, dtype=np.uint8))
-        await store.put(key, buf.getvalue())
+    """The dataset as datagen writes it (real encoders); ``side`` is implied by record_length_bytes."""
+    rng = np.random.default_rng(0)
+    for f in layout.dataset_files(cfg):
+        enc = get_format(cfg.dataset.format).encode(f, cfg.dataset, rng)
+        await store.put(f.key, bytes(enc.data()))
+        enc.release()
 
 
 def fidelity() -> tuple[float, float, float]:

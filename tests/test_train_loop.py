@@ -4,13 +4,13 @@ read-ahead bound, read_type, checkpoint blocks, missing data."""
 from __future__ import annotations
 
 import asyncio
-import io
 import itertools
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from pytest_dlio import layout
 from pytest_dlio.config.model import (
     Checkpoint,
     Dataset,
@@ -22,6 +22,7 @@ from pytest_dlio.config.model import (
     WorkloadConfig,
 )
 from pytest_dlio.errors import DlioError
+from pytest_dlio.formats import get_format
 from pytest_dlio.phases.train import dataset_keys, epoch_order, run_training, train
 from pytest_dlio.ranks import SingleComm
 from pytest_dlio.storage import open_store
@@ -47,12 +48,14 @@ def make_cfg(**kw) -> WorkloadConfig:
 
 
 async def fill(store, cfg: WorkloadConfig) -> None:
-    spf = cfg.dataset.num_samples_per_file
-    for split in ("train", "eval"):
-        for i, key in enumerate(dataset_keys(cfg, split)):
-            buf = io.BytesIO()
-            np.save(buf, np.full((4, 4, spf), i % 251, dtype=np.uint8))
-            await store.put(key, buf.getvalue())
+    """Write the dataset with the real format encoders (what the datagen phase writes)."""
+    rng = np.random.default_rng(0)
+    for f in layout.dataset_files(cfg):
+        enc = get_format(cfg.dataset.format).encode(f, cfg.dataset, rng)
+        await store.put(f.key, bytes(enc.data()))
+        for k, v in enc.sidecars.items():
+            await store.put(k, v)
+        enc.release()
 
 
 class Recording:
@@ -87,7 +90,7 @@ def test_steps_per_epoch_and_reads():
     r = run(cfg)
     assert [len(b.steps) for e in r.timeline.epochs for b in e.blocks] == [8, 8]
     assert r.metrics.read_count == 2 * 16  # on_demand: one whole-file get per sample
-    assert r.metrics.read_bytes == 2 * 16 * (128 + 32)  # npy: 128-byte header + 4*4*2 bytes
+    assert r.metrics.read_bytes == 2 * 16 * (128 + 64 * 2)  # npy: 128-byte header + 2 samples of 8x8
     assert r.metrics.epochs == 2
 
 
@@ -207,6 +210,27 @@ def test_missing_file_names_the_first_missing_key():
         asyncio.run(go())
 
 
+def test_wrong_size_is_refused():
+    cfg = make_cfg(files=2, spf=1, bs=1)
+
+    async def go():
+        s = open_store(f"mem://size{next(_names)}")
+        await fill(s, cfg)
+        await s.put(dataset_keys(cfg)[0], b"x" * 10)
+        await run_training(cfg, s, comm=SingleComm())
+
+    with pytest.raises(DlioError, match=r"first train/img_0_of_2\.npy has 10 bytes, expected 192"):
+        asyncio.run(go())
+
+
+@pytest.mark.parametrize("fmt", ["tfrecord", "indexed_binary", "hdf5", "csv", "png", "synthetic"])
+def test_every_format_reads_through_the_format_readers(fmt):
+    cfg = make_cfg(files=4, spf=2, bs=2, threads=2)
+    cfg = replace(cfg, dataset=replace(cfg.dataset, format=fmt))
+    r = run(cfg)
+    assert r.loader.batches == 4 and r.metrics.read_count >= 8
+
+
 def test_empty_file_is_refused():
     cfg = make_cfg(files=2, spf=1, bs=1)
 
@@ -246,10 +270,10 @@ def test_npz_is_decoded_in_the_pool_and_a_corrupt_file_names_its_key():
 
     async def go(corrupt: bool):
         s = open_store(f"mem://npz{next(_names)}")
-        for i, key in enumerate(dataset_keys(cfg)):
-            buf = io.BytesIO()
-            np.savez(buf, x=np.full((4, 4, 2), i, dtype=np.uint8), y=np.zeros(2))
-            await s.put(key, b"not a zip" if corrupt and i == 1 else buf.getvalue())
+        await fill(s, cfg)
+        if corrupt:  # right size, garbage content: passes the size check, fails the reader
+            key = dataset_keys(cfg)[1]
+            await s.put(key, b"\0" * await s.size(key))
         return await run_training(cfg, s, comm=SingleComm())
 
     assert asyncio.run(go(False)).metrics.read_count == 8

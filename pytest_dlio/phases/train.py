@@ -24,8 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from pytest_dlio.config.model import TimeSpec, WorkloadConfig
+from pytest_dlio import formats, layout
+from pytest_dlio.config.model import Dataset, TimeSpec, WorkloadConfig
 from pytest_dlio.errors import DlioError, NotFound
+from pytest_dlio.layout import DataFile
 from pytest_dlio.metrics import TrainMetrics, au_verdict, compute_metrics
 from pytest_dlio.phases import PhaseResult
 from pytest_dlio.ranks import Comm
@@ -41,19 +43,15 @@ EpochHook = Callable[[int], Awaitable[None]]
 
 
 # ---------------------------------------------------------------- dataset layout (adapter) ----
+def dataset_files(cfg: WorkloadConfig, split: str = "train") -> list[DataFile]:
+    """The split's files as datagen writes them (``layout.dataset_files``), in DLIO's sorted order."""
+    want = "train" if split == "train" else "valid"
+    return [f for f in layout.dataset_files(cfg) if f.split == want]
+
+
 def dataset_keys(cfg: WorkloadConfig, split: str = "train") -> list[str]:
-    """DLIO's file names under the data folder (dlio.md §3.2), sorted as DLIO's discovery sorts them."""
-    ds = cfg.dataset
-    n, nsub = (ds.num_files_train, ds.num_subfolders_train) if split == "train" else (
-        ds.num_files_eval, ds.num_subfolders_eval)
-    folder = "train" if split == "train" else "valid"
-    width = len(str(n))
-    sub_w = len(str(nsub))
-    keys = []
-    for i in range(n):
-        name = f"{ds.file_prefix}_{i:0{width}d}_of_{n}.{ds.format}"
-        keys.append(f"{folder}/{i % nsub:0{sub_w}d}/{name}" if nsub > 1 else f"{folder}/{name}")
-    return keys
+    """DLIO's file names under the data folder (dlio.md §3.2)."""
+    return layout.split_keys(cfg.dataset, "train" if split == "train" else "valid")
 
 
 def _npy_view(data: Buffer) -> np.ndarray:
@@ -67,8 +65,11 @@ def _npy_view(data: Buffer) -> np.ndarray:
     return arr.reshape(shape, order="F" if fortran else "C")
 
 
-def decode_sample(fmt: str, data: Buffer, sample: int, key: str) -> object:
-    """What DLIO's reader does to an opened file for one sample (npy/npz parsed; other formats touched)."""
+def decode_sample(f: DataFile, ds: Dataset, data: Buffer, sample: int,
+                  sidecars: dict[str, Buffer] | None = None) -> object:
+    """What DLIO's reader does to an opened file for one sample (npy as a zero-copy view; npz parsed;
+    other formats through ``formats.read_sample``; parquet is only touched for now)."""
+    fmt = ds.format
     try:
         if fmt == "npz":
             with np.load(io.BytesIO(data)) as z:
@@ -77,10 +78,14 @@ def decode_sample(fmt: str, data: Buffer, sample: int, key: str) -> object:
         if fmt == "npy":
             x = _npy_view(data)
             return x[..., sample % x.shape[-1]] if x.ndim else x
-    except (ValueError, OSError, KeyError, IndexError) as exc:
-        raise DlioError(f"{key}: cannot decode sample {sample} as {fmt} ({exc}); "
+        if fmt == "parquet":
+            return memoryview(data).nbytes
+        return formats.read_sample(data, f, ds, sample, sidecars)
+    except DlioError:
+        raise
+    except Exception as exc:  # any parse failure of a damaged file
+        raise DlioError(f"{f.key}: cannot decode sample {sample} as {fmt} ({type(exc).__name__}: {exc}); "
                         "regenerate the dataset with the datagen item") from None
-    return memoryview(data).nbytes
 
 
 # ---------------------------------------------------------------- sampling ----
@@ -138,10 +143,13 @@ class LoaderStats:
 class Loader:
     """Reads batches of samples from a store: concurrent reader tasks, bounded read-ahead, in-order delivery."""
 
-    def __init__(self, cfg: WorkloadConfig, store: ObjectStore, keys: list[str], reads: Reads,
+    def __init__(self, cfg: WorkloadConfig, store: ObjectStore, files: list[DataFile], reads: Reads,
                  pool: ThreadPoolExecutor | None, rng: np.random.Generator) -> None:
         rd = cfg.reader
-        self.store, self.keys, self.reads, self.pool = store, keys, reads, pool
+        self.store, self.files, self.reads, self.pool = store, files, reads, pool
+        self.keys = [f.key for f in files]
+        self.ds = cfg.dataset
+        self._side: dict[str, dict[str, Buffer]] = {}
         self.fmt = cfg.dataset.format
         self.spf = cfg.dataset.num_samples_per_file
         self.threads = rd.read_threads
@@ -172,14 +180,24 @@ class Loader:
             if self._left[key] <= 0:
                 self._cache.pop(key, None)
 
+    async def _sidecars(self, f: DataFile) -> dict[str, Buffer] | None:
+        """The file's small index objects, read once per run (DLIO keeps its index in memory too)."""
+        if not f.sidecars:
+            return None
+        side = self._side.get(f.key)
+        if side is None:
+            side = self._side[f.key] = {k: await self._get(k) for k in f.sidecars}
+        return side
+
     async def _sample(self, idx: int) -> object:
-        key = self.keys[idx // self.spf]
-        data = await self._file(key)
+        f = self.files[idx // self.spf]
+        data = await self._file(f.key)
+        side = await self._sidecars(f)
         if self.pool is None or self.fmt not in POOLED_FORMATS:
-            out = decode_sample(self.fmt, data, idx % self.spf, key)
+            out = decode_sample(f, self.ds, data, idx % self.spf, side)
         else:
             loop = asyncio.get_running_loop()
-            out = await loop.run_in_executor(self.pool, decode_sample, self.fmt, data, idx % self.spf, key)
+            out = await loop.run_in_executor(self.pool, decode_sample, f, self.ds, data, idx % self.spf, side)
         if not self.preprocess.is_zero:
             await asyncio.sleep(self.preprocess.sample(self.rng))
         return out
@@ -259,8 +277,9 @@ async def emulate(seconds: float) -> None:
 
 
 # ---------------------------------------------------------------- dataset check ----
-async def check_dataset(store: ObjectStore, keys: list[str]) -> None:
-    """DlioError naming the first missing or empty file, before any epoch runs."""
+async def check_dataset(store: ObjectStore, files: list[DataFile]) -> None:
+    """DlioError naming the first missing, empty or wrongly sized file, before any epoch runs."""
+    keys = [f.key for f in files] + [k for f in files for k in f.sidecars]
     if not keys:
         return
     sizes: dict[str, int] = {}
@@ -286,6 +305,12 @@ async def check_dataset(store: ObjectStore, keys: list[str]) -> None:
     if empty:
         raise DlioError(f"dataset damaged: {len(empty)} of {len(keys)} files are empty under {where}, "
                         f"first {empty[0]}; regenerate the dataset")
+    wrong = [f for f in files if f.expected_size is not None and sizes[f.key] != f.expected_size]
+    if wrong:
+        f = wrong[0]
+        raise DlioError(f"dataset does not match the config: {len(wrong)} of {len(files)} files have the wrong "
+                        f"size under {where}, first {f.key} has {sizes[f.key]} bytes, expected {f.expected_size}; "
+                        "regenerate the dataset for this config (or fix dataset.record_length_bytes)")
 
 
 # ---------------------------------------------------------------- the loop ----
@@ -336,10 +361,10 @@ async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
     if steps <= 0:
         raise DlioError(f"no training steps: {cfg.total_samples_train} samples / batch_size {rd.batch_size} "
                         f"/ {comm.size} ranks < 1; raise dataset.num_files_train or lower reader.batch_size")
-    train_keys = dataset_keys(cfg, "train")
+    train_files = dataset_files(cfg, "train")
     do_eval = cfg.workflow.evaluation and cfg.dataset.num_files_eval > 0 and cfg.eval_steps(comm.size) > 0
-    eval_keys = dataset_keys(cfg, "eval") if do_eval else []
-    await check_dataset(store, train_keys + eval_keys)
+    eval_files = dataset_files(cfg, "eval") if do_eval else []
+    await check_dataset(store, train_files + eval_files)
     tl = Timeline(rank=comm.rank, steps_per_epoch=steps, eval_steps=cfg.eval_steps(comm.size),
                   batch_size=rd.batch_size, batch_size_eval=rd.batch_size_eval,
                   record_size=float(cfg.dataset.record_length_bytes),
@@ -348,8 +373,8 @@ async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
     seed = _shared_seed(comm)
     rng = np.random.default_rng([cfg.train.seed, comm.rank, 3])
     pool = ThreadPoolExecutor(rd.read_threads, thread_name_prefix="dlio-read") if rd.read_threads > 0 else None
-    loader = Loader(cfg, store, train_keys, tl.reads, pool, rng)
-    eval_loader = Loader(cfg, store, eval_keys, tl.eval_reads, pool, rng) if do_eval else None
+    loader = Loader(cfg, store, train_files, tl.reads, pool, rng)
+    eval_loader = Loader(cfg, store, eval_files, tl.eval_reads, pool, rng) if do_eval else None
     every = cfg.checkpoint.steps_between_checkpoints if on_checkpoint is not None else -1
     next_eval = cfg.evaluation.eval_after_epoch
     overall = 0
@@ -421,5 +446,5 @@ async def train(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, output_d
     return result_of(cfg, run)
 
 
-__all__ = ["Loader", "TrainRun", "au_verdict", "check_dataset", "dataset_keys", "decode_sample", "emulate",
+__all__ = ["Loader", "TrainRun", "au_verdict", "check_dataset", "dataset_files", "dataset_keys", "decode_sample", "emulate",
            "epoch_order", "result_of", "run_training", "train"]
