@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from pytest_dlio.storage.session import StorageSession
 
 STASH_KEY = pytest.StashKey["DlioRun"]()
-SECRET_KEYS = ("secret_access_key", "access_key_id", "account_key", "sas_token", "connection_string")
+SECRET_KEYS = ("secret_access_key", "access_key_id", "account_key", "sas_token", "connection_string",
+               "session_token")
 
 
 def redact(data: Any) -> Any:

@@ -89,7 +89,8 @@ STORAGE_OPTIONS = {
     "decode": _enum(["raw", "arrow"]), "decode_output": _STR, "simulate_io": _BOOL, "sim_log_secs": _num(0),
     # pytest-dlio's own: Azure credentials and object-store tuning
     "connection_string": _STR, "account_name": _STR, "account_key": _STR, "sas_token": _STR,
-    "part_size": _int(5 * 1024 * 1024), "max_concurrency": _int(1), "timeout": _num(0),
+    "account_url": _STR, "api_version": _STR, "session_token": _STR, "max_attempts": _int(1),
+    "part_size": _int(5 * 1024 * 1024), "concurrency": _int(1), "timeout": _num(0), "list_page_size": _int(1),
 }
 
 SCHEMA: dict[str, Any] = {
