@@ -37,8 +37,11 @@ def commit(tmp: Path, path: Path, fsync: bool) -> None:
         fsync_dir(path.parent)
 
 
-def _put(path: Path, data: Buffer, fsync: bool) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _put(path: Path, data: Buffer, fsync: bool, known_dirs: set[Path] | None = None) -> None:
+    if known_dirs is None or path.parent not in known_dirs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if known_dirs is not None:
+            known_dirs.add(path.parent)
     tmp = temp_path(path)
     try:
         with open(tmp, "wb", buffering=0) as f:
@@ -49,6 +52,12 @@ def _put(path: Path, data: Buffer, fsync: bool) -> None:
             if fsync:
                 os.fsync(f.fileno())
         commit(tmp, path, fsync)
+    except FileNotFoundError:
+        tmp.unlink(missing_ok=True)
+        if known_dirs is None:
+            raise
+        known_dirs.discard(path.parent)  # the folder was removed behind our back: create it again
+        _put(path, data, fsync, None)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -110,6 +119,7 @@ class FileStore(ObjectStore):
         super().__init__(uri)
         self.root = root
         self._io = BlockingPool(uri, threads)
+        self._dirs: set[Path] = set()  # folders known to exist: saves a mkdir per put
 
     def path(self, op: str, key: str) -> Path:
         """The file for ``key``."""
@@ -117,7 +127,7 @@ class FileStore(ObjectStore):
 
     async def put(self, key: str, data: Buffer, *, fsync: bool = False) -> None:
         # docstring inherited
-        await self._io.run("put", key, _put, self.path("put", key), data, fsync)
+        await self._io.run("put", key, _put, self.path("put", key), data, fsync, self._dirs)
 
     async def get(self, key: str) -> Buffer:
         # docstring inherited
