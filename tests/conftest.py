@@ -16,6 +16,13 @@ def root() -> Path:
     return ROOT
 
 
+@pytest.fixture(autouse=True)
+def _inner_runs_are_not_xdist_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pytester sessions inside an xdist worker must not think they are workers themselves."""
+    for var in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID", "PYTEST_ADDOPTS"):
+        monkeypatch.delenv(var, raising=False)
+
+
 #: Options for every pytester run: hypothesis' plugin (preinstalled here) costs ~2 s per session.
 FAST = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
 
