@@ -12,7 +12,6 @@ from pytest_dlio.errors import ConfigError
 from tests.conftest import CONFIGS, ROOT, run
 
 SHIPPED = sorted(CONFIGS.rglob("*.yaml"))
-DLDRIVER = sorted((ROOT.parent / "shared" / "reference" / "dldriver_configs").glob("*.yaml"))
 
 
 def test_every_shipped_workload_is_valid() -> None:
@@ -46,13 +45,14 @@ def test_dlio_2_0_0_dialect() -> None:
 
 
 def test_dldriver_dialect_maps_keys() -> None:
-    cfg = load(ROOT.parent / "shared" / "reference" / "dldriver_configs" / "unet3d_config.yaml")
+    cfg = load(ROOT / "fixtures" / "dialects" / "dldriver_unet3d.yaml")
     assert cfg.source.dialect == "dl-driver"
-    assert cfg.reader.prefetch_size == 4 and cfg.reader.computation_threads == 2
+    assert cfg.framework == "pytorch" and cfg.reader.prefetch_size == 4 and cfg.reader.computation_threads == 2
     assert cfg.reader.file_shuffle == "off" and cfg.model.model_size_bytes == 499153191
+    assert cfg.metric.au == pytest.approx(0.9) and cfg.checkpoint.checkpoint_folder == "file:///tmp/dlio_unet3d_ckpt"
+    assert any("pytorch_config ignored" in n for n in cfg.source.notes)
 
 
-@pytest.mark.skipif(not DLDRIVER, reason="shared/reference not beside the checkout")
 def test_dldriver_percent_au() -> None:
     text = "checkpointing:\n  checkpoint_folder: c\nmetric:\n  au: 90\nworkflow:\n  train: false\n" \
            "  checkpoint: true\ncheckpoint:\n  num_checkpoints_write: 1\n"
