@@ -8,7 +8,6 @@ train+eval list uses draws ``2i`` and ``2i+1`` (or draw ``2i`` as a full shape w
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass
 
@@ -108,14 +107,9 @@ def sample_dims(ds: Dataset, total_files: int) -> list[tuple[int, ...]]:
 
 def npy_header_len(shape: tuple[int, ...], dtype: str) -> int:
     """Bytes of the header ``np.save`` writes for an array of ``shape``/``dtype``."""
-    d = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
-    buf = io.BytesIO()
-    try:
-        np.lib.format.write_array_header_1_0(buf, d)
-    except ValueError:
-        buf = io.BytesIO()
-        np.lib.format.write_array_header_2_0(buf, d)
-    return len(buf.getvalue())
+    from pytest_dlio.formats.npy import header
+
+    return len(header(shape, dtype))
 
 
 NPZ_ZIP_OVERHEAD = 234  # np.savez, 2 members x.npy/y.npy with forced zip64 local headers + central dir
