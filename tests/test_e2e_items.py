@@ -112,7 +112,10 @@ def test_unet3d_smoke_checkpoint_names(pytester: pytest.Pytester) -> None:
     result = run(pytester, "--dlio-config", str(CONFIGS / "dlio" / "unet3d_h100.yaml"), "--dlio-scale", "smoke",
                  "--junitxml=out.xml", "--dlio-data-root", str(pytester.path / ".dlio"))
     outcomes = result.parseoutcomes()
-    assert outcomes.get("passed") == 5, result.stdout.str()  # schema datagen train checkpoint_write/read; au may fail
+    # schema datagen train checkpoint_write/read pass; au may go either way at this scale
+    assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 6 and outcomes.get("passed", 0) >= 5, \
+        result.stdout.str()
+    assert "unet3d_h100.yaml::au" in result.stdout.str() or outcomes.get("passed") == 6
     props = _props(pytester.path / "out.xml")
     assert float(props["schema"]["scale"]) < 1e-3
     assert "scaled by" in props["schema"]["config_notes"]

@@ -36,7 +36,9 @@ def test_train_on_object_store(request, monkeypatch, tmp_path, uri):
 
     res = asyncio.run(go())
     props = dict(res.properties)
-    assert props["steps"] == 12 and props["read_count"] == 24
+    # 6 files x 2 samples x 2 epochs: every file fetched at least once an epoch, and consecutive samples
+    # of one file served from that fetch rather than one whole-file GET per sample
+    assert props["steps"] == 12 and 12 <= props["read_count"] < 24
     assert props["read_latency_p99_ms"] > 0
     doc = json.loads((tmp_path / "summary.json").read_text())
     assert len(doc["metric"]["train_au_percentage"]) == 2

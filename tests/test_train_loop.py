@@ -89,8 +89,9 @@ def test_steps_per_epoch_and_reads():
     cfg = make_cfg(files=8, spf=2, bs=2, epochs=2)
     r = run(cfg)
     assert [len(b.steps) for e in r.timeline.epochs for b in e.blocks] == [8, 8]
-    assert r.metrics.read_count == 2 * 16  # on_demand: one whole-file get per sample
-    assert r.metrics.read_bytes == 2 * 16 * (128 + 64 * 2)  # npy: 128-byte header + 2 samples of 8x8
+    # on_demand: a file is fetched once while consecutive samples come from it (in order here)
+    assert r.metrics.read_count == 2 * 8
+    assert r.metrics.read_bytes == 2 * 8 * (128 + 64 * 2)  # npy: 128-byte header + 2 samples of 8x8
     assert r.metrics.epochs == 2
 
 
@@ -151,8 +152,8 @@ def test_sample_shuffle_really_changes_read_order():
 def test_memory_read_type_reads_each_file_once_per_epoch():
     r = run(make_cfg(files=4, spf=4, bs=4, read_type="memory", epochs=2))
     assert r.metrics.read_count == 2 * 4
-    r2 = run(make_cfg(files=4, spf=4, bs=4, read_type="on_demand", epochs=1))
-    assert r2.metrics.read_count == 16
+    r2 = run(make_cfg(files=16, spf=4, bs=4, read_type="on_demand", epochs=1, sample_shuffle="seed"))
+    assert r2.metrics.read_count > 16  # shuffled samples jump between files: on_demand refetches, memory does not
 
 
 @pytest.mark.parametrize("prefetch,threads", [(1, 1), (4, 2), (2, 4)])
@@ -228,7 +229,7 @@ def test_every_format_reads_through_the_format_readers(fmt):
     cfg = make_cfg(files=4, spf=2, bs=2, threads=2)
     cfg = replace(cfg, dataset=replace(cfg.dataset, format=fmt))
     r = run(cfg)
-    assert r.loader.batches == 4 and r.metrics.read_count >= 8
+    assert r.loader.batches == 4 and r.metrics.read_count >= 4
 
 
 def test_empty_file_is_refused():
@@ -276,6 +277,6 @@ def test_npz_is_decoded_in_the_pool_and_a_corrupt_file_names_its_key():
             await s.put(key, b"\0" * await s.size(key))
         return await run_training(cfg, s, comm=SingleComm())
 
-    assert asyncio.run(go(False)).metrics.read_count == 8
+    assert asyncio.run(go(False)).metrics.read_count == 4  # each 2-sample file fetched once
     with pytest.raises(DlioError, match=r"train/img_1_of_4\.npz: cannot decode sample 0 as npz"):
         asyncio.run(go(True))
