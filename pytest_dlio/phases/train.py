@@ -169,9 +169,9 @@ class _Tail(io.RawIOBase):
     def readinto(self, b: Any) -> int:
         n = max(0, min(len(b), self.size - self.pos))
         lo = self.pos - self.tail_start
-        if lo < 0:
-            raise OSError("parquet reader asked for bytes before the footer")
-        b[:n] = self.tail[lo:lo + n]
+        pad = min(n, max(0, -lo))  # pyarrow prefetches a fixed tail; bytes before the footer are never parsed
+        b[:pad] = bytes(pad)
+        b[pad:n] = self.tail[max(0, lo):max(0, lo) + n - pad]
         self.pos += n
         return n
 
