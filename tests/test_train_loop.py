@@ -62,7 +62,7 @@ class Recording:
     """A real MemoryStore that also remembers the order of ``get`` calls."""
 
     def __init__(self, store) -> None:
-        self._s, self.gets = store, []
+        self._s, self.gets, self.ranges = store, [], []
         self.supports_listing = store.supports_listing
 
     def __getattr__(self, name):
@@ -74,6 +74,10 @@ class Recording:
     async def get(self, key):
         self.gets.append(key)
         return await self._s.get(key)
+
+    async def get_range(self, key, start, length):
+        self.ranges.append((key, start, length))
+        return await self._s.get_range(key, start, length)
 
 
 def run(cfg, store=None, **kw):

@@ -9,34 +9,12 @@ from pytest_dlio.config.model import Parquet, ParquetColumn
 from pytest_dlio.phases.train import run_training
 from pytest_dlio.ranks import SingleComm
 from pytest_dlio.storage import open_store
-from tests.test_train_loop import fill, make_cfg
-
-
-class Counting:
-    """A real mem:// store that counts whole-object and ranged reads by key."""
-
-    def __init__(self, store) -> None:
-        self._s, self.gets, self.ranges = store, [], []
-        self.supports_listing = store.supports_listing
-
-    def __getattr__(self, name):
-        return getattr(self._s, name)
-
-    def __str__(self) -> str:
-        return str(self._s)
-
-    async def get(self, key):
-        self.gets.append(key)
-        return await self._s.get(key)
-
-    async def get_range(self, key, start, length):
-        self.ranges.append((key, start, length))
-        return await self._s.get_range(key, start, length)
+from tests.test_train_loop import Recording, fill, make_cfg
 
 
 def _train(cfg, name):
     async def go():
-        store = Counting(open_store(f"mem://reads-{name}"))
+        store = Recording(open_store(f"mem://reads-{name}"))
         await fill(store._s, cfg)
         run = await run_training(cfg, store, comm=SingleComm())
         return store, run
