@@ -53,6 +53,13 @@ def test_header_names_embedded_moto_and_session_stops_it(pytester: pytest.Pytest
     assert not port_open(int(endpoints.pop().rsplit(":", 1)[1]))
 
 
+def test_no_dlio_header_in_a_session_that_does_not_use_it(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_plain="def test_x():\n    pass\n")
+    result = pytester.runpytest(*_LEAN)
+    result.assert_outcomes(passed=1)
+    assert "dlio data root" not in result.stdout.str() and "dlio storage:" not in result.stdout.str()
+
+
 def test_xdist_workers_share_one_lazily_started_moto(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_s3=_tests(4))
     result = pytester.runpytest_subprocess("-n", "2", *_LEAN)

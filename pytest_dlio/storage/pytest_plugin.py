@@ -52,6 +52,9 @@ def pytest_configure_node(node: Any) -> None:
 
 @pytest.hookimpl
 def pytest_report_header(config: pytest.Config) -> list[str]:
+    # Only sessions that use pytest-dlio get its lines: a plain `pytest` elsewhere stays as it was.
+    if not (_option(config, "dlio_storage") or _option(config, "dlio_config") or config.getini("dlio_configs")):
+        return []
     return get_storage_session(config).header_lines()
 
 
