@@ -41,3 +41,12 @@ def test_parquet_reads_each_row_group_once() -> None:
     footers = 2 * 2  # per file: the 8-byte tail, then the footer
     assert len(store.ranges) - footers == 2 * 4  # 4 row groups of 16 rows in each of 2 files, once each
     assert run.loader.batches == 16 and spans
+
+
+def test_npz_reads_each_file_once_per_epoch() -> None:
+    cfg = make_cfg(files=4, spf=8, bs=4, threads=2)
+    cfg = replace(cfg, dataset=replace(cfg.dataset, format="npz"))
+    store, run = _train(cfg, "npz")
+    assert not store.ranges
+    epochs = cfg.train.epochs
+    assert len(store.gets) == 4 * epochs and sorted(set(store.gets)) == sorted(set(store.gets[:4]))
