@@ -89,6 +89,17 @@ def decode_sample(f: DataFile, ds: Dataset, data: Buffer, sample: int,
                         "regenerate the dataset with the datagen item") from None
 
 
+def _parse_all(f: DataFile, ds: Dataset, data: Buffer, sidecars: dict[str, Buffer] | None) -> list[object]:
+    """Every sample of an opened file, parsed once (DlioError on a damaged file)."""
+    try:
+        return list(formats.read_samples(data, f, ds, sidecars))
+    except DlioError:
+        raise
+    except Exception as exc:  # any parse failure of a damaged file
+        raise DlioError(f"{f.key}: cannot decode as {ds.format} ({type(exc).__name__}: {exc}); "
+                        "regenerate the dataset with the datagen item") from None
+
+
 # ---------------------------------------------------------------- sampling ----
 def _rng(mode: str, seed: int, salt: tuple[int, ...]) -> np.random.Generator | None:
     if mode == "off":
@@ -249,6 +260,10 @@ class Loader:
         self._recent_cap = max(2, 2 * max(1, rd.read_threads))
         self._pq: dict[str, ParquetIndex] = {}
         self._rg: OrderedDict[tuple[str, int], asyncio.Task[int]] = OrderedDict()
+        # formats parsed record by record (tfrecord, hdf5, csv, images): each fetched file is parsed once
+        # and its samples served from the list (DLIO's TF pipeline parses each record once per epoch;
+        # reparsing the file for every sample made a 1251-sample tfrecord cost O(n^2) CRC checks)
+        self._parsed: OrderedDict[str, tuple[Buffer, asyncio.Future[list[object]]]] = OrderedDict()
         self.columns = _parquet_columns(cfg)
 
     async def _get(self, key: str) -> Buffer:
@@ -338,7 +353,9 @@ class Loader:
             return out
         data = await self._file(f.key)
         side = await self._sidecars(f)
-        if self.pool is None or self.fmt not in POOLED_FORMATS:
+        if self.spf > 1 and self.fmt not in ("npz", "npy"):
+            out = await self._parsed_sample(f, data, side, idx % self.spf)
+        elif self.pool is None or self.fmt not in POOLED_FORMATS:
             out = decode_sample(f, self.ds, data, idx % self.spf, side)
         else:
             loop = asyncio.get_running_loop()
@@ -346,6 +363,30 @@ class Loader:
         if not self.preprocess.is_zero:
             await asyncio.sleep(self.preprocess.sample(self.rng))
         return out
+
+    async def _parsed_sample(self, f: DataFile, data: Buffer, side: dict[str, Buffer] | None,
+                             sample: int) -> object:
+        """Sample ``sample`` of a file parsed once per fetch (the parse is keyed by the fetched buffer)."""
+        entry = self._parsed.get(f.key)
+        if entry is None or entry[0] is not data:
+            loop = asyncio.get_running_loop()
+            if self.pool is None or self.fmt not in POOLED_FORMATS:
+                fut: asyncio.Future[list[object]] = loop.create_future()
+                try:
+                    fut.set_result(_parse_all(f, self.ds, data, side))
+                except Exception as exc:
+                    fut.set_exception(exc)
+            else:
+                fut = loop.run_in_executor(self.pool, _parse_all, f, self.ds, data, side)
+            entry = self._parsed[f.key] = (data, fut)
+            while len(self._parsed) > self._recent_cap:
+                self._parsed.popitem(last=False)
+        else:
+            self._parsed.move_to_end(f.key)
+        items = await asyncio.shield(entry[1])
+        if sample >= len(items):
+            raise DlioError(f"{f.key}: has no sample {sample}; regenerate it with --dlio-generate auto")
+        return items[sample]
 
     async def _batch(self, indices: np.ndarray) -> list[object]:
         return [await self._sample(int(i)) for i in indices]
@@ -356,6 +397,7 @@ class Loader:
         parts = [order[b * batch_size:(b + 1) * batch_size] for b in range(n)]
         self._recent.clear()
         self._rg.clear()
+        self._parsed.clear()
         if self.memory:
             self._cache.clear()
             self._left = {}
