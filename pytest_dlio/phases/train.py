@@ -5,8 +5,8 @@ with ``file_shuffle``/``sample_shuffle`` meaning what DLIO documents — off, se
 read by ``read_threads`` concurrent reader tasks with at most ``max(prefetch_size, read_threads)``
 batches of read-ahead, emulated compute per step (a measured sleep), optional step-based checkpoint
 callbacks that split the epoch into blocks, and evaluation after the configured epochs. Storage calls
-are async; decoding runs in a thread pool sized by ``read_threads`` (inline when it is 0, like DLIO's
-zero workers).
+are async and fetch the format's read unit; a heavy format's decoding runs in a thread pool sized by
+``read_threads`` (inline when it is 0, like DLIO's zero workers), a light one's inline as a view.
 """
 
 from __future__ import annotations
@@ -207,17 +207,11 @@ class Loader:
             side = self._side[f.key] = {k: await self._get(k) for k in f.sidecars}
         return side
 
-    def _decode(self, fn: Callable[..., object], *args: object) -> asyncio.Future[Any]:
-        """``fn(*args)`` in the pool for a heavy format, else inline (the result as a future either way)."""
-        loop = asyncio.get_running_loop()
+    async def _decode(self, fn: Callable[..., Any], *args: object) -> Any:
+        """``fn(*args)`` in the pool for a heavy format, else inline on the event loop."""
         if self.pool is not None and self.format.heavy:
-            return loop.run_in_executor(self.pool, fn, *args)
-        fut: asyncio.Future[Any] = loop.create_future()
-        try:
-            fut.set_result(fn(*args))
-        except Exception as exc:
-            fut.set_exception(exc)
-        return fut
+            return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+        return fn(*args)
 
     async def _locate(self, f: DataFile) -> Spans:
         """The byte ranges of the file's read units, found once per run (index objects, or the footer)."""
@@ -265,7 +259,8 @@ class Loader:
             return await self._decode(decode_sample, f, self.ds, data, sample, side)
         entry = self._decoded.get(f.key)
         if entry is None or entry[0] is not data:  # decoded once per fetched buffer
-            entry = self._decoded[f.key] = (data, self._decode(decode_file, f, self.ds, data, side, sample))
+            task = asyncio.ensure_future(self._decode(decode_file, f, self.ds, data, side, sample))
+            entry = self._decoded[f.key] = (data, task)
             while len(self._decoded) > self._recent_cap:
                 self._decoded.popitem(last=False)
         else:
