@@ -141,7 +141,7 @@ class Format(Protocol):
 
     # ---- ranged read units (SAMPLE_RANGE, ROW_GROUP) ----
     def sample_spans(self, f: DataFile, sidecars: Mapping[str, Buffer]) -> Spans:
-        """SAMPLE_RANGE: each sample's byte range, from the file's index objects."""
+        """SAMPLE_RANGE: each sample's byte range, from the file's index objects (unit i is sample i)."""
         raise DlioError(f"{self.name}: has no sample index")
 
     #: ROW_GROUP: bytes at the end of a file that give the footer's length (``footer_length``).

@@ -235,9 +235,9 @@ class Loader:
         """A ranged read unit: exactly its bytes, decoded as DLIO's reader does. A row group serves all
         its rows, so consecutive rows of one group share one read."""
         spans = await self._locate(f)
+        if self.unit is ReadUnit.SAMPLE_RANGE:  # unit i is sample i
+            return await self._read_unit(f, sample, *sample_of(spans.spans, f, sample))
         u = spans.unit_of(sample)
-        if self.unit is ReadUnit.SAMPLE_RANGE:
-            return await self._read_unit(f, sample, *spans.spans[u])
         task = self._units.get((f.key, u))
         if task is None:
             task = self._units[(f.key, u)] = asyncio.ensure_future(self._read_unit(f, sample, *spans.spans[u]))
