@@ -72,9 +72,10 @@ def dataset_files(cfg: WorkloadConfig) -> list[DataFile]:
     dtype = fmt.dtype(ds)
     files = []
     for pos, ((split, i, key), d) in enumerate(zip(keys, dims, strict=True)):
-        files.append(DataFile(key=key, split=split, index=i, position=pos, dims=d, dtype=dtype,
-                              samples=ds.num_samples_per_file, expected_size=fmt.predicted_size(ds, d, dtype, pos),
-                              sidecars=fmt.sidecar_keys(ds, key, split), sidecar_sizes=fmt.sidecar_sizes(ds, d, dtype)))
+        files.append(DataFile(
+            key=key, split=split, index=i, position=pos, dims=d, dtype=dtype, samples=ds.num_samples_per_file,
+            expected_size=fmt.predicted_size(ds, d, dtype, pos), sidecars=fmt.sidecar_keys(ds, key, split),
+            sidecar_sizes=fmt.sidecar_sizes(ds, d, dtype)))
     return files
 
 

@@ -83,7 +83,8 @@ class Csv(Format):
     def decode(self, data: Buffer, f: DataFile, ds: Dataset,
                sidecars: Mapping[str, Buffer] | None = None) -> Sequence[Any]:
         raw = decompress(data, ds.compression if ds.compression in CSV_SUFFIX else "none")
-        return list(np.loadtxt(io.BytesIO(raw), delimiter=",", ndmin=2, dtype=f.dtype))  # one flat row per sample
+        rows = np.loadtxt(io.BytesIO(raw), delimiter=",", ndmin=2, dtype=f.dtype)
+        return list(rows)  # one flat row per sample
 
 
 FORMAT = Csv()

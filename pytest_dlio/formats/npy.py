@@ -53,8 +53,8 @@ def view(data: Buffer) -> np.ndarray:
     """An .npy file's array as a zero-copy view of the bytes (what np.load does, minus the copy)."""
     f = io.BytesIO(data)
     version = np.lib.format.read_magic(f)
-    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    shape, fortran, dtype = read_header(f)
+    fmt = np.lib.format
+    shape, fortran, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(f)
     count = int(np.prod(shape)) if shape else 1
     arr = np.frombuffer(data, dtype=dtype, count=count, offset=f.tell())
     return arr.reshape(shape, order="F" if fortran else "C")

@@ -6,9 +6,9 @@ incomplete); ``auto`` writes what is missing or incomplete and leaves complete f
 Complete is judged as training judges it (``phases/dataset.py``): the key exists with its exact
 size, the format's prediction or, for formats whose size depends on the encoded content (hdf5, csv,
 jpeg, png, parquet), the size in the empty marker object ``.dlio/sizes/{key}@{size}`` datagen writes
-after the file; every sidecar exists with its exact size. Files are written whole and atomically (``ObjectStore.put`` / a committed ``Writer``), sidecars
-first, then the file, then its marker, so a killed run leaves only files that ``auto`` recognises as
-missing or incomplete and rewrites.
+after the file; every sidecar exists with its exact size. Files are written whole and atomically
+(``ObjectStore.put`` / a committed ``Writer``), sidecars first, then the file, then its marker, so a
+killed run leaves only files that ``auto`` recognises as missing or incomplete and rewrites.
 """
 
 from __future__ import annotations

@@ -120,7 +120,8 @@ def not_enough_message(files: list[DataFile], listing: Listing, where: str) -> s
         bad = listing.problems(want)
         if bad:
             return (f"Not enough {label} dataset is found: expected {len(want)} files, found "
-                    f"{len(want) - len(bad)} complete in {where} ({_shown(bad)}); run with --dlio-generate auto")
+                    f"{len(want) - len(bad)} complete in {where} ({_shown(bad)}); "
+                    "run with --dlio-generate auto")
     return None
 
 
@@ -132,9 +133,9 @@ def incomplete_message(files: list[DataFile], listing: Listing, where: str) -> s
     n = len(files)
     missing = [p for p in bad if p.kind == "missing"]
     if missing:
-        return (f"dataset incomplete: {len(missing)} of {n} files missing under {where}, first {missing[0].key}; "
-                "generate it (datagen item / workflow.generate_data: True) or point dataset.data_folder at "
-                "the generated data")
+        return (f"dataset incomplete: {len(missing)} of {n} files missing under {where}, "
+                f"first {missing[0].key}; generate it (datagen item / workflow.generate_data: True) "
+                "or point dataset.data_folder at the generated data")
     empty = [p for p in bad if p.kind == "empty"]
     if empty:
         return (f"dataset damaged: {len(empty)} of {n} files are empty under {where}, first {empty[0].key}; "

@@ -61,8 +61,8 @@ def decode_file(f: DataFile, ds: Dataset, data: Buffer, sidecars: dict[str, Buff
     except DlioError:
         raise
     except Exception as exc:  # any parse failure of a damaged file
-        raise DlioError(f"{f.key}: cannot decode sample {sample} as {ds.format} ({type(exc).__name__}: {exc}); "
-                        "regenerate the dataset with the datagen item") from None
+        raise DlioError(f"{f.key}: cannot decode sample {sample} as {ds.format} ({type(exc).__name__}: "
+                        f"{exc}); regenerate the dataset with the datagen item") from None
 
 
 def decode_sample(f: DataFile, ds: Dataset, data: Buffer, sample: int,
@@ -240,7 +240,8 @@ class Loader:
         u = spans.unit_of(sample)
         task = self._units.get((f.key, u))
         if task is None:
-            task = self._units[(f.key, u)] = asyncio.ensure_future(self._read_unit(f, sample, *spans.spans[u]))
+            task = asyncio.ensure_future(self._read_unit(f, sample, *spans.spans[u]))
+            self._units[(f.key, u)] = task
             while len(self._units) > self._recent_cap:
                 self._units.popitem(last=False)
         return await task
@@ -248,8 +249,8 @@ class Loader:
     async def _read_unit(self, f: DataFile, sample: int, start: int, length: int) -> object:
         data = await self._range(f.key, start, length)
         if len(data) != length:
-            raise DlioError(f"{f.key}: sample {sample} at offset {start} (+{length}) is past the end of the file; "
-                            "regenerate it with --dlio-generate auto")
+            raise DlioError(f"{f.key}: sample {sample} at offset {start} (+{length}) is past the end of the "
+                            "file; regenerate it with --dlio-generate auto")
         return self.format.decode_span(data, f, self.ds)  # a view or a count: inline
 
     async def _from_file(self, f: DataFile, sample: int) -> object:
