@@ -1,4 +1,5 @@
-"""npy: ``np.save(records)`` with records of shape (*dims, spf); the reader ``np.load``s and slices.
+"""npy: ``np.save(records)`` with records of shape (*dims, spf); the reader slices (as ``np.load`` then
+``x[..., i]``, but as a zero-copy view of the fetched bytes, so decoding is light and runs inline).
 
 Encoding fills one buffer in place (header, then random data at its 64-byte aligned offset): the bytes
 are exactly ``np.save``'s, without generating into one array and copying into another.
