@@ -21,8 +21,11 @@ from pytest_dlio.config.yamlread import (
     read_yaml,
     too_big,
 )
-from pytest_dlio.errors import ConfigError
+from pytest_dlio.errors import ConfigError, printable
 
+#: Plug-in classes DLIO would import; pytest-dlio never imports code named by a config.
+_NOT_LOADED = {("reader", "reader_classname"): "reader", ("reader", "data_loader_classname"): "data loader",
+               ("checkpoint", "checkpoint_mechanism_classname"): "checkpoint mechanism"}
 _TIME_FIELDS = {("train", "computation_time"), ("evaluation", "eval_time"), ("reader", "preprocess_time")}
 
 
@@ -140,7 +143,12 @@ def load_text(text: str, file: str, overrides: list[str] | None = None) -> Workl
     problems = validate(data, marks)
     if problems:
         raise ConfigError(_located(problems, marks))
-    source = model.Source(path=file, dialect=dialect, notes=tuple(notes))
+    for path, what in _NOT_LOADED.items():
+        value = dialects.lookup(data, path)
+        if isinstance(value, str) and value:
+            notes.append(f"{'.'.join(path)}: {value} is not loaded: pytest-dlio emulates DLIO's {what}; the class "
+                         f"is ignored ({marks.of(path)})")
+    source = model.Source(path=file, dialect=dialect, notes=tuple(printable(n) for n in notes))
     cfg = build(data, source)
     found = rules.check(cfg, _given(data))
     if found:

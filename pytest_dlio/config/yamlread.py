@@ -120,7 +120,14 @@ def _compose(text: str, file: str, *, positions: bool = True) -> yaml.Node | Non
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_BYTES:
         raise too_big(size, file)
-    loader = _Loader(text, lambda m: _at(m, file) if positions else file)
+    try:
+        loader = _Loader(text, lambda m: _at(m, file) if positions else file)  # checks printable characters
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        where = f"{file}:{line}:{col}" if positions else file
+        raise ConfigError(f"YAML error: character U+{exc.character:04X} is not allowed in YAML (inside double "
+                          f"quotes it can be written as an escape) ({where})") from None
     try:
         return loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
