@@ -50,7 +50,7 @@ def parse_override(text: str) -> tuple[Path_, Any]:
     shown, raw, parts = _override_key(text)
     if len(parts) > MAX_DEPTH:
         raise ConfigError(f"--dlio-set {shown!r}: a key path of {len(parts)} parts; DLIO keys have at most 4")
-    value = read_value(raw, f"--dlio-set {shown}") if raw.strip() else None
+    value = read_value(raw, f"--dlio-set {shown}", parts) if raw.strip() else None
     return parts, value
 
 

@@ -161,12 +161,12 @@ def read_yaml(text: str, file: str) -> tuple[dict[str, Any], Marks]:
     return data, marks
 
 
-def read_value(text: str, where: str) -> Any:
-    """One YAML value (a ``--dlio-set`` value), read with the same limits; ``where`` names it in errors."""
+def read_value(text: str, where: str, path: Path_) -> Any:
+    """The YAML value of key ``path`` (a ``--dlio-set`` value), read with the same limits; ``where`` names it."""
     node = _compose(text, where, positions=False)
     if node is None:
         return None
-    return _Builder(where, Marks({}, {}), positions=False).build(node, ())
+    return _Builder(where, Marks({}, {}), positions=False).build(node, path)
 
 
 class _Builder:
