@@ -221,7 +221,7 @@ class _Builder:
             self.marks.values[path] = _mark(node, self.file, node.value)
         try:
             return self.ctor.construct_object(node)
-        except (ValueError, TypeError, IndexError, OverflowError, yaml.YAMLError) as exc:
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError, OverflowError, yaml.YAMLError) as exc:
             kind = {"int": "a whole number", "float": "a number", "timestamp": "a date"}.get(
                 node.tag.replace(_TAG, ""), node.tag.replace(_TAG, "!!"))
             if node.tag == f"{_TAG}int" and "digits" in str(exc):
