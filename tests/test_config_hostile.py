@@ -138,6 +138,7 @@ def test_a_folder_named_yaml_given_directly(pytester: pytest.Pytester) -> None:
     ("reader:\n  batch_size: 100000000\n", "reader.batch_size: 100,000,000 is above the cap of 10,000,000"),
     ("reader:\n  read_threads: 5000\n", "reader.read_threads: 5,000 is above the cap of 1,024 (threads per rank"),
     ("train:\n  seed: -1\n", "train.seed: must be ≥ 0, got -1"),
+    ("storage:\n  storage_root: ../outside\n", "storage.storage_root: '../outside' leaves its root through '..'"),
 ])
 def test_absurd_values_are_refused_with_the_range(extra: str, expect: str) -> None:
     assert expect in _problem(DS + extra)
