@@ -284,3 +284,34 @@ def test_plugin_classnames_are_noted_as_not_loaded(pytester: pytest.Pytester) ->
     assert "reader.data_loader_classname: my.pkg.Loader is not loaded" in notes
     assert "checkpoint.checkpoint_mechanism_classname: my.pkg.Ckpt is not loaded" in notes
     assert "note: reader.reader_classname: my.pkg.Reader is not loaded" in result.stdout.str()
+
+
+def test_an_unexpected_error_reading_one_file_fails_only_that_file(pytester: pytest.Pytester) -> None:
+    """The safety net in collection: a bug (here: scaling raises for one file) is that file's schema failure."""
+    pytester.makeconftest('''
+import pytest_dlio.run as run_module
+
+_real = run_module.scale_config
+
+
+def _buggy(cfg, factor, **kw):
+    if cfg.source.path.endswith("buggy.yaml"):
+        raise ZeroDivisionError("simulated bug")
+    return _real(cfg, factor, **kw)
+
+
+def pytest_configure(config):
+    run_module.scale_config = _buggy
+
+
+def pytest_unconfigure(config):
+    run_module.scale_config = _real
+''')
+    (pytester.path / "good.yaml").write_text(GOOD.read_text())
+    (pytester.path / "buggy.yaml").write_text(GOOD.read_text())
+    result = run(pytester, "--dlio-config", str(pytester.path / "good.yaml"), "--dlio-config",
+                 str(pytester.path / "buggy.yaml"), "--dlio-scale", "0.5", "--dlio-plan")
+    text = result.stdout.str()
+    result.assert_outcomes(passed=1, failed=1)
+    assert "buggy.yaml: could not be read (ZeroDivisionError); this is a pytest-dlio bug" in text
+    assert "Traceback" not in text and "INTERNALERROR" not in text
