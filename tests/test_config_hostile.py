@@ -250,13 +250,14 @@ def test_secrets_never_echoed_from_config_overrides_or_uris(pytester: pytest.Pyt
     bad_uri.write_text(SMALL.replace("data/ok", f"s3://{KEY_ID}:{URI_SECRET}@bucket/data"))
     sets = [f"storage.storage_options.secret_acess_key={SET_SECRET}",  # misspelt
             f"storage.storage_options.session_token=[{SET_SECRET}",  # malformed YAML
-            f"storage.storage_options.connection_string=!!int {SET_SECRET}"]  # a tag that cannot read it
+            f"storage.storage_options.connection_string=!!int {SET_SECRET}",  # a tag that cannot read it
+            f"storage.storage_options={{secret_acess_key: {SET_SECRET}}}"]  # nested under a plain key
     for s in sets:
         result = run(pytester, "--dlio-config", str(good), "--dlio-config", str(bad_type), "--dlio-config",
                      str(bad_uri), "--dlio-set", s, "--dlio-plan", "--dlio-show-config", "--junitxml=out.xml", "-rA")
         out = result.stdout.str() + result.stderr.str() + (pytester.path / "out.xml").read_text()
         result.assert_outcomes(failed=3)
-        assert "--dlio-set storage.storage_options." in out and "=***" in out
+        assert "--dlio-set storage.storage_options" in out and "=***" in out
         for secret in (SECRET, KEY_ID, URI_SECRET, SET_SECRET, "12345678901"):
             assert secret not in out, f"{secret} echoed with --dlio-set {s.split('=')[0]}"
     result = run(pytester, "--dlio-config", str(good), "--dlio-plan", "--dlio-show-config", "--junitxml=out.xml", "-rA")

@@ -9,7 +9,7 @@ from typing import Any
 
 from pytest_dlio.config import dialects, model, rules
 from pytest_dlio.config.model import TimeSpec, WorkloadConfig
-from pytest_dlio.config.secrets import secret_path
+from pytest_dlio.config.secrets import is_secret_key, secret_path
 from pytest_dlio.config.validate import validate
 from pytest_dlio.config.yamlread import (
     MAX_BYTES,
@@ -35,7 +35,7 @@ def _override_key(text: str) -> tuple[str, str, Path_]:
     key = key.strip().lstrip("+").removeprefix("workload.")
     parts = tuple(key.split("."))
     shown = text if len(text) <= 80 else text[:77] + "..."
-    if secret_path(parts):  # never echo a credential, even one given with a misspelt key or no '='
+    if secret_path(parts) or is_secret_key(raw):  # never echo a credential: misspelt, nested, or without '='
         shown = f"{key}=***" if sep else ".".join((*parts[:-1], "***"))
     if not sep or not key:
         raise ConfigError(f"--dlio-set {shown!r}: expected KEY=VALUE, e.g. dataset.num_files_train=16")
@@ -58,7 +58,7 @@ def apply_overrides(data: dict[str, Any], marks: Marks, overrides: list[str]) ->
     for text in overrides:
         path, value = parse_override(text)
         shown = _override_key(text)[0]
-        mark = Mark(f"--dlio-set {shown}", raw=None if secret_path(path) else text.partition("=")[2].strip())
+        mark = Mark(f"--dlio-set {shown}", raw=None if shown.endswith("***") else text.partition("=")[2].strip())
         node = data
         for i, key in enumerate(path[:-1]):
             if node.get(key) is None:
