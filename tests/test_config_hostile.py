@@ -316,3 +316,24 @@ def pytest_unconfigure(config):
     result.assert_outcomes(passed=1, failed=1)
     assert "buggy.yaml: could not be read (ZeroDivisionError); this is a pytest-dlio bug" in text
     assert "Traceback" not in text and "INTERNALERROR" not in text
+
+
+def test_every_number_in_the_schema_must_be_finite() -> None:
+    """A key added later gets the NaN/inf refusal too (schema.py marks every number rule)."""
+    from pytest_dlio.config.schema import SCHEMA
+
+    missing = []
+
+    def walk(rules: dict, path: tuple[str, ...]) -> None:
+        for key, rule in rules.items():
+            kinds = rule.get("type")
+            if "number" in (kinds if isinstance(kinds, list) else [kinds]) and not rule.get("finite"):
+                missing.append(".".join((*path, key)))
+            sub = rule.get("schema")
+            if isinstance(sub, dict):
+                walk(sub if not isinstance(sub.get("type"), str) else {"[]": sub}, (*path, key))
+
+    walk(SCHEMA, ())
+    assert not missing
+    assert "train.computation_time.stdev: must be a finite number" in _problem(
+        DS + "train:\n  computation_time: {mean: 1, stdev: .nan}\n")
