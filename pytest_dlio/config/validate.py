@@ -171,8 +171,7 @@ def _message(err: Any, marks: Marks) -> tuple[Path_, str]:
         valid = f" ({_range(known)})" if isinstance(known, dict) and ("cap" in known or "max" in known) else ""
         return path, f"{dotted}: must be {'≥' if rule == 'min' else '≤'} {constraint}, got {value!r}{valid}"
     if rule == "regex":
-        what = "file name prefix" if path[-1] == "file_prefix" else "file name"
-        return path, f"{dotted}: {value!r} is not a valid {what} (no '/', not empty)"
+        return path, f"{dotted}: {value!r} is not a valid file name prefix (no '/', not empty)"
     if err.code == cerberus.errors.CUSTOM.code and err.info:
         return path, f"{dotted}: {err.info[0]}"
     if rule == "required":
