@@ -267,7 +267,7 @@ async def read_checkpoints(cfg: WorkloadConfig, store: ObjectStore, *, comm: Com
             f"(checkpoint.num_checkpoints_write >= {len(wanted)}) or lower num_checkpoints_read")
     ckpt = Checkpointer(cfg, store, comm=comm)
     cache_note = None
-    if store.uri.startswith("file://"):
+    if store.page_cached:
         if drop_caches and drop_page_cache():
             cache_note = "page cache dropped before reading"
         elif ckpt.layout.total_bytes > 0:

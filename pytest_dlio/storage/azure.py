@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pytest_dlio.errors import NotFound, StorageError
-from pytest_dlio.storage.base import Buffer, ObjectStore, Writer
+from pytest_dlio.storage.base import Buffer, ObjectStore, Writer, gather_bounded
 from pytest_dlio.storage.settings import StoreOptions, env, parse_int
-from pytest_dlio.storage.uri import check_key, parse_uri, scrub
+from pytest_dlio.storage.uri import parse_uri, scrub
 
 T = TypeVar("T")
 
@@ -75,6 +75,7 @@ class AzureStore(ObjectStore):
         self._account = account or self._settings.account or env("AZURE_BLOB_ACCOUNT")
         self._prefix = f"{prefix}/" if prefix else ""
         self.block_size = max(64 * 1024, options.part_size)
+        self.concurrency = options.concurrency
         self._stack = contextlib.AsyncExitStack()
         self._cc: Any = None
         self._lock = asyncio.Lock()
@@ -131,8 +132,8 @@ class AzureStore(ObjectStore):
                 raise self._error(exc, "create_container", None) from exc
         return cc
 
-    def _key(self, op: str, key: str) -> str:
-        return self._prefix + check_key(self.uri, op, key)
+    def _key(self, key: str) -> str:
+        return self._prefix + key
 
     def _error(self, exc: BaseException, op: str, key: str | None) -> StorageError:
         code = str(getattr(exc, "error_code", "") or "")
@@ -158,17 +159,15 @@ class AzureStore(ObjectStore):
         except Exception as exc:  # azure-core/aiohttp errors of every kind
             raise self._error(exc, op, key) from exc
 
-    # ---- ObjectStore ----
-    async def put(self, key: str, data: Buffer, *, fsync: bool = False) -> None:
-        # docstring inherited
-        k = self._key("put", key)
+    # ---- primitives ----
+    async def _put(self, key: str, data: Buffer, fsync: bool) -> None:
+        k = self._key(key)
         body = data if isinstance(data, bytes) else bytes(data)
         await self._call("put", key, lambda cc: cc.upload_blob(
             k, body, overwrite=True, max_concurrency=self.options.concurrency))
 
-    async def get(self, key: str) -> Buffer:
-        # docstring inherited
-        k = self._key("get", key)
+    async def _get(self, key: str) -> Buffer:
+        k = self._key(key)
 
         async def _get(cc: Any) -> bytes:
             stream = await cc.download_blob(k, max_concurrency=self.options.concurrency)
@@ -176,15 +175,8 @@ class AzureStore(ObjectStore):
 
         return await self._call("get", key, _get)
 
-    async def get_range(self, key: str, start: int, length: int) -> Buffer:
-        # docstring inherited
-        k = self._key("get_range", key)
-        if length <= 0:
-            try:
-                await self.size(key)
-            except NotFound as exc:
-                raise NotFound(self.uri, "get_range", key) from exc
-            return b""
+    async def _get_range(self, key: str, start: int, length: int) -> Buffer:
+        k = self._key(key)
 
         async def _get(cc: Any) -> bytes:
             try:
@@ -198,14 +190,18 @@ class AzureStore(ObjectStore):
 
         return await self._call("get_range", key, _get)
 
-    async def size(self, key: str) -> int:
-        # docstring inherited
-        k = self._key("size", key)
+    async def _get_ranges(self, key: str, ranges: list[tuple[int, int]]) -> list[Buffer]:
+        return await gather_bounded((self._range_or_empty(key, s, n) for s, n in ranges), self.concurrency)
+
+    # _get_suffix: the default (size, then one range) — Blob storage has no suffix range (x-ms-range
+    # needs a start offset), as zarr's obstore backend notes for Azure.
+
+    async def _size(self, key: str) -> int:
+        k = self._key(key)
         props = await self._call("size", key, lambda cc: cc.get_blob_client(k).get_blob_properties())
         return int(props.size)
 
-    async def list(self, prefix: str = "") -> AsyncIterator[tuple[str, int]]:
-        # docstring inherited
+    async def _list(self, prefix: str) -> AsyncIterator[tuple[str, int]]:
         cc = await self.container_client()
         cut = len(self._prefix)
         try:
@@ -215,11 +211,10 @@ class AzureStore(ObjectStore):
         except Exception as exc:
             raise self._error(exc, "list", prefix or None) from exc
 
-    async def delete(self, key: str) -> None:
-        # docstring inherited
+    async def _delete(self, key: str) -> None:
         from azure.core.exceptions import ResourceNotFoundError
 
-        k = self._key("delete", key)
+        k = self._key(key)
 
         async def _delete(cc: Any) -> None:
             with contextlib.suppress(ResourceNotFoundError):
@@ -230,18 +225,11 @@ class AzureStore(ObjectStore):
     async def delete_prefix(self, prefix: str) -> int:
         # docstring inherited
         keys = [k async for k, _ in self.list(prefix)]
-        slots = asyncio.Semaphore(max(32, self.options.concurrency))
-
-        async def one(k: str) -> None:
-            async with slots:
-                await self.delete(k)
-
-        await asyncio.gather(*(one(k) for k in keys))
+        await gather_bounded((self.delete(k) for k in keys), max(32, self.options.concurrency))
         return len(keys)
 
-    async def open_writer(self, key: str, *, fsync: bool = False) -> Writer:
-        # docstring inherited
-        return AzureWriter(self, key, self._key("open_writer", key))
+    async def _open_writer(self, key: str, fsync: bool) -> Writer:
+        return AzureWriter(self, key, self._key(key))
 
     async def close(self) -> None:
         # docstring inherited

@@ -57,14 +57,6 @@ def join_uri(base: str, rel: str) -> str:
     return f"{base.rstrip('/')}/{rel}"
 
 
-def check_key(uri: str, op: str, key: str) -> str:
-    """Reject keys that would escape the store's root or are not relative."""
-    if key.startswith("/") or any(p in ("..", ".") for p in key.split("/")) or "\x00" in key:
-        raise StorageError(uri, op, key, "keys are relative '/'-separated names without '.', '..' or a "
-                                         "leading '/'")
-    return key
-
-
 _SECRET_PATTERNS = [
     re.compile(r"(AccountKey=)[^;\s'\"]+", re.I),
     re.compile(r"(SharedAccessSignature=)[^;\s'\"]+", re.I),
