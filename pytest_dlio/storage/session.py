@@ -17,7 +17,15 @@ from pytest_dlio.storage.emulators import (
 )
 from pytest_dlio.storage.factory import open_store, require_extra
 from pytest_dlio.storage.settings import StoreOptions, parse_int
-from pytest_dlio.storage.uri import is_uri, join_uri, parse_uri, relative_folder
+from pytest_dlio.storage.uri import (
+    is_uri,
+    join_uri,
+    parse_throttle,
+    parse_uri,
+    relative_folder,
+    split_query,
+    with_query,
+)
 
 if TYPE_CHECKING:
     from pytest_dlio.config.model import StorageConfig
@@ -45,9 +53,13 @@ class StorageSession:
 
     def __init__(self, data_root: Path, storage_uri: str | None = None, emulators: Emulators | None = None) -> None:
         self.data_root = data_root.resolve()
-        self.storage_uri = storage_uri.rstrip("/") if storage_uri and not storage_uri.endswith(":///") else storage_uri
+        self.storage_uri = storage_uri
         if storage_uri:
-            parse_uri(storage_uri)  # fail early on a malformed --dlio-storage
+            base, query = split_query(storage_uri)
+            base = base.rstrip("/") if not base.endswith(":///") else base
+            parse_throttle(storage_uri)  # fail early on a malformed --dlio-storage
+            parse_uri(base)
+            self.storage_uri = with_query(base, query)
         self.emulators = emulators or Emulators()
 
     # ---- folder → URI ----
@@ -55,8 +67,9 @@ class StorageSession:
         """The URI for a config folder (dataset.data_folder or checkpoint.checkpoint_folder)."""
         if self.storage_uri:
             if is_uri(folder):
-                folder = parse_uri(folder).path
-            return join_uri(self.storage_uri, folder)
+                folder = parse_uri(split_query(folder)[0]).path
+            base, query = split_query(self.storage_uri)  # a throttle query stays at the end
+            return with_query(join_uri(base, folder), query)
         if is_uri(folder):
             return folder
         kind = storage.storage_type if storage else "local_fs"
