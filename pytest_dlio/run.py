@@ -16,6 +16,7 @@ import yaml
 
 from pytest_dlio.config.load import load, normalised
 from pytest_dlio.config.scale import factor_for, scale_config
+from pytest_dlio.config.secrets import SECRET_KEYS
 from pytest_dlio.errors import DlioError
 from pytest_dlio.options import SCALE_PRESETS
 from pytest_dlio.phases import PhaseResult
@@ -31,8 +32,6 @@ if TYPE_CHECKING:
     from pytest_dlio.storage.session import StorageSession
 
 STASH_KEY = pytest.StashKey["DlioRun"]()
-SECRET_KEYS = ("secret_access_key", "access_key_id", "account_key", "sas_token", "connection_string",
-               "session_token")
 
 
 def redact(data: Any) -> Any:

@@ -173,3 +173,18 @@ def _storage(cfg: WorkloadConfig, given: set[tuple[str, ...]]) -> list[Problem]:
                      f"name; with storage_type {st.storage_type} it names the bucket (3–63 letters, digits, "
                      "'-' or '.')")]
     return []
+
+
+@rule
+def _storage_options(cfg: WorkloadConfig, given: set[tuple[str, ...]]) -> list[Problem]:
+    from pytest_dlio.config.storage_options import parse_storage_options
+
+    options, problems = parse_storage_options(dict(cfg.storage.storage_options))
+    out: list[Problem] = [(("storage", "storage_options", key), f"storage.storage_options.{key}: {msg}")
+                          for key, msg in problems]
+    names = [c.name for c in cfg.dataset.parquet.columns]
+    unknown = [c for c in options.columns or () if names and c not in names]
+    if unknown:
+        out.append((("storage", "storage_options", "columns"), f"storage.storage_options.columns: "
+                    f"{', '.join(unknown)} not among dataset.parquet.columns ({', '.join(names)})"))
+    return out

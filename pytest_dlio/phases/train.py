@@ -148,7 +148,7 @@ def _parquet_columns(cfg: WorkloadConfig) -> list[str] | None:
     """Columns a parquet read selects: ``storage_options.columns`` (DLIO's key), else the columns not marked
     ``read: false`` (MLPerf v3.0 DLRM marks them; DLIO ignores the flags, we honour their plain intent),
     else all (None)."""
-    chosen = cfg.storage.options.get("columns")
+    chosen = cfg.storage.options.columns
     if chosen:
         return [str(c) for c in chosen]
     cols = cfg.dataset.parquet.columns

@@ -7,51 +7,14 @@ import base64
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pytest_dlio.errors import NotFound, StorageError
 from pytest_dlio.storage.base import Buffer, ObjectStore, Writer, gather_bounded
-from pytest_dlio.storage.settings import StoreOptions, env, parse_int
+from pytest_dlio.storage.settings import StoreOptions
 from pytest_dlio.storage.uri import parse_uri, scrub
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class AzureSettings:
-    """Credentials in order: options, AZURE_STORAGE_CONNECTION_STRING, account + key or SAS, dl-driver's
-    AZURE_BLOB_ACCOUNT (anonymous/public access); each env var may also come from ``.env`` in the cwd."""
-
-    connection_string: str | None
-    account: str | None
-    account_key: str | None
-    sas_token: str | None
-    account_url: str | None
-
-    @classmethod
-    def from_options(cls, opts: StoreOptions) -> AzureSettings:
-        """Resolve every setting."""
-        conn = opts.get("connection_string") or env("AZURE_STORAGE_CONNECTION_STRING")
-        account = (opts.get("account_name") or _conn_field(conn, "AccountName") or env("AZURE_STORAGE_ACCOUNT")
-                   or env("AZURE_BLOB_ACCOUNT"))
-        return cls(connection_string=conn, account=account,
-                   account_key=opts.get("account_key") or env("AZURE_STORAGE_KEY"),
-                   sas_token=opts.get("sas_token") or env("AZURE_STORAGE_SAS_TOKEN"),
-                   account_url=opts.get("endpoint_url") or opts.get("account_url"))
-
-    @property
-    def configured(self) -> bool:
-        """Whether any credential or account is configured (else the session uses Azurite)."""
-        return bool(self.connection_string or self.account)
-
-
-def _conn_field(conn: str | None, name: str) -> str | None:
-    for part in (conn or "").split(";"):
-        k, _, v = part.partition("=")
-        if k.strip().lower() == name.lower():
-            return v.strip()
-    return None
 
 
 def split_az_uri(uri: str, account: str | None) -> tuple[str | None, str, str]:
@@ -70,9 +33,9 @@ class AzureStore(ObjectStore):
     def __init__(self, uri: str, options: StoreOptions) -> None:
         super().__init__(uri)
         self.options = options
-        self._settings = AzureSettings.from_options(options)
+        self._settings = options.azure
         account, self.container, prefix = split_az_uri(uri, self._settings.account)
-        self._account = account or self._settings.account or env("AZURE_BLOB_ACCOUNT")
+        self._account = account or self._settings.account
         self._prefix = f"{prefix}/" if prefix else ""
         self.block_size = max(64 * 1024, options.part_size)
         self.concurrency = options.concurrency
@@ -96,9 +59,9 @@ class AzureStore(ObjectStore):
         kw: dict[str, Any] = {"max_single_put_size": self.block_size, "max_block_size": self.block_size,
                               "max_single_get_size": self.block_size, "max_chunk_get_size": self.block_size,
                               "connection_timeout": o.timeout, "read_timeout": o.timeout,
-                              "retry_total": int(o.get("max_attempts", 5))}
-        if o.get("api_version"):
-            kw["api_version"] = o.get("api_version")
+                              "retry_total": s.max_attempts}
+        if s.api_version:
+            kw["api_version"] = s.api_version
         if s.connection_string:
             return BlobServiceClient.from_connection_string(s.connection_string, **kw)
         if not self._account:
@@ -205,8 +168,8 @@ class AzureStore(ObjectStore):
         cc = await self.container_client()
         cut = len(self._prefix)
         try:
-            page_size = parse_int(self.options.get("list_page_size", self.options.list_page_size), "list_page_size")
-            async for blob in cc.list_blobs(name_starts_with=self._prefix + prefix, results_per_page=page_size):
+            async for blob in cc.list_blobs(name_starts_with=self._prefix + prefix,
+                                            results_per_page=self.options.list_page_size):
                 yield blob.name[cut:], int(blob.size)
         except Exception as exc:
             raise self._error(exc, "list", prefix or None) from exc

@@ -5,49 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pytest_dlio.errors import NotFound, StorageError
 from pytest_dlio.storage.base import Buffer, ObjectStore, Writer, gather_bounded
-from pytest_dlio.storage.settings import S3_MIN_PART, StoreOptions, env, parse_bool, parse_int
+from pytest_dlio.storage.settings import S3_MIN_PART, StoreOptions
 from pytest_dlio.storage.uri import scrub
 
 T = TypeVar("T")
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
-
-
-@dataclass(frozen=True)
-class S3Settings:
-    """Where and how to connect: options first, then AWS env vars, then ``.env`` in the cwd."""
-
-    endpoint_url: str | None
-    region: str
-    access_key_id: str | None
-    secret_access_key: str | None
-    session_token: str | None
-    path_style: bool
-    max_attempts: int
-
-    @classmethod
-    def from_options(cls, opts: StoreOptions) -> S3Settings:
-        """Resolve every setting in DLIO's order of precedence."""
-        path_style = opts.get("s3_force_path_style")
-        return cls(
-            endpoint_url=opts.get("endpoint_url") or env("AWS_ENDPOINT_URL_S3") or env("AWS_ENDPOINT_URL"),
-            region=opts.get("region") or env("AWS_REGION") or env("AWS_DEFAULT_REGION") or "us-east-1",
-            access_key_id=opts.get("access_key_id") or env("AWS_ACCESS_KEY_ID"),
-            secret_access_key=opts.get("secret_access_key") or env("AWS_SECRET_ACCESS_KEY"),
-            session_token=opts.get("session_token") or env("AWS_SESSION_TOKEN"),
-            path_style=parse_bool(path_style, "s3_force_path_style") if path_style is not None
-            else bool(opts.get("endpoint_url") or env("AWS_ENDPOINT_URL")),
-            max_attempts=parse_int(opts.get("s3_max_attempts", 5), "s3_max_attempts"),
-        )
-
-
-def has_endpoint(opts: StoreOptions) -> bool:
-    """Whether an S3 endpoint is configured anywhere (else the session uses the embedded moto)."""
-    return bool(opts.get("endpoint_url") or env("AWS_ENDPOINT_URL_S3") or env("AWS_ENDPOINT_URL"))
 
 
 class S3Store(ObjectStore):
@@ -58,7 +24,7 @@ class S3Store(ObjectStore):
         self.bucket, self._prefix, self.options = bucket, f"{prefix}/" if prefix else "", options
         self.part_size = max(S3_MIN_PART, options.part_size)
         self.concurrency = options.concurrency
-        self._settings = S3Settings.from_options(options)
+        self._settings = options.s3
         self._stack = contextlib.AsyncExitStack()
         self._client: Any = None
         self._lock = asyncio.Lock()
@@ -188,7 +154,7 @@ class S3Store(ObjectStore):
     async def _list(self, prefix: str) -> AsyncIterator[tuple[str, int]]:
         client = await self.client()
         cut = len(self._prefix)
-        page_size = parse_int(self.options.get("list_page_size", self.options.list_page_size), "list_page_size")
+        page_size = self.options.list_page_size
         pages = client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=self._prefix + prefix, PaginationConfig={"PageSize": page_size})
         try:
