@@ -23,6 +23,7 @@ from pytest_dlio.storage.timed import TimedStore
 from pytest_dlio.testing import StoreTests
 from pytest_dlio.testing.store import payload
 from pytest_dlio.timeline import Reads
+from tests.conftest import CONFIGS, run
 
 MiB = 2**20
 
@@ -173,3 +174,17 @@ def test_timed_store_records_the_bytes_moved(tmp_path: Path) -> None:
     asyncio.run(go())
     assert reads.nbytes == [10_000, 1_000, 30, 8]
     assert len(reads.latency) == 4 and all(s > 0 for s in reads.latency)
+
+
+def test_workload_runs_on_a_throttled_storage_uri(pytester: pytest.Pytester) -> None:
+    """--dlio-storage with a throttle query: every item passes and the data lands under the plain path."""
+    store = pytester.path / "store"
+    result = run(pytester, "--dlio-config", str(CONFIGS / "dlio" / "unet3d_h100.yaml"), "--dlio-scale", "1e-9",
+                 "--dlio-storage", f"file://{store}?bandwidth_mib_s=500&latency_ms=0.2",
+                 "--dlio-data-root", str(pytester.path / ".dlio"), "-k", "not au")
+    text = result.stdout.str()
+    assert "Traceback" not in text and "INTERNALERROR" not in text
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) >= 4 and not outcomes.get("failed"), text[-3000:]
+    assert any(store.rglob("*.npz")), "the dataset is under the path without the query"
+    assert not [p for p in pytester.path.rglob("*") if "?" in p.name]
