@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from pytest_dlio.config.load import load, load_text, normalised
@@ -51,6 +53,16 @@ def test_bad_secret_values_are_not_echoed(key: str) -> None:
     _, problems = parse_storage_options({key: bad})
     assert [k for k, _ in problems] == [key]
     assert str(bad) not in problems[0][1] and SECRET not in problems[0][1]
+
+
+@pytest.mark.parametrize("value", ["12345678", "[12345678]", "{a: 12345678}", "yes"])
+@pytest.mark.parametrize("key", SECRET_KEYS)
+def test_bad_secret_in_yaml_is_not_echoed(key: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_text(f"storage:\n  storage_options:\n    {key}: {value}\n" + WORKLOAD, "w.yaml")
+    text = str(info.value)
+    assert re.fullmatch(rf"storage\.storage_options\.{key}: must be a string \(w\.yaml:3:\d+\)", text), text
+    assert "12345678" not in text and "True" not in text and "true" not in text
 
 
 @pytest.mark.parametrize(("raw", "message"), [

@@ -90,9 +90,14 @@ _Parse = Callable[[str, Any], Any]  # (key, value) -> typed value; raises ValueE
 
 
 def _text(key: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError("must be a string" + ("" if key in SECRET_KEYS else f", got {value!r}"))
-    return value
+    if isinstance(value, str):
+        return value
+    if key in SECRET_KEYS:
+        raise ValueError("must be a string")
+    if isinstance(value, bool):
+        raise ValueError(f"must be a string, got the YAML boolean {str(value).lower()} (quote it if you meant "
+                         "the text)")
+    raise ValueError(f"must be a string, got {value!r}")
 
 
 def _url(key: str, value: Any) -> str:
@@ -121,7 +126,8 @@ def _flag(key: str, value: Any) -> bool:
 def _whole(lo: int, hi: int, unit: str = "") -> _Parse:
     def parse(key: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"must be a whole number, got {value!r}")
+            quoted = " (remove the quotes)" if isinstance(value, str) and value.strip().isdigit() else ""
+            raise ValueError(f"must be a whole number, got {value!r}{quoted}")
         if not lo <= value <= hi:
             raise ValueError(f"must be between {lo:,} and {hi:,}{unit}, got {value:,}")
         return value
