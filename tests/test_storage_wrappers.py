@@ -188,3 +188,48 @@ def test_workload_runs_on_a_throttled_storage_uri(pytester: pytest.Pytester) -> 
     assert outcomes.get("passed", 0) >= 4 and not outcomes.get("failed"), text[-3000:]
     assert any(store.rglob("*.npz")), "the dataset is under the path without the query"
     assert not [p for p in pytester.path.rglob("*") if "?" in p.name]
+
+
+_RANK = """
+import asyncio, sys, time
+from pytest_dlio.storage import open_store
+
+async def main(uri, start_at):
+    async with open_store(uri) as store:
+        await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+        t0 = time.monotonic()
+        for _ in range(3):
+            assert len(await store.get("a")) == 2**20
+        print(t0, time.monotonic())
+
+asyncio.run(main(sys.argv[1], float(sys.argv[2])))
+"""
+
+
+def test_processes_share_a_budget_through_the_budget_folder(tmp_path: Path) -> None:
+    """Two processes given one $DLIO_THROTTLE_DIR move 6 MiB through a 20 MiB/s cap in >= 0.3 s together."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a").write_bytes(payload(MiB, 6))
+    (tmp_path / "budgets").mkdir()
+    env = {**os.environ, "DLIO_THROTTLE_DIR": str(tmp_path / "budgets"),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    start_at = time.monotonic() + 3.0  # both start together, after their imports
+    procs = [subprocess.Popen([sys.executable, "-c", _RANK, f"file://{tmp_path}/data?bandwidth_mib_s=20",
+                               str(start_at)], env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    spans = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0
+        spans.append([float(x) for x in out.split()])
+    assert max(end for _, end in spans) - min(start for start, _ in spans) >= 6 / 20 - 0.02
+    assert [p.name for p in (tmp_path / "budgets").iterdir()][0].startswith("budget-")
+
+
+def test_budget_folder_missing_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DLIO_THROTTLE_DIR", str(tmp_path / "nope"))
+    with pytest.raises(StorageError, match=r"\$DLIO_THROTTLE_DIR .*nope: No such file or directory; point it"):
+        open_store(f"file://{tmp_path}?bandwidth_mib_s=7.5")

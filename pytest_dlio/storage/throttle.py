@@ -9,20 +9,28 @@ A request that started at ``t0`` and moved ``n`` bytes finishes at ``max(t0, end
 booking) + n / rate``; it returns no earlier than that. So one sequential reader gets ``min(real, B)``, and
 any number of concurrent readers share ``B``.
 
-The budget is per process today (:class:`RateBudget`, thread-safe). Ranks in several processes need one
-timeline between them: ``time.monotonic`` is system-wide on Linux, so a :class:`Budget` that keeps
-``free_at`` in a shared file under ``fcntl.flock`` (or in shared memory) slots in through ``budget=``.
+The budget is per process (:class:`RateBudget`, thread-safe) unless ``$DLIO_THROTTLE_DIR`` names a folder:
+then it is a :class:`FileBudget` there, one small file per budget under ``fcntl.flock``, shared by every
+process given the same folder (``time.monotonic`` is system-wide on Linux, so one timeline serves them
+all). A launcher of local ranks creates the folder, sets the variable for its children and removes it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
+import fcntl
+import hashlib
+import os
+import struct
 import threading
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Protocol
 
+from pytest_dlio.errors import StorageError
 from pytest_dlio.storage.base import Buffer, ObjectStore, Writer
 from pytest_dlio.storage.uri import Throttle, parse_uri
 from pytest_dlio.storage.wrapper import WrapperStore
@@ -53,19 +61,57 @@ class RateBudget:
             return self._free_at - time.monotonic()
 
 
-_BUDGETS: dict[tuple[str, str, float], RateBudget] = {}
+class FileBudget:
+    """The same timeline kept in a file, so processes share it: 8 bytes (the booking end), under flock."""
+
+    def __init__(self, path: Path, bytes_per_s: float) -> None:
+        self.path, self.bytes_per_s = path, bytes_per_s
+        self._lock = threading.Lock()  # flock excludes other processes, not other threads on our descriptor
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def claim(self, nbytes: int, started: float) -> float:
+        # docstring inherited
+        with self._lock:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                raw = os.pread(self._fd, 8, 0)
+                free_at = max(struct.unpack("d", raw)[0] if len(raw) == 8 else 0.0, started)
+                free_at += nbytes / self.bytes_per_s
+                os.pwrite(self._fd, struct.pack("d", free_at), 0)
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        return free_at - time.monotonic()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            os.close(self._fd)
+
+
+#: A folder shared by cooperating processes: their budgets live there (see the module docstring).
+BUDGET_DIR_ENV = "DLIO_THROTTLE_DIR"
+_BUDGETS: dict[tuple[str, str, str, float], Budget] = {}
 _BUDGETS_LOCK = threading.Lock()
 
 
 def shared_budget(base_uri: str, bandwidth_mib_s: float) -> Budget:
-    """The process's budget for ``bandwidth_mib_s`` on the backend behind ``base_uri`` (created once)."""
+    """The budget for ``bandwidth_mib_s`` on the backend behind ``base_uri`` (created once per process)."""
     p = parse_uri(base_uri)
     scope = "local" if p.scheme in ("file", "direct") else p.scheme
-    key = (scope, p.netloc, bandwidth_mib_s)
+    folder = os.environ.get(BUDGET_DIR_ENV, "")
+    key = (folder, scope, p.netloc, bandwidth_mib_s)
     with _BUDGETS_LOCK:
         budget = _BUDGETS.get(key)
         if budget is None:
-            budget = _BUDGETS[key] = RateBudget(bandwidth_mib_s * MiB)
+            if folder:
+                name = hashlib.sha256(repr(key[1:]).encode()).hexdigest()[:16]
+                try:
+                    budget = FileBudget(Path(folder) / f"budget-{name}", bandwidth_mib_s * MiB)
+                except OSError as exc:
+                    raise StorageError(base_uri, "open", reason=f"${BUDGET_DIR_ENV} {folder}: {exc.strerror}; "
+                                       "point it at an existing writable folder or unset it") from None
+            else:
+                budget = RateBudget(bandwidth_mib_s * MiB)
+            _BUDGETS[key] = budget
         return budget
 
 
