@@ -1,9 +1,11 @@
-"""A workload YAML as a pytest node, and one item per check: schema, datagen, train, au, checkpoint."""
+"""A workload YAML as a pytest node, and one item per phase of its plan: schema, datagen, train, au,
+checkpoint_write, checkpoint_read. Items decide skips, call the engine on their own event loop, and
+record what it returns; the work itself is the engine's."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -11,61 +13,50 @@ import pytest
 from pytest_dlio.errors import ConfigError, DlioError
 
 if TYPE_CHECKING:
-    from pytest_dlio.config.model import WorkloadConfig
-    from pytest_dlio.phases import PhaseResult
-    from pytest_dlio.run import DlioRun
+    from pytest_dlio.engine.workload import Workload
+    from pytest_dlio.report.results import PhaseResult
+    from pytest_dlio.session import DlioSession
 
 
 class WorkloadFile(pytest.File):
-    """One DLIO workload YAML. Its items run in order on one worker and share what earlier ones found."""
+    """One DLIO workload YAML. Its items run in order on one worker and share one engine Workload."""
 
-    def __init__(self, *, run: DlioRun, **kwargs: Any) -> None:
+    def __init__(self, *, session_state: DlioSession, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.run = run
-        self.cfg: WorkloadConfig | None = None
+        self.state = session_state
+        self.workload: Workload | None = None
         self.error: ConfigError | None = None
         self.failed: list[str] = []  # names of items that failed, so later ones skip with a reason
 
     def collect(self) -> Iterator[pytest.Item]:
+        from pytest_dlio.engine.workload import Workload
+
+        st = self.state
         try:
-            self.cfg = self.run.load(self.path)
+            self.workload = Workload.load(self.path, st.settings, st.storage(),
+                                          progress=st.progress(f"{self.path.name}"))
         except ConfigError as exc:
             self.error = exc
         yield SchemaItem.from_parent(self, name="schema")
-        if self.cfg is None or self.run.plan_only:
+        if self.workload is None or st.plan_only:
             return
-        yield from phase_items(self, self.cfg)
-
-
-def phase_items(parent: WorkloadFile, cfg: WorkloadConfig) -> Iterator[pytest.Item]:
-    """The items a valid workload gets, in the order they must run."""
-    wf = cfg.workflow
-    if wf.train or wf.generate_data:
-        yield DatagenItem.from_parent(parent, name="datagen")
-    if wf.train:
-        yield TrainItem.from_parent(parent, name="train")
-        yield AuItem.from_parent(parent, name="au")
-    if wf.checkpoint:
-        if cfg.checkpoint_only:
-            if cfg.checkpoint.num_checkpoints_write > 0:
-                yield CheckpointItem.from_parent(parent, name="checkpoint_write", which="write")
-            if cfg.checkpoint.num_checkpoints_read > 0:
-                yield CheckpointItem.from_parent(parent, name="checkpoint_read", which="read")
-        elif wf.train:
-            yield CheckpointItem.from_parent(parent, name="checkpoint_write", which="write")
-            yield CheckpointItem.from_parent(parent, name="checkpoint_read", which="read")
+        for phase in self.workload.phases:
+            yield PhaseItem.from_parent(self, name=phase.name, needs=("schema", *phase.needs))
 
 
 class DlioItem(pytest.Item):
     """Shared behaviour: user errors render as one clear message; later items skip after a failure."""
 
     parent: WorkloadFile
-    needs: tuple[str, ...] = ()
+
+    def __init__(self, *, needs: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.needs = needs
 
     @property
-    def cfg(self) -> WorkloadConfig:
-        assert self.parent.cfg is not None
-        return self.parent.cfg
+    def workload(self) -> Workload:
+        assert self.parent.workload is not None
+        return self.parent.workload
 
     def setup(self) -> None:
         failed = [n for n in self.needs if n in self.parent.failed]
@@ -82,19 +73,6 @@ class DlioItem(pytest.Item):
     def check(self) -> None:  # pragma: no cover - each item overrides it
         raise NotImplementedError
 
-    def record(self, result: PhaseResult) -> None:
-        for key, value in result.properties:
-            self.user_properties.append((key, value))
-        self.parent.run.record(self, result)
-        if result.lines:
-            self.add_report_section("call", "dlio", "\n".join(result.lines))
-        if result.failure:
-            raise DlioError(result.failure)
-
-    def arun(self, make: Callable[[], Coroutine[Any, Any, PhaseResult]]) -> PhaseResult:
-        """Run one async phase on this item's own event loop."""
-        return asyncio.run(make())
-
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, DlioError) and not self.config.getoption("dlio_full_trace"):
             return str(excinfo.value)
@@ -110,7 +88,8 @@ class SchemaItem(DlioItem):
     def check(self) -> None:
         if self.parent.error is not None:
             raise self.parent.error
-        src = self.cfg.source
+        wl = self.workload
+        src = wl.cfg.source
         self.user_properties.append(("dialect", src.dialect))
         if src.notes:
             self.user_properties.append(("config_notes", "; ".join(src.notes)))
@@ -118,39 +97,30 @@ class SchemaItem(DlioItem):
             self.user_properties.append(("scale", src.scale))
         lines = [f"dialect: {src.dialect}"] + [f"note: {n}" for n in src.notes]
         self.add_report_section("call", "dlio", "\n".join(lines))
-        problems = self.parent.run.world_problems(self.cfg)
+        problems = wl.problems()
         if problems:
             raise ConfigError(problems)
-        self.parent.run.after_schema(self)
+        st = self.parent.state
+        if st.show_config:
+            from pytest_dlio.report.config_text import config_text
+
+            self.add_report_section("call", "dlio config", config_text(wl.cfg, st.show_config))
+        if st.plan_only:
+            from pytest_dlio.checkpointing.plan import plan_lines
+
+            self.add_report_section("call", "dlio plan", "\n".join(plan_lines(wl.cfg, wl.settings.ranks)))
 
 
-class DatagenItem(DlioItem):
-    needs = ("schema",)
-
-    def check(self) -> None:
-        self.record(self.parent.run.datagen(self))
-
-
-class TrainItem(DlioItem):
-    needs = ("schema", "datagen")
-
-    def check(self) -> None:
-        self.record(self.parent.run.train(self))
-
-
-class AuItem(DlioItem):
-    needs = ("schema", "datagen", "train")
+class PhaseItem(DlioItem):
+    """One engine phase (datagen, train, au, checkpoint_write, checkpoint_read) run on its own event loop."""
 
     def check(self) -> None:
-        self.record(self.parent.run.au(self))
+        self.record(asyncio.run(self.workload.run(self.name)))
 
-
-class CheckpointItem(DlioItem):
-    def __init__(self, *, which: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.which = which
-        self.needs = ("schema", "datagen", "train", "checkpoint_write") if which == "read" else (
-            "schema", "datagen", "train")
-
-    def check(self) -> None:
-        self.record(self.parent.run.checkpoint(self, self.which))
+    def record(self, result: PhaseResult) -> None:
+        for key, value in result.properties:
+            self.user_properties.append((key, value))
+        if result.lines:
+            self.add_report_section("call", "dlio", "\n".join(result.lines))
+        if result.failure:
+            raise DlioError(result.failure)

@@ -6,15 +6,15 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from pytest_dlio.engine.settings import GENERATE_MODES, SCALE_PRESETS
+
 
 def parse_generate(value: str) -> str:
-    if value not in ("auto", "always", "never"):
+    if value not in GENERATE_MODES:
         raise argparse.ArgumentTypeError(f"expected auto, always or never, got {value!r}")
     return value
 
 
-#: Byte budgets of the presets: each workload gets the factor that brings it to about this size.
-SCALE_PRESETS = {"smoke": 8 * 2**20, "small": 512 * 2**20}
 
 
 def parse_scale(value: str) -> float | str:

@@ -40,7 +40,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
 
 @pytest.hookimpl
 def pytest_configure(config: pytest.Config) -> None:
-    from pytest_dlio.run import STASH_KEY, DlioRun
+    from pytest_dlio.session import STASH_KEY, DlioSession
 
     specs = config.getoption("dlio_config") or []
     targets = [Path(p).resolve() for s in specs for p in _expand(s)]
@@ -48,8 +48,8 @@ def pytest_configure(config: pytest.Config) -> None:
         targets = [Path(p).resolve() for p in config.getini("dlio_configs")]
         config.args.extend(str(t) for t in targets)
     config.stash[_TARGETS] = targets
-    run = config.stash[STASH_KEY] = DlioRun(config)
-    config.pluginmanager.register(run, "dlio-run")  # receives the reports (controller side under xdist)
+    state = config.stash[STASH_KEY] = DlioSession(config)
+    config.pluginmanager.register(state, "dlio-session")  # receives the reports (controller side under xdist)
 
 
 def _targeted(config: pytest.Config, path: Path) -> bool:
@@ -69,20 +69,20 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if file_path.suffix in _YAML and _targeted(parent.config, file_path):
         from pytest_dlio.items import WorkloadFile
-        from pytest_dlio.run import STASH_KEY
+        from pytest_dlio.session import STASH_KEY
 
-        return WorkloadFile.from_parent(parent, path=file_path, run=parent.config.stash[STASH_KEY])
+        return WorkloadFile.from_parent(parent, path=file_path, session_state=parent.config.stash[STASH_KEY])
     return None
 
 
 @pytest.hookimpl
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     from pytest_dlio.report.terminal import write_summary
-    from pytest_dlio.run import STASH_KEY
+    from pytest_dlio.session import STASH_KEY
 
-    run = config.stash.get(STASH_KEY, None)
-    if run is not None:
-        write_summary(terminalreporter, run)
+    state = config.stash.get(STASH_KEY, None)
+    if state is not None:
+        write_summary(terminalreporter, state.summary_lines(), state.rows)
 
 
 # optionalhook: pytest-xdist may be absent. A workload's items (schema → datagen → train → au → checkpoint)
@@ -98,12 +98,12 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 @pytest.hookimpl
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    from pytest_dlio.run import STASH_KEY
+    from pytest_dlio.session import STASH_KEY
 
-    run = config.stash.get(STASH_KEY, None)
-    if run is None or not config.stash.get(_TARGETS, []):
+    state = config.stash.get(STASH_KEY, None)
+    if state is None or not config.stash.get(_TARGETS, []):
         return []
-    lines = [f"dlio output: {run.output_root}"]
-    if run.scale is not None:
-        lines.append(f"dlio scale: {run.scale} (workloads shrunk; every report says by how much)")
+    lines = [f"dlio output: {state.output_root}"]
+    if state.scale is not None:
+        lines.append(f"dlio scale: {state.scale} (workloads shrunk; every report says by how much)")
     return lines

@@ -1,4 +1,9 @@
-"""Who is running: one rank for now; local processes and MPI implement the same ``Comm``."""
+"""Who is running: the ``Comm`` every phase talks to, and its single-process implementations.
+
+Collectives are coroutines so a real implementation (local processes, MPI) can wait for its peers
+without stalling the event loop's reader tasks: the step loop awaits ``barrier()`` while the loader
+keeps prefetching.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,10 @@ class Comm(Protocol):
     rank: int
     size: int
 
-    def barrier(self) -> None: ...
-    def allreduce(self, value: float) -> float: ...
-    def gather(self, obj: Any) -> list[Any] | None: ...
+    async def barrier(self) -> None: ...
+    async def allreduce(self, value: float) -> float: ...
+    async def gather(self, obj: Any) -> list[Any] | None: ...
+    async def broadcast(self, obj: Any) -> Any: ...
 
 
 class SingleComm:
@@ -19,15 +25,19 @@ class SingleComm:
 
     rank = 0
     size = 1
+    emulated = False
 
-    def barrier(self) -> None:
+    async def barrier(self) -> None:
         return None
 
-    def allreduce(self, value: float) -> float:
+    async def allreduce(self, value: float) -> float:
         return value
 
-    def gather(self, obj: Any) -> list[Any] | None:
+    async def gather(self, obj: Any) -> list[Any] | None:
         return [obj]
+
+    async def broadcast(self, obj: Any) -> Any:
+        return obj
 
 
 class RankOfWorld(SingleComm):

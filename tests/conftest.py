@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# In-process pytester runs drop modules first imported inside them; numpy (a C extension) cannot be
+# imported twice in one process, and the plugin now imports it only when a workload runs. Import it here.
+import numpy  # noqa: F401
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent

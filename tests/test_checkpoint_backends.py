@@ -63,4 +63,4 @@ def test_roundtrip_and_corruption_on_backend(request: pytest.FixtureRequest, uri
     want = {f"global_epoch1_step2/{f.name}": f.nbytes for f in layout.files}
     assert {k: n for k, n in listed.items() if "/.dlio_manifest" not in k} == want
     assert bad.failure is not None and "content differs" in bad.failure
-    assert dict(r.properties)["load_checkpoint_count"] == 2
+    assert r.metric["load_checkpoint_count"] == 2

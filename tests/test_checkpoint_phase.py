@@ -18,6 +18,7 @@ from pytest_dlio.config.model import Checkpoint, ModelConfig, Parallelism, Trans
 from pytest_dlio.errors import DlioError
 from pytest_dlio.phases.checkpoint import Checkpointer, manifest_key, read_checkpoints, write_checkpoints
 from pytest_dlio.ranks import SingleComm
+from pytest_dlio.report.results import checkpoint_result
 from pytest_dlio.storage import open_store
 
 
@@ -27,14 +28,17 @@ class Rank:
     def __init__(self, rank: int, size: int) -> None:
         self.rank, self.size = rank, size
 
-    def barrier(self) -> None:
+    async def barrier(self) -> None:
         return None
 
-    def allreduce(self, value: float) -> float:
+    async def allreduce(self, value: float) -> float:
         return value
 
-    def gather(self, obj: Any) -> list[Any] | None:
+    async def gather(self, obj: Any) -> list[Any] | None:
         return [obj]
+
+    async def broadcast(self, obj: Any) -> Any:
+        return obj
 
 
 def tiny(zero: int = 3, pipeline: int = 1, **ck: Any) -> WorkloadConfig:
@@ -47,7 +51,7 @@ def tiny(zero: int = 3, pipeline: int = 1, **ck: Any) -> WorkloadConfig:
 
 
 def props(result: Any) -> dict[str, Any]:
-    return dict(result.properties)
+    return dict(checkpoint_result("checkpoint", result).properties)  # as the user sees them
 
 
 async def roundtrip(uri: str, cfg: WorkloadConfig) -> tuple[Any, Any]:
@@ -76,7 +80,7 @@ def test_file_roundtrip_writes_dlio_layout_and_verifies(tmp_path: Path) -> None:
         assert isinstance(pw[key], float) and pw[key] >= 0
     assert pr["load_checkpoint_io_mean_GB_per_second"] > 0
     assert pw["checkpoint_size_GB"] == pytest.approx(layout.total_bytes / 1024**3)
-    assert w.summary["metric"]["save_checkpoint_io_stdev_GB_per_second"] >= 0
+    assert w.metric["save_checkpoint_io_stdev_GB_per_second"] >= 0
 
 
 def test_mem_roundtrip_and_randomized_content_differs_between_files() -> None:
@@ -202,7 +206,7 @@ def test_checkpointer_save_from_training_names_the_step(tmp_path: Path) -> None:
             await ck.save(5, 25)
             await ck.load(5, 25)
             assert await store.exists(manifest_key(5, 25, 0))
-            return ck.result()
+            return ck.stats()
 
     res = asyncio.run(go())
     assert res.failure is None
@@ -219,7 +223,7 @@ def test_page_cache_effects_are_flagged_when_caches_are_not_dropped(tmp_path: Pa
             return await read_checkpoints(cfg, store, comm=SingleComm(), drop_caches=False)
 
     off = asyncio.run(go())
-    assert any("possible page-cache effects" in line for line in off.lines)
+    assert any("possible page-cache effects" in line for line in off.notes)
     assert props(off)["potential_caching"] == 1
 
 

@@ -13,6 +13,7 @@ from pytest_dlio.formats import read_samples
 from pytest_dlio.layout import dataset_files
 from pytest_dlio.phases.datagen import cleanup, generate
 from pytest_dlio.ranks import SingleComm
+from pytest_dlio.report.results import datagen_result
 from pytest_dlio.storage.pytest_plugin import get_storage_session
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
@@ -39,10 +40,10 @@ def test_generate_resume_read_and_cleanup(request: pytest.FixtureRequest, uri: s
     async def main() -> None:
         store = await session.open(uri, None)
         try:
-            first = dict((await generate(cfg, store, comm=SingleComm())).properties)
+            first = dict(datagen_result(await generate(cfg, store, comm=SingleComm())).properties)
             assert first["datagen_files_written"] == 3
             await store.delete(files[1].key)
-            again = dict((await generate(cfg, store, comm=SingleComm())).properties)
+            again = dict(datagen_result(await generate(cfg, store, comm=SingleComm())).properties)
             assert again["datagen_files_written"] == 1 and again["datagen_files_skipped"] == 2
             for f in files:
                 assert await store.size(f.key) == f.expected_size

@@ -18,6 +18,7 @@ from pytest_dlio.layout import dataset_files
 from pytest_dlio.phases import datagen
 from pytest_dlio.phases.datagen import cleanup, generate
 from pytest_dlio.ranks import SingleComm
+from pytest_dlio.report.results import datagen_result
 from pytest_dlio.storage.base import ObjectStore
 from pytest_dlio.storage.factory import open_store
 
@@ -29,7 +30,7 @@ def cfg(**ds: Any) -> WorkloadConfig:
 
 def run(cfg: WorkloadConfig, store: ObjectStore, mode: str = "auto", comm: Any = None, **kw: Any) -> dict:
     res = asyncio.run(generate(cfg, store, comm=comm or SingleComm(), mode=mode, **kw))
-    props = dict(res.properties)
+    props = dict(datagen_result(res).properties)  # the figures as the user sees them
     assert all(isinstance(v, int | float | str) and not isinstance(v, np.generic) for v in props.values())
     return props
 
@@ -148,14 +149,17 @@ class Rank:
         self.rank, self.size = rank, size
         self.barriers = 0
 
-    def barrier(self) -> None:
+    async def barrier(self) -> None:
         self.barriers += 1
 
-    def allreduce(self, value: float) -> float:
+    async def allreduce(self, value: float) -> float:
         return value
 
-    def gather(self, obj: Any) -> list[Any] | None:
+    async def gather(self, obj: Any) -> list[Any] | None:
         return [obj]
+
+    async def broadcast(self, obj: Any) -> Any:
+        return obj
 
 
 def test_ranks_write_round_robin_shares(mem: ObjectStore) -> None:

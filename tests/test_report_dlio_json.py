@@ -10,8 +10,8 @@ from pytest_dlio.config.model import Dataset, WorkloadConfig
 from pytest_dlio.metrics import compute_metrics
 from pytest_dlio.report.dlio_json import (
     TIME_FORMAT,
-    add_epoch_entry,
-    merge_summary,
+    deep_merge,
+    summary_dict,
     write_rank_files,
     write_summary,
 )
@@ -46,7 +46,7 @@ def cfg() -> WorkloadConfig:
 
 def test_summary_key_set_and_values(tmp_path):
     tls, m = golden()
-    path = write_summary(tmp_path, cfg(), m, 100.0, 206.5)
+    path = write_summary(tmp_path, summary_dict(cfg(), m, 100.0, 206.5))
     doc = json.loads(path.read_text())
     assert set(doc) == DLIO_SUMMARY_KEYS | {"pytest_dlio"}
     assert set(doc["metric"]) == TRAIN_METRIC_KEYS | EVAL_METRIC_KEYS
@@ -58,26 +58,21 @@ def test_summary_key_set_and_values(tmp_path):
     assert doc["pytest_dlio"]["metric"]["read_bytes"] == 1500
 
 
-def test_merge_summary_adds_checkpoint_metrics_without_losing_train(tmp_path):
+def test_checkpoint_metrics_merge_without_losing_train(tmp_path):
     _, m = golden()
-    path = write_summary(tmp_path, cfg(), m, 100.0, 206.5)
-    merge_summary(path, {"metric": {"save_checkpoint_duration_mean_seconds": 1.5, "checkpoint_size_GB": 2.0}})
-    doc = json.loads(path.read_text())
+    doc = summary_dict(cfg(), m, 100.0, 206.5)
+    deep_merge(doc, {"metric": {"save_checkpoint_duration_mean_seconds": 1.5, "checkpoint_size_GB": 2.0}})
+    doc = json.loads(write_summary(tmp_path, doc).read_text())
     assert doc["metric"]["save_checkpoint_duration_mean_seconds"] == 1.5
     assert doc["metric"]["train_au_mean_percentage"] == m.train_au_mean_percentage
     assert set(doc) == DLIO_SUMMARY_KEYS | {"pytest_dlio"}
 
 
-def test_merge_summary_creates_the_file(tmp_path):
-    merge_summary(tmp_path / "run" / "summary.json", {"metric": {"checkpoint_size_GB": 1.0}})
-    assert json.loads((tmp_path / "run" / "summary.json").read_text()) == {"metric": {"checkpoint_size_GB": 1.0}}
-
-
 def test_per_epoch_stats_like_dlio(tmp_path):
     tls, m = golden()
-    stats, _ = write_rank_files(tmp_path, tls[0], m)
+    tls[0].epochs[0].extra["save_ckpt1"] = {"start": "x", "end": "y", "duration": 1.23, "throughput": 0.45}
+    stats, _ = write_rank_files(tmp_path, tls[0])
     assert stats.name == "0_per_epoch_stats.json"
-    add_epoch_entry(tmp_path, 0, 1, "save_ckpt1", {"start": "x", "end": "y", "duration": 1.23, "throughput": 0.45})
     doc = json.loads(stats.read_text())
     assert set(doc) == {"1", "2"}
     assert set(doc["1"]) == {"start", "block1", "block2", "save_ckpt1", "end", "duration"}
@@ -85,13 +80,11 @@ def test_per_epoch_stats_like_dlio(tmp_path):
     assert doc["1"]["block1"]["duration"] == "3.00" and doc["1"]["block2"]["duration"] == "1.50"
     assert doc["2"]["eval"]["duration"] == "2.00" and doc["1"]["duration"] == "5.50"
     assert doc["1"]["save_ckpt1"]["duration"] == 1.23  # checkpoint durations stay floats
-    write_rank_files(tmp_path, tls[0], m)  # training rewrites its part, keeps the checkpoint entry
-    assert "save_ckpt1" in json.loads(stats.read_text())["1"]
 
 
 def test_output_json_arrays(tmp_path):
     tls, m = golden()
-    _, raw = write_rank_files(tmp_path, tls[1], m)
+    _, raw = write_rank_files(tmp_path, tls[1])
     assert raw.name == "1_output.json"
     doc = json.loads(raw.read_text())
     assert {"hostname", "host_cpu_count", "host_memory_GB", "host_processor_name", "potential_caching"} <= set(doc)

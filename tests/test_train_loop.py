@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -21,11 +22,13 @@ from pytest_dlio.config.model import (
     Workflow,
     WorkloadConfig,
 )
+from pytest_dlio.engine import RunSettings, Workload
 from pytest_dlio.errors import DlioError
 from pytest_dlio.formats import get_format
-from pytest_dlio.phases.train import dataset_keys, epoch_order, run_training, train
+from pytest_dlio.phases.train import dataset_keys, epoch_order, run_training
 from pytest_dlio.ranks import SingleComm
 from pytest_dlio.storage import open_store
+from pytest_dlio.storage.session import StorageSession
 
 _names = itertools.count()
 
@@ -78,6 +81,23 @@ class Recording:
     async def get_range(self, key, start, length):
         self.ranges.append((key, start, length))
         return await self._s.get_range(key, start, length)
+
+
+def train_through_engine(cfg: WorkloadConfig, storage_uri: str, root, emulators=None):
+    """Fill the dataset, then run the engine's train phase; returns (its PhaseResult, the Workload)."""
+    settings = RunSettings(data_root=root / "root", output_root=root / "out")
+    wl = Workload(cfg, settings, StorageSession(settings.data_root, storage_uri, emulators), name="w")
+
+    async def go():
+        async with await wl.open_data() as s:
+            try:
+                await fill(s, cfg)
+                return await wl.run("train")
+            finally:
+                if not storage_uri.startswith(("file:", "direct:")):
+                    await s.delete_prefix("")
+
+    return asyncio.run(go()), wl
 
 
 def run(cfg, store=None, **kw):
@@ -253,20 +273,14 @@ def test_on_local_files_with_subfolders(tmp_path):
     cfg = make_cfg(files=6, spf=1, bs=2)
     cfg = replace(cfg, dataset=replace(cfg.dataset, num_subfolders_train=3))
     assert dataset_keys(cfg)[:2] == ["train/0/img_0_of_6.npy", "train/1/img_1_of_6.npy"]
-
-    async def go():
-        s = open_store(tmp_path.as_uri())
-        await fill(s, cfg)
-        try:
-            return await train(cfg, s, comm=SingleComm(), output_dir=tmp_path / "out")
-        finally:
-            await s.close()
-
-    res = asyncio.run(go())
-    props = dict(res.properties)
-    assert props["steps"] == 3 and props["read_count"] == 6
-    assert (tmp_path / "out" / "summary.json").exists()
-    assert res.lines and res.summary["metric"]["train_au_meet_expectation"] in ("success", "fail")
+    res, wl = train_through_engine(cfg, (tmp_path / "data").as_uri(), tmp_path)
+    assert res.value("steps") == 3 and res.value("read_count") == 6
+    assert sorted(p.name for p in (tmp_path / "data" / "data" / "train").iterdir()) == ["0", "1", "2"]
+    doc = json.loads((wl.output_dir / "summary.json").read_text())
+    # the file users read and the item's properties are one figure
+    assert doc["metric"]["train_au_mean_percentage"] == res.value("train_au_mean_percentage")
+    assert doc["pytest_dlio"]["metric"]["read_count"] == 6
+    assert any(line.startswith("Training Accelerator Utilization") for line in res.lines)
 
 
 def test_npz_is_decoded_in_the_pool_and_a_corrupt_file_names_its_key():

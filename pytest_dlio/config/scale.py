@@ -90,6 +90,9 @@ def scale_config(cfg: WorkloadConfig, factor: float, *, ranks: int = 1, smoke: b
     ck = cfg.checkpoint
     checkpoint = dataclasses.replace(
         ck, checkpoint_after_epoch=min(ck.checkpoint_after_epoch, epochs),
+        # steps shrink with the samples: keep the number of step-based checkpoints per epoch
+        steps_between_checkpoints=max(1, round(ck.steps_between_checkpoints * sample_factor))
+        if ck.steps_between_checkpoints > 0 else ck.steps_between_checkpoints,
         time_between_checkpoints=ck.time_between_checkpoints * factor if ck.time_between_checkpoints > 0
         else ck.time_between_checkpoints)
     model = _scale_model(cfg, factor)

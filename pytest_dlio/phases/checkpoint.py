@@ -7,7 +7,7 @@ per-rank manifest ``.dlio_manifest-{rank}.json`` naming each file's size and con
 and every byte against the regenerated content (no checksum work on the write path). Timing follows DLIO's checkpoint-only
 loop: sleep ``time_between_checkpoints``, barrier, start clock, save/load, barrier if ``rank_sync``, stop.
 
-Use :class:`Checkpointer` from training (``on_checkpoint=ckpt.save``, then ``ckpt.result()``), or
+Use :class:`Checkpointer` from training (``on_checkpoint=ckpt.save``, then ``ckpt.stats()``), or
 :func:`write_checkpoints` / :func:`read_checkpoints` for checkpoint-only workloads.
 """
 
@@ -17,7 +17,7 @@ import asyncio
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pytest_dlio.checkpointing import metrics
@@ -25,7 +25,6 @@ from pytest_dlio.checkpointing.content import CHUNK, ChunkSource, first_differen
 from pytest_dlio.checkpointing.sizes import CkptFile, checkpoint_sizes, folder_name, rank_layout
 from pytest_dlio.config.model import WorkloadConfig
 from pytest_dlio.errors import DlioError, NotFound
-from pytest_dlio.phases import PhaseResult
 from pytest_dlio.ranks import Comm
 from pytest_dlio.storage.base import ObjectStore
 
@@ -92,7 +91,7 @@ class Checkpointer:
             firsts[f.name] = self.source.counter + 1
             await self._write_file(f"{folder_name(epoch, step)}/{f.name}", f)
         if self.cfg.checkpoint.rank_sync:
-            self.comm.barrier()
+            await self.comm.barrier()
         duration = time.perf_counter() - start
         self.saves.durations.append(duration)
         self.saves.nbytes += self.layout.total_bytes
@@ -135,7 +134,7 @@ class Checkpointer:
             source = self._verifier(manifest) if manifest and entry else None
             await self._read_file(key, f, source, entry, check_size=verify)
         if self.cfg.checkpoint.rank_sync:
-            self.comm.barrier()
+            await self.comm.barrier()
         duration = time.perf_counter() - start
         self.loads.durations.append(duration)
         self.loads.nbytes += self.layout.total_bytes
@@ -194,10 +193,10 @@ class Checkpointer:
         self.loads.file_latencies.append(time.perf_counter() - t0)
 
     # ---- metrics ----
-    def result(self) -> PhaseResult:
+    def stats(self) -> CheckpointStats:
         """DLIO's checkpoint summary keys (rank-local timings, as DLIO reports rank 0's) plus ours."""
         metric: dict[str, float] = {"checkpoint_size_GB": self.size_gib}
-        lines: list[str] = []
+        counts: dict[str, int] = {}
         for kind, t in (("save", self.saves), ("load", self.loads)):
             if not t.durations:
                 continue
@@ -205,20 +204,31 @@ class Checkpointer:
             metric.update(metrics.latency_ms(kind, t.file_latencies))
             metric[f"{kind}_checkpoint_rank_GiB_per_second"] = metrics.bytes_rate_gib_s(t.nbytes, sum(t.durations))
             metric[f"{kind}_checkpoint_count"] = float(len(t.durations))
-            lines.append(f"checkpoint {kind}: {len(t.durations)} x {self.size_gib:.4f} GB, "
-                         f"{metric[f'{kind}_checkpoint_duration_mean_seconds']:.4f} s "
-                         f"({metric[f'{kind}_checkpoint_duration_stdev_seconds']:.4f}), "
-                         f"{metric[f'{kind}_checkpoint_io_mean_GB_per_second']:.4f} GB/s")
+            counts[kind] = len(t.durations)
         metric["checkpoint_rank_bytes"] = float(self.layout.total_bytes)
-        props: list[tuple[str, int | float | str]] = [(k, float(v)) for k, v in metric.items()]
-        props.append(("checkpoint_fsync", int(self.fsync)))
-        lines += self.notes
-        failure = None
-        if self.problems:
-            shown = self.problems[:5]
-            more = f" (and {len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
-            failure = "checkpoint verification failed: " + "; ".join(shown) + more
-        return PhaseResult(properties=props, summary={"metric": metric}, lines=lines, failure=failure)
+        return CheckpointStats(metric=metric, fsync=self.fsync, counts=counts, saved=tuple(self.saved),
+                               notes=tuple(self.notes), problems=tuple(self.problems))
+
+
+@dataclass(frozen=True)
+class CheckpointStats:
+    """What one rank's checkpoint saves/loads did: DLIO's ``metric`` keys, and what went wrong."""
+
+    metric: dict[str, float]
+    fsync: bool
+    counts: dict[str, int]  # "save"/"load" → number of checkpoints
+    saved: tuple[tuple[int, int], ...] = ()  # (epoch, step) of each save, for a later read-back
+    notes: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()  # verification failures (size or content)
+    potential_caching: bool | None = None  # None: not a local page-cache question
+
+    @property
+    def failure(self) -> str | None:
+        if not self.problems:
+            return None
+        shown = "; ".join(self.problems[:5])
+        more = f" (and {len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
+        return "checkpoint verification failed: " + shown + more
 
 
 def _pause(cfg: WorkloadConfig) -> float:
@@ -227,16 +237,16 @@ def _pause(cfg: WorkloadConfig) -> float:
 
 async def write_checkpoints(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
                             epoch_steps: list[tuple[int, int]] | None = None,
-                            fsync: bool | None = None) -> PhaseResult:
+                            fsync: bool | None = None) -> CheckpointStats:
     """Checkpoint-only saves: ``num_checkpoints_write`` checkpoints at epoch 1, steps 1..N (or ``epoch_steps``)."""
     if epoch_steps is None:
         epoch_steps = [(1, s) for s in range(1, cfg.checkpoint.num_checkpoints_write + 1)]
     ckpt = Checkpointer(cfg, store, comm=comm, fsync=fsync)
     for epoch, step in epoch_steps:
         await asyncio.sleep(_pause(cfg))
-        comm.barrier()
+        await comm.barrier()
         await ckpt.save(epoch, step)
-    return ckpt.result()
+    return ckpt.stats()
 
 
 async def _present(store: ObjectStore, cfg: WorkloadConfig, comm: Comm, epoch: int, step: int) -> bool:
@@ -248,7 +258,7 @@ async def _present(store: ObjectStore, cfg: WorkloadConfig, comm: Comm, epoch: i
 
 async def read_checkpoints(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, verify: bool = True,
                            drop_caches: bool = False,
-                           epoch_steps: list[tuple[int, int]] | None = None) -> PhaseResult:
+                           epoch_steps: list[tuple[int, int]] | None = None) -> CheckpointStats:
     """Checkpoint-only loads: ``num_checkpoints_read`` checkpoints at epoch 1, steps 1..N (or ``epoch_steps``,
     e.g. a training run's ``Checkpointer.saved``), verified by default."""
     if epoch_steps is None:
@@ -266,22 +276,21 @@ async def read_checkpoints(cfg: WorkloadConfig, store: ObjectStore, *, comm: Com
             f"({folder_name(*wanted[0])}..) exist under {store.uri} for rank {comm.rank}; write them first "
             f"(checkpoint.num_checkpoints_write >= {len(wanted)}) or lower num_checkpoints_read")
     ckpt = Checkpointer(cfg, store, comm=comm)
-    cache_note = None
+    cache_note, caching = None, None
     if store.page_cached:
         if drop_caches and drop_page_cache():
-            cache_note = "page cache dropped before reading"
+            cache_note, caching = "page cache dropped before reading", False
         elif ckpt.layout.total_bytes > 0:
-            cache_note = ("possible page-cache effects: checkpoints were not evicted from the page cache "
-                          "(drop_caches " + ("not permitted" if drop_caches else "off") + ")")
+            cache_note, caching = ("possible page-cache effects: checkpoints were not evicted from the page "
+                                   "cache (drop_caches " + ("not permitted" if drop_caches else "off") + ")"), True
     for epoch, step in wanted:
         await asyncio.sleep(_pause(cfg))
-        comm.barrier()
+        await comm.barrier()
         await ckpt.load(epoch, step, verify=verify)
-    result = ckpt.result()
+    result = ckpt.stats()
     if cache_note:
-        result.lines.append(cache_note)
-        result.properties.append(("potential_caching", int(cache_note.startswith("possible"))))
+        result = replace(result, notes=(*result.notes, cache_note), potential_caching=caching)
     return result
 
 
-__all__ = ["Checkpointer", "drop_page_cache", "manifest_key", "read_checkpoints", "write_checkpoints"]
+__all__ = ["CheckpointStats", "Checkpointer", "drop_page_cache", "manifest_key", "read_checkpoints", "write_checkpoints"]

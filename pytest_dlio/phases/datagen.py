@@ -20,14 +20,12 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-
-import numpy as np
+from dataclasses import dataclass
 
 from pytest_dlio.config.model import WorkloadConfig
 from pytest_dlio.errors import DlioError
 from pytest_dlio.formats import Encoded, get_format
 from pytest_dlio.layout import MARKER_PREFIX, DataFile, dataset_files, files_for_rank
-from pytest_dlio.phases import PhaseResult
 from pytest_dlio.randbytes import file_rng, new_nonce
 from pytest_dlio.ranks import Comm
 from pytest_dlio.storage.base import ObjectStore
@@ -36,6 +34,23 @@ MODES = ("auto", "always", "never")
 STREAM_ABOVE = 8 << 20  # multi-part files above this stream through a Writer (no join copy)
 MEMORY_BUDGET = 1 << 30  # encoded bytes in flight at once (bounds concurrency for huge files)
 PROGRESS_EVERY = 5.0  # seconds
+
+
+@dataclass(frozen=True)
+class DatagenStats:
+    """What one rank's generation did: plain data, for the report and the engine."""
+
+    format: str
+    files_planned: int
+    files_written: int
+    files_skipped: int
+    bytes_written: int  # every byte put to storage: files and their sidecars
+    write_latencies: tuple[float, ...]  # seconds per file written (sidecars, file, marker)
+    wall_seconds: float
+
+    @property
+    def mib_per_second(self) -> float:
+        return self.bytes_written / 2**20 / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
 
 def marker_key(key: str, size: int) -> str:
@@ -168,7 +183,7 @@ def in_flight(cfg: WorkloadConfig, todo: list[DataFile]) -> int:
 
 
 async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode: str = "auto",
-                   progress: Callable[[str], None] | None = None) -> PhaseResult:
+                   progress: Callable[[str], None] | None = None) -> DatagenStats:
     """Write this rank's files of the dataset (see the module docstring for modes and resumption)."""
     _check_mode(mode)
     t0 = time.perf_counter()
@@ -196,7 +211,10 @@ async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode:
         for f in queue:
             enc = await loop.run_in_executor(pool, _encode, f, cfg, nonce)
             t = time.perf_counter()
-            totals["bytes"] += await write_file(store, f, enc, listing)
+            # await first, then add: ``totals["bytes"] += await …`` reads the total before the await and
+            # loses the updates of every worker that finished meanwhile
+            written = await write_file(store, f, enc, listing)
+            totals["bytes"] += written
             latencies.append(time.perf_counter() - t)
             totals["files"] += 1
             enc.release()
@@ -210,27 +228,10 @@ async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode:
     workers = max(1, min(limit, len(todo)))
     with ThreadPoolExecutor(max_workers=min(workers, os.cpu_count() or 2), thread_name_prefix="dlio-gen") as pool:
         await asyncio.gather(*(worker(pool) for _ in range(workers)))
-    comm.barrier()
-    return result(cfg, mine, todo, totals, latencies, time.perf_counter() - t0)
-
-
-def result(cfg: WorkloadConfig, mine: list[DataFile], todo: list[DataFile], totals: dict[str, int],
-           latencies: list[float], wall: float) -> PhaseResult:
-    lat_ms = np.array(latencies) * 1000.0 if latencies else np.zeros(1)
-    mib_s = totals["bytes"] / 2**20 / wall if wall > 0 else 0.0
-    props: list[tuple[str, int | float | str]] = [
-        ("datagen_files_planned", len(mine)),
-        ("datagen_files_written", int(totals["files"])),
-        ("datagen_files_skipped", len(mine) - len(todo)),
-        ("datagen_bytes", int(totals["bytes"])),
-        ("datagen_MiB_per_s", round(float(mib_s), 3)),
-        ("datagen_write_latency_p50_ms", round(float(np.percentile(lat_ms, 50)), 3)),
-        ("datagen_write_latency_p99_ms", round(float(np.percentile(lat_ms, 99)), 3)),
-        ("datagen_wall_seconds", round(float(wall), 3)),
-    ]
-    lines = [f"datagen ({cfg.dataset.format}): {totals['files']} files written, {len(mine) - len(todo)} "
-             f"already complete, {totals['bytes'] / 2**20:.1f} MiB at {mib_s:.1f} MiB/s in {wall:.2f} s"]
-    return PhaseResult(properties=props, summary={"datagen": dict(props)}, lines=lines)
+    await comm.barrier()
+    return DatagenStats(format=cfg.dataset.format, files_planned=len(mine), files_written=int(totals["files"]),
+                        files_skipped=len(mine) - len(todo), bytes_written=int(totals["bytes"]),
+                        write_latencies=tuple(latencies), wall_seconds=time.perf_counter() - t0)
 
 
 async def cleanup(cfg: WorkloadConfig, store: ObjectStore, comm: Comm) -> int:
@@ -244,5 +245,5 @@ async def cleanup(cfg: WorkloadConfig, store: ObjectStore, comm: Comm) -> int:
             if k in listing.sizes or k.startswith(MARKER_PREFIX):
                 await store.delete(k)
                 deleted += 1
-    comm.barrier()
+    await comm.barrier()
     return deleted

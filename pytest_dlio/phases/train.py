@@ -19,8 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,8 +28,7 @@ from pytest_dlio import formats, layout
 from pytest_dlio.config.model import Dataset, TimeSpec, WorkloadConfig
 from pytest_dlio.errors import DlioError, NotFound
 from pytest_dlio.layout import DataFile
-from pytest_dlio.metrics import TrainMetrics, au_verdict, compute_metrics
-from pytest_dlio.phases import PhaseResult
+from pytest_dlio.metrics import TrainMetrics, compute_metrics
 from pytest_dlio.ranks import Comm
 from pytest_dlio.storage.base import Buffer, ObjectStore
 from pytest_dlio.timeline import Block, Clock, Epoch, EvalRun, Reads, Step, Timeline
@@ -512,12 +510,10 @@ class TrainRun:
     loader: LoaderStats
     t_start: float
     t_end: float
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _shared_seed(comm: Comm) -> int:
-    mine = secrets.randbits(48) if comm.rank == 0 else 0
-    return int(comm.allreduce(float(mine)))
+async def _shared_seed(comm: Comm) -> int:
+    return int(await comm.broadcast(secrets.randbits(48) if comm.rank == 0 else 0))
 
 
 async def _eval(cfg: WorkloadConfig, loader: Loader, comm: Comm, clock: Clock, epoch: int, seed: int,
@@ -559,7 +555,7 @@ async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
                   record_size=float(cfg.dataset.record_length_bytes),
                   exclude_start_steps=cfg.output.metric.exclude_start_steps,
                   exclude_end_steps=cfg.output.metric.exclude_end_steps)
-    seed = _shared_seed(comm)
+    seed = await _shared_seed(comm)
     rng = np.random.default_rng([cfg.train.seed, comm.rank, 3])
     pool = ThreadPoolExecutor(rd.read_threads, thread_name_prefix="dlio-read") if rd.read_threads > 0 else None
     loader = Loader(cfg, store, train_files, tl.reads, pool, rng)
@@ -581,7 +577,7 @@ async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
                     t1 = clock.now()
                     await emulate(cfg.train.computation_time.sample(rng))
                     t2 = clock.now()
-                    comm.barrier()
+                    await comm.barrier()  # a coroutine: the loader's reader tasks keep running meanwhile
                     block.steps.append(Step(t0, t1 - t0, t2 - t1, clock.now() - t0))
                     overall += 1
                     if every > 0 and overall % every == 0 and on_checkpoint is not None:
@@ -607,33 +603,10 @@ async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
     tl.t_end = clock.now()
-    gathered = comm.gather(tl)
+    gathered = await comm.gather(tl)
     metrics = compute_metrics(gathered if gathered else [tl], cfg.metric.au)
     return TrainRun(tl, metrics, loader.stats, tl.t_start, tl.t_end)
 
 
-def result_of(cfg: WorkloadConfig, run: TrainRun) -> PhaseResult:
-    """The item's PhaseResult: DLIO-named properties, summary.json content, terminal lines."""
-    from pytest_dlio.report.dlio_json import summary_dict
-    from pytest_dlio.report.table import metric_lines
-
-    m = run.metrics
-    return PhaseResult(properties=m.properties(), summary=summary_dict(cfg, m, run.t_start, run.t_end),
-                       lines=metric_lines(m), failure=None)
-
-
-async def train(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, output_dir: Path | None = None,
-                on_checkpoint: CheckpointHook | None = None, on_epoch_end: EpochHook | None = None) -> PhaseResult:
-    """Train as DLIO does against ``store`` (rooted at the data folder); write DLIO's files to ``output_dir``."""
-    run = await run_training(cfg, store, comm=comm, on_checkpoint=on_checkpoint, on_epoch_end=on_epoch_end)
-    if output_dir is not None:
-        from pytest_dlio.report.dlio_json import write_rank_files, write_summary
-
-        write_rank_files(output_dir, run.timeline, run.metrics)
-        if comm.rank == 0:
-            write_summary(output_dir, cfg, run.metrics, run.t_start, run.t_end)
-    return result_of(cfg, run)
-
-
-__all__ = ["Loader", "TrainRun", "au_verdict", "check_dataset", "dataset_files", "dataset_keys", "decode_sample", "emulate",
-           "epoch_order", "result_of", "run_training", "train"]
+__all__ = ["Loader", "TrainRun", "check_dataset", "dataset_files", "dataset_keys", "decode_sample", "emulate",
+           "epoch_order", "run_training"]

@@ -1,8 +1,9 @@
 """DLIO-compatible output files (dlio.md §4.3): summary.json, {rank}_per_epoch_stats.json, {rank}_output.json.
 
-Several phases of one workload write into one run folder: training writes these files, then e.g. the
-checkpoint phase calls :func:`merge_summary` and :func:`add_epoch_entry` to add its entries. Our own
-figures go under the ``pytest_dlio`` key so DLIO's key set stays as DLIO writes it.
+Pure builders (:func:`summary_dict`, :func:`per_epoch_stats`, :func:`output_dict`) and atomic writers. The
+engine keeps each workload's summary in memory, merges every phase's part into it (:func:`deep_merge`) and
+writes it out; nothing is ever read back from disk as state. Our own figures go under the ``pytest_dlio``
+key so DLIO's key set stays as DLIO writes it.
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def summary_dict(cfg: WorkloadConfig, m: TrainMetrics, t_start: float, t_end: fl
     }
 
 
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
+def write_json(path: Path, doc: dict[str, Any]) -> Path:
+    """Write ``doc`` to ``path`` atomically (temporary file, then rename): never a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -96,36 +98,22 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-
-
-def _deep_merge(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``updates`` into ``base`` in place (nested dicts such as ``metric`` merge key by key)."""
     for k, v in updates.items():
         if isinstance(v, dict) and isinstance(base.get(k), dict):
-            _deep_merge(base[k], v)
+            deep_merge(base[k], v)
         else:
             base[k] = v
     return base
 
 
-def merge_summary(path: Path, updates: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``updates`` into summary.json at ``path`` (dicts such as ``metric`` merge key by key)."""
-    doc = _deep_merge(_read_json(path), updates)
-    _write_json(path, doc)
-    return doc
-
-
-def write_summary(output_dir: Path, cfg: WorkloadConfig, m: TrainMetrics, t_start: float, t_end: float) -> Path:
-    """Write (merge) rank 0's summary.json for a training run."""
-    path = Path(output_dir) / SUMMARY
-    merge_summary(path, summary_dict(cfg, m, t_start, t_end))
-    return path
+def write_summary(output_dir: Path, doc: dict[str, Any]) -> Path:
+    """Write a workload's summary.json (rank 0's) from its in-memory document."""
+    return write_json(Path(output_dir) / SUMMARY, doc)
 
 
 def _span(t0: float, t1: float) -> dict[str, str]:
@@ -172,17 +160,9 @@ def output_dict(tl: Timeline) -> dict[str, Any]:
     return doc
 
 
-def write_rank_files(output_dir: Path, tl: Timeline, m: TrainMetrics | None = None) -> tuple[Path, Path]:
-    """Write this rank's per_epoch_stats and output files; returns their paths."""
+def write_rank_files(output_dir: Path, tl: Timeline) -> tuple[Path, Path]:
+    """Write this rank's ``{rank}_per_epoch_stats.json`` and ``{rank}_output.json``; returns their paths."""
     out = Path(output_dir)
-    stats = out / f"{tl.rank}_per_epoch_stats.json"
-    _write_json(stats, _deep_merge(_read_json(stats), per_epoch_stats(tl)))
-    raw = out / f"{tl.rank}_output.json"
-    _write_json(raw, output_dict(tl))
+    stats = write_json(out / f"{tl.rank}_per_epoch_stats.json", per_epoch_stats(tl))
+    raw = write_json(out / f"{tl.rank}_output.json", output_dict(tl))
     return stats, raw
-
-
-def add_epoch_entry(output_dir: Path, rank: int, epoch: int, name: str, entry: dict[str, Any]) -> None:
-    """Add one entry (e.g. ``save_ckpt1`` with float duration/throughput) to {rank}_per_epoch_stats.json."""
-    path = Path(output_dir) / f"{rank}_per_epoch_stats.json"
-    _write_json(path, _deep_merge(_read_json(path), {str(epoch): {name: entry}}))

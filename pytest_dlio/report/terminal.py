@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-if TYPE_CHECKING:
-    from pytest_dlio.run import DlioRun
+from pytest_dlio.report.table import render_table
 
 
-def write_summary(tr: Any, run: DlioRun) -> None:
-    for title, lines in run.summary_lines():
+def write_summary(tr: Any, texts: Sequence[tuple[str, list[str]]], rows: Sequence[Mapping[str, Any]]) -> None:
+    for title, lines in texts:
         tr.write_sep("-", title)
         for line in lines:
             tr.write_line(line)
-    try:
-        from pytest_dlio.report.table import render_table
-    except ImportError:  # pragma: no cover - during development only
-        return
-    rows = [r for r in run.rows if any(k.startswith(("train_", "save_", "load_", "files")) for k in r)]
-    if rows:
+    shown = [r for r in rows if any(k.startswith(("train_", "save_", "load_", "files")) for k in r)]
+    if shown:
         tr.write_sep("=", "dlio")
-        for line in render_table(rows):
+        for line in render_table(shown):
             tr.write_line(line)

@@ -1,0 +1,272 @@
+"""One workload, run from code: datagen, training with checkpoints interleaved, the AU gate, checkpoint
+write and read — in order, with the workload's state (metrics, saved checkpoints, the summary being
+built) held here in memory. DLIO's files (``summary.json``, per-rank files) are written from that state
+after each phase and never read back.
+
+Pytest items drive a :class:`Workload` one phase per item; a script, a local rank worker or an MPI rank
+drives it the same way::
+
+    settings = RunSettings(data_root=Path(".dlio"), scale="smoke")
+    storage = StorageSession(settings.data_root)
+    wl = Workload.load("unet3d_h100.yaml", settings, storage)
+    results = asyncio.run(wl.run_all())
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_dlio.engine.load import load_workload, world_problems
+from pytest_dlio.engine.settings import RunSettings
+from pytest_dlio.errors import DlioError
+from pytest_dlio.ranks import Comm, RankOfWorld, SingleComm
+from pytest_dlio.report import results as report
+from pytest_dlio.report.dlio_json import deep_merge, summary_dict, write_rank_files, write_summary
+from pytest_dlio.report.results import PhaseResult
+
+if TYPE_CHECKING:
+    from pytest_dlio.config.model import WorkloadConfig
+    from pytest_dlio.metrics import TrainMetrics
+    from pytest_dlio.phases.checkpoint import Checkpointer, CheckpointStats
+    from pytest_dlio.phases.datagen import DatagenStats
+    from pytest_dlio.phases.train import TrainRun
+    from pytest_dlio.storage.base import ObjectStore
+    from pytest_dlio.storage.session import StorageSession
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One step of a workload's plan: its name and the phases that must have passed before it."""
+
+    name: str
+    needs: tuple[str, ...]
+
+
+def plan(cfg: WorkloadConfig) -> list[Phase]:
+    """The phases a valid workload runs, in order (each becomes one pytest item)."""
+    wf = cfg.workflow
+    out: list[Phase] = []
+    if wf.train or wf.generate_data:
+        out.append(Phase("datagen", ()))
+    if wf.train:
+        out += [Phase("train", ("datagen",)), Phase("au", ("datagen", "train"))]
+    if wf.checkpoint:
+        if cfg.checkpoint_only:
+            if cfg.checkpoint.num_checkpoints_write > 0:
+                out.append(Phase("checkpoint_write", ()))
+            if cfg.checkpoint.num_checkpoints_read > 0:
+                out.append(Phase("checkpoint_read", ()))
+        elif wf.train:
+            out += [Phase("checkpoint_write", ("datagen", "train")),
+                    Phase("checkpoint_read", ("datagen", "train", "checkpoint_write"))]
+    return out
+
+
+class _TrainingCheckpoints:
+    """Training's checkpoint hooks: step-based saves, and DLIO's epoch-end saves at step max_steps + 1."""
+
+    def __init__(self, cfg: WorkloadConfig, ckpt: Checkpointer, steps_per_epoch: int) -> None:
+        from pytest_dlio.checkpointing.plan import checkpoint_epochs
+
+        self.ckpt, self.steps = ckpt, steps_per_epoch
+        by_steps = cfg.checkpoint.steps_between_checkpoints >= 0
+        self.due = set() if by_steps else set(checkpoint_epochs(cfg))
+
+    async def on_step(self, epoch: int, step: int) -> None:
+        await self.ckpt.save(epoch, step)
+
+    async def on_epoch_end(self, epoch: int) -> None:
+        if epoch in self.due:
+            await self.ckpt.save(epoch, self.steps + 1)
+
+
+class Workload:
+    """One workload's run on one rank: its config, settings, storage, world and everything it found."""
+
+    def __init__(self, cfg: WorkloadConfig, settings: RunSettings, storage: StorageSession, *,
+                 comm: Comm | None = None, name: str | None = None, progress: Progress | None = None) -> None:
+        self.cfg, self.settings, self.storage = cfg, settings, storage
+        self.comm: Comm = comm or SingleComm()
+        self.name = name or Path(cfg.source.path).stem or "workload"
+        self.progress = progress
+        self.output_dir = settings.output / self.name
+        self.results: dict[str, PhaseResult] = {}
+        self.datagen_stats: DatagenStats | None = None
+        self.train_run: TrainRun | None = None
+        self.saves: CheckpointStats | None = None  # written during training (or checkpoint-only writes)
+        self.loads: CheckpointStats | None = None
+        self.summary: dict[str, Any] = {}  # summary.json as built so far (written, never read back)
+        self._checkpoint_note: str | None = None  # training's checkpoints: one process emulating rank 0
+
+    @classmethod
+    def load(cls, path: str | Path, settings: RunSettings, storage: StorageSession, **kw: Any) -> Workload:
+        """A workload from its YAML (ConfigError, every problem located, when it is not valid)."""
+        return cls(load_workload(path, settings), settings, storage, **kw)
+
+    # ---- the plan ----
+    @property
+    def phases(self) -> list[Phase]:
+        return plan(self.cfg)
+
+    def problems(self) -> list[str]:
+        """What makes this workload impossible in this run's world (empty when it can run)."""
+        return world_problems(self.cfg, self.settings)
+
+    @property
+    def metrics(self) -> TrainMetrics | None:
+        return self.train_run.metrics if self.train_run is not None else None
+
+    async def run(self, phase: str) -> PhaseResult:
+        """Run one phase (its prerequisites must have run) and remember its result."""
+        steps = {"datagen": self.datagen, "train": self.train, "checkpoint_write": self.checkpoint_write,
+                 "checkpoint_read": self.checkpoint_read}
+        if phase == "au":
+            result = self.au()
+        elif phase in steps:
+            result = await steps[phase]()
+        else:
+            raise DlioError(f"unknown phase {phase!r}; phases are {', '.join(p.name for p in self.phases)}")
+        self.results[phase] = result
+        return result
+
+    async def run_all(self) -> dict[str, PhaseResult | str]:
+        """Every phase in order; a phase whose prerequisite failed is skipped (its value says why)."""
+        out: dict[str, PhaseResult | str] = {}
+        failed: set[str] = set()
+        for p in self.phases:
+            blocked = [n for n in p.needs if n in failed]
+            if blocked:
+                out[p.name] = f"not run: {blocked[0]} failed"
+                failed.add(p.name)
+                continue
+            try:
+                res = await self.run(p.name)
+            except DlioError as exc:
+                res = PhaseResult(p.name, failure=str(exc))
+            out[p.name] = res
+            if res.failure:
+                failed.add(p.name)
+        return out
+
+    # ---- stores ----
+    async def open_data(self) -> ObjectStore:
+        """The store rooted at the dataset folder (O_DIRECT when ``reader.odirect`` on local files)."""
+        cfg = self.cfg
+        uri = self.storage.resolve(cfg.dataset.data_folder, cfg.storage)
+        if cfg.reader.odirect and uri.startswith("file://"):
+            uri = "direct://" + uri.removeprefix("file://")
+        return await self.storage.open(uri, cfg.storage, threads=max(1, cfg.reader.read_threads))
+
+    async def open_checkpoints(self) -> ObjectStore:
+        uri = self.storage.resolve(self.cfg.checkpoint.checkpoint_folder, self.cfg.storage)
+        return await self.storage.open(uri, self.cfg.storage, threads=8)
+
+    def checkpoint_comm(self) -> tuple[Comm, str | None]:
+        """The world a checkpoint phase runs in, and a note when one process stands in for rank 0 of more."""
+        cfg = self.cfg
+        par = cfg.model.parallelism
+        mp = max(1, par.tensor) * max(1, par.pipeline)
+        if self.settings.ranks_explicit or mp == 1 or cfg.checkpoint.mode != "default" or self.comm.size > 1:
+            return self.comm, None
+        return RankOfWorld(0, mp), (f"one process emulates rank 0 of {mp} (tensor {par.tensor} x pipeline "
+                                    f"{par.pipeline}): rank 0's files and sizes exactly; GB/s are this rank's")
+
+    def _single_rank(self) -> None:
+        if self.settings.ranks > 1 and self.comm.size == 1:
+            raise DlioError(f"--dlio-ranks {self.settings.ranks}: running several ranks at once is not supported "
+                            "yet; use --dlio-ranks N with --dlio-plan to plan for N ranks")
+
+    # ---- phases ----
+    async def datagen(self) -> PhaseResult:
+        from pytest_dlio.phases.datagen import generate
+
+        self._single_rank()
+        async with await self.open_data() as store:
+            stats = await generate(self.cfg, store, comm=self.comm, mode=self.settings.generate,
+                                   progress=self.progress)
+        self.datagen_stats = stats
+        return report.datagen_result(stats)
+
+    async def train(self) -> PhaseResult:
+        from pytest_dlio.phases.train import run_training
+
+        self._single_rank()
+        cfg = self.cfg
+        async with await self.open_data() as store:
+            if cfg.workflow.checkpoint:
+                run = await self._train_with_checkpoints(store)
+            else:
+                run = await run_training(cfg, store, comm=self.comm)
+            if not cfg.dataset.keep_files:
+                from pytest_dlio.phases.datagen import cleanup
+
+                await cleanup(cfg, store, self.comm)
+        self.train_run = run
+        write_rank_files(self.output_dir, run.timeline)
+        self._add_to_summary(summary_dict(cfg, run.metrics, run.t_start, run.t_end))
+        if self.saves is not None:
+            self._add_to_summary({"metric": self.saves.metric})
+        result = report.train_result(run.metrics)
+        result.lines.append(f"DLIO output: {self.output_dir}")
+        return result
+
+    async def _train_with_checkpoints(self, store: ObjectStore) -> TrainRun:
+        from pytest_dlio.phases.checkpoint import Checkpointer
+        from pytest_dlio.phases.train import run_training
+
+        ck_comm, note = self.checkpoint_comm()
+        async with await self.open_checkpoints() as ckstore:
+            ckpt = Checkpointer(self.cfg, ckstore, comm=ck_comm)
+            hooks = _TrainingCheckpoints(self.cfg, ckpt, self.cfg.steps_per_epoch(self.comm.size))
+            run = await run_training(self.cfg, store, comm=self.comm, on_checkpoint=hooks.on_step,
+                                     on_epoch_end=hooks.on_epoch_end)
+        self.saves = ckpt.stats()
+        self._checkpoint_note = note
+        return run
+
+    def au(self) -> PhaseResult:
+        m = self.metrics
+        if m is None:
+            raise DlioError("no training metrics: the train phase did not run")
+        return report.au_result(m, self.cfg.metric.au)
+
+    async def checkpoint_write(self) -> PhaseResult:
+        from pytest_dlio.phases.checkpoint import write_checkpoints
+
+        self._single_rank()
+        if self.cfg.workflow.train:  # saves happened during training
+            if self.saves is None or not self.saves.counts.get("save"):
+                raise DlioError("no checkpoint was written during training (check checkpoint_after_epoch, "
+                                "epochs_between_checkpoints and steps_between_checkpoints against train.epochs)")
+            stats, note = self.saves, self._checkpoint_note
+        else:
+            comm, note = self.checkpoint_comm()
+            async with await self.open_checkpoints() as store:
+                stats = await write_checkpoints(self.cfg, store, comm=comm)
+            self.saves = stats
+        self._add_to_summary({"metric": stats.metric})
+        return report.checkpoint_result("checkpoint_write", stats, (note,) if note else ())
+
+    async def checkpoint_read(self) -> PhaseResult:
+        from pytest_dlio.phases.checkpoint import read_checkpoints
+
+        self._single_rank()
+        comm, note = self.checkpoint_comm()
+        saved = list(self.saves.saved) if self.cfg.workflow.train and self.saves is not None else None
+        async with await self.open_checkpoints() as store:
+            stats = await read_checkpoints(self.cfg, store, comm=comm, verify=self.settings.verify,
+                                           drop_caches=self.settings.drop_caches, epoch_steps=saved)
+        self.loads = stats
+        self._add_to_summary({"metric": stats.metric})
+        return report.checkpoint_result("checkpoint_read", stats, (note,) if note else ())
+
+    def _add_to_summary(self, part: dict[str, Any]) -> None:
+        """Merge a phase's part into the in-memory summary and write summary.json from it (rank 0 only)."""
+        deep_merge(self.summary, part)
+        if self.comm.rank == 0:
+            write_summary(self.output_dir, self.summary)

@@ -1,0 +1,95 @@
+"""What a user reads about one phase: DLIO-named properties, short lines, and the verdict.
+
+Phases return data (``DatagenStats``, ``TrainMetrics``, ``CheckpointStats``); these builders turn it into a
+:class:`PhaseResult`, which items record (JUnit ``<property>``, terminal) and the engine hands back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pytest_dlio.metrics import TrainMetrics, au_verdict
+from pytest_dlio.report.table import metric_lines
+
+if TYPE_CHECKING:
+    from pytest_dlio.phases.checkpoint import CheckpointStats
+    from pytest_dlio.phases.datagen import DatagenStats
+
+Property = tuple[str, int | float | str]
+
+
+@dataclass
+class PhaseResult:
+    """One phase's outcome as the user sees it.
+
+    ``properties`` become the item's ``user_properties`` (JUnit ``<property>``): plain int/float/str only,
+    DLIO's metric names where DLIO has one. ``lines`` are short human lines for the item's report section.
+    ``failure`` set means the item fails with that message (e.g. AU below threshold).
+    """
+
+    phase: str
+    properties: list[Property] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    failure: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+    def value(self, name: str) -> int | float | str | None:
+        """The property ``name`` (None when absent)."""
+        return dict(self.properties).get(name)
+
+
+def datagen_result(stats: DatagenStats) -> PhaseResult:
+    lat_ms = np.asarray(stats.write_latencies) * 1000.0 if stats.write_latencies else np.zeros(1)
+    mib_s = stats.mib_per_second
+    props: list[Property] = [
+        ("datagen_files_planned", stats.files_planned),
+        ("datagen_files_written", stats.files_written),
+        ("datagen_files_skipped", stats.files_skipped),
+        ("datagen_bytes", stats.bytes_written),
+        ("datagen_MiB_per_s", round(float(mib_s), 3)),
+        ("datagen_write_latency_p50_ms", round(float(np.percentile(lat_ms, 50)), 3)),
+        ("datagen_write_latency_p99_ms", round(float(np.percentile(lat_ms, 99)), 3)),
+        ("datagen_wall_seconds", round(float(stats.wall_seconds), 3)),
+    ]
+    lines = [f"datagen ({stats.format}): {stats.files_written} files written, {stats.files_skipped} already "
+             f"complete, {stats.bytes_written / 2**20:.1f} MiB at {mib_s:.1f} MiB/s in {stats.wall_seconds:.2f} s"]
+    return PhaseResult("datagen", props, lines)
+
+
+def train_result(m: TrainMetrics) -> PhaseResult:
+    return PhaseResult("train", m.properties(), metric_lines(m))
+
+
+def au_result(m: TrainMetrics, threshold: float) -> PhaseResult:
+    """The AU gate: mean train AU against ``metric.au`` (a fraction), failing with where the time went."""
+    props: list[Property] = [
+        ("train_au_mean_percentage", float(m.train_au_mean_percentage)),
+        ("au_threshold_percentage", float(threshold * 100)),
+        ("train_au_meet_expectation", "success" if m.train_au_mean_percentage >= threshold * 100 else "fail"),
+    ]
+    return PhaseResult("au", props, failure=au_verdict(m, threshold))
+
+
+def checkpoint_result(phase: str, stats: CheckpointStats, notes: tuple[str, ...] = ()) -> PhaseResult:
+    """DLIO's checkpoint figures for ``checkpoint_write`` / ``checkpoint_read``."""
+    metric = stats.metric
+    lines: list[str] = []
+    size = metric.get("checkpoint_size_GB", 0.0)
+    for kind in ("save", "load"):
+        if kind not in stats.counts:
+            continue
+        lines.append(f"checkpoint {kind}: {stats.counts[kind]} x {size:.4f} GB, "
+                     f"{metric[f'{kind}_checkpoint_duration_mean_seconds']:.4f} s "
+                     f"({metric[f'{kind}_checkpoint_duration_stdev_seconds']:.4f}), "
+                     f"{metric[f'{kind}_checkpoint_io_mean_GB_per_second']:.4f} GB/s")
+    props: list[Property] = [(k, float(v)) for k, v in metric.items()]
+    props.append(("checkpoint_fsync", int(stats.fsync)))
+    if stats.potential_caching is not None:
+        props.append(("potential_caching", int(stats.potential_caching)))
+    return PhaseResult(phase, props, [*lines, *stats.notes, *notes], stats.failure)
