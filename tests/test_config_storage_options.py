@@ -27,13 +27,14 @@ def test_shipped_s3_config_is_typed() -> None:
 
 def test_every_key_lands_in_its_typed_place() -> None:
     conn = "DefaultEndpointsProtocol=http;AccountName=acct;AccountKey=a2V5;BlobEndpoint=http://127.0.0.1:1/acct"
-    options, problems = parse_storage_options({
+    raw = {
         "endpoint_url": "http://127.0.0.1:9000", "region": "eu-west-1", "access_key_id": "AK",
         "secret_access_key": SECRET, "session_token": "tok", "s3_force_path_style": "True", "s3_max_attempts": 3,
         "connection_string": conn, "account_name": "acct", "account_key": "a2V5", "sas_token": "?sv=1&sig=abc",
         "api_version": "2023-11-03", "max_attempts": 2, "part_size": 16 * 2**20, "concurrency": 4, "timeout": 5,
         "list_page_size": 100, "columns": ["a", "b"], "storage_library": "s3dlio", "uri_scheme": "az",
-        "prefetch_workers": 4, "region_ignored": None})
+        "prefetch_workers": 4, "account_url": None}
+    options, problems = parse_storage_options(raw)
     assert problems == []
     assert (options.s3.endpoint_url, options.s3.region, options.s3.secret_access_key, options.s3.force_path_style,
             options.s3.max_attempts) == ("http://127.0.0.1:9000", "eu-west-1", SECRET, True, 3)
@@ -45,6 +46,8 @@ def test_every_key_lands_in_its_typed_place() -> None:
     assert (options.columns, options.storage_library, options.uri_scheme) == (("a", "b"), "s3dlio", "az")
     assert options.accepted == (("prefetch_workers", 4),)
     assert SECRET not in repr(options) and "a2V5" not in repr(options)
+    same, _ = parse_storage_options({**raw})
+    assert same == options and hash(same) == hash(options)  # the session caches credentials by options
 
 
 @pytest.mark.parametrize("key", sorted(SECRET_KEYS))
@@ -77,6 +80,10 @@ def test_bad_secret_in_yaml_is_not_echoed(key: str, value: str) -> None:
     ({"api_version": "latest"}, "must be a date-like service version"),
     ({"storage_library": "boto"}, "'boto' is not valid; expected one of s3dlio, minio, s3torchconnector, direct"),
     ({"bogus": 1}, "unknown key; valid keys: endpoint_url, region"),
+    ({"prefetch_workers": {"a": 1}}, "must be a whole number (>= 0), got {'a': 1}"),
+    ({"prefetch": -1}, "must be true or false or a whole number (>= 0), got -1"),
+    ({"decode": "pandas"}, "'pandas' is not valid; expected one of raw, arrow"),
+    ({"s3_profile": ["x"]}, "must be a string, got ['x']"),
 ])
 def test_bad_values(raw: dict[str, object], message: str) -> None:
     _, problems = parse_storage_options(raw)

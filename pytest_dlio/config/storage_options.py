@@ -194,9 +194,27 @@ def _api_version(key: str, value: Any) -> str:
     return text
 
 
-_ACCEPTED = ("secure", "s3_profile", "use_full_object_uri", "prefetch_workers", "prefetch_window", "prefetch",
-             "max_outstanding", "stagger_workers", "footer_cap", "footer_batch_size", "coalesce_rgs", "decode",
-             "decode_output", "simulate_io", "sim_log_secs")
+def _scalar(*kinds: type) -> _Parse:
+    names = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+
+    def parse(key: str, value: Any) -> Any:
+        ok = any(isinstance(value, k) and (k is bool or not isinstance(value, bool)) for k in kinds)
+        if not ok or (isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0):
+            want = " or ".join(names[k] for k in kinds)
+            raise ValueError(f"must be {want}{'' if kinds == (str,) else ' (>= 0)'}, got {value!r}")
+        return value
+
+    return parse
+
+
+#: Keys MLPerf v3.0's readers and DLIO's S3 code read that we accept, type-check and do not act on.
+_ACCEPTED: dict[str, _Parse] = {
+    "secure": _scalar(bool), "s3_profile": _scalar(str), "use_full_object_uri": _scalar(bool),
+    "prefetch_workers": _scalar(int), "prefetch_window": _scalar(int), "prefetch": _scalar(bool, int),
+    "max_outstanding": _scalar(int), "stagger_workers": _scalar(bool, int, float), "footer_cap": _scalar(int),
+    "footer_batch_size": _scalar(int), "coalesce_rgs": _scalar(bool, int), "decode": _choice("raw", "arrow"),
+    "decode_output": _scalar(str), "simulate_io": _scalar(bool), "sim_log_secs": _scalar(int, float),
+}
 
 #: key -> (section, attribute, parser); section "" is StorageOptions itself.
 _KEYS: dict[str, tuple[str, str, _Parse]] = {
@@ -232,16 +250,18 @@ def parse_storage_options(raw: Mapping[str, Any]) -> tuple[StorageOptions, list[
     accepted: list[tuple[str, Any]] = []
     problems: list[Problem] = []
     for key, value in sorted(raw.items()):
+        if key not in _KEYS and key not in _ACCEPTED:
+            problems.append((key, f"unknown key; valid keys: {', '.join(VALID_KEYS)}"))
+            continue
         if value is None or value == "":
             continue
         if key in _ACCEPTED:
-            accepted.append((key, tuple(value) if isinstance(value, list) else value))
+            try:
+                accepted.append((key, _ACCEPTED[key](key, value)))
+            except ValueError as exc:
+                problems.append((key, str(exc)))
             continue
-        spec = _KEYS.get(key)
-        if spec is None:
-            problems.append((key, f"unknown key; valid keys: {', '.join(VALID_KEYS)}"))
-            continue
-        section, attr, parse = spec
+        section, attr, parse = _KEYS[key]
         try:
             sections[section][attr] = parse(key, value)
         except ValueError as exc:
