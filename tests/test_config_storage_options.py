@@ -11,7 +11,7 @@ from pytest_dlio.config.model import StorageConfig
 from pytest_dlio.config.secrets import SECRET_KEYS
 from pytest_dlio.config.storage_options import StorageOptions, parse_storage_options
 from pytest_dlio.errors import ConfigError
-from tests.conftest import CONFIGS
+from tests.conftest import BAD, CONFIGS, run
 
 SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYSECRETKEY"
 WORKLOAD = ("framework: pytorch\nreader:\n  data_loader: pytorch\n  batch_size: 2\n"
@@ -111,3 +111,13 @@ def test_yaml_problem_cites_file_line_col() -> None:
 def test_show_config_keeps_the_keys_as_written() -> None:
     cfg = load_text("storage:\n  storage_options:\n    s3_max_attempts: 3\n    timeout: 7\n" + WORKLOAD, "w.yaml")
     assert normalised(cfg)["storage"]["storage_options"] == {"s3_max_attempts": 3, "timeout": 7}
+
+
+def test_bad_secret_never_reaches_terminal_or_junit(pytester: pytest.Pytester) -> None:
+    case = BAD / "storage_option_account_key.yaml"
+    result = run(pytester, "-k", "schema", "--dlio-config", str(case), "--junitxml=out.xml")
+    result.assert_outcomes(failed=1, deselected=result.parseoutcomes().get("deselected", 0))
+    text, xml = result.stdout.str(), (pytester.path / "out.xml").read_text()
+    assert "storage.storage_options.account_key: is not base64" in text and "account_key" in xml
+    for shown in (text, xml):
+        assert "hunter2" not in shown and "my password" not in shown
