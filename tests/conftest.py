@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = ROOT / "mlcommons_configs"
+CONFIGS = ROOT / "pytest_dlio" / "workloads"
 BAD = ROOT / "fixtures" / "bad_configs"
 
 

@@ -13,7 +13,7 @@ from pytest_dlio.storage.emulators import (
     MOTO_KEY,
     Emulators,
     azurite_connection_string,
-    find_azurite,
+    ensure_azurite,
 )
 from pytest_dlio.storage.factory import open_store, require_extra
 from pytest_dlio.storage.settings import StoreOptions, parse_int
@@ -88,6 +88,7 @@ class StorageSession:
         if scheme == "s3":
             require_extra(uri, "s3")
             if needs_moto(opts):
+                require_extra(uri, "moto")
                 endpoint = self.emulators.s3_endpoint()
                 merged = {**opts.storage_options, "endpoint_url": endpoint, "access_key_id": MOTO_KEY,
                           "secret_access_key": MOTO_KEY, "region": "us-east-1", "s3_force_path_style": True}
@@ -95,10 +96,7 @@ class StorageSession:
         elif scheme == "az":
             require_extra(uri, "az")
             if needs_azurite(opts):
-                if find_azurite() is None:
-                    from pytest_dlio.storage.emulators import azurite_missing_reason
-
-                    raise StorageError(uri, "open", reason=azurite_missing_reason())
+                ensure_azurite(uri)  # installs the pinned Azurite from npm on first need, or says how
                 conn = azurite_connection_string(self.emulators.azure_endpoint())
                 merged = {**opts.storage_options, "connection_string": conn, "account_name": AZURITE_ACCOUNT}
                 opts = opts.with_(storage_options=merged, create_missing=True, emulator="azurite")
