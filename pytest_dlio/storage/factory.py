@@ -31,10 +31,10 @@ def require_extra(uri: str, need: str) -> None:
     modules, extra, alternative = _EXTRAS[need]
     missing = [m for m in modules if not _installed(m)]
     if missing:
-        what = "the embedded S3 emulator needs " if need == "moto" else ""
-        verb = "is" if len(missing) == 1 else "are"
-        raise StorageError(uri, "open", reason=f"{what}{', '.join(missing)} {verb} not installed; "
-                           f"pip install 'pytest-dlio[{extra}]'{alternative}")
+        names, verb = ", ".join(missing), "is" if len(missing) == 1 else "are"
+        what = f"no S3 endpoint is configured and the embedded emulator needs {names}, which {verb}" \
+            if need == "moto" else f"{names} {verb}"
+        raise StorageError(uri, "open", reason=f"{what} not installed; pip install 'pytest-dlio[{extra}]'{alternative}")
 
 
 def open_store(uri: str, options: StoreOptions | None = None) -> ObjectStore:

@@ -119,9 +119,10 @@ def _unknown_message(
             if owners:
                 return (
                     f"--dlio-config {spec}: no such file or folder; the shipped workload {set_part!r} is in "
-                    f"several sets, name one: {', '.join(owners)}"
+                    f"several sets, name one: {', '.join(owners)} (pytest --dlio-list-configs lists every name)"
                     if len(owners) > 1
-                    else f"--dlio-config {spec}: no such file or folder; did you mean {owners[0]}?"
+                    else f"--dlio-config {spec}: no such file or folder; did you mean {owners[0]}? "
+                    "(pytest --dlio-list-configs lists every name)"
                 )
         close = difflib.get_close_matches(set_part, candidates, n=3, cutoff=0.5)
         hint = f"did you mean {' or '.join(dict.fromkeys(close))}? " if close else ""
