@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_dlio import __version__
 from pytest_dlio.errors import StorageError
 from pytest_dlio.storage import azurite_npm, emulators
 from pytest_dlio.storage.factory import require_extra
@@ -94,3 +95,11 @@ def test_embedded_s3_without_moto_names_the_emulators_extra(no_clone: Path, monk
                               "(storage_options.endpoint_url or AWS_ENDPOINT_URL)")
     assert session.emulators.running() == {}
     require_extra("s3://bucket/data", "s3")  # the client itself is there
+
+
+def test_storage_suite_runs_by_package_name(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--pyargs", "pytest_dlio.suites.storage",
+                                           "--dlio-storage", "mem://suite", "-p", "no:xdist")
+    outcomes = result.parseoutcomes()
+    assert result.ret == 0 and outcomes.get("passed", 0) >= 20 and "failed" not in outcomes, result.stdout.str()
+    result.stdout.fnmatch_lines([f"pytest-dlio {__version__}", "dlio storage: mem://suite"])

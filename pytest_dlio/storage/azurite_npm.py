@@ -80,6 +80,9 @@ def _stderr(line: str) -> None:
 
 def install(prefix: Path | None = None, progress: Callable[[str], None] = _stderr) -> Path:
     """Install the pinned Azurite under ``prefix`` (default: the per-user cache) unless there; its binary."""
+    target = (prefix or cache_prefix()).absolute()
+    if installed_version(target) == AZURITE_VERSION:
+        return binary(target)
     reason = cannot_install_reason()
     if reason is not None:
         raise StorageError(
@@ -87,7 +90,6 @@ def install(prefix: Path | None = None, progress: Callable[[str], None] = _stder
             "install Azurite",
             reason=f"{reason}; install Node.js {MIN_NODE}+ with npm, then run `{INSTALL_COMMAND}`",
         )
-    target = (prefix or cache_prefix()).absolute()
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / f".{target.name}.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
