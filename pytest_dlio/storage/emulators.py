@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from pytest_dlio.errors import StorageError
 from pytest_dlio.storage import azurite_npm
@@ -150,7 +151,7 @@ class Emulators:
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
     # ---- internals ----
-    def _read(self, name: str) -> dict[str, object] | None:
+    def _read(self, name: str) -> dict[str, Any] | None:
         try:
             return json.loads((self.state_dir / f"{name}.json").read_text())
         except (OSError, ValueError):
@@ -173,7 +174,7 @@ class Emulators:
             if info and port_open(int(info["port"])):
                 endpoint = str(info["endpoint"])
             else:
-                endpoint = self._start(name, cmd)  # type: ignore[arg-type]
+                endpoint = self._start(name, cmd)
             self._started[name] = endpoint
             return endpoint
 
@@ -188,7 +189,7 @@ class Emulators:
                 # The watchdog ends the emulator if the owner dies without cleaning up (SIGKILL, timeout).
                 watched = [sys.executable, "-m", "pytest_dlio.storage._watchdog", str(self._owner_pid()), "--",
                            *cmd(port)]  # type: ignore[operator]
-                proc = subprocess.Popen(watched, stdin=subprocess.DEVNULL, stdout=log,  # type: ignore[operator]
+                proc = subprocess.Popen(watched, stdin=subprocess.DEVNULL, stdout=log,
                                         stderr=subprocess.STDOUT, env=env, start_new_session=True)
             except OSError as exc:
                 raise StorageError(f"{name}://", "start emulator", reason=str(exc.strerror)) from exc
