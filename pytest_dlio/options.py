@@ -60,7 +60,7 @@ def parse_show_config(value: str) -> str:
 
 
 def add_dlio_options(addoption: Callable[..., Any], addini: Callable[..., Any] | None = None) -> None:
-    """Register every ``--dlio-*`` option (reusable by a future standalone CLI)."""
+    """Register every ``--dlio-*`` option with pytest (``addoption``/``addini`` of the ``dlio`` group)."""
     addoption("--dlio-config", action="append", default=[], metavar="PATH|NAME",
               help="DLIO workload YAML, a folder of them (recursively) or a glob, or a shipped workload name "
                    "(mlperf-v3.0/unet3d_h100, a set such as mlperf-v3.0, or a glob over names); repeatable. "
