@@ -29,11 +29,13 @@ class WorkloadFile(pytest.File):
         self.failed: list[str] = []  # names of items that failed, so later ones skip with a reason
 
     def collect(self) -> Iterator[pytest.Item]:
+        from pytest_dlio.engine.naming import workload_name
         from pytest_dlio.engine.workload import Workload
 
         st = self.state
         try:
             self.workload = Workload.load(self.path, st.settings, st.storage(),
+                                          name=workload_name(self.path, self.config.rootpath),
                                           progress=st.progress(f"{self.path.name}"))
         except ConfigError as exc:
             self.error = exc
@@ -97,6 +99,7 @@ class SchemaItem(DlioItem):
             self.user_properties.append(("scale", src.scale))
         lines = [f"dialect: {src.dialect}"] + [f"note: {n}" for n in src.notes]
         self.add_report_section("call", "dlio", "\n".join(lines))
+        self.record_identity()
         problems = wl.problems()
         if problems:
             raise ConfigError(problems)
@@ -109,6 +112,14 @@ class SchemaItem(DlioItem):
             from pytest_dlio.checkpointing.plan import plan_lines
 
             self.add_report_section("call", "dlio plan", "\n".join(plan_lines(wl.cfg, wl.settings.ranks)))
+
+
+    def record_identity(self) -> None:
+        """What this workload's results are (version, config hash, scale, ranks, hosts, storage): JUnit
+        properties on the schema item, the same as summary.json's ``pytest_dlio.run``."""
+        ident = self.workload.identity(start_emulators=not self.parent.state.plan_only)
+        self.user_properties.append(("workload", self.workload.name))
+        self.user_properties.extend(ident.properties())
 
 
 class PhaseItem(DlioItem):

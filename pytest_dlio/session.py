@@ -70,6 +70,22 @@ class DlioSession:
 
     # ---- reporting (controller side; fed from reports so it works under xdist) ----
     @pytest.hookimpl
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """Session-level JUnit properties: which pytest-dlio, storage and scale produced this report."""
+        from _pytest.junitxml import xml_key
+
+        from pytest_dlio import __version__
+        from pytest_dlio.report.identity import public_uri
+
+        xml = self.config.stash.get(xml_key, None)
+        if xml is None or hasattr(self.config, "workerinput"):
+            return
+        xml.add_global_property("pytest_dlio_version", __version__)
+        xml.add_global_property("dlio_storage", public_uri(self.settings.storage_uri or "from each config"))
+        xml.add_global_property("dlio_scale", str(self.settings.scale or 1.0))
+        xml.add_global_property("dlio_ranks", self.settings.ranks)
+
+    @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call":
             return

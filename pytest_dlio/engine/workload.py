@@ -14,6 +14,7 @@ drives it the same way::
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,14 @@ from pytest_dlio.engine.settings import RunSettings
 from pytest_dlio.errors import DlioError
 from pytest_dlio.ranks import Comm, RankOfWorld, SingleComm
 from pytest_dlio.report import results as report
-from pytest_dlio.report.dlio_json import deep_merge, summary_dict, write_rank_files, write_summary
+from pytest_dlio.report.dlio_json import (
+    deep_merge,
+    run_summary,
+    summary_dict,
+    write_rank_files,
+    write_summary,
+)
+from pytest_dlio.report.dlio_json import stamp as dlio_stamp
 from pytest_dlio.report.results import PhaseResult
 
 if TYPE_CHECKING:
@@ -33,6 +41,7 @@ if TYPE_CHECKING:
     from pytest_dlio.phases.checkpoint import Checkpointer, CheckpointStats
     from pytest_dlio.phases.datagen import DatagenStats
     from pytest_dlio.phases.train import TrainRun
+    from pytest_dlio.report.identity import RunIdentity
     from pytest_dlio.storage.base import ObjectStore
     from pytest_dlio.storage.session import StorageSession
 
@@ -102,6 +111,8 @@ class Workload:
         self.loads: CheckpointStats | None = None
         self.summary: dict[str, Any] = {}  # summary.json as built so far (written, never read back)
         self._checkpoint_note: str | None = None  # training's checkpoints: one process emulating rank 0
+        self._identity: RunIdentity | None = None
+        self._t_first: float | None = None  # when this workload's first phase started
 
     @classmethod
     def load(cls, path: str | Path, settings: RunSettings, storage: StorageSession, **kw: Any) -> Workload:
@@ -123,6 +134,8 @@ class Workload:
 
     async def run(self, phase: str) -> PhaseResult:
         """Run one phase (its prerequisites must have run) and remember its result."""
+        if self._t_first is None:
+            self._t_first = time.time()
         steps = {"datagen": self.datagen, "train": self.train, "checkpoint_write": self.checkpoint_write,
                  "checkpoint_read": self.checkpoint_read}
         if phase == "au":
@@ -265,8 +278,50 @@ class Workload:
         self._add_to_summary({"metric": stats.metric})
         return report.checkpoint_result("checkpoint_read", stats, (note,) if note else ())
 
+    # ---- what the result is ----
+    def storage_uri(self) -> str:
+        """The URI this workload's data (or, checkpoint-only, its checkpoints) lives at (may hold no secret)."""
+        cfg = self.cfg
+        folder = cfg.checkpoint.checkpoint_folder if cfg.checkpoint_only else cfg.dataset.data_folder
+        try:
+            return self.storage.resolve(folder, cfg.storage)
+        except DlioError as exc:
+            return f"unresolved ({exc})"
+
+    def identity(self, *, start_emulators: bool = True) -> RunIdentity:
+        """Version, config hash, scale, ranks, hosts, storage URI and emulator (cached once storage is known).
+
+        ``start_emulators=False`` (plans) never starts an emulator: it names one only if it is already up.
+        """
+        from pytest_dlio.report.identity import identify
+
+        if self._identity is not None:
+            return self._identity
+        uri = self.storage_uri()
+        emulator: str | None
+        scheme = uri.split("://", 1)[0]
+        if start_emulators:
+            try:
+                emulator = self.storage.options_for(uri, self.cfg.storage).emulator
+            except DlioError:
+                emulator = "unknown"
+        else:
+            running = self.storage.emulators.running()
+            emulator = {"s3": "moto", "az": "azurite"}.get(scheme)
+            emulator = emulator if emulator in running else None
+        ident = identify(self.cfg, ranks=self.settings.ranks, hosts=1, storage_uri=uri, emulator=emulator)
+        if start_emulators:
+            self._identity = ident
+        return ident
+
     def _add_to_summary(self, part: dict[str, Any]) -> None:
         """Merge a phase's part into the in-memory summary and write summary.json from it (rank 0 only)."""
+        now = time.time()
+        if not self.summary:  # what every summary says, training or checkpoint-only
+            ident = self.identity().as_dict()
+            deep_merge(self.summary, run_summary(self.cfg, self.settings.ranks, ident, self._t_first or now, now))
+        elif self.cfg.checkpoint_only:
+            self.summary["end"] = dlio_stamp(now)
         deep_merge(self.summary, part)
         if self.comm.rank == 0:
             write_summary(self.output_dir, self.summary)
