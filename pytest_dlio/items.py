@@ -44,6 +44,7 @@ class WorkloadFile(pytest.File):
             return
         for phase in self.workload.phases:
             yield PhaseItem.from_parent(self, name=phase.name, needs=("schema", *phase.needs))
+        yield from gating_items(self)
 
 
 class DlioItem(pytest.Item):
@@ -135,3 +136,51 @@ class PhaseItem(DlioItem):
             self.add_report_section("call", "dlio", "\n".join(result.lines))
         if result.failure:
             raise DlioError(result.failure)
+
+
+# ---- gating items (pytest_dlio.gating does the work): regression ----
+def gating_items(parent: WorkloadFile) -> Iterator[pytest.Item]:
+    """The items --dlio-compare adds after a workload's phases."""
+    measured = tuple(p.name for p in parent.workload.phases if p.name != "au") if parent.workload else ()
+    if parent.config.getoption("dlio_compare"):
+        yield RegressionItem.from_parent(parent, name="regression", needs=("schema", *measured))
+
+
+def current_figures(wl: Workload) -> dict[str, Any]:
+    """Every figure this workload's phases reported so far (a later phase's property of one name wins)."""
+    out: dict[str, Any] = {}
+    for result in wl.results.values():
+        out.update(dict(result.properties))
+    return out
+
+
+class RegressionItem(DlioItem):
+    """Fails when a figure got worse than --dlio-fail-on allows against the --dlio-compare baseline."""
+
+    def check(self) -> None:
+        from pytest_dlio.gating.compare import DEFAULT_FAIL_ON, compare, differences, refusal
+
+        st = self.parent.state
+        path, doc = st.baseline()
+        wl = self.workload
+        saved = doc["workloads"].get(wl.name)
+        if saved is None:
+            names = ", ".join(sorted(doc["workloads"])) or "none"
+            raise DlioError(f"baseline {path} has no workload {wl.name!r} (it has: {names}); save a baseline "
+                            "that includes it with --dlio-save")
+        now_id = wl.identity().as_dict()
+        refused = refusal(str(doc.get("name")), saved.get("identity", {}), now_id)
+        if refused and not self.config.getoption("dlio_compare_force"):
+            raise DlioError(refused)
+        rules = self.config.getoption("dlio_fail_on") or list(DEFAULT_FAIL_ON)
+        result = compare(saved.get("figures", {}), current_figures(wl), rules,
+                         explicit=bool(self.config.getoption("dlio_fail_on")))
+        lines = [f"baseline {doc.get('name')!r} ({path}), saved {doc.get('saved')} on "
+                 f"{saved.get('identity', {}).get('storage_uri')}", *result.lines]
+        if refused:
+            lines.insert(1, "compared anyway (--dlio-compare-force): " + "; ".join(differences(
+                saved.get("identity", {}), now_id)))
+        self.add_report_section("call", "dlio", "\n".join(lines))
+        self.user_properties.append(("regressions", len(result.failures)))
+        if result.failures:
+            raise DlioError(f"regression against baseline {doc.get('name')!r}: " + "; ".join(result.failures))

@@ -46,6 +46,42 @@ def parse_show_config(value: str) -> str:
     return value
 
 
+# ---- gating (baselines, repeated runs, MLPerf rules, results tree) ----
+def parse_baseline(value: str) -> str:
+    from pytest_dlio.gating.baseline import check_name
+
+    try:
+        return check_name(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_fail_on(value: str) -> Any:
+    from pytest_dlio.gating.compare import parse_fail_on as parse
+
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_gating_options(addoption: Callable[..., Any]) -> None:
+    """Options of pytest_dlio.gating: baselines and regression items."""
+    addoption("--dlio-save", default=None, type=parse_baseline, metavar="NAME",
+              help="save every figure of this run, with machine info, version, config hash, scale, ranks and "
+                   "storage, as baseline NAME (<data root>/baselines/NAME.json; a path ending in .json is used "
+                   "as given).")
+    addoption("--dlio-compare", default=None, type=parse_baseline, metavar="NAME",
+              help="compare with baseline NAME: adds a 'regression' item per workload that fails when a figure "
+                   "got worse than --dlio-fail-on allows.")
+    addoption("--dlio-fail-on", action="append", default=[], type=parse_fail_on, metavar="METRIC:LIMIT",
+              help="how much METRIC may get worse than the baseline: METRIC:-10%% (percent) or METRIC:+2 "
+                   "(absolute); direction from the metric (lower throughput/AU, higher latency are worse). "
+                   "Repeatable. Default: AU -5%%, samples/s -10%%, checkpoint GB/s -10%%, read p99 +20%%.")
+    addoption("--dlio-compare-force", action="store_true", default=False,
+              help="compare even when the baseline's config hash, scale, ranks or hosts differ from this run's.")
+
+
 def add_dlio_options(addoption: Callable[..., Any], addini: Callable[..., Any] | None = None) -> None:
     """Register every ``--dlio-*`` option (reusable by a future standalone CLI)."""
     addoption("--dlio-config", action="append", default=[], metavar="PATH",
@@ -82,6 +118,7 @@ def add_dlio_options(addoption: Callable[..., Any], addini: Callable[..., Any] |
               help="drop the page cache between checkpoint write and read (needs root).")
     addoption("--dlio-full-trace", action="store_true", default=False,
               help="show full Python tracebacks for pytest-dlio errors (for debugging the plugin).")
+    add_gating_options(addoption)
     if addini is not None:
         addini("dlio_configs", type="paths", default=[],
                help="DLIO workload YAMLs/folders to collect (used when --dlio-config is not given).")

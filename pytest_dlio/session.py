@@ -44,6 +44,7 @@ class DlioSession:
         self.plan_only: bool = config.getoption("dlio_plan")
         self.rows: list[dict[str, Any]] = []  # terminal summary rows, filled from reports (xdist-safe)
         self.texts: list[tuple[str, str, str]] = []  # (nodeid, title, text) for config/plan sections
+        self.notes: list[str] = []  # lines for the end of the terminal summary (e.g. baseline saved)
 
     @property
     def output_root(self) -> Path:
@@ -67,6 +68,33 @@ class DlioSession:
                 reporter.write_line(f"[dlio] {label}: {text}")
 
         return say
+
+    # ---- gating: the --dlio-compare baseline (read once per process), --dlio-save (controller) ----
+    def baseline(self) -> tuple[Path, dict[str, Any]]:
+        """The --dlio-compare baseline's path and document; DlioError (each time asked) when unreadable."""
+        from pytest_dlio.errors import DlioError
+        from pytest_dlio.gating.baseline import baseline_path, load
+
+        if not hasattr(self, "_baseline"):
+            path = baseline_path(self.config.getoption("dlio_compare"), self.settings.data_root)
+            try:
+                self._baseline: tuple[Path, dict[str, Any]] | DlioError = (path, load(path))
+            except DlioError as exc:
+                self._baseline = exc
+        if isinstance(self._baseline, DlioError):
+            raise self._baseline
+        return self._baseline
+
+    @pytest.hookimpl
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        name = self.config.getoption("dlio_save")
+        if not name or hasattr(self.config, "workerinput"):
+            return  # under xdist the controller saves, from the reports every worker sent
+        from pytest_dlio.gating.baseline import baseline_path, build, save, workloads_from_rows
+
+        workloads = workloads_from_rows(self.rows)
+        path = save(baseline_path(name, self.settings.data_root), build(name, workloads))
+        self.notes.append(f"dlio baseline {name!r} saved: {path} ({len(workloads)} workloads)")
 
     # ---- reporting (controller side; fed from reports so it works under xdist) ----
     @pytest.hookimpl

@@ -70,9 +70,6 @@ class RunIdentity:
     def properties(self) -> list[tuple[str, int | float | str]]:
         return list(self.as_dict().items())
 
-    #: Fields two results must share to be compared (the rest is recorded, and shown, but may differ).
-    COMPARABLE = ("config_hash", "scale_factor", "ranks", "hosts")
-
 
 def identify(cfg: WorkloadConfig, *, ranks: int, hosts: int, storage_uri: str, emulator: str | None) -> RunIdentity:
     return RunIdentity(

@@ -1,0 +1,102 @@
+"""Baselines: --dlio-save stores every figure with what the run was; --dlio-compare adds a regression item
+that fails naming the metric, the baseline value, the new value, the change and the allowed change."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pytest_dlio.gating.compare import compare, parse_fail_on, refusal
+from tests.conftest import run
+from tests.test_e2e_items import SMALL
+
+# Compute-bound (a 20 ms step for 2 samples caps samples/s near 100) so the fast runs agree closely even on
+# a loaded machine; the "slowed store" adds 200 ms per sample read (reader.preprocess_time) until the
+# throttled store URIs land on main, cutting samples/s about tenfold.
+FAST = (SMALL.replace("checkpoint: true", "checkpoint: false").replace("evaluation: true", "evaluation: false")
+        .replace("computation_time: 0.002", "computation_time: 0.02"))
+SLOW = "reader.preprocess_time=0.2"
+RULE = "train_throughput_mean_samples_per_second:-60%"
+
+
+def test_save_then_compare_fast_slow_fast(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", tiny=FAST)
+    saved = run(pytester, "--dlio-config", "tiny.yaml", "--dlio-save", "fast")
+    saved.assert_outcomes(passed=4)
+    saved.stdout.fnmatch_lines(["*dlio baseline 'fast' saved: *baselines/fast.json (1 workloads)*"])
+    doc = json.loads((pytester.path / ".dlio" / "baselines" / "fast.json").read_text())
+    wl = doc["workloads"]["tiny"]
+    assert wl["identity"]["storage_emulator"] == "none" and len(wl["identity"]["config_hash"]) == 16
+    assert wl["figures"]["train_throughput_mean_samples_per_second"] > 0
+    assert "datagen_files_written" in wl["figures"] and wl["items"]["au"] == "passed"
+    assert doc["machine"]["cpu_count"] >= 1 and doc["pytest_dlio_version"]
+
+    # the slowed run measures another config: refused unless forced
+    refused = run(pytester, "--dlio-config", "tiny.yaml", "--dlio-compare", "fast", "--dlio-set", SLOW)
+    refused.assert_outcomes(passed=4, failed=1)
+    refused.stdout.fnmatch_lines(["*refusing to compare with baseline 'fast': config_hash '*' in the baseline, "
+                                  "'*' now*--dlio-compare-force*"])
+
+    slow = run(pytester, "--dlio-config", "tiny.yaml", "--dlio-compare", "fast", "--dlio-set", SLOW,
+               "--dlio-compare-force", "--dlio-fail-on", RULE, "--junitxml=slow.xml")
+    slow.assert_outcomes(passed=4, failed=1)
+    slow.stdout.fnmatch_lines(["*tiny.yaml::regression*",
+                               "*regression against baseline 'fast': train_throughput_mean_samples_per_second: "
+                               "baseline *, now *, change -*% (allowed -60 %)*"])
+    assert "Traceback" not in slow.stdout.str()
+
+    again = run(pytester, "--dlio-config", "tiny.yaml", "--dlio-compare", "fast", "--dlio-fail-on", RULE, "-rA")
+    again.assert_outcomes(passed=5)
+    again.stdout.fnmatch_lines(["*ok train_throughput_mean_samples_per_second: baseline *"])
+
+
+def test_defaults_and_missing_baseline(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", tiny=FAST)
+    missing = run(pytester, "--dlio-config", "tiny.yaml", "--dlio-compare", "nosuch")
+    missing.assert_outcomes(passed=4, failed=1)
+    missing.stdout.fnmatch_lines(["*baseline *nosuch.json: no such file; save one first with --dlio-save NAME*"])
+    # a scale change is refused too; the message names the field
+    run(pytester, "--dlio-config", "tiny.yaml", "--dlio-save", "b.json", "-k", "schema").assert_outcomes(
+        passed=1, deselected=3)
+    other = run(pytester, "--dlio-config", "tiny.yaml", "--dlio-compare", "b.json", "--dlio-scale", "0.5",
+                "-k", "schema or regression")
+    other.stdout.fnmatch_lines(["*refusing to compare*scale_factor 1.0 in the baseline, 0.5 now*"])
+
+
+def test_bad_fail_on_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    result = run(pytester, "--dlio-fail-on", "checkpoint_size_GB:10%")
+    result.stderr.fnmatch_lines(["*cannot tell whether a higher or a lower checkpoint_size_GB is worse*"])
+    assert result.ret != 0
+
+
+def test_compare_is_direction_aware() -> None:
+    then = {"train_au_mean_percentage": 90.0, "read_latency_p99_ms": 10.0, "checkpoint_size_GB": 2.0}
+    now = {"train_au_mean_percentage": 95.0, "read_latency_p99_ms": 13.0, "checkpoint_size_GB": 2.5}
+    rules = [parse_fail_on("train_au_mean_percentage:-1%"), parse_fail_on("read_latency_p99_ms:2"),
+             parse_fail_on("checkpoint_size_GB:+10%")]
+    result = compare(then, now, rules, explicit=True)
+    assert [f.split(":")[0] for f in result.failures] == ["read_latency_p99_ms", "checkpoint_size_GB"]
+    assert "baseline 10, now 13, change +3 (allowed +2)" in result.failures[0]
+    assert "change +25.00 % (allowed +10 %)" in result.failures[1]
+    missing = compare(then, {}, rules[:1], explicit=True)
+    assert "not measured in this run" in missing.failures[0]
+    assert compare(then, {}, rules[:1], explicit=False).failures == ()
+
+
+def test_refusal_names_each_difference() -> None:
+    then = {"config_hash": "a", "scale_factor": 1.0, "ranks": 8, "hosts": 1, "storage_uri": "s3://x"}
+    now = {**then, "ranks": 64, "storage_uri": "s3://y"}
+    text = refusal("base", then, now)
+    assert text is not None and "ranks 8 in the baseline, 64 now" in text and "storage" not in text.split(".")[0]
+    assert refusal("base", then, {**then, "storage_uri": "file:///z"}) is None
+
+
+def test_save_under_xdist_keeps_every_workload(pytester: pytest.Pytester) -> None:
+    for name in ("one", "two"):
+        pytester.makefile(".yaml", **{name: FAST.replace("data/tiny", f"data/{name}")})
+    result = run(pytester, "--dlio-config", ".", "-n", "2", "-p", "no:benchmark", "--dlio-save", "par")
+    result.assert_outcomes(passed=8)
+    doc = json.loads((pytester.path / ".dlio" / "baselines" / "par.json").read_text())
+    assert sorted(doc["workloads"]) == ["one", "two"]
+    assert all(w["figures"]["train_au_mean_percentage"] > 0 for w in doc["workloads"].values())
