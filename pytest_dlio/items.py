@@ -138,10 +138,12 @@ class PhaseItem(DlioItem):
             raise DlioError(result.failure)
 
 
-# ---- gating items (pytest_dlio.gating does the work): regression ----
+# ---- gating items (pytest_dlio.gating does the work): stability, regression ----
 def gating_items(parent: WorkloadFile) -> Iterator[pytest.Item]:
     """The items --dlio-compare adds after a workload's phases."""
     measured = tuple(p.name for p in parent.workload.phases if p.name != "au") if parent.workload else ()
+    if parent.config.getoption("dlio_runs") > 1:
+        yield StabilityItem.from_parent(parent, name="stability", needs=("schema", *measured))
     if parent.config.getoption("dlio_compare"):
         yield RegressionItem.from_parent(parent, name="regression", needs=("schema", *measured))
 
@@ -184,3 +186,21 @@ class RegressionItem(DlioItem):
         self.user_properties.append(("regressions", len(result.failures)))
         if result.failures:
             raise DlioError(f"regression against baseline {doc.get('name')!r}: " + "; ".join(result.failures))
+
+
+class StabilityItem(DlioItem):
+    """Fails when a headline figure varies more across --dlio-runs than MLPerf allows (5 %)."""
+
+    def check(self) -> None:
+        from pytest_dlio.gating.stats import HEADLINE, STABILITY_LIMIT_PERCENT, unstable
+
+        problems: list[str] = []
+        for result in self.workload.results.values():
+            props = dict(result.properties)
+            problems += unstable(props)
+            for name in HEADLINE:
+                if f"{name}_cov" in props:
+                    self.user_properties.append((f"{name}_cov", props[f"{name}_cov"]))
+        self.user_properties.append(("stability_limit_percent", STABILITY_LIMIT_PERCENT))
+        if problems:
+            raise DlioError("not stable: " + "; ".join(problems))

@@ -78,6 +78,13 @@ def add_gating_options(addoption: Callable[..., Any]) -> None:
               help="how much METRIC may get worse than the baseline: METRIC:-10%% (percent) or METRIC:+2 "
                    "(absolute); direction from the metric (lower throughput/AU, higher latency are worse). "
                    "Repeatable. Default: AU -5%%, samples/s -10%%, checkpoint GB/s -10%%, read p99 +20%%.")
+    addoption("--dlio-runs", default=1, type=parse_ranks, metavar="N",
+              help="run each workload's measured phases (train, checkpoint write/read) N times, a new seed each "
+                   "run; figures become the mean, with _stdev and _cov (percent), and a 'stability' item fails "
+                   "when a headline figure varies more than 5 %% (MLPerf's limit). MLPerf: --dlio-runs 5 "
+                   "--dlio-warmup.")
+    addoption("--dlio-warmup", action="store_true", default=False,
+              help="run the measured phases once more first, unscored (MLPerf's warm-up run).")
     addoption("--dlio-compare-force", action="store_true", default=False,
               help="compare even when the baseline's config hash, scale, ranks or hosts differ from this run's.")
 

@@ -31,6 +31,8 @@ def settings_from(config: pytest.Config) -> RunSettings:
         verify=not opt("dlio_no_verify"),
         drop_caches=opt("dlio_drop_caches"),
         storage_uri=opt("dlio_storage"),
+        runs=opt("dlio_runs"),  # gating: repeated runs
+        warmup=opt("dlio_warmup"),
     )
 
 

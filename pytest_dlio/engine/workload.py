@@ -26,6 +26,7 @@ from pytest_dlio.errors import DlioError
 from pytest_dlio.ranks import Comm, RankOfWorld, SingleComm
 from pytest_dlio.report import results as report
 from pytest_dlio.report.dlio_json import (
+    EXTRA_KEY,
     deep_merge,
     run_summary,
     summary_dict,
@@ -76,6 +77,22 @@ def plan(cfg: WorkloadConfig) -> list[Phase]:
     return out
 
 
+#: Phases --dlio-runs repeats (checkpoint_write only when checkpoint-only: training's saves repeat with train).
+REPEATED = ("train", "checkpoint_write", "checkpoint_read")
+
+
+#: Seed distance between repeated runs: larger than any epoch count, since DLIO adds the epoch to the seed
+#: (``seed_change_epoch``) and run k's epoch 2 must not replay run k+1's epoch 1.
+SEED_STRIDE = 10_007
+
+
+def with_seed(cfg: WorkloadConfig, run: int) -> WorkloadConfig:
+    """``cfg`` for repeated run ``run`` (0 = as written): ``train.seed`` moved so each run shuffles anew."""
+    import dataclasses
+
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=cfg.train.seed + SEED_STRIDE * run))
+
+
 class _TrainingCheckpoints:
     """Training's checkpoint hooks: step-based saves, and DLIO's epoch-end saves at step max_steps + 1."""
 
@@ -112,6 +129,9 @@ class Workload:
         self.summary: dict[str, Any] = {}  # summary.json as built so far (written, never read back)
         self._checkpoint_note: str | None = None  # training's checkpoints: one process emulating rank 0
         self._identity: RunIdentity | None = None
+        self._last_repeat = True  # False while a repeated train run is not the last (keep the dataset)
+        self._train_metrics: list[TrainMetrics] = []  # each scored train run's metrics (--dlio-runs)
+        self._save_results: list[PhaseResult] = []  # each train run's checkpoint saves (--dlio-runs)
         self._t_first: float | None = None  # when this workload's first phase started
 
     @classmethod
@@ -140,6 +160,8 @@ class Workload:
                  "checkpoint_read": self.checkpoint_read}
         if phase == "au":
             result = self.au()
+        elif phase in steps and self.repeats > 1 and phase in REPEATED and not self._saved_in_training(phase):
+            result = await self.repeat(phase, steps[phase])
         elif phase in steps:
             result = await steps[phase]()
         else:
@@ -215,7 +237,7 @@ class Workload:
                 run = await self._train_with_checkpoints(store)
             else:
                 run = await run_training(cfg, store, comm=self.comm)
-            if not cfg.dataset.keep_files:
+            if not cfg.dataset.keep_files and self._last_repeat:
                 from pytest_dlio.phases.datagen import cleanup
 
                 await cleanup(cfg, store, self.comm)
@@ -246,6 +268,8 @@ class Workload:
         m = self.metrics
         if m is None:
             raise DlioError("no training metrics: the train phase did not run")
+        if len(self._train_metrics) > 1:
+            return report.au_runs_result(self._train_metrics, self.cfg.metric.au)
         return report.au_result(m, self.cfg.metric.au)
 
     async def checkpoint_write(self) -> PhaseResult:
@@ -257,6 +281,9 @@ class Workload:
                 raise DlioError("no checkpoint was written during training (check checkpoint_after_epoch, "
                                 "epochs_between_checkpoints and steps_between_checkpoints against train.epochs)")
             stats, note = self.saves, self._checkpoint_note
+            if len(self._save_results) > 1:  # --dlio-runs: training (and its saves) ran several times
+                done = [(self._run_label(i), r) for i, r in enumerate(self._save_results)]
+                return self._aggregate("checkpoint_write", done)
         else:
             comm, note = self.checkpoint_comm()
             async with await self.open_checkpoints() as store:
@@ -277,6 +304,60 @@ class Workload:
         self.loads = stats
         self._add_to_summary({"metric": stats.metric})
         return report.checkpoint_result("checkpoint_read", stats, (note,) if note else ())
+
+    # ---- repeated runs (--dlio-runs N, --dlio-warmup) ----
+    @property
+    def repeats(self) -> int:
+        return self.settings.runs + int(self.settings.warmup)
+
+    def _saved_in_training(self, phase: str) -> bool:
+        return phase == "checkpoint_write" and self.cfg.workflow.train
+
+    async def repeat(self, phase: str, once: Callable[[], Any]) -> PhaseResult:
+        """Run ``phase`` warm-up + N times, a new seed and output folder (``warmup``, ``run1``..) each run;
+        the result holds each figure's mean, ``_stdev`` and ``_cov`` over the scored runs."""
+        self.identity()  # from the config as written, before seeds move
+        base_cfg, base_out = self.cfg, self.output_dir
+        done: list[tuple[str, PhaseResult]] = []
+        warm = int(self.settings.warmup)
+        try:
+            for i in range(self.repeats):
+                label = self._run_label(i)
+                self.cfg, self.output_dir = with_seed(base_cfg, i), base_out / label
+                self._last_repeat = i == self.repeats - 1
+                result = await once()
+                done.append((label, result))
+                if phase == "train":
+                    if i >= warm and self.metrics is not None:
+                        self._train_metrics.append(self.metrics)
+                    if self.saves is not None:
+                        self._save_results.append(report.checkpoint_result("checkpoint_write", self.saves))
+                if result.failure:
+                    break
+        finally:
+            self.cfg, self.output_dir, self._last_repeat = base_cfg, base_out, True
+        return self._aggregate(phase, done)
+
+    def _run_label(self, i: int) -> str:
+        warm = int(self.settings.warmup)
+        return "warmup" if i < warm else f"run{i + 1 - warm}"
+
+    def _aggregate(self, phase: str, done: list[tuple[str, PhaseResult]]) -> PhaseResult:
+        from pytest_dlio.gating.stats import HEADLINE, summarise
+
+        scored = [(label, r) for label, r in done if label != "warmup"]
+        props = summarise([dict(r.properties) for _, r in scored])
+        lines = []
+        for label, r in done:
+            heads = [f"{k} {r.value(k):.6g}" for k in HEADLINE if isinstance(r.value(k), int | float)]
+            lines.append(f"{label}{' (not scored)' if label == 'warmup' else ''}: {', '.join(heads) or 'done'}")
+        stats = dict(props)
+        for k in HEADLINE:
+            if f"{k}_cov" in stats:
+                lines.append(f"{k}: mean {stats[k]:.6g}, stdev {stats[f'{k}_stdev']:.6g}, CoV {stats[f'{k}_cov']:.2f} %")
+        failure = next((f"{label}: {r.failure}" for label, r in done if r.failure), None)
+        self._add_to_summary({EXTRA_KEY: {"runs": {phase: stats}}})
+        return PhaseResult(phase, props, lines, failure)
 
     # ---- what the result is ----
     def storage_uri(self) -> str:
