@@ -40,6 +40,8 @@ class WorkloadFile(pytest.File):
         except ConfigError as exc:
             self.error = exc
         yield SchemaItem.from_parent(self, name="schema")
+        if self.workload is not None and st.plan_only:
+            yield from gating_items(self)
         if self.workload is None or st.plan_only:
             return
         for phase in self.workload.phases:
@@ -112,7 +114,8 @@ class SchemaItem(DlioItem):
         if st.plan_only:
             from pytest_dlio.checkpointing.plan import plan_lines
 
-            self.add_report_section("call", "dlio plan", "\n".join(plan_lines(wl.cfg, wl.settings.ranks)))
+            lines = plan_lines(wl.cfg, wl.settings.ranks) + gating_plan_lines(self.parent)
+            self.add_report_section("call", "dlio plan", "\n".join(lines))
 
 
     def record_identity(self) -> None:
@@ -140,12 +143,47 @@ class PhaseItem(DlioItem):
 
 # ---- gating items (pytest_dlio.gating does the work): stability, regression ----
 def gating_items(parent: WorkloadFile) -> Iterator[pytest.Item]:
-    """The items --dlio-compare adds after a workload's phases."""
+    """The items --dlio-runs, --dlio-compare and --dlio-mlperf add after a workload's phases."""
+    if parent.state.plan_only:  # nothing runs: only the rules can be judged
+        if parent.config.getoption("dlio_mlperf"):
+            yield MlperfRulesItem.from_parent(parent, name="mlperf_rules", needs=("schema",))
+        return
     measured = tuple(p.name for p in parent.workload.phases if p.name != "au") if parent.workload else ()
     if parent.config.getoption("dlio_runs") > 1:
         yield StabilityItem.from_parent(parent, name="stability", needs=("schema", *measured))
     if parent.config.getoption("dlio_compare"):
         yield RegressionItem.from_parent(parent, name="regression", needs=("schema", *measured))
+    if parent.config.getoption("dlio_mlperf"):
+        yield MlperfRulesItem.from_parent(parent, name="mlperf_rules", needs=("schema",))
+
+
+def mlperf_context(parent: WorkloadFile) -> Any:
+    """What the MLPerf rules judge besides the config: division, overrides, cluster, runs, measured AU."""
+    from pytest_dlio.config.load import parse_override
+    from pytest_dlio.gating.rules import Context
+    from pytest_dlio.report.dlio_json import host_memory_gb
+
+    opt, wl = parent.config.getoption, parent.workload
+    assert wl is not None
+    au = wl.results["au"].value("train_au_mean_percentage") if "au" in wl.results else None
+    return Context(division=opt("dlio_mlperf") or "closed",
+                   overrides=tuple(".".join(parse_override(o)[0]) for o in wl.settings.overrides),
+                   accelerators=wl.settings.ranks, hosts=opt("dlio_hosts"),
+                   memory_gib_per_host=opt("dlio_host_memory_gb") or host_memory_gb(),
+                   runs=wl.settings.runs, warmup=wl.settings.warmup, drop_caches=wl.settings.drop_caches,
+                   measured_au_percentage=float(au) if isinstance(au, int | float) else None)
+
+
+def gating_plan_lines(parent: WorkloadFile) -> list[str]:
+    """The --dlio-plan line saying how many training files MLPerf requires on this cluster."""
+    from pytest_dlio.gating.datasize import required_files
+
+    wl = parent.workload
+    if wl is None or not wl.cfg.workflow.train:
+        return []
+    ctx = mlperf_context(parent)
+    return [required_files(wl.cfg, accelerators=ctx.accelerators, hosts=ctx.hosts,
+                           memory_gib_per_host=ctx.memory_gib_per_host).line()]
 
 
 def current_figures(wl: Workload) -> dict[str, Any]:
@@ -204,3 +242,20 @@ class StabilityItem(DlioItem):
         self.user_properties.append(("stability_limit_percent", STABILITY_LIMIT_PERCENT))
         if problems:
             raise DlioError("not stable: " + "; ".join(problems))
+
+
+class MlperfRulesItem(DlioItem):
+    """Fails when the run would not be a valid MLPerf Storage run in the --dlio-mlperf division."""
+
+    def check(self) -> None:
+        from pytest_dlio.gating.rules import check
+
+        ctx = mlperf_context(self.parent)
+        found = check(self.workload.cfg, ctx)
+        self.user_properties.append(("mlperf_division", ctx.division))
+        self.user_properties.append(("mlperf_violations", len(found)))
+        if self.workload.cfg.workflow.train and not self.workload.cfg.checkpoint_only:
+            self.add_report_section("call", "dlio", "\n".join(gating_plan_lines(self.parent)))
+        if found:
+            raise DlioError(f"not a valid MLPerf Storage {ctx.division.upper()} run ({len(found)} rule(s)):\n"
+                            + "\n".join(f"  {v}" for v in found))

@@ -65,6 +65,22 @@ def parse_fail_on(value: str) -> Any:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def parse_division(value: str) -> str:
+    if value not in ("closed", "open"):
+        raise argparse.ArgumentTypeError(f"expected closed or open, got {value!r}")
+    return value
+
+
+def parse_memory_gib(value: str) -> float:
+    try:
+        gib = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected GiB of memory per host, e.g. 256, got {value!r}") from None
+    if not 0 < gib < 2**20:
+        raise argparse.ArgumentTypeError(f"expected GiB of memory per host in (0, 1048576), got {value!r}")
+    return gib
+
+
 def add_gating_options(addoption: Callable[..., Any]) -> None:
     """Options of pytest_dlio.gating: baselines and regression items."""
     addoption("--dlio-save", default=None, type=parse_baseline, metavar="NAME",
@@ -85,6 +101,14 @@ def add_gating_options(addoption: Callable[..., Any]) -> None:
                    "--dlio-warmup.")
     addoption("--dlio-warmup", action="store_true", default=False,
               help="run the measured phases once more first, unscored (MLPerf's warm-up run).")
+    addoption("--dlio-mlperf", default=None, type=parse_division, metavar="closed|open",
+              help="add an 'mlperf_rules' item per workload that fails, naming rule, value and fix, when the run "
+                   "would not be a valid MLPerf Storage v3.0 run in that division (overrides, dataset >= 5 x "
+                   "memory and 500 steps, AU, runs, checkpoint ranks/counts/fsync/cache).")
+    addoption("--dlio-hosts", default=1, type=parse_ranks, metavar="N",
+              help="client hosts the MLPerf rules and datasize assume (default 1: this host).")
+    addoption("--dlio-host-memory-gb", default=None, type=parse_memory_gib, metavar="GIB",
+              help="memory per client host for the MLPerf rules and datasize (default: this host's).")
     addoption("--dlio-compare-force", action="store_true", default=False,
               help="compare even when the baseline's config hash, scale, ranks or hosts differ from this run's.")
 
