@@ -109,6 +109,10 @@ def add_gating_options(addoption: Callable[..., Any]) -> None:
               help="client hosts the MLPerf rules and datasize assume (default 1: this host).")
     addoption("--dlio-host-memory-gb", default=None, type=parse_memory_gib, metavar="GIB",
               help="memory per client host for the MLPerf rules and datasize (default: this host's).")
+    addoption("--dlio-results-dir", default=None, metavar="DIR",
+              help="lay runs out as mlpstorage does: DIR/training/<model>/run/<YYYYMMDD_HHMMSS>/ and "
+                   "DIR/checkpointing/<model>/<ts>/, each with summary.json, per-rank files and "
+                   "dlio_config/{config,overrides}.yaml (one folder per --dlio-runs run).")
     addoption("--dlio-compare-force", action="store_true", default=False,
               help="compare even when the baseline's config hash, scale, ranks or hosts differ from this run's.")
 

@@ -33,6 +33,7 @@ def settings_from(config: pytest.Config) -> RunSettings:
         storage_uri=opt("dlio_storage"),
         runs=opt("dlio_runs"),  # gating: repeated runs
         warmup=opt("dlio_warmup"),
+        results_dir=Path(opt("dlio_results_dir")).resolve() if opt("dlio_results_dir") else None,
     )
 
 

@@ -120,7 +120,11 @@ class Workload:
         self.comm: Comm = comm or SingleComm()
         self.name = name or Path(cfg.source.path).stem or "workload"
         self.progress = progress
-        self.output_dir = settings.output / self.name
+        self.home = settings.output / self.name  # this workload's folder under --dlio-output
+        self._label: str | None = None  # the repeated run in progress ("warmup", "run1", ..), if any
+        self._run_dirs: dict[str, Path] = {}  # --dlio-results-dir: each run's timestamped folder
+        self._run_summaries: dict[str, dict[str, Any]] = {}  # each repeated run's own summary.json
+        self._t_label: float | None = None  # when the repeated run in progress started
         self.results: dict[str, PhaseResult] = {}
         self.datagen_stats: DatagenStats | None = None
         self.train_run: TrainRun | None = None
@@ -305,6 +309,23 @@ class Workload:
         self._add_to_summary({"metric": stats.metric})
         return report.checkpoint_result("checkpoint_read", stats, (note,) if note else ())
 
+    @property
+    def output_dir(self) -> Path:
+        """Where DLIO's files for the run in progress go: ``home`` (and ``home/run1``.. when repeating), or
+        with ``results_dir`` a fresh mlpstorage timestamp folder per run (made when first written).
+        Across repeated runs the aggregate (``pytest_dlio.runs``) goes to ``home``."""
+        if self._label is None and self.repeats > 1:
+            return self.home
+        if self.settings.results_dir is None:
+            return self.home / self._label if self._label else self.home
+        label = self._label or "single"
+        if label not in self._run_dirs:
+            from pytest_dlio.report.results_tree import new_run_dir, write_dlio_config
+
+            self._run_dirs[label] = new_run_dir(self.settings.results_dir, self.cfg)
+            write_dlio_config(self._run_dirs[label], self.cfg, self.settings.overrides)
+        return self._run_dirs[label]
+
     # ---- repeated runs (--dlio-runs N, --dlio-warmup) ----
     @property
     def repeats(self) -> int:
@@ -317,13 +338,13 @@ class Workload:
         """Run ``phase`` warm-up + N times, a new seed and output folder (``warmup``, ``run1``..) each run;
         the result holds each figure's mean, ``_stdev`` and ``_cov`` over the scored runs."""
         self.identity()  # from the config as written, before seeds move
-        base_cfg, base_out = self.cfg, self.output_dir
+        base_cfg = self.cfg
         done: list[tuple[str, PhaseResult]] = []
         warm = int(self.settings.warmup)
         try:
             for i in range(self.repeats):
                 label = self._run_label(i)
-                self.cfg, self.output_dir = with_seed(base_cfg, i), base_out / label
+                self.cfg, self._label, self._t_label = with_seed(base_cfg, i), label, time.time()
                 self._last_repeat = i == self.repeats - 1
                 result = await once()
                 done.append((label, result))
@@ -335,7 +356,7 @@ class Workload:
                 if result.failure:
                     break
         finally:
-            self.cfg, self.output_dir, self._last_repeat = base_cfg, base_out, True
+            self.cfg, self._label, self._last_repeat = base_cfg, None, True
         return self._aggregate(phase, done)
 
     def _run_label(self, i: int) -> str:
@@ -396,13 +417,21 @@ class Workload:
         return ident
 
     def _add_to_summary(self, part: dict[str, Any]) -> None:
-        """Merge a phase's part into the in-memory summary and write summary.json from it (rank 0 only)."""
+        """Merge a phase's part into the in-memory summary and write summary.json from it (rank 0 only).
+
+        A repeated run (``--dlio-runs``) also has a summary of its own, written to its own folder;
+        ``summary`` then holds the latest run's figures and, once the runs are done, their statistics."""
         now = time.time()
-        if not self.summary:  # what every summary says, training or checkpoint-only
-            ident = self.identity().as_dict()
-            deep_merge(self.summary, run_summary(self.cfg, self.settings.ranks, ident, self._t_first or now, now))
-        elif self.cfg.checkpoint_only:
-            self.summary["end"] = dlio_stamp(now)
-        deep_merge(self.summary, part)
+        docs = [self.summary]
+        if self._label is not None:
+            docs.append(self._run_summaries.setdefault(self._label, {}))
+        for doc in docs:
+            if not doc:  # what every summary says, training or checkpoint-only
+                ident = self.identity().as_dict()
+                start = self._t_label if self._label is not None and doc is docs[-1] else self._t_first
+                deep_merge(doc, run_summary(self.cfg, self.settings.ranks, ident, start or now, now))
+            elif self.cfg.checkpoint_only:
+                doc["end"] = dlio_stamp(now)
+            deep_merge(doc, part)
         if self.comm.rank == 0:
-            write_summary(self.output_dir, self.summary)
+            write_summary(self.output_dir, docs[-1])
