@@ -100,3 +100,18 @@ def test_save_under_xdist_keeps_every_workload(pytester: pytest.Pytester) -> Non
     doc = json.loads((pytester.path / ".dlio" / "baselines" / "par.json").read_text())
     assert sorted(doc["workloads"]) == ["one", "two"]
     assert all(w["figures"]["train_au_mean_percentage"] > 0 for w in doc["workloads"].values())
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("not json", "cannot read it as JSON"),
+    ("[1, 2]", "not a pytest-dlio baseline"),
+    ('{"format": "pytest-dlio-baseline/1", "workloads": {"tiny": "x"}}', "workload 'tiny' is not an object"),
+    ('{"format": "pytest-dlio-baseline/1", "workloads": {"tiny": {"figures": [1]}}}', "is not an object"),
+])
+def test_hostile_baseline_is_a_failed_item(pytester: pytest.Pytester, text: str, says: str) -> None:
+    pytester.makefile(".yaml", tiny=FAST)
+    (pytester.path / "bad.json").write_text(text)
+    result = run(pytester, "--dlio-config", "tiny.yaml", "--dlio-compare", "bad.json", "-k", "schema or regression")
+    result.assert_outcomes(passed=1, failed=1, deselected=3)
+    result.stdout.fnmatch_lines([f"*baseline *bad.json: *{says}*"])
+    assert "Traceback" not in result.stdout.str() and "INTERNALERROR" not in result.stdout.str()

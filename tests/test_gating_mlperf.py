@@ -89,3 +89,10 @@ def test_datasize_takes_hosts_and_accelerators() -> None:
     assert (one.by_memory, one.by_steps, one.files) == (9375, 28000, 28000)
     four = required_files(cfg, accelerators=32, hosts=4, memory_gib_per_host=256)
     assert (four.by_memory, four.by_steps) == (37500, 112000)
+
+
+def test_datagen_workloads_are_judged_on_their_overrides_only(pytester: pytest.Pytester) -> None:
+    _plan(pytester, "unet3d_datagen.yaml", "--dlio-set", "dataset.num_files_train=9375").assert_outcomes(passed=2)
+    bad = _plan(pytester, "unet3d_datagen.yaml", "--dlio-set", "dataset.record_length_bytes=4096")
+    bad.assert_outcomes(passed=1, failed=1)
+    bad.stdout.fnmatch_lines(["*CLOSED overrides: --dlio-set dataset.record_length_bytes may not change*"])

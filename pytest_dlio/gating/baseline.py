@@ -93,9 +93,17 @@ def save(path: Path, doc: dict[str, Any]) -> Path:
     return write_json(Path(path), doc)
 
 
+#: A baseline holds figures, not data: anything larger is not one of ours.
+MAX_BYTES = 64 * 2**20
+
+
 def load(path: Path) -> dict[str, Any]:
     """A saved baseline, or a DlioError saying what is wrong with the file and how to make one."""
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_BYTES:
+            raise DlioError(f"baseline {path}: {size:,} bytes is not a pytest-dlio baseline (those are well under "
+                            f"{MAX_BYTES // 2**20} MiB); name the file --dlio-save wrote")
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DlioError(f"baseline {path}: no such file; save one first with --dlio-save NAME (it goes to "
@@ -105,4 +113,9 @@ def load(path: Path) -> dict[str, Any]:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("workloads"), dict):
         raise DlioError(f"baseline {path}: not a pytest-dlio baseline (expected \"format\": \"{FORMAT}\" and a "
                         "\"workloads\" object); save it again with --dlio-save")
+    for name, wl in doc["workloads"].items():
+        if not (isinstance(wl, dict) and isinstance(wl.get("figures", {}), dict)
+                and isinstance(wl.get("identity", {}), dict)):
+            raise DlioError(f"baseline {path}: workload {name!r} is not an object with \"identity\" and "
+                            "\"figures\" objects; save the baseline again with --dlio-save")
     return doc

@@ -95,14 +95,19 @@ def check(cfg: WorkloadConfig, ctx: Context) -> list[Violation]:
         out += _checkpointing(cfg, ctx)
     elif cfg.workflow.train:
         out += _training(cfg, ctx)
-    else:
-        out.append(Violation("benchmark", "the workload neither trains nor checkpoints (datagen only)",
-                             "judge the training or checkpointing run; datagen has no rules of its own here"))
+    else:  # datagen: only what may be overridden (its size is judged by the run that reads it)
+        out += _overrides(ctx, CLOSED_TRAINING if ctx.division == "closed" else OPEN_TRAINING)
     return out
 
 
 def _forbidden(keys: tuple[str, ...], allowed: frozenset[str]) -> list[str]:
     return [k for k in keys if k not in allowed and k not in TOOL_INJECTED]
+
+
+def _overrides(ctx: Context, allowed: frozenset[str]) -> list[Violation]:
+    return [Violation(f"{ctx.division.upper()} overrides", f"--dlio-set {key} may not change",
+                      f"remove it; {ctx.division.upper()} may change only " + ", ".join(sorted(allowed)))
+            for key in _forbidden(ctx.overrides, allowed)]
 
 
 def _training(cfg: WorkloadConfig, ctx: Context) -> list[Violation]:
@@ -112,10 +117,7 @@ def _training(cfg: WorkloadConfig, ctx: Context) -> list[Violation]:
         out.append(Violation(f"{ctx.division.upper()} training workloads",
                              f"{model} on {accel or 'an unnamed accelerator'} is not admitted in v3.0 (whatif only)",
                              "run unet3d_b200, retinanet_b200 or retinanet_mi355"))
-    allowed = CLOSED_TRAINING if ctx.division == "closed" else OPEN_TRAINING
-    for key in _forbidden(ctx.overrides, allowed):
-        out.append(Violation(f"{ctx.division.upper()} overrides", f"--dlio-set {key} may not change",
-                             f"remove it; {ctx.division.upper()} may change only " + ", ".join(sorted(allowed))))
+    out += _overrides(ctx, CLOSED_TRAINING if ctx.division == "closed" else OPEN_TRAINING)
     if cfg.reader.odirect and model != "unet3d":
         out.append(Violation("reader.odirect", f"set for {model}", "reader.odirect is allowed only for unet3d"))
     size = required_files(cfg, accelerators=ctx.accelerators, hosts=ctx.hosts,

@@ -40,7 +40,7 @@ def summarise(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, int | float 
     for name in names:
         values = [_numeric(r.get(name)) for r in runs]
         if any(v is None for v in values) or name.endswith(_CONSTANT_SUFFIXES) or len(set(values)) == 1:
-            out.append((name, runs[-1][name]))
+            out.append((name, next(r[name] for r in reversed(runs) if name in r)))
             continue
         xs = [v for v in values if v is not None]
         mean = statistics.fmean(xs)
