@@ -37,11 +37,21 @@ def settings_from(config: pytest.Config) -> RunSettings:
     )
 
 
+def check_gating_options(config: pytest.Config) -> None:
+    """Options that mean nothing alone are usage errors, not silently ignored."""
+    opt = config.getoption
+    if not opt("dlio_compare"):
+        for name, given in (("--dlio-fail-on", opt("dlio_fail_on")), ("--dlio-compare-force", opt("dlio_compare_force"))):
+            if given:
+                raise pytest.UsageError(f"{name} needs --dlio-compare NAME (the baseline to compare with)")
+
+
 class DlioSession:
     """Settings for every workload of this pytest session, and the report rows items produced."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        check_gating_options(config)
         self.settings = settings_from(config)
         self.show_config: str | None = config.getoption("dlio_show_config")
         self.plan_only: bool = config.getoption("dlio_plan")
@@ -97,7 +107,9 @@ class DlioSession:
 
         workloads = workloads_from_rows(self.rows)
         path = save(baseline_path(name, self.settings.data_root), build(name, workloads))
-        self.notes.append(f"dlio baseline {name!r} saved: {path} ({len(workloads)} workloads)")
+        failed = sum(1 for w in workloads.values() for outcome in w["items"].values() if outcome == "failed")
+        self.notes.append(f"dlio baseline {name!r} saved: {path} ({len(workloads)} workloads"
+                          + (f"; {failed} item(s) failed — their figures are saved as measured)" if failed else ")"))
 
     # ---- reporting (controller side; fed from reports so it works under xdist) ----
     @pytest.hookimpl

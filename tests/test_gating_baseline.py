@@ -68,6 +68,9 @@ def test_bad_fail_on_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = run(pytester, "--dlio-fail-on", "checkpoint_size_GB:10%")
     result.stderr.fnmatch_lines(["*cannot tell whether a higher or a lower checkpoint_size_GB is worse*"])
     assert result.ret != 0
+    alone = run(pytester, "--dlio-fail-on", "read_latency_p99_ms:+5")
+    alone.stderr.fnmatch_lines(["*--dlio-fail-on needs --dlio-compare NAME*"])
+    assert alone.ret == pytest.ExitCode.USAGE_ERROR
 
 
 def test_compare_is_direction_aware() -> None:
@@ -115,3 +118,16 @@ def test_hostile_baseline_is_a_failed_item(pytester: pytest.Pytester, text: str,
     result.assert_outcomes(passed=1, failed=1, deselected=3)
     result.stdout.fnmatch_lines([f"*baseline *bad.json: *{says}*"])
     assert "Traceback" not in result.stdout.str() and "INTERNALERROR" not in result.stdout.str()
+
+
+@pytest.mark.parametrize(("metric", "worse"), [
+    ("train_au_mean_percentage", -1), ("train_throughput_mean_samples_per_second", -1),
+    ("load_checkpoint_io_mean_GB_per_second", -1), ("datagen_MiB_per_s", -1), ("read_MB_per_second_actual", -1),
+    ("read_latency_p99_ms", 1), ("save_checkpoint_duration_mean_seconds", 1), ("io_wait_mean_ms", 1),
+    ("train_throughput_stdev_samples_per_second", 1), ("train_au_mean_percentage_cov", 1),
+    ("checkpoint_size_GB", None), ("read_count", None),
+])
+def test_which_way_is_worse(metric: str, worse: int | None) -> None:
+    from pytest_dlio.gating.compare import worse_direction
+
+    assert worse_direction(metric) == worse

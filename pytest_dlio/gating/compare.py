@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+_SPREAD = ("_stdev_", "_stdev", "_cov_", "_cov")  # a spread of anything: more is worse
 _HIGHER_BETTER = ("per_second", "_per_s", "throughput", "_au_", "au_mean", "bandwidth")
 _LOWER_BETTER = ("latency", "duration", "seconds", "_time", "_ms", "wall")
 
@@ -22,6 +23,8 @@ _LOWER_BETTER = ("latency", "duration", "seconds", "_time", "_ms", "wall")
 def worse_direction(metric: str) -> int | None:
     """-1 when a lower value is worse (throughput, AU), +1 when higher is worse (latency), None if unknown."""
     name = f"_{metric}_"
+    if any(p in name for p in _SPREAD):
+        return 1
     if any(p in name for p in _HIGHER_BETTER):
         return -1
     if any(p in name for p in _LOWER_BETTER):
