@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 FRAMEWORKS = ["tensorflow", "pytorch"]
+#: The format registry (formats.FORMATS) plus hdf5_opt; config sits below formats: a test checks both agree.
 FORMATS = ["tfrecord", "hdf5", "csv", "npz", "npy", "hdf5_opt", "jpeg", "png", "indexed_binary",
            "mmap_indexed_binary", "synthetic", "parquet"]
 DATA_LOADERS = ["tensorflow", "pytorch", "dali", "native_dali", "custom", "none", "synthetic"]
