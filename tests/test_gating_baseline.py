@@ -12,8 +12,9 @@ from tests.conftest import run
 from tests.test_e2e_items import SMALL
 
 # Compute-bound (a 20 ms step for 2 samples caps samples/s near 100) so the fast runs agree closely even on
-# a loaded machine; the "slowed store" adds 200 ms per sample read (reader.preprocess_time) until the
-# throttled store URIs land on main, cutting samples/s about tenfold.
+# a loaded machine. Two ways to slow a run about tenfold: a slower store with the same config (a latency
+# proxy in front of moto, test_a_slowed_store_fails_the_regression_item), and a slower workload
+# (200 ms more per sample read, reader.preprocess_time), whose other config hash must be forced.
 FAST = (SMALL.replace("checkpoint: true", "checkpoint: false").replace("evaluation: true", "evaluation: false")
         .replace("computation_time: 0.002", "computation_time: 0.02"))
 SLOW = "reader.preprocess_time=0.2"
@@ -131,3 +132,44 @@ def test_which_way_is_worse(metric: str, worse: int | None) -> None:
     from pytest_dlio.gating.compare import worse_direction
 
     assert worse_direction(metric) == worse
+
+
+def test_a_slowed_store_fails_the_regression_item(pytester: pytest.Pytester, request: pytest.FixtureRequest,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same config, same URI: only the store changes (a 200 ms-per-response proxy in front of moto)."""
+    import asyncio
+    from urllib.parse import urlsplit
+
+    from pytest_dlio.storage.emulators import MOTO_KEY
+    from pytest_dlio.storage.factory import open_store
+    from pytest_dlio.storage.pytest_plugin import get_storage_session
+    from pytest_dlio.storage.settings import StoreOptions
+    from tests._latency_proxy import LatencyProxy
+
+    moto = get_storage_session(request.config).emulators.s3_endpoint()
+    creds = {"access_key_id": MOTO_KEY, "secret_access_key": MOTO_KEY, "s3_force_path_style": True}
+
+    async def make_bucket() -> None:  # a configured endpoint is real storage to us: nothing is created for it
+        opts = StoreOptions(storage_options={"endpoint_url": moto, **creds}, create_missing=True)
+        async with open_store("s3://gating-slow/keep", opts) as store:
+            await store.put("made", b"")
+
+    asyncio.run(make_bucket())
+    for name, value in (("AWS_ACCESS_KEY_ID", MOTO_KEY), ("AWS_SECRET_ACCESS_KEY", MOTO_KEY),
+                        ("AWS_REGION", "us-east-1")):
+        monkeypatch.setenv(name, value)
+    pytester.makefile(".yaml", tiny=FAST)
+    args = ("--dlio-config", "tiny.yaml", "--dlio-storage", "s3://gating-slow/run")
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto)
+    run(pytester, *args, "--dlio-save", "store").assert_outcomes(passed=4)
+    with LatencyProxy(urlsplit(moto).port or 0, delay=0.2) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+        slow = run(pytester, *args, "--dlio-compare", "store", "--dlio-fail-on", RULE)
+    assert proxy.connections > 0  # the slowed run went through the proxy
+    slow.assert_outcomes(passed=4, failed=1)
+    slow.stdout.fnmatch_lines(["*regression against baseline 'store': train_throughput_mean_samples_per_second: "
+                               "baseline *, now *, change -*% (allowed -60 %)*"])
+    assert "refusing" not in slow.stdout.str()  # same config hash, scale and world: compared as is
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto)
+    run(pytester, *args, "--dlio-compare", "store", "--dlio-fail-on", RULE).assert_outcomes(passed=5)

@@ -12,6 +12,7 @@ import pytest
 from pytest_dlio.config.load import load_text
 from pytest_dlio.engine.naming import workload_name
 from pytest_dlio.report.identity import config_hash, public_uri
+from tests._junit import properties_by_name
 from tests.conftest import CONFIGS, run
 from tests.test_e2e_items import SMALL
 
@@ -19,14 +20,11 @@ TRAIN_ONLY = SMALL.replace("checkpoint: true", "checkpoint: false").replace("eva
 
 
 def _junit(xml: Path) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
-    root = ET.parse(xml).getroot()
-    suite = root.find("testsuite")
-    assert suite is not None
-    props = suite.find("properties")
+    """The ``<testsuite>``'s own properties (session level), and each item's."""
+    suite = ET.parse(xml).getroot().find("testsuite")
+    props = suite.find("properties") if suite is not None else None
     session = {p.get("name", ""): p.get("value", "") for p in (props if props is not None else [])}
-    cases = {c.get("name", ""): {p.get("name", ""): p.get("value", "") for p in c.iter("property")}
-             for c in root.iter("testcase")}
-    return session, cases
+    return session, properties_by_name(xml)
 
 
 def test_same_file_name_in_two_folders_keeps_two_summaries(pytester: pytest.Pytester) -> None:

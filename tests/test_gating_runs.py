@@ -4,7 +4,6 @@ and CoV, and a stability item judges MLPerf's 5 % limit."""
 from __future__ import annotations
 
 import json
-import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -12,15 +11,11 @@ from pytest_dlio.config.load import load_text
 from pytest_dlio.engine.workload import with_seed
 from pytest_dlio.gating.stats import summarise, unstable
 from pytest_dlio.phases.train import epoch_order
+from tests._junit import properties_by_name
 from tests.conftest import CONFIGS, run
 from tests.test_e2e_items import SMALL
 
 SHUFFLED = SMALL.replace("  read_threads: 2", "  read_threads: 2\n  file_shuffle: seed\n  sample_shuffle: seed")
-
-
-def _cases(xml: str) -> dict[str, dict[str, str]]:
-    return {c.get("name", ""): {p.get("name", ""): p.get("value", "") for p in c.iter("property")}
-            for c in ET.parse(xml).getroot().iter("testcase")}
 
 
 def test_three_runs_report_mean_and_cov(pytester: pytest.Pytester) -> None:
@@ -29,7 +24,7 @@ def test_three_runs_report_mean_and_cov(pytester: pytest.Pytester) -> None:
                  "--junitxml=r.xml", "-rA")
     outcomes = result.parseoutcomes()
     assert outcomes.get("passed", 0) == 6, result.stdout.str()  # stability: pass or fail on this machine
-    cases = _cases(str(pytester.path / "r.xml"))
+    cases = properties_by_name(pytester.path / "r.xml")
     train = cases["train"]
     assert train["runs"] == "3"
     runs = [float(x) for x in train["train_throughput_mean_samples_per_second_runs"].split(",")]
@@ -60,7 +55,7 @@ def test_checkpoint_only_runs_repeat_write_and_read(pytester: pytest.Pytester) -
                  "--dlio-scale", "smoke", "--dlio-runs", "2", "--junitxml=r.xml",
                  "--dlio-data-root", str(pytester.path / ".dlio"))
     assert result.parseoutcomes().get("passed", 0) >= 3, result.stdout.str()
-    cases = _cases(str(pytester.path / "r.xml"))
+    cases = properties_by_name(pytester.path / "r.xml")
     assert cases["checkpoint_write"]["runs"] == "2" and cases["checkpoint_read"]["runs"] == "2"
     assert "save_checkpoint_io_mean_GB_per_second_cov" in cases["checkpoint_write"]
 
