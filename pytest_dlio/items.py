@@ -14,6 +14,7 @@ from pytest_dlio.errors import ConfigError, DlioError
 
 if TYPE_CHECKING:
     from pytest_dlio.engine.workload import Workload
+    from pytest_dlio.gating.rules import Context
     from pytest_dlio.report.results import PhaseResult
     from pytest_dlio.session import DlioSession
 
@@ -40,12 +41,11 @@ class WorkloadFile(pytest.File):
         except ConfigError as exc:
             self.error = exc
         yield SchemaItem.from_parent(self, name="schema")
-        if self.workload is not None and st.plan_only:
-            yield from gating_items(self)
-        if self.workload is None or st.plan_only:
+        if self.workload is None:
             return
-        for phase in self.workload.phases:
-            yield PhaseItem.from_parent(self, name=phase.name, needs=("schema", *phase.needs))
+        if not st.plan_only:
+            for phase in self.workload.phases:
+                yield PhaseItem.from_parent(self, name=phase.name, needs=("schema", *phase.needs))
         yield from gating_items(self)
 
 
@@ -117,7 +117,6 @@ class SchemaItem(DlioItem):
             lines = plan_lines(wl.cfg, wl.settings.ranks) + gating_plan_lines(self.parent)
             self.add_report_section("call", "dlio plan", "\n".join(lines))
 
-
     def record_identity(self) -> None:
         """What this workload's results are (version, config hash, scale, ranks, hosts, storage): JUnit
         properties on the schema item, the same as summary.json's ``pytest_dlio.run``."""
@@ -141,7 +140,7 @@ class PhaseItem(DlioItem):
             raise DlioError(result.failure)
 
 
-# ---- gating items (pytest_dlio.gating does the work): stability, regression ----
+# ---- gating items (pytest_dlio.gating does the work): stability, regression, mlperf_rules ----
 def gating_items(parent: WorkloadFile) -> Iterator[pytest.Item]:
     """The items --dlio-runs, --dlio-compare and --dlio-mlperf add after a workload's phases."""
     if parent.state.plan_only:  # nothing runs: only the rules can be judged
@@ -157,7 +156,7 @@ def gating_items(parent: WorkloadFile) -> Iterator[pytest.Item]:
         yield MlperfRulesItem.from_parent(parent, name="mlperf_rules", needs=("schema",))
 
 
-def mlperf_context(parent: WorkloadFile) -> Any:
+def mlperf_context(parent: WorkloadFile) -> Context:
     """What the MLPerf rules judge besides the config: division, overrides, cluster, runs, measured AU."""
     from pytest_dlio.config.load import parse_override
     from pytest_dlio.gating.rules import Context
@@ -186,41 +185,19 @@ def gating_plan_lines(parent: WorkloadFile) -> list[str]:
                            memory_gib_per_host=ctx.memory_gib_per_host).line()]
 
 
-def current_figures(wl: Workload) -> dict[str, Any]:
-    """Every figure this workload's phases reported so far (a later phase's property of one name wins)."""
-    out: dict[str, Any] = {}
-    for result in wl.results.values():
-        out.update(dict(result.properties))
-    return out
-
-
 class RegressionItem(DlioItem):
     """Fails when a figure got worse than --dlio-fail-on allows against the --dlio-compare baseline."""
 
     def check(self) -> None:
-        from pytest_dlio.gating.compare import DEFAULT_FAIL_ON, compare, differences, refusal
+        from pytest_dlio.gating.compare import DEFAULT_FAIL_ON, against_baseline
 
-        st = self.parent.state
-        path, doc = st.baseline()
-        wl = self.workload
-        saved = doc["workloads"].get(wl.name)
-        if saved is None:
-            names = ", ".join(sorted(doc["workloads"])) or "none"
-            raise DlioError(f"baseline {path} has no workload {wl.name!r} (it has: {names}); save a baseline "
-                            "that includes it with --dlio-save")
-        now_id = wl.identity().as_dict()
-        refused = refusal(str(doc.get("name")), saved.get("identity", {}), now_id)
-        if refused and not self.config.getoption("dlio_compare_force"):
-            raise DlioError(refused)
-        rules = self.config.getoption("dlio_fail_on") or list(DEFAULT_FAIL_ON)
-        result = compare(saved.get("figures", {}), current_figures(wl), rules,
-                         explicit=bool(self.config.getoption("dlio_fail_on")))
-        lines = [f"baseline {doc.get('name')!r} ({path}), saved {doc.get('saved')} on "
-                 f"{saved.get('identity', {}).get('storage_uri')}", *result.lines]
-        if refused:
-            lines.insert(1, "compared anyway (--dlio-compare-force): " + "; ".join(differences(
-                saved.get("identity", {}), now_id)))
-        self.add_report_section("call", "dlio", "\n".join(lines))
+        path, doc = self.parent.state.baseline()
+        wl, opt = self.workload, self.config.getoption
+        figures = {k: v for result in wl.results.values() for k, v in result.properties}
+        result = against_baseline(doc, str(path), wl.name, wl.identity().as_dict(), figures,
+                                  opt("dlio_fail_on") or DEFAULT_FAIL_ON, explicit=bool(opt("dlio_fail_on")),
+                                  force=opt("dlio_compare_force"))
+        self.add_report_section("call", "dlio", "\n".join(result.lines))
         self.user_properties.append(("regressions", len(result.failures)))
         if result.failures:
             raise DlioError(f"regression against baseline {doc.get('name')!r}: " + "; ".join(result.failures))

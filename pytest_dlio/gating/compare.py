@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_dlio.errors import DlioError
+
 _SPREAD = ("_stdev_", "_stdev", "_cov_", "_cov")  # a spread of anything: more is worse
 _HIGHER_BETTER = ("per_second", "_per_s", "throughput", "_au_", "au_mean", "bandwidth")
 _LOWER_BETTER = ("latency", "duration", "seconds", "_time", "_ms", "wall")
@@ -141,3 +143,26 @@ def compare(then: Mapping[str, Any], now: Mapping[str, Any], rules: Sequence[Fai
         else:
             lines.append(f"ok {text}")
     return Comparison(tuple(lines), tuple(failures))
+
+
+def against_baseline(doc: Mapping[str, Any], path: str, workload: str, identity: Mapping[str, Any],
+                     figures: Mapping[str, Any], rules: Sequence[FailOn], *, explicit: bool,
+                     force: bool) -> Comparison:
+    """One workload of this run against baseline ``doc`` (read from ``path``): its lines start with where the
+    baseline came from. DlioError when the baseline lacks the workload or, unless ``force``, measured
+    something else (another config hash, scale or world)."""
+    saved = doc["workloads"].get(workload)
+    name = doc.get("name")
+    if saved is None:
+        names = ", ".join(sorted(doc["workloads"])) or "none"
+        raise DlioError(f"baseline {path} has no workload {workload!r} (it has: {names}); save a baseline "
+                        "that includes it with --dlio-save")
+    then = saved.get("identity", {})
+    refused = refusal(str(name), then, identity)
+    if refused and not force:
+        raise DlioError(refused)
+    result = compare(saved.get("figures", {}), figures, rules, explicit=explicit)
+    head = [f"baseline {name!r} ({path}), saved {doc.get('saved')} on {then.get('storage_uri')}"]
+    if refused:
+        head.append("compared anyway (--dlio-compare-force): " + "; ".join(differences(then, identity)))
+    return Comparison((*head, *result.lines), result.failures)
