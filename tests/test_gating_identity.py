@@ -104,3 +104,5 @@ def test_public_uri_hides_credentials() -> None:
     shown = public_uri("s3://AKIAUSER:hunter2secret@bucket/p?secret_access_key=abcd1234&bandwidth_mib_s=5")
     assert "hunter2secret" not in shown and "abcd1234" not in shown and "AKIAUSER" not in shown
     assert shown.startswith("s3://bucket/p?") and "bandwidth_mib_s=5" in shown
+    sas = public_uri("az://acct/cont/p?sv=2024-01-01&sig=c2VjcmV0c2lnbmF0dXJl&sas_token=tok123456")
+    assert "c2VjcmV0c2lnbmF0dXJl" not in sas and "tok123456" not in sas and "sv=2024-01-01" in sas

@@ -71,3 +71,14 @@ def test_secrets_stay_out_of_the_results_tree(pytester: pytest.Pytester) -> None
     texts = [p.read_text() for p in (pytester.path / "results").rglob("*") if p.is_file()]
     assert texts and not any(secret in t for t in texts)
     assert any("secret_access_key=***" in t for t in texts)
+
+
+def test_two_workloads_of_one_model_get_two_timestamps(pytester: pytest.Pytester) -> None:
+    for folder in ("a", "b"):
+        (pytester.path / folder).mkdir()
+        (pytester.path / folder / "tiny_b200.yaml").write_text(TRAIN.replace("data/tiny", f"data/{folder}"))
+    result = run(pytester, "--dlio-config", "a", "--dlio-config", "b", "--dlio-results-dir", "results")
+    result.assert_outcomes(passed=8)
+    runs = sorted((pytester.path / "results" / "training" / "tiny" / "run").iterdir())
+    assert len(runs) == 2 and all(STAMP.match(r.name) for r in runs)
+    assert {_run_folder(r)["config"]["dataset"]["data_folder"] for r in runs} == {"data/a", "data/b"}
