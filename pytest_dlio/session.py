@@ -40,6 +40,9 @@ def settings_from(config: pytest.Config) -> RunSettings:
 def check_gating_options(config: pytest.Config) -> None:
     """Options that mean nothing alone are usage errors, not silently ignored."""
     opt = config.getoption
+    if opt("dlio_save") and opt("dlio_plan"):
+        raise pytest.UsageError("--dlio-save with --dlio-plan would save a baseline without figures; run the "
+                                "workloads to save one")
     if not opt("dlio_compare"):
         for name, given in (("--dlio-fail-on", opt("dlio_fail_on")), ("--dlio-compare-force", opt("dlio_compare_force"))):
             if given:

@@ -69,6 +69,8 @@ def test_bad_fail_on_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = run(pytester, "--dlio-fail-on", "checkpoint_size_GB:10%")
     result.stderr.fnmatch_lines(["*cannot tell whether a higher or a lower checkpoint_size_GB is worse*"])
     assert result.ret != 0
+    planned = run(pytester, "--dlio-save", "x", "--dlio-plan")
+    planned.stderr.fnmatch_lines(["*--dlio-save with --dlio-plan would save a baseline without figures*"])
     alone = run(pytester, "--dlio-fail-on", "read_latency_p99_ms:+5")
     alone.stderr.fnmatch_lines(["*--dlio-fail-on needs --dlio-compare NAME*"])
     assert alone.ret == pytest.ExitCode.USAGE_ERROR
@@ -83,6 +85,12 @@ def test_compare_is_direction_aware() -> None:
     assert [f.split(":")[0] for f in result.failures] == ["read_latency_p99_ms", "checkpoint_size_GB"]
     assert "baseline 10, now 13, change +3 (allowed +2)" in result.failures[0]
     assert "change +25.00 % (allowed +10 %)" in result.failures[1]
+    from pytest_dlio.gating.compare import against_baseline
+
+    doc = {"name": "b", "workloads": {"w": {"identity": {}, "figures": {"datagen_MiB_per_s": 5.0}}}}
+    nothing = against_baseline(doc, "b.json", "w", {}, {"datagen_MiB_per_s": 4.0}, rules[:1], explicit=False,
+                               force=False)
+    assert "nothing was compared" in nothing.failures[0]
     missing = compare(then, {}, rules[:1], explicit=True)
     assert "not measured in this run" in missing.failures[0]
     assert compare(then, {}, rules[:1], explicit=False).failures == ()

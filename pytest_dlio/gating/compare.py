@@ -162,6 +162,10 @@ def against_baseline(doc: Mapping[str, Any], path: str, workload: str, identity:
     if refused and not force:
         raise DlioError(refused)
     result = compare(saved.get("figures", {}), figures, rules, explicit=explicit)
+    if not result.lines and not result.failures:  # a gate that compared nothing must not pass
+        result = Comparison((), (f"none of {', '.join(r.metric for r in rules)} is in both the baseline and this "
+                                 "run, so nothing was compared; name a figure both report with --dlio-fail-on "
+                                 "(e.g. datagen_MiB_per_s:-10%)",))
     head = [f"baseline {name!r} ({path}), saved {doc.get('saved')} on {then.get('storage_uri')}"]
     if refused:
         head.append("compared anyway (--dlio-compare-force): " + "; ".join(differences(then, identity)))
