@@ -14,6 +14,7 @@ from pytest_dlio.errors import ConfigError, DlioError
 
 if TYPE_CHECKING:
     from pytest_dlio.engine.workload import Workload
+    from pytest_dlio.gating.datasize import Datasize
     from pytest_dlio.gating.rules import Context
     from pytest_dlio.report.results import PhaseResult
     from pytest_dlio.session import DlioSession
@@ -173,16 +174,22 @@ def mlperf_context(parent: WorkloadFile) -> Context:
                    measured_au_percentage=float(au) if isinstance(au, int | float) else None)
 
 
-def gating_plan_lines(parent: WorkloadFile) -> list[str]:
-    """The --dlio-plan line saying how many training files MLPerf requires on this cluster."""
+def mlperf_datasize(parent: WorkloadFile) -> Datasize | None:
+    """How many training files MLPerf requires for this workload on this cluster (None: not training)."""
     from pytest_dlio.gating.datasize import required_files
 
     wl = parent.workload
-    if wl is None or not wl.cfg.workflow.train:
-        return []
+    if wl is None or not wl.cfg.workflow.train or wl.cfg.checkpoint_only:
+        return None
     ctx = mlperf_context(parent)
-    return [required_files(wl.cfg, accelerators=ctx.accelerators, hosts=ctx.hosts,
-                           memory_gib_per_host=ctx.memory_gib_per_host).line()]
+    return required_files(wl.cfg, accelerators=ctx.accelerators, hosts=ctx.hosts,
+                          memory_gib_per_host=ctx.memory_gib_per_host)
+
+
+def gating_plan_lines(parent: WorkloadFile) -> list[str]:
+    """The --dlio-plan line saying how many training files MLPerf requires on this cluster."""
+    size = mlperf_datasize(parent)
+    return [size.line()] if size is not None else []
 
 
 class RegressionItem(DlioItem):
@@ -231,8 +238,10 @@ class MlperfRulesItem(DlioItem):
         found = check(self.workload.cfg, ctx)
         self.user_properties.append(("mlperf_division", ctx.division))
         self.user_properties.append(("mlperf_violations", len(found)))
-        if self.workload.cfg.workflow.train and not self.workload.cfg.checkpoint_only:
-            self.add_report_section("call", "dlio", "\n".join(gating_plan_lines(self.parent)))
+        size = mlperf_datasize(self.parent)
+        if size is not None:
+            self.user_properties.append(("mlperf_required_files_train", size.files))
+            self.add_report_section("call", "dlio", size.line())
         if found:
             raise DlioError(f"not a valid MLPerf Storage {ctx.division.upper()} run ({len(found)} rule(s)):\n"
                             + "\n".join(f"  {v}" for v in found))

@@ -7,6 +7,7 @@ import pytest
 
 from pytest_dlio.config.load import load
 from pytest_dlio.gating.datasize import required_files
+from tests._junit import properties_by_name
 from tests.conftest import CONFIGS, run
 
 V3 = CONFIGS / "mlperf_storage_v3.0"
@@ -43,8 +44,10 @@ def test_forbidden_override_is_named(pytester: pytest.Pytester) -> None:
 
 
 def test_a_valid_closed_plan_passes_and_prints_the_datasize(pytester: pytest.Pytester) -> None:
-    result = _plan(pytester, "unet3d_b200.yaml", "--dlio-set", "dataset.num_files_train=9375", *VALID_RUNS)
+    result = _plan(pytester, "unet3d_b200.yaml", "--dlio-set", "dataset.num_files_train=9375", *VALID_RUNS,
+                   "--junitxml=r.xml")
     result.assert_outcomes(passed=2)
+    assert properties_by_name(pytester.path / "r.xml")["mlperf_rules"]["mlperf_required_files_train"] == "9375"
     result.stdout.fnmatch_lines(["*MLPerf datasize: dataset.num_files_train >= 9,375 (1279.99 GiB) for 1 "
                                  "accelerator(s) on 1 host(s) with 256.0 GiB each — set by 5 x client memory*"])
 

@@ -10,6 +10,11 @@ drives it the same way::
     storage = StorageSession(settings.data_root)
     wl = Workload.load("unet3d_h100.yaml", settings, storage)
     results = asyncio.run(wl.run_all())
+
+With ``settings.runs`` > 1 or ``settings.warmup``, ``run`` repeats the measured phases (train; checkpoint
+write/read of checkpoint-only workloads) with a new seed each (:meth:`Workload.repeat`) and returns each
+figure's mean, ``_stdev`` and ``_cov``. With ``settings.results_dir``, each run's DLIO files go to a
+timestamp folder of mlpstorage's results tree (``report/results_tree.py``) instead of ``home``.
 """
 
 from __future__ import annotations
