@@ -26,7 +26,11 @@ def _run_folder(folder: Path) -> dict:
     assert isinstance(overrides, list) and overrides[0].startswith("workload=")
     assert summary["start"] and summary["num_accelerators"] >= 1 and "metric" in summary
     assert len(summary["host_memory_GB"]) == len(summary["host_cpu_count"]) == summary["num_hosts"]
-    return {"summary": summary, "config": config, "overrides": overrides}
+    (meta,) = folder.glob("*_metadata.json")  # mlpstorage 2.x finds runs by it: exactly one per folder
+    metadata = json.loads(meta.read_text())
+    assert meta.name == f"{metadata['benchmark_type']}_{folder.name}_metadata.json"
+    assert metadata["run_datetime"] == folder.name and "parameters" not in metadata
+    return {"summary": summary, "config": config, "overrides": overrides, "metadata": metadata}
 
 
 def test_training_runs_land_in_training_model_run_stamp(pytester: pytest.Pytester) -> None:
@@ -38,9 +42,13 @@ def test_training_runs_land_in_training_model_run_stamp(pytester: pytest.Pyteste
     assert len(runs) == 3  # the warm-up and two scored runs, one timestamp each
     seen = [_run_folder(r) for r in runs]
     for one, folder in zip(seen, runs, strict=True):
-        assert one["config"]["workflow"]["train"] is True and one["config"]["model"]["name"] == "tiny"
-        assert one["config"]["reader"]["read_threads"] == 1
-        assert one["overrides"] == ["workload=tiny_b200", "++workload.reader.read_threads=1"]
+        # the training run as mlpstorage invokes it: the datagen item made the data before
+        assert one["config"]["workflow"]["train"] is True and one["config"]["workflow"]["generate_data"] is False
+        assert one["config"]["model"]["name"] == "tiny" and one["config"]["reader"]["read_threads"] == 1
+        assert one["overrides"] == ["workload=tiny_b200", "++workload.workflow.generate_data=False",
+                                    "++workload.workflow.train=True", "++workload.reader.read_threads=1"]
+        assert (one["metadata"]["benchmark_type"], one["metadata"]["command"]) == ("training", "run")
+        assert one["metadata"]["model"] == "tiny" and one["metadata"]["accelerator"] == "b200"
         assert one["overrides"][0].split("_")[1] == "b200"  # how mlpstorage reads the accelerator
         assert (folder / "0_output.json").exists() and (folder / "0_per_epoch_stats.json").exists()
         assert one["summary"]["metric"]["train_au_mean_percentage"] > 0
@@ -57,6 +65,7 @@ def test_checkpoint_runs_land_in_checkpointing_model_stamp(pytester: pytest.Pyte
     one = _run_folder(folder)
     assert one["config"]["workflow"]["checkpoint"] is True and one["config"]["model"]["name"] == "llama_8b"
     assert one["overrides"] == ["workload=llama3_8b"]
+    assert (one["metadata"]["benchmark_type"], one["metadata"]["model"]) == ("checkpointing", "llama3-8b")
     metric = one["summary"]["metric"]
     assert metric["save_checkpoint_io_mean_GB_per_second"] > 0 and metric["load_checkpoint_io_mean_GB_per_second"] > 0
 

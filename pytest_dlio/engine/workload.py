@@ -325,10 +325,11 @@ class Workload:
             return self.home / self._label if self._label else self.home
         label = self._label or "single"
         if label not in self._run_dirs:
-            from pytest_dlio.report.results_tree import new_run_dir, write_dlio_config
+            from pytest_dlio.report.results_tree import new_run_dir, write_dlio_config, write_metadata
 
-            self._run_dirs[label] = new_run_dir(self.settings.results_dir, self.cfg)
-            write_dlio_config(self._run_dirs[label], self.cfg, self.settings.overrides)
+            path = self._run_dirs[label] = new_run_dir(self.settings.results_dir, self.cfg)
+            write_dlio_config(path, self.cfg, self.settings.overrides)
+            write_metadata(path, self.cfg, self.settings.ranks, self.identity().as_dict())
         return self._run_dirs[label]
 
     # ---- repeated runs (--dlio-runs N, --dlio-warmup) ----

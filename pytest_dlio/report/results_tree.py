@@ -9,6 +9,13 @@ Each run folder holds what DLIO writes there — ``summary.json``, ``{rank}_outp
 per override), which mlpstorage reads to tell the benchmark, command, model and accelerator apart
 (mlpstorage ``rules/models.py`` DLIOResultParser; peers.md §3.3, §7). ``<model>`` is mlpstorage's name:
 ``model.name`` with ``llama_`` → ``llama3-`` and ``_`` → ``-``.
+
+A training run folder describes the training run alone, as ``mlpstorage training run`` invokes DLIO: the
+dataset was made by the ``datagen`` item before, so its config says ``workflow.generate_data: false`` and
+its overrides start with mlpstorage's ``++workload.workflow.generate_data=False`` and
+``++workload.workflow.train=True``. A ``<benchmark>_<stamp>_metadata.json`` names the run (benchmark type,
+model, command, time, processes, accelerator, who wrote it): mlpstorage 2.x finds runs by that file; later
+versions, finding no ``parameters`` in it, read the DLIO files as they read DLIO's own.
 """
 
 from __future__ import annotations
@@ -56,12 +63,30 @@ def write_dlio_config(run_dir: Path, cfg: WorkloadConfig, overrides: tuple[str, 
 
     folder = Path(run_dir) / "dlio_config"
     folder.mkdir(parents=True, exist_ok=True)
-    doc = {"workload": redact(normalised(cfg))}
-    (folder / "config.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    workload = redact(normalised(cfg))
     lines = [f"workload={Path(cfg.source.path).stem}"]
+    if cfg.workflow.train:  # the training run alone; the datagen item made the data
+        workload["workflow"]["generate_data"] = False
+        lines += ["++workload.workflow.generate_data=False", "++workload.workflow.train=True"]
+    (folder / "config.yaml").write_text(yaml.safe_dump({"workload": workload}, sort_keys=False))
     for text in overrides:
         path, _ = parse_override(text)
         shown = "***" if path[-1] in SECRET_KEYS else text.partition("=")[2].strip()
         lines.append(f"++workload.{'.'.join(path)}={shown}")
     (folder / "overrides.yaml").write_text(yaml.safe_dump(lines, sort_keys=False))
 
+
+
+def write_metadata(run_dir: Path, cfg: WorkloadConfig, num_processes: int, identity: dict[str, object]) -> Path:
+    """``<benchmark>_<stamp>_metadata.json``: what the run is, for mlpstorage to find it (no parameters:
+    the figures and the config are the DLIO files')."""
+    from pytest_dlio.report.dlio_json import write_json
+
+    run_dir = Path(run_dir)
+    kind = "checkpointing" if cfg.checkpoint_only else "training"
+    command = "run" if cfg.workflow.train or cfg.checkpoint_only else "datagen"
+    accel = Path(cfg.source.path).stem.rsplit("_", 1)[-1]
+    doc = {"benchmark_type": kind, "model": model_name(cfg), "command": command, "run_datetime": run_dir.name,
+           "num_processes": num_processes, "accelerator": accel if "_" in Path(cfg.source.path).stem else None,
+           "written_by": f"pytest-dlio {identity.get('pytest_dlio_version')}", "pytest_dlio": identity}
+    return write_json(run_dir / f"{kind}_{run_dir.name}_metadata.json", doc)
