@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_dlio.config.secrets import secret_path
 from tests._junit import read_cases
 from tests.conftest import BAD, CONFIGS, run
 
@@ -55,3 +56,6 @@ def test_bad_overrides(pytester: pytest.Pytester, case: Path) -> None:
     assert "INTERNALERROR" not in text and "Traceback" not in text
     result.assert_outcomes(failed=1, deselected=result.parseoutcomes().get("deselected", 0))
     assert expect in text
+    for key, _, value in (s.partition("=") for s in sets):
+        if secret_path(tuple(key.split("."))):  # a credential's value is never echoed, even misspelt
+            assert value not in text

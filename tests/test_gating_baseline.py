@@ -158,7 +158,7 @@ def test_a_slowed_store_fails_the_regression_item(pytester: pytest.Pytester, req
     creds = {"access_key_id": MOTO_KEY, "secret_access_key": MOTO_KEY, "s3_force_path_style": True}
 
     async def make_bucket() -> None:  # a configured endpoint is real storage to us: nothing is created for it
-        opts = StoreOptions(storage_options={"endpoint_url": moto, **creds}, create_missing=True)
+        opts = StoreOptions.from_storage_options({"endpoint_url": moto, **creds}).with_(create_missing=True)
         async with open_store("s3://gating-slow/keep", opts) as store:
             await store.put("made", b"")
 
