@@ -8,6 +8,7 @@ import json
 import pytest
 
 from pytest_dlio.gating.compare import compare, parse_fail_on, refusal
+from tests._junit import properties_by_name
 from tests.conftest import run
 from tests.test_e2e_items import SMALL
 
@@ -181,3 +182,20 @@ def test_a_slowed_store_fails_the_regression_item(pytester: pytest.Pytester, req
     assert "refusing" not in slow.stdout.str()  # same config hash, scale and world: compared as is
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto)
     run(pytester, *args, "--dlio-compare", "store", "--dlio-fail-on", RULE).assert_outcomes(passed=5)
+
+
+def test_a_throttled_store_fails_the_regression_item(pytester: pytest.Pytester) -> None:
+    """The throttled store URI (?latency_ms=): the same files and config behind 200 ms per request."""
+    pytester.makefile(".yaml", tiny=FAST)
+    root = pytester.path / "store"
+    args = ("--dlio-config", "tiny.yaml", "--junitxml=r.xml")
+    run(pytester, *args, "--dlio-storage", f"file://{root}", "--dlio-save", "fast").assert_outcomes(passed=4)
+    slow = run(pytester, *args, "--dlio-storage", f"file://{root}?latency_ms=200", "--dlio-compare", "fast",
+               "--dlio-fail-on", RULE)
+    slow.assert_outcomes(passed=4, failed=1)
+    slow.stdout.fnmatch_lines(["*regression against baseline 'fast': train_throughput_mean_samples_per_second: "
+                               "baseline *, now *, change -*% (allowed -60 %)*"])
+    schema = properties_by_name(pytester.path / "r.xml")["schema"]
+    assert schema["storage_uri"] == f"file://{root}/data/tiny?latency_ms=200"  # the store differs, nothing else
+    run(pytester, *args, "--dlio-storage", f"file://{root}", "--dlio-compare", "fast",
+        "--dlio-fail-on", RULE).assert_outcomes(passed=5)
