@@ -13,8 +13,8 @@ from tests.conftest import run
 from tests.test_e2e_items import SMALL
 
 # Compute-bound (a 20 ms step for 2 samples caps samples/s near 100) so the fast runs agree closely even on
-# a loaded machine. Two ways to slow a run about tenfold: a slower store with the same config (a latency
-# proxy in front of moto, test_a_slowed_store_fails_the_regression_item), and a slower workload
+# a loaded machine. Three ways to slow a run about tenfold: a slower store with the same config (the
+# throttled store URI ?latency_ms=200, and a latency proxy in front of moto), and a slower workload
 # (200 ms more per sample read, reader.preprocess_time), whose other config hash must be forced.
 FAST = (SMALL.replace("checkpoint: true", "checkpoint: false").replace("evaluation: true", "evaluation: false")
         .replace("computation_time: 0.002", "computation_time: 0.02"))
