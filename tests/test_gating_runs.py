@@ -73,3 +73,16 @@ def test_summarise_and_stability_limit() -> None:
     assert "100,110,90" in problem and "MLPerf allows 5 %" in problem
     steady = dict(summarise([{"train_au_mean_percentage": 99.0}, {"train_au_mean_percentage": 99.5}]))
     assert unstable(steady) == []
+
+
+def test_repeated_result_scores_all_but_the_warmup() -> None:
+    from pytest_dlio.gating.stats import repeated_result
+    from pytest_dlio.report.results import PhaseResult
+
+    k = "train_throughput_mean_samples_per_second"
+    done = [("warmup", PhaseResult("train", [(k, 1000.0)])), ("run1", PhaseResult("train", [(k, 100.0)])),
+            ("run2", PhaseResult("train", [(k, 50.0)], failure="AU too low"))]
+    result = repeated_result("train", done)
+    assert result.value("runs") == 2 and result.value(k) == pytest.approx(75.0)  # the warm-up's 1000 left out
+    assert result.failure == "run2: AU too low"
+    assert result.lines[0] == f"warmup (not scored): {k} 1000"

@@ -370,21 +370,11 @@ class Workload:
         return "warmup" if i < warm else f"run{i + 1 - warm}"
 
     def _aggregate(self, phase: str, done: list[tuple[str, PhaseResult]]) -> PhaseResult:
-        from pytest_dlio.gating.stats import HEADLINE, summarise
+        from pytest_dlio.gating.stats import repeated_result
 
-        scored = [(label, r) for label, r in done if label != "warmup"]
-        props = summarise([dict(r.properties) for _, r in scored])
-        lines = []
-        for label, r in done:
-            heads = [f"{k} {r.value(k):.6g}" for k in HEADLINE if isinstance(r.value(k), int | float)]
-            lines.append(f"{label}{' (not scored)' if label == 'warmup' else ''}: {', '.join(heads) or 'done'}")
-        stats = dict(props)
-        for k in HEADLINE:
-            if f"{k}_cov" in stats:
-                lines.append(f"{k}: mean {stats[k]:.6g}, stdev {stats[f'{k}_stdev']:.6g}, CoV {stats[f'{k}_cov']:.2f} %")
-        failure = next((f"{label}: {r.failure}" for label, r in done if r.failure), None)
-        self._add_to_summary({EXTRA_KEY: {"runs": {phase: stats}}})
-        return PhaseResult(phase, props, lines, failure)
+        result = repeated_result(phase, done)
+        self._add_to_summary({EXTRA_KEY: {"runs": {phase: dict(result.properties)}}})
+        return result
 
     # ---- what the result is ----
     def storage_uri(self) -> str:

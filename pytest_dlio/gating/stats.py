@@ -13,6 +13,8 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pytest_dlio.report.results import PhaseResult
+
 #: MLPerf Storage: "results must replicate within 5 %" (Rules §2.1.17; peers.md §3.2).
 STABILITY_LIMIT_PERCENT = 5.0
 #: The figures the stability item checks and whose per-run values are kept.
@@ -61,3 +63,19 @@ def unstable(props: Mapping[str, Any], limit: float = STABILITY_LIMIT_PERCENT) -
                        f"stdev {props.get(f'{name}_stdev'):.6g}; each run: {props.get(f'{name}_runs')}); MLPerf "
                        f"allows {limit:g} %: quiet the storage and the clients, or run more (--dlio-runs)")
     return out
+
+
+def repeated_result(phase: str, done: Sequence[tuple[str, PhaseResult]]) -> PhaseResult:
+    """One phase's result over its runs (``(label, result)`` in order; ``warmup`` is not scored): the
+    statistics as properties, a line per run and per headline figure, the first run's failure."""
+    props = summarise([dict(r.properties) for label, r in done if label != "warmup"])
+    lines = []
+    for label, r in done:
+        heads = [f"{k} {r.value(k):.6g}" for k in HEADLINE if isinstance(r.value(k), int | float)]
+        lines.append(f"{label}{' (not scored)' if label == 'warmup' else ''}: {', '.join(heads) or 'done'}")
+    stats = dict(props)
+    for k in HEADLINE:
+        if f"{k}_cov" in stats:
+            lines.append(f"{k}: mean {stats[k]:.6g}, stdev {stats[f'{k}_stdev']:.6g}, CoV {stats[f'{k}_cov']:.2f} %")
+    failure = next((f"{label}: {r.failure}" for label, r in done if r.failure), None)
+    return PhaseResult(phase, props, lines, failure)
