@@ -117,6 +117,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     state = config.stash.get(STASH_KEY, None)
     if state is not None:
         write_summary(terminalreporter, state.summary_lines(), state.rows)
+        for line in state.notes:  # gating: e.g. where a baseline was saved
+            terminalreporter.write_line(line)
 
 
 # optionalhook: pytest-xdist may be absent. A workload's items (schema → datagen → train → au → checkpoint)
