@@ -34,12 +34,12 @@ class WorkloadFile(pytest.File):
         st = self.state
         try:
             self.workload = Workload.load(self.path, st.settings, st.storage(),
-                                          progress=st.progress(f"{self.path.name}"))
+                                          progress=st.progress(self.path.stem))
         except ConfigError as exc:
             self.error = exc
         yield SchemaItem.from_parent(self, name="schema")
-        if self.workload is None or st.plan_only:
-            return
+        if self.workload is None or st.plan_only or st.show_config:
+            return  # --dlio-plan / --dlio-show-config: only the schema item runs; nothing touches storage
         for phase in self.workload.phases:
             yield PhaseItem.from_parent(self, name=phase.name, needs=("schema", *phase.needs))
 
@@ -52,6 +52,8 @@ class DlioItem(pytest.Item):
     def __init__(self, *, needs: tuple[str, ...] = (), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.needs = needs
+        self.report_data: dict[str, Any] = {}  # what reports draw; attached to the report (see plugin.py)
+        self.ran_first: list[str] = []  # prerequisites this item ran itself (they were not selected)
 
     @property
     def workload(self) -> Workload:
@@ -62,6 +64,32 @@ class DlioItem(pytest.Item):
         failed = [n for n in self.needs if n in self.parent.failed]
         if failed:
             pytest.skip(f"not run: {failed[0]} failed")
+        self.run_prerequisites()
+
+    def run_prerequisites(self) -> None:
+        """Run the earlier phases this item needs that did not run in this session (``file.yaml::au`` alone,
+        ``--lf``), quietly, in order; skip naming the one that fails. Their figures stay off this item."""
+        if self.parent.workload is None or self.parent.error is not None:
+            return
+        wl = self.workload
+        missing = [n for n in self.needs if n != "schema" and n not in wl.results]
+        if "schema" in self.needs and missing:
+            problems = wl.problems()
+            if problems:
+                pytest.skip(f"not run: schema fails ({problems[0]}); run {self.parent.nodeid}::schema for all")
+        for name in missing:
+            try:
+                result = asyncio.run(wl.run(name))
+            except DlioError as exc:
+                result_failure: str | None = str(exc)
+            else:
+                result_failure = result.failure
+            if result_failure:
+                self.parent.failed.append(name)
+                pytest.skip(f"not run: prerequisite {name} (run here because it was not selected) failed: "
+                            f"{result_failure}; run {self.parent.nodeid}::{name} to see it as an item")
+        if missing:
+            self.ran_first = missing
 
     def runtest(self) -> None:
         try:
@@ -69,6 +97,9 @@ class DlioItem(pytest.Item):
         except BaseException:
             self.parent.failed.append(self.name)
             raise
+        finally:
+            if self.parent.workload is not None:
+                self.report_data = self.workload.report_data(self.name)
 
     def check(self) -> None:  # pragma: no cover - each item overrides it
         raise NotImplementedError
@@ -79,7 +110,9 @@ class DlioItem(pytest.Item):
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self) -> tuple[Any, int, str]:
-        return self.path, 0, f"{self.path.name}::{self.name}"
+        # The failure headline. Not a suffix of the node id: pytest rewrites such a suffix's dots to "::" in
+        # -v lines (``x.yaml::au`` became ``x::yaml::au``); the stem names the workload as the summary does.
+        return self.path, 0, f"{self.path.stem}::{self.name}"
 
 
 class SchemaItem(DlioItem):
@@ -118,6 +151,8 @@ class PhaseItem(DlioItem):
         self.record(asyncio.run(self.workload.run(self.name)))
 
     def record(self, result: PhaseResult) -> None:
+        if self.ran_first:
+            result.lines.insert(0, f"ran first (not selected in this session): {', '.join(self.ran_first)}")
         for key, value in result.properties:
             self.user_properties.append((key, value))
         if result.lines:

@@ -30,6 +30,16 @@ def parse_scale(value: str) -> float | str:
     return factor
 
 
+def parse_interval(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {value!r}") from None
+    if not seconds >= 0:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {value!r}")
+    return seconds
+
+
 def parse_ranks(value: str) -> int:
     try:
         n = int(value)
@@ -40,10 +50,7 @@ def parse_ranks(value: str) -> int:
     return n
 
 
-def parse_show_config(value: str) -> str:
-    if value not in ("yaml", "json"):
-        raise argparse.ArgumentTypeError(f"expected yaml or json, got {value!r}")
-    return value
+SHOW_CONFIG_FORMATS = ("yaml", "json")
 
 
 def add_dlio_options(addoption: Callable[..., Any], addini: Callable[..., Any] | None = None) -> None:
@@ -54,8 +61,11 @@ def add_dlio_options(addoption: Callable[..., Any], addini: Callable[..., Any] |
     addoption("--dlio-set", action="append", default=[], metavar="KEY=VALUE",
               help="override a config key, e.g. dataset.num_files_train=16 or DLIO's "
                    "++workload.dataset.num_files_train=16; the value is a YAML scalar. Repeatable.")
-    addoption("--dlio-show-config", nargs="?", const="yaml", default=None, type=parse_show_config,
-              metavar="yaml|json", help="print each collected workload's normalised config (YAML or JSON).")
+    # nargs="?": a path after it is taken as its value; the plugin puts such a value back as a positional
+    # argument (pytest_load_initial_conftests), so the option works anywhere on the command line.
+    addoption("--dlio-show-config", nargs="?", const="yaml", default=None, metavar="yaml|json",
+              help="print each collected workload's normalised config (YAML or JSON) and run only its schema "
+                   "item: nothing touches storage.")
     addoption("--dlio-storage", default=None, metavar="URI",
               help="where data and checkpoints go: file:///path, direct:///path, s3://bucket/prefix, "
                    "az://container/prefix, az://account/container/prefix, mem://name.")
@@ -80,6 +90,9 @@ def add_dlio_options(addoption: Callable[..., Any], addini: Callable[..., Any] |
               help="skip checksum verification of checkpoint read-back.")
     addoption("--dlio-drop-caches", action="store_true", default=False,
               help="drop the page cache between checkpoint write and read (needs root).")
+    addoption("--dlio-progress-interval", default=2.0, type=parse_interval, metavar="SECONDS",
+              help="seconds between live progress lines of one workload (default 2; 0: every update). "
+                   "-q turns progress off.")
     addoption("--dlio-full-trace", action="store_true", default=False,
               help="show full Python tracebacks for pytest-dlio errors (for debugging the plugin).")
     if addini is not None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import glob
 import importlib.util
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_dlio.options import add_dlio_options
+from pytest_dlio.options import SHOW_CONFIG_FORMATS, add_dlio_options
 
 pytest_plugins = [m for m in ["pytest_dlio.storage.pytest_plugin"] if importlib.util.find_spec(m)]
 _YAML = (".yaml", ".yml")
@@ -28,15 +29,55 @@ def _expand(spec: str) -> list[str]:
     return matches
 
 
+_HYDRA = re.compile(r"\+{0,2}[A-Za-z_][\w.]*=")  # DLIO's hydra override: ++key=value, +key=value, key=value
+
+
+def _show_config_value(args: list[str]) -> None:
+    """``--dlio-show-config PATH`` (nargs="?" takes the path as its value): keep PATH as a positional argument."""
+    for i, a in enumerate(args):
+        if a == "--dlio-show-config" and i + 1 < len(args) and not args[i + 1].startswith("-") \
+                and args[i + 1] not in SHOW_CONFIG_FORMATS:
+            args[i] = "--dlio-show-config=yaml"
+        elif a.startswith("--dlio-show-config=") and a.partition("=")[2] not in SHOW_CONFIG_FORMATS:
+            raise pytest.UsageError(f"{a}: expected --dlio-show-config, --dlio-show-config=yaml or "
+                                    "--dlio-show-config=json")
+
+
+def _positional(args: list[str], positional: list[str], targets: list[Path], dlio: bool) -> list[str]:
+    """Rewrite ``args``: hydra overrides become ``--dlio-set``; with --dlio-config, node ids inside its targets
+    stay and replace the targets they select; anything else is refused (never silently dropped)."""
+    keep: list[str] = []
+    out = list(args)
+    for a in positional:
+        if (a.startswith("+") or dlio) and _HYDRA.match(a) and not Path(a.partition("::")[0]).exists():
+            out[out.index(a)] = f"--dlio-set={a}"
+        elif dlio:
+            path = Path(a.partition("::")[0]).resolve()
+            if not any(path == t or t in path.parents for t in targets):
+                raise pytest.UsageError(
+                    f"positional argument {a!r} is not one of the --dlio-config workloads: pass it as "
+                    "--dlio-config, select an item as CONFIG.yaml::ITEM, or give a hydra override "
+                    "(++workload.key=value)")
+            keep.append(a)
+    if not dlio:
+        return out
+    chosen = {Path(a.partition("::")[0]).resolve() for a in keep}
+    configs = [str(t) for t in targets if not any(c == t or t in c.parents for c in chosen)]
+    return [a for a in out if a not in positional or a in keep] + configs
+
+
 # tryfirst: the config paths must replace the command-line targets before pytest reads them.
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
-    specs = early_config.known_args_namespace.dlio_config or []
-    if specs:
-        paths = [p for spec in specs for p in _expand(spec)]
-        positional = set(early_config.known_args_namespace.file_or_dir or [])
-        args[:] = [a for a in args if a not in positional] + paths
-
+    _show_config_value(args)
+    ns = early_config.known_args_namespace
+    shown = ns.dlio_show_config
+    positional = list(ns.file_or_dir or [])
+    if shown is not None and shown not in SHOW_CONFIG_FORMATS:
+        positional.append(shown)  # --dlio-show-config PATH: PATH was taken as its value
+    specs = ns.dlio_config or []
+    targets = [Path(p).resolve() for spec in specs for p in _expand(spec)]
+    args[:] = _positional(args, positional, targets, bool(specs))
 
 @pytest.hookimpl
 def pytest_configure(config: pytest.Config) -> None:
@@ -47,6 +88,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if not specs and not config.args_source == pytest.Config.ArgsSource.ARGS:
         targets = [Path(p).resolve() for p in config.getini("dlio_configs")]
         config.args.extend(str(t) for t in targets)
+    elif not specs:  # `pytest unet3d.yaml` / `pytest unet3d.yaml::au`: a YAML named on the command line
+        named = [a.partition("::")[0] for a in config.args]
+        targets = [Path(a).resolve() for a in named if a.endswith(_YAML) and Path(a).is_file()]
     config.stash[_TARGETS] = targets
     state = config.stash[STASH_KEY] = DlioSession(config)
     config.pluginmanager.register(state, "dlio-session")  # receives the reports (controller side under xdist)
@@ -73,6 +117,19 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
         return WorkloadFile.from_parent(parent, path=file_path, session_state=parent.config.stash[STASH_KEY])
     return None
+
+
+# The figures reports draw travel on the report itself (``report.dlio``): TestReport keeps extra attributes
+# through xdist's serialisation, and JUnit never sees them.
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    from pytest_dlio.items import DlioItem
+
+    if isinstance(item, DlioItem):
+        report.dlio = {"workload": item.parent.nodeid, "phase": item.name, **(item.report_data if
+                                                                             call.when == "call" else {})}
+    return report
 
 
 @pytest.hookimpl

@@ -29,6 +29,7 @@ from pytest_dlio.config.model import Dataset, TimeSpec, WorkloadConfig
 from pytest_dlio.errors import DlioError, NotFound
 from pytest_dlio.layout import DataFile
 from pytest_dlio.metrics import TrainMetrics, compute_metrics
+from pytest_dlio.progress import ProgressFn, Ticker
 from pytest_dlio.ranks import Comm
 from pytest_dlio.storage.base import Buffer, ObjectStore
 from pytest_dlio.timeline import Block, Clock, Epoch, EvalRun, Reads, Step, Timeline
@@ -267,13 +268,13 @@ class Loader:
     async def _get(self, key: str) -> Buffer:
         t = time.perf_counter()
         data = await self.store.get(key)
-        self.reads.add(len(data), time.perf_counter() - t)
+        self.reads.add(len(data), time.perf_counter() - t, t)
         return data
 
     async def _range(self, key: str, start: int, length: int) -> Buffer:
         t = time.perf_counter()
         data = await self.store.get_range(key, start, length)
-        self.reads.add(len(data), time.perf_counter() - t)
+        self.reads.add(len(data), time.perf_counter() - t, t)
         return data
 
     async def _file(self, key: str) -> Buffer:
@@ -538,7 +539,7 @@ async def _eval(cfg: WorkloadConfig, loader: Loader, comm: Comm, clock: Clock, e
 
 async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
                        on_checkpoint: CheckpointHook | None = None, on_epoch_end: EpochHook | None = None,
-                       clock: Clock | None = None) -> TrainRun:
+                       clock: Clock | None = None, progress: ProgressFn | None = None) -> TrainRun:
     """Run every epoch on this rank and return its timeline and the (gathered) run metrics."""
     clock = clock or Clock()
     rd = cfg.reader
@@ -563,6 +564,8 @@ async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
     every = cfg.checkpoint.steps_between_checkpoints if on_checkpoint is not None else -1
     next_eval = cfg.evaluation.eval_after_epoch
     overall = 0
+    tick = Ticker(progress, "train", cfg.train.epochs * steps, "steps")
+    busy = proc_sum = 0.0  # compute and proc seconds so far: the progress line's running AU
     tl.t_start = clock.now()
     try:
         for e in range(1, cfg.train.epochs + 1):
@@ -580,6 +583,9 @@ async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
                     await comm.barrier()  # a coroutine: the loader's reader tasks keep running meanwhile
                     block.steps.append(Step(t0, t1 - t0, t2 - t1, clock.now() - t0))
                     overall += 1
+                    busy, proc_sum = busy + t2 - t1, proc_sum + block.steps[-1].proc
+                    tick(overall, epoch=e, epochs=cfg.train.epochs, step=step, steps=steps,
+                         batch=rd.batch_size * comm.size, au_percent=100.0 * busy / proc_sum if proc_sum else 0.0)
                     if every > 0 and overall % every == 0 and on_checkpoint is not None:
                         block.t_end = clock.now()
                         ep.blocks.append(block)
@@ -603,6 +609,8 @@ async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
     tl.t_end = clock.now()
+    tick(overall, final=True, epoch=cfg.train.epochs, epochs=cfg.train.epochs, step=steps, steps=steps,
+         batch=rd.batch_size * comm.size, au_percent=100.0 * busy / proc_sum if proc_sum else 0.0)
     gathered = await comm.gather(tl)
     metrics = compute_metrics(gathered if gathered else [tl], cfg.metric.au)
     return TrainRun(tl, metrics, loader.stats, tl.t_start, tl.t_end)

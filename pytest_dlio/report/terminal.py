@@ -13,8 +13,7 @@ def write_summary(tr: Any, texts: Sequence[tuple[str, list[str]]], rows: Sequenc
         tr.write_sep("-", title)
         for line in lines:
             tr.write_line(line)
-    shown = [r for r in rows if any(k.startswith(("train_", "save_", "load_", "files")) for k in r)]
-    if shown:
+    if rows:
         tr.write_sep("=", "dlio")
-        for line in render_table(shown):
+        for line in render_table(rows):
             tr.write_line(line)
