@@ -93,6 +93,11 @@ def add_dlio_options(addoption: Callable[..., Any], addini: Callable[..., Any] |
     addoption("--dlio-progress-interval", default=2.0, type=parse_interval, metavar="SECONDS",
               help="seconds between live progress lines of one workload (default 2; 0: every update). "
                    "-q turns progress off.")
+    addoption("--dlio-json", default=None, metavar="FILE",
+              help="write every workload's items, figures, per-epoch AU, per-second series and latency "
+                   "histograms as one JSON document (the data behind --dlio-html).")
+    addoption("--dlio-html", default=None, metavar="FILE",
+              help="write a self-contained HTML report with charts (no network needed to view it).")
     addoption("--dlio-full-trace", action="store_true", default=False,
               help="show full Python tracebacks for pytest-dlio errors (for debugging the plugin).")
     if addini is not None:

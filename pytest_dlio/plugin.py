@@ -129,7 +129,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if isinstance(item, DlioItem):
         report.dlio = {"workload": item.parent.nodeid, "phase": item.name, **(item.report_data if
                                                                              call.when == "call" else {})}
+        if call.when == "call" and item.config.pluginmanager.hasplugin("html"):
+            _html_extras(report)
     return report
+
+
+def _html_extras(report: pytest.TestReport) -> None:
+    """pytest-html: the item's charts (the --dlio-html ones) as an extra of its row."""
+    from pytest_html import extras  # type: ignore[import-not-found, import-untyped, unused-ignore]
+
+    from pytest_dlio.report.html import charts_block, workload_charts
+    from pytest_dlio.report.rundoc import run_document
+
+    doc = run_document([{"nodeid": report.nodeid, "outcome": report.outcome, **report.dlio}])
+    block = charts_block(workload_charts(doc["workloads"][0]))
+    if block:
+        report.extras = [*getattr(report, "extras", []), extras.html(block)]  # type: ignore[attr-defined]
 
 
 @pytest.hookimpl

@@ -115,6 +115,42 @@ class DlioSession:
         self.items.append({"nodeid": report.nodeid, "outcome": report.outcome, "duration": report.duration,
                            "message": message, "properties": props, **data})
 
+    def run_settings(self) -> dict[str, Any]:
+        """The run's settings for reports: secrets in --dlio-set values and URIs hidden."""
+        from pytest_dlio.config.secrets import SECRET_KEYS
+        from pytest_dlio.storage.uri import scrub
+
+        st = self.settings
+        sets = [f"{o.partition('=')[0]}=***" if o.partition("=")[0].rsplit(".", 1)[-1].lstrip("+") in SECRET_KEYS
+                else scrub(o) for o in st.overrides]
+        return {"scale": st.scale, "ranks": st.ranks, "storage": scrub(st.storage_uri) if st.storage_uri else None,
+                "data_root": str(st.data_root), "output": str(st.output), "generate": st.generate,
+                "overrides": sets}
+
+    @pytest.hookimpl
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if hasattr(self.config, "workerinput"):
+            return  # the controller writes the run's files from the reports it received
+        json_path, html_path = self.config.getoption("dlio_json"), self.config.getoption("dlio_html")
+        if not (json_path or html_path):
+            return
+        from pytest_dlio.report.dlio_json import write_json
+        from pytest_dlio.report.rundoc import run_document
+
+        doc = run_document(self.items, self.run_settings())
+        if json_path:
+            write_json(Path(json_path), doc)
+        if html_path:
+            from pytest_dlio.report.html import render_html
+
+            Path(html_path).parent.mkdir(parents=True, exist_ok=True)
+            Path(html_path).write_text(render_html(doc), encoding="utf-8")
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            for label, path in (("json", json_path), ("html", html_path)):
+                if path:
+                    reporter.write_line(f"dlio {label} report: {Path(path).resolve()}")
+
     def summary_lines(self) -> list[tuple[str, list[str]]]:
         return [(f"{title}: {nodeid.split('::')[0]}", text.rstrip("\n").split("\n"))
                 for nodeid, title, text in self.texts]

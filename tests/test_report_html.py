@@ -1,0 +1,141 @@
+"""--dlio-html / --dlio-json: one self-contained page, rendered by headless Chromium, holding the run's numbers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_dlio.report.html import render_html
+from pytest_dlio.report.rundoc import run_document
+from tests.conftest import run
+from tests.test_e2e_items import SMALL
+
+CHROMIUM = shutil.which("chromium")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
+                                    "(.ci/run installs it: apt-get install -y chromium)")
+
+
+def rendered_dom(page: Path) -> str:
+    """The page's DOM after Chromium loaded and ran it (no network: a file:// URL, networking off)."""
+    assert CHROMIUM is not None
+    with tempfile.TemporaryDirectory() as profile:
+        out = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                              "--no-first-run", f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
+                             capture_output=True, text=True, timeout=120, check=True)
+    return out.stdout
+
+
+class Elements(HTMLParser):
+    """Every element as (tag, attributes, enclosing chart name)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[str, dict[str, str], str | None, str | None]] = []
+        self.chart: str | None = None
+        self.section: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "details":
+            self.section = a.get("data-workload")
+        if tag == "svg":
+            self.chart = a.get("data-chart")
+        self.found.append((tag, a, self.chart, self.section))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "svg":
+            self.chart = None
+
+    def points(self, chart: str, workload: str | None = None, tag: str = "circle") -> list[dict[str, str]]:
+        return [a for t, a, c, s in self.found if t == tag and c == chart and (workload is None or s == workload)]
+
+
+def parse(dom: str) -> Elements:
+    p = Elements()
+    p.feed(dom)
+    return p
+
+
+@needs_chromium
+def test_page_renders_with_the_runs_points(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", tiny=SMALL)
+    result = run(pytester, "--dlio-config", "tiny.yaml", "--dlio-output", "out", "--dlio-html", "r/report.html",
+                 "--dlio-json", "r/report.json")
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(["dlio html report: */r/report.html"])
+    page = pytester.path / "r" / "report.html"
+    text = page.read_text()
+    assert "<script src" not in text and "<link" not in text and "@import" not in text  # self-contained
+    dom = parse(rendered_dom(page))
+    summary = json.loads((pytester.path / "out" / "tiny" / "summary.json").read_text())
+    au = dom.points("au", "tiny")
+    # one point per epoch, holding DLIO's per-epoch AU as summary.json has it
+    assert [int(p["data-epoch"]) for p in au] == [1, 2]
+    assert [float(p["data-value"]) for p in au] == pytest.approx(summary["metric"]["train_au_percentage"])
+    thr = [float(p["data-value"]) for p in dom.points("samples", "tiny")]
+    assert thr == pytest.approx(summary["metric"]["train_throughput_samples_per_second"])
+    doc = json.loads((pytester.path / "r" / "report.json").read_text())
+    wl = doc["workloads"][0]
+    series = wl["timeseries"]["train_read"]
+    assert [float(p["data-value"]) for p in dom.points("train-mbps", "tiny")] == pytest.approx(series["MB_per_second"])
+    bars = dom.points("hist-train_read", "tiny", tag="rect")
+    assert sum(int(b["data-count"]) for b in bars) == wl["histograms"]["train_read"]["count"] > 0
+    ck = dom.points("checkpoint", "tiny", tag="rect")
+    assert [(b["data-kind"], int(b["data-index"])) for b in ck] == [("save", 1), ("save", 2), ("load", 1), ("load", 2)]
+    verdicts = [(a["data-phase"], a["data-outcome"]) for t, a, _, _ in dom.found if t == "tr" and "data-phase" in a]
+    assert verdicts == [(p, "passed") for p in ("schema", "datagen", "train", "au", "checkpoint_write",
+                                                  "checkpoint_read")]
+    assert doc["totals"] == {"workloads": 1, "items": 6, "passed": 6, "failed": 0, "skipped": 0}
+    assert wl["run"]["data_uri"].startswith("file://") and wl["run"]["data_emulator"] is None
+
+
+def _record(name: str, phase: str, outcome: str, **extra: Any) -> dict[str, Any]:
+    return {"workload": f"cfg/{name}.yaml", "phase": phase, "nodeid": f"cfg/{name}.yaml::{phase}",
+            "outcome": outcome, "duration": 1.0, "message": None, "properties": {}, **extra}
+
+
+def test_seventy_workloads_collapse_under_a_summary_table() -> None:
+    items = []
+    for i in range(70):
+        epochs = [{"epoch": 1, "au_percentage": 50.0 + i / 10, "samples_per_second": 100.0}]
+        items.append(_record(f"w{i}", "train", "failed" if i == 7 else "passed", epochs=epochs,
+                             properties={"train_au_mean_percentage": 50.0 + i / 10}))
+    html = render_html(run_document(items))
+    dom = parse(html)
+    rows = [a for t, a, _, _ in dom.found if t == "tr" and "data-workload" in a]
+    assert len(rows) == 70
+    sections = [a for t, a, _, _ in dom.found if t == "details"]
+    assert len(sections) == 70 and [s["data-workload"] for s in sections if "open" in s] == ["w7"]
+    assert [float(p["data-value"]) for p in dom.points("au", "w69")] == [pytest.approx(56.9)]
+
+
+def test_secrets_never_reach_the_page() -> None:
+    items = [_record("s3", "schema", "failed", message="bad key secret_access_key=*** (s3://b/x)",
+                     run={"data_uri": "s3://b/x", "data_emulator": "moto"})]
+    html = render_html(run_document(items, {"overrides": ["storage.storage_options.secret_access_key=***"]}))
+    assert "moto (emulator, not real storage)" in html and "<script src" not in html
+
+
+def test_html_escapes_what_it_shows() -> None:
+    html = render_html(run_document([_record("x<script>", "schema", "failed", message="<img src=x onerror=1>")]))
+    assert "<img src=x" not in html and "&lt;img src=x onerror=1&gt;" in html and "x<script>" not in html
+
+
+@needs_chromium
+def test_pytest_html_report_gets_the_charts(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("pytest_html")
+    pytester.makefile(".yaml", tiny=SMALL)
+    result = run(pytester, "--dlio-config", "tiny.yaml", "--html", "ph.html", "--self-contained-html")
+    result.assert_outcomes(passed=6)
+    dom = parse(rendered_dom(pytester.path / "ph.html"))
+    charts = {c for t, _, c, _ in dom.found if t == "svg" and c}
+    assert {"au", "samples", "train-mbps", "hist-train_read", "hist-datagen_write", "checkpoint"} <= charts
+    assert len([a for t, a, c, _ in dom.found if t == "circle" and c == "au"]) == 2
