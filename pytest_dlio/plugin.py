@@ -154,7 +154,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
     state = config.stash.get(STASH_KEY, None)
     if state is not None:
-        write_summary(terminalreporter, state.summary_lines(), state.rows)
+        write_summary(terminalreporter, state.summary_lines(), state.rows, state.written)
 
 
 # optionalhook: pytest-xdist may be absent. A workload's items (schema → datagen → train → au → checkpoint)

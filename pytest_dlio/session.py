@@ -50,6 +50,7 @@ class DlioSession:
         self.rows: list[dict[str, Any]] = []  # terminal summary rows, filled from reports (xdist-safe)
         self.texts: list[tuple[str, str, str]] = []  # (nodeid, title, text) for config/plan sections
         self.items: list[dict[str, Any]] = []  # every dlio item's outcome and figures (for JSON / HTML)
+        self.written: list[str] = []  # "dlio html report: PATH" lines for the terminal summary
 
     @property
     def output_root(self) -> Path:
@@ -145,11 +146,8 @@ class DlioSession:
 
             Path(html_path).parent.mkdir(parents=True, exist_ok=True)
             Path(html_path).write_text(render_html(doc), encoding="utf-8")
-        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            for label, path in (("json", json_path), ("html", html_path)):
-                if path:
-                    reporter.write_line(f"dlio {label} report: {Path(path).resolve()}")
+        self.written += [f"dlio {label} report: {Path(path).resolve()}"
+                         for label, path in (("json", json_path), ("html", html_path)) if path]
 
     def summary_lines(self) -> list[tuple[str, list[str]]]:
         return [(f"{title}: {nodeid.split('::')[0]}", text.rstrip("\n").split("\n"))

@@ -139,3 +139,27 @@ def test_pytest_html_report_gets_the_charts(pytester: pytest.Pytester) -> None:
     charts = {c for t, _, c, _ in dom.found if t == "svg" and c}
     assert {"au", "samples", "train-mbps", "hist-train_read", "hist-datagen_write", "checkpoint"} <= charts
     assert len([a for t, a, c, _ in dom.found if t == "circle" and c == "au"]) == 2
+
+
+@needs_chromium
+def test_mlperf_set_at_smoke_scale_renders_every_workload(pytester: pytest.Pytester) -> None:
+    from tests.conftest import CONFIGS
+
+    result = run(pytester, "--dlio-config", str(CONFIGS / "mlperf_storage_v3.0"), "--dlio-scale", "smoke",
+                 "--dlio-html", "m.html", "--dlio-json", "m.json", "--dlio-data-root", str(pytester.path / ".dlio"))
+    assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)  # au may fail at smoke scale
+    doc = json.loads((pytester.path / "m.json").read_text())
+    dom = parse(rendered_dom(pytester.path / "m.html"))
+    names = [a["data-workload"] for t, a, _, _ in dom.found if t == "tr" and "data-workload" in a]
+    assert len(names) == len(doc["workloads"]) == len(list((CONFIGS / "mlperf_storage_v3.0").glob("*.yaml")))
+    trained = [wl for wl in doc["workloads"] if any(i["phase"] == "train" and i["outcome"] == "passed"
+                                                    for i in wl["items"])]
+    assert len(trained) >= 10
+    for wl in trained:
+        au = dom.points("au", wl["name"])
+        assert [float(p["data-value"]) for p in au] == pytest.approx([e["au_percentage"] for e in wl["epochs"]])
+        assert dom.points("hist-train_read", wl["name"], tag="rect"), wl["name"]
+    llama = [wl["name"] for wl in doc["workloads"] if wl["name"].startswith("llama3")]
+    for name in llama:
+        kinds = {b["data-kind"] for b in dom.points("checkpoint", name, tag="rect")}
+        assert kinds == {"save", "load"}, name

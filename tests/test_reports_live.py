@@ -93,3 +93,17 @@ def test_stray_positional_with_dlio_config_is_refused(tiny: pytest.Pytester) -> 
     result = run(tiny, "--dlio-config", "tiny.yaml", "notes.txt")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*positional argument 'notes.txt' is not one of the --dlio-config workloads*"])
+
+
+def test_progress_from_xdist_workers_reaches_the_terminal(tiny: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    tiny.makefile(".yaml", other=SMALL.replace("data/tiny", "data/other").replace("checkpoints/tiny",
+                                                                                    "checkpoints/other"))
+    result = tiny.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-n", "2",
+                                       "--dlio-config", "tiny.yaml", "--dlio-config", "other.yaml",
+                                       "--dlio-progress-interval", "0")
+    result.assert_outcomes(passed=12)
+    err = result.stderr.str()
+    for name in ("tiny", "other"):  # one workload per worker, each with its own lines
+        assert f"[dlio] {name} train: epoch 2/2 step 8/8" in err
+    assert "(gw0)" in err and "(gw1)" in err

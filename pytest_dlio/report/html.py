@@ -232,6 +232,8 @@ def _run_table(run: Mapping[str, Any]) -> str:
         if key not in run or (run[key] is None and not key.endswith("_emulator")):
             continue
         v = run[key]
+        if key == "scale" and isinstance(v, float):
+            v = f"{v:.3g}"
         if key.endswith("_emulator"):
             v = f"{v} (emulator, not real storage)" if v else "none (real storage)"
         rows.append(f"<tr><th>{escape(label)}</th><td><code>{escape(_fmt(v, 6))}</code></td></tr>")

@@ -8,7 +8,8 @@ from typing import Any
 from pytest_dlio.report.table import render_table
 
 
-def write_summary(tr: Any, texts: Sequence[tuple[str, list[str]]], rows: Sequence[Mapping[str, Any]]) -> None:
+def write_summary(tr: Any, texts: Sequence[tuple[str, list[str]]], rows: Sequence[Mapping[str, Any]],
+                  written: Sequence[str] = ()) -> None:
     for title, lines in texts:
         tr.write_sep("-", title)
         for line in lines:
@@ -17,3 +18,5 @@ def write_summary(tr: Any, texts: Sequence[tuple[str, list[str]]], rows: Sequenc
         tr.write_sep("=", "dlio")
         for line in render_table(rows):
             tr.write_line(line)
+    for line in written:
+        tr.write_line(line)
