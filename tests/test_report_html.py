@@ -163,3 +163,14 @@ def test_mlperf_set_at_smoke_scale_renders_every_workload(pytester: pytest.Pytes
     for name in llama:
         kinds = {b["data-kind"] for b in dom.points("checkpoint", name, tag="rect")}
         assert kinds == {"save", "load"}, name
+
+
+def test_json_says_an_emulator_served_the_run(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("aiobotocore")
+    pytester.makefile(".yaml", tiny=SMALL.replace("checkpoint: true", "checkpoint: false"))
+    result = run(pytester, "--dlio-config", "tiny.yaml", "--dlio-storage", "s3://dlio-report/run",
+                 "--dlio-json", "r.json")
+    result.assert_outcomes(passed=4)
+    run_info = json.loads((pytester.path / "r.json").read_text())["workloads"][0]["run"]
+    assert run_info["data_uri"] == "s3://dlio-report/run/data/tiny" and run_info["data_emulator"] == "moto"
+    assert render_html(json.loads((pytester.path / "r.json").read_text())).count("moto (emulator") >= 1

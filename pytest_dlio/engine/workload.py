@@ -326,10 +326,8 @@ class Workload:
 
     def report_data(self, phase: str) -> dict[str, Any]:
         """The figures a report draws for ``phase`` (per-epoch AU, series, histograms, checkpoint timings)."""
-        out: dict[str, Any] = {}
-        if phase == "schema":
-            out["run"] = self.run_info()
-        elif phase == "datagen" and "datagen_write" in self.histograms:
+        out: dict[str, Any] = {"run": self.run_info()}  # every phase: an emulator may have started since
+        if phase == "datagen" and "datagen_write" in self.histograms:
             out["histograms"] = {"datagen_write": self.histograms["datagen_write"]}
         elif phase == "train" and self.metrics is not None:
             m = self.metrics

@@ -92,6 +92,10 @@ def _row(r: Mapping[str, Any], name: str) -> list[str]:
 def render_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """A header, a rule, one line per item row (keys are the item's properties), then the legend; every line
     fits ``WIDTH`` columns."""
+    first: dict[str, int] = {}  # workloads in order of first appearance, items in order within each
+    for i, r in enumerate(rows):
+        first.setdefault(str(r.get("nodeid", "?")).partition("::")[0], i)
+    rows = sorted(rows, key=lambda r: first[str(r.get("nodeid", "?")).partition("::")[0]])
     names = short_ids([str(r.get("nodeid", "?")) for r in rows])
     table = [[c[0] for c in COLUMNS], *(_row(r, n) for r, n in zip(rows, names, strict=True))]
     widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
