@@ -565,7 +565,10 @@ async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
     next_eval = cfg.evaluation.eval_after_epoch
     overall = 0
     tick = Ticker(progress, "train", cfg.train.epochs * steps, "steps")
-    busy = proc_sum = 0.0  # compute and proc seconds so far: the progress line's running AU
+    # compute and step seconds so far without each epoch's excluded first steps (as DLIO's metric): the
+    # progress line's running AU and samples/s
+    busy = proc_sum = 0.0
+    counted = 0
     tl.t_start = clock.now()
     try:
         for e in range(1, cfg.train.epochs + 1):
@@ -583,9 +586,11 @@ async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
                     await comm.barrier()  # a coroutine: the loader's reader tasks keep running meanwhile
                     block.steps.append(Step(t0, t1 - t0, t2 - t1, clock.now() - t0))
                     overall += 1
-                    busy, proc_sum = busy + t2 - t1, proc_sum + block.steps[-1].proc
+                    if step > tl.exclude_start_steps:
+                        busy, proc_sum, counted = busy + t2 - t1, proc_sum + block.steps[-1].proc, counted + 1
                     tick(overall, epoch=e, epochs=cfg.train.epochs, step=step, steps=steps,
-                         batch=rd.batch_size * comm.size, au_percent=100.0 * busy / proc_sum if proc_sum else 0.0)
+                         au_percent=100.0 * busy / proc_sum if proc_sum else None,
+                         samples_per_second=counted * rd.batch_size * comm.size / proc_sum if proc_sum else None)
                     if every > 0 and overall % every == 0 and on_checkpoint is not None:
                         block.t_end = clock.now()
                         ep.blocks.append(block)
@@ -610,7 +615,8 @@ async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
             pool.shutdown(wait=False, cancel_futures=True)
     tl.t_end = clock.now()
     tick(overall, final=True, epoch=cfg.train.epochs, epochs=cfg.train.epochs, step=steps, steps=steps,
-         batch=rd.batch_size * comm.size, au_percent=100.0 * busy / proc_sum if proc_sum else 0.0)
+         au_percent=100.0 * busy / proc_sum if proc_sum else None,
+         samples_per_second=counted * rd.batch_size * comm.size / proc_sum if proc_sum else None)
     gathered = await comm.gather(tl)
     metrics = compute_metrics(gathered if gathered else [tl], cfg.metric.au)
     return TrainRun(tl, metrics, loader.stats, tl.t_start, tl.t_end)

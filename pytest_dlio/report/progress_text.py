@@ -25,9 +25,12 @@ def progress_line(workload: str, p: Progress) -> str:
         body = (f"{x.get('files', '?')}/{x.get('files_total', '?')} files, "
                 f"{p.done / MIB:.1f}/{p.total / MIB:.1f} MiB, {p.rate / MIB:.1f} MiB/s")
     elif p.phase == "train":
-        samples = p.rate * float(x.get("batch", 1))
-        body = (f"epoch {x.get('epoch', '?')}/{x.get('epochs', '?')} step {x.get('step', '?')}/"
-                f"{x.get('steps', '?')}, {samples:.1f} samples/s, AU {float(x.get('au_percent', 0.0)):.1f} % so far")
+        body = f"epoch {x.get('epoch', '?')}/{x.get('epochs', '?')} step {x.get('step', '?')}/{x.get('steps', '?')}"
+        if x.get("au_percent") is None:  # only excluded first steps so far (DLIO's metric skips them too)
+            body += ", warming up"
+        else:
+            body += (f", {float(x.get('samples_per_second') or 0.0):.1f} samples/s, "
+                     f"AU {float(x['au_percent']):.1f} % so far")
     elif p.phase == "checkpoint":
         body = (f"{x.get('kind', '')} {x.get('index', '')}: {p.done / GIB:.2f}/{p.total / GIB:.2f} GB, "
                 f"{p.rate / GIB:.2f} GB/s")
