@@ -107,3 +107,12 @@ def test_progress_from_xdist_workers_reaches_the_terminal(tiny: pytest.Pytester)
     for name in ("tiny", "other"):  # one workload per worker, each with its own lines
         assert f"[dlio] {name} train: epoch 2/2 step 8/8" in err
     assert "(gw0)" in err and "(gw1)" in err
+
+
+def test_plan_and_show_config_start_no_emulator(tiny: pytest.Pytester) -> None:
+    pytest.importorskip("aiobotocore")
+    for opt in ("--dlio-plan", "--dlio-show-config"):
+        result = run(tiny, "--dlio-config", "tiny.yaml", "--dlio-storage", "s3://dlio-plan/x", opt)
+        result.assert_outcomes(passed=1)
+        assert "embedded moto" not in result.stdout.str()
+    assert not (tiny.path / ".dlio").exists()
