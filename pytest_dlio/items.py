@@ -27,6 +27,7 @@ class WorkloadFile(pytest.File):
         self.workload: Workload | None = None
         self.error: ConfigError | None = None
         self.failed: list[str] = []  # names of items that failed, so later ones skip with a reason
+        self.schema_ran = False  # whether the schema item ran in this session (else items check the world)
 
     def collect(self) -> Iterator[pytest.Item]:
         from pytest_dlio.engine.workload import Workload
@@ -73,7 +74,7 @@ class DlioItem(pytest.Item):
             return
         wl = self.workload
         missing = [n for n in self.needs if n != "schema" and n not in wl.results]
-        if "schema" in self.needs and missing:
+        if "schema" in self.needs and not self.parent.schema_ran:
             problems = wl.problems()
             if problems:
                 pytest.skip(f"not run: schema fails ({problems[0]}); run {self.parent.nodeid}::schema for all")
@@ -119,6 +120,7 @@ class SchemaItem(DlioItem):
     """Passes when the config is valid; fails with every problem, each naming key and file:line:col."""
 
     def check(self) -> None:
+        self.parent.schema_ran = True
         if self.parent.error is not None:
             raise self.parent.error
         wl = self.workload

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pytest_dlio.engine.settings import GENERATE_MODES, SCALE_PRESETS
@@ -51,6 +53,48 @@ def parse_ranks(value: str) -> int:
 
 
 SHOW_CONFIG_FORMATS = ("yaml", "json")
+
+
+_HYDRA = re.compile(r"\+{0,2}[A-Za-z_][\w.]*=")  # DLIO's hydra override: ++key=value, +key=value, key=value
+
+
+def _show_config_value(args: list[str]) -> list[str]:
+    """``--dlio-show-config PATH`` (nargs="?" takes the path as its value): keep PATH as a positional argument."""
+    args = list(args)
+    for i, a in enumerate(args):
+        if a == "--dlio-show-config" and i + 1 < len(args) and not args[i + 1].startswith("-") \
+                and args[i + 1] not in SHOW_CONFIG_FORMATS:
+            args[i] = "--dlio-show-config=yaml"
+        elif a.startswith("--dlio-show-config=") and a.partition("=")[2] not in SHOW_CONFIG_FORMATS:
+            raise ValueError(f"{a}: expected --dlio-show-config, --dlio-show-config=yaml or --dlio-show-config=json")
+    return args
+
+
+def rewrite_args(args: list[str], positional: list[str], targets: list[Path], *, dlio: bool) -> list[str]:
+    """The command line pytest should parse (ValueError, saying what to do, for what cannot be kept).
+
+    ``--dlio-show-config PATH`` keeps PATH as a path; hydra overrides (``++key=value``, or ``key=value`` with
+    --dlio-config) become ``--dlio-set``; with --dlio-config (``targets``), node ids inside its targets stay
+    and replace the targets they select, and any other positional is refused (never silently dropped).
+    """
+    out = _show_config_value(args)
+    keep: list[str] = []
+    for a in positional:
+        if (a.startswith("+") or dlio) and _HYDRA.match(a) and not Path(a.partition("::")[0]).exists():
+            out[out.index(a)] = f"--dlio-set={a}"
+        elif dlio:
+            path = Path(a.partition("::")[0]).resolve()
+            if not any(path == t or t in path.parents for t in targets):
+                raise ValueError(
+                    f"positional argument {a!r} is not one of the --dlio-config workloads: pass it as "
+                    "--dlio-config, select an item as CONFIG.yaml::ITEM, or give a hydra override "
+                    "(++workload.key=value)")
+            keep.append(a)
+    if not dlio:
+        return out
+    chosen = {Path(a.partition("::")[0]).resolve() for a in keep}
+    configs = [str(t) for t in targets if not any(c == t or t in c.parents for c in chosen)]
+    return [a for a in out if a not in positional or a in keep] + configs
 
 
 def add_dlio_options(addoption: Callable[..., Any], addini: Callable[..., Any] | None = None) -> None:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import glob
 import importlib.util
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_dlio.options import SHOW_CONFIG_FORMATS, add_dlio_options
+from pytest_dlio.options import SHOW_CONFIG_FORMATS, add_dlio_options, rewrite_args
 
 pytest_plugins = [m for m in ["pytest_dlio.storage.pytest_plugin"] if importlib.util.find_spec(m)]
 _YAML = (".yaml", ".yml")
@@ -29,55 +28,20 @@ def _expand(spec: str) -> list[str]:
     return matches
 
 
-_HYDRA = re.compile(r"\+{0,2}[A-Za-z_][\w.]*=")  # DLIO's hydra override: ++key=value, +key=value, key=value
-
-
-def _show_config_value(args: list[str]) -> None:
-    """``--dlio-show-config PATH`` (nargs="?" takes the path as its value): keep PATH as a positional argument."""
-    for i, a in enumerate(args):
-        if a == "--dlio-show-config" and i + 1 < len(args) and not args[i + 1].startswith("-") \
-                and args[i + 1] not in SHOW_CONFIG_FORMATS:
-            args[i] = "--dlio-show-config=yaml"
-        elif a.startswith("--dlio-show-config=") and a.partition("=")[2] not in SHOW_CONFIG_FORMATS:
-            raise pytest.UsageError(f"{a}: expected --dlio-show-config, --dlio-show-config=yaml or "
-                                    "--dlio-show-config=json")
-
-
-def _positional(args: list[str], positional: list[str], targets: list[Path], dlio: bool) -> list[str]:
-    """Rewrite ``args``: hydra overrides become ``--dlio-set``; with --dlio-config, node ids inside its targets
-    stay and replace the targets they select; anything else is refused (never silently dropped)."""
-    keep: list[str] = []
-    out = list(args)
-    for a in positional:
-        if (a.startswith("+") or dlio) and _HYDRA.match(a) and not Path(a.partition("::")[0]).exists():
-            out[out.index(a)] = f"--dlio-set={a}"
-        elif dlio:
-            path = Path(a.partition("::")[0]).resolve()
-            if not any(path == t or t in path.parents for t in targets):
-                raise pytest.UsageError(
-                    f"positional argument {a!r} is not one of the --dlio-config workloads: pass it as "
-                    "--dlio-config, select an item as CONFIG.yaml::ITEM, or give a hydra override "
-                    "(++workload.key=value)")
-            keep.append(a)
-    if not dlio:
-        return out
-    chosen = {Path(a.partition("::")[0]).resolve() for a in keep}
-    configs = [str(t) for t in targets if not any(c == t or t in c.parents for c in chosen)]
-    return [a for a in out if a not in positional or a in keep] + configs
-
-
 # tryfirst: the config paths must replace the command-line targets before pytest reads them.
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
-    _show_config_value(args)
     ns = early_config.known_args_namespace
-    shown = ns.dlio_show_config
     positional = list(ns.file_or_dir or [])
-    if shown is not None and shown not in SHOW_CONFIG_FORMATS:
-        positional.append(shown)  # --dlio-show-config PATH: PATH was taken as its value
+    if ns.dlio_show_config is not None and ns.dlio_show_config not in SHOW_CONFIG_FORMATS:
+        positional.append(ns.dlio_show_config)  # --dlio-show-config PATH: PATH was taken as its value
     specs = ns.dlio_config or []
     targets = [Path(p).resolve() for spec in specs for p in _expand(spec)]
-    args[:] = _positional(args, positional, targets, bool(specs))
+    try:
+        args[:] = rewrite_args(args, positional, targets, dlio=bool(specs))
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
 
 @pytest.hookimpl
 def pytest_configure(config: pytest.Config) -> None:

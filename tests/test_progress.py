@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pytest_dlio.progress import Progress, Ticker
 from pytest_dlio.report.progress_text import clock, progress_line
 
@@ -49,3 +51,19 @@ def test_lines_per_phase() -> None:
 
 def test_clock() -> None:
     assert [clock(s) for s in (0, 59.6, 61, 3600, None, -1)] == ["0:00", "1:00", "1:01", "1:00:00", "?", "?"]
+
+
+def test_only_rank_zero_reports_progress(tmp_path: Path) -> None:
+    from pytest_dlio.engine.settings import RunSettings
+    from pytest_dlio.engine.workload import Workload
+    from pytest_dlio.ranks import RankOfWorld
+    from pytest_dlio.storage.session import StorageSession
+    from tests.test_e2e_items import SMALL
+
+    (tmp_path / "tiny.yaml").write_text(SMALL)
+    settings = RunSettings(data_root=tmp_path / ".dlio")
+    storage = StorageSession(settings.data_root)
+    got: list[Progress] = []
+    rank0 = Workload.load(tmp_path / "tiny.yaml", settings, storage, comm=RankOfWorld(0, 2), progress=got.append)
+    rank1 = Workload.load(tmp_path / "tiny.yaml", settings, storage, comm=RankOfWorld(1, 2), progress=got.append)
+    assert rank0.progress is not None and rank1.progress is None  # one line per workload, not per rank
