@@ -86,6 +86,9 @@ def test_page_renders_with_the_runs_points(pytester: pytest.Pytester) -> None:
     wl = doc["workloads"][0]
     series = wl["timeseries"]["train_read"]
     assert [float(p["data-value"]) for p in dom.points("train-mbps", "tiny")] == pytest.approx(series["MB_per_second"])
+    written = wl["timeseries"]["datagen_write"]
+    assert [float(p["data-value"]) for p in dom.points("datagen-mbps", "tiny")] == pytest.approx(
+        written["MB_per_second"])
     bars = dom.points("hist-train_read", "tiny", tag="rect")
     assert sum(int(b["data-count"]) for b in bars) == wl["histograms"]["train_read"]["count"] > 0
     ck = dom.points("checkpoint", "tiny", tag="rect")

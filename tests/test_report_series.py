@@ -54,8 +54,9 @@ def test_run_writes_series_beside_dlio_files(pytester: pytest.Pytester) -> None:
     out = pytester.path / "out" / "tiny"
     ts = json.loads((out / "0_timeseries.json").read_text())
     hist = json.loads((out / "0_latency_histograms.json").read_text())
-    props = {p.get("name"): p.get("value") for case in ET.parse(pytester.path / "out.xml").iter("testcase")
-             if case.get("name") == "train" for p in case.iter("property")}
+    cases = {case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
+             for case in ET.parse(pytester.path / "out.xml").iter("testcase")}
+    props = cases["train"]
     # what the series count is what was read, as the user reads it in the item's properties
     assert sum(ts["train_read"]["bytes"]) == int(props["read_bytes"])
     assert sum(ts["train_read"]["reads"]) == int(props["read_count"]) == hist["train_read"]["count"]
@@ -63,4 +64,6 @@ def test_run_writes_series_beside_dlio_files(pytester: pytest.Pytester) -> None:
     assert set(hist) >= {"datagen_write", "train_read", "eval_read", "checkpoint_save_file",
                          "checkpoint_load_file"}
     assert hist["datagen_write"]["count"] == 20  # one latency per file written
+    assert sum(ts["datagen_write"]["reads"]) == int(cases["datagen"]["datagen_files_written"]) == 20
+    assert sum(ts["datagen_write"]["bytes"]) == int(cases["datagen"]["datagen_bytes"])
     assert hist["checkpoint_load_file"]["count"] == 2  # two checkpoints of one file each

@@ -199,6 +199,11 @@ class Workload:
                                    progress=self.progress)
         self.datagen_stats = stats
         self.histograms["datagen_write"] = latency_histogram(stats.write_latencies)
+        if stats.write_starts:
+            from pytest_dlio.timeline import Reads
+
+            writes = Reads(list(stats.write_bytes), list(stats.write_latencies), list(stats.write_starts))
+            self.timeseries["datagen_write"] = time_series(writes)
         self._write_series()
         return report.datagen_result(stats)
 
@@ -329,6 +334,8 @@ class Workload:
         out: dict[str, Any] = {"run": self.run_info()}  # every phase: an emulator may have started since
         if phase == "datagen" and "datagen_write" in self.histograms:
             out["histograms"] = {"datagen_write": self.histograms["datagen_write"]}
+            if "datagen_write" in self.timeseries:
+                out["timeseries"] = {"datagen_write": self.timeseries["datagen_write"]}
         elif phase == "train" and self.metrics is not None:
             m = self.metrics
             out["epochs"] = [{"epoch": i + 1, "au_percentage": au, "samples_per_second": thr}

@@ -49,6 +49,8 @@ class DatagenStats:
     bytes_written: int  # every byte put to storage: files and their sidecars
     write_latencies: tuple[float, ...]  # seconds per file written (sidecars, file, marker)
     wall_seconds: float
+    write_starts: tuple[float, ...] = ()  # time.perf_counter() at each file's start (same order)
+    write_bytes: tuple[int, ...] = ()  # bytes of each file written, sidecars included (same order)
 
     @property
     def mib_per_second(self) -> float:
@@ -213,6 +215,8 @@ async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode:
     nonce = new_nonce()
     limit = in_flight(cfg, todo)
     latencies: list[float] = []
+    starts: list[float] = []
+    sizes: list[int] = []
     totals = {"bytes": 0, "files": 0}
     tick = Ticker(progress, "datagen", sum(f.expected_size or f.raw_bytes for f in todo), "B")
     queue = iter(todo)
@@ -227,6 +231,8 @@ async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode:
             written = await write_file(store, f, enc, listing)
             totals["bytes"] += written
             latencies.append(time.perf_counter() - t)
+            starts.append(t)
+            sizes.append(written)
             totals["files"] += 1
             enc.release()
             tick(totals["bytes"], files=totals["files"], files_total=len(todo))
@@ -238,7 +244,8 @@ async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode:
     await comm.barrier()
     return DatagenStats(format=cfg.dataset.format, files_planned=len(mine), files_written=int(totals["files"]),
                         files_skipped=len(mine) - len(todo), bytes_written=int(totals["bytes"]),
-                        write_latencies=tuple(latencies), wall_seconds=time.perf_counter() - t0)
+                        write_latencies=tuple(latencies), wall_seconds=time.perf_counter() - t0,
+                        write_starts=tuple(starts), write_bytes=tuple(sizes))
 
 
 async def cleanup(cfg: WorkloadConfig, store: ObjectStore, comm: Comm) -> int:

@@ -277,13 +277,16 @@ def workload_charts(wl: Mapping[str, Any]) -> list[str]:
                                  y_label="samples/s",
                                  point_attrs=[{"epoch": int(x), "value": v} for x, v in zip(xs, thr, strict=True)],
                                  hover=[f"epoch {int(x)}: {v:.1f} samples/s" for x, v in zip(xs, thr, strict=True)]))
-    for split in ("train", "eval"):
-        ts = (wl.get("timeseries") or {}).get(f"{split}_read")
+    for key, what in (("train_read", "train reads"), ("eval_read", "eval reads"),
+                      ("datagen_write", "datagen file writes")):
+        ts = (wl.get("timeseries") or {}).get(key)
+        name, _, op = key.partition("_")
         if ts and ts.get("t"):
-            charts.append(line_chart(f"{split}-mbps", f"{split} reads: MB/s per second", ts["t"], ts["MB_per_second"],
-                                     x_label="seconds since the first read", y_label="MB/s"))
-            charts.append(line_chart(f"{split}-p99", f"{split} reads: p99 latency per second (ms)", ts["t"],
-                                     ts["latency_p99_ms"], x_label="seconds since the first read", y_label="ms"))
+            since = f"seconds since the first {op}"
+            charts.append(line_chart(f"{name}-mbps", f"{what}: MB/s per second", ts["t"], ts["MB_per_second"],
+                                     x_label=since, y_label="MB/s"))
+            charts.append(line_chart(f"{name}-p99", f"{what}: p99 latency per second (ms)", ts["t"],
+                                     ts["latency_p99_ms"], x_label=since, y_label="ms"))
     titles = {"train_read": "train read", "eval_read": "eval read", "datagen_write": "datagen file write",
               "checkpoint_save_file": "checkpoint file save", "checkpoint_load_file": "checkpoint file load"}
     for key, title in titles.items():

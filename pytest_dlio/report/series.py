@@ -57,9 +57,10 @@ def latency_histogram(seconds: Sequence[float]) -> dict[str, Any]:
 
 
 def time_series(reads: Reads, t_end: float | None = None, bucket: float = 1.0) -> dict[str, Any]:
-    """Reads per ``bucket`` seconds by completion time: count, bytes, MB/s, latency mean/p99/max (ms).
+    """Operations per ``bucket`` seconds by completion time: count, bytes, MB/s, latency mean/p99/max (ms).
 
-    MB is DLIO's (2**20 bytes), as in ``train_io_mean_MB_per_second`` and ``read_MB_per_second_actual``.
+    ``reads`` holds storage reads (training) or, in the same shape, datagen's file writes (counted under
+    ``reads`` too). MB is DLIO's (2**20 bytes), as in ``train_io_mean_MB_per_second`` and ``read_MB_per_second_actual``.
     ``t`` is each bucket's start in seconds after the first read began; ``t0`` that moment as wall-clock
     time. MB/s divides by the bucket's width (the last one's width ends at ``t_end``, a wall-clock time,
     or at the last completion).
