@@ -177,3 +177,20 @@ def test_json_says_an_emulator_served_the_run(pytester: pytest.Pytester) -> None
     run_info = json.loads((pytester.path / "r.json").read_text())["workloads"][0]["run"]
     assert run_info["data_uri"] == "s3://dlio-report/run/data/tiny" and run_info["data_emulator"] == "moto"
     assert render_html(json.loads((pytester.path / "r.json").read_text())).count("moto (emulator") >= 1
+
+
+def test_json_is_built_from_reports_under_xdist(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    pytester.makefile(".yaml", tiny=SMALL, other=SMALL.replace("data/tiny", "data/other").replace(
+        "checkpoints/tiny", "checkpoints/other"))
+    result = run(pytester, "-p", "no:benchmark", "-n", "2", "--dlio-config", "tiny.yaml", "--dlio-config", "other.yaml",
+                 "--dlio-json", "r.json", "--dlio-output", "out")
+    result.assert_outcomes(passed=12)
+    doc = json.loads((pytester.path / "r.json").read_text())
+    assert sorted(wl["name"] for wl in doc["workloads"]) == ["other", "tiny"]
+    for wl in doc["workloads"]:
+        summary = json.loads((pytester.path / "out" / wl["name"] / "summary.json").read_text())
+        assert [e["au_percentage"] for e in wl["epochs"]] == summary["metric"]["train_au_percentage"]
+        assert [i["phase"] for i in wl["items"]] == ["schema", "datagen", "train", "au", "checkpoint_write",
+                                                     "checkpoint_read"]
+        assert wl["histograms"]["train_read"]["count"] > 0 and wl["checkpoint"]["load"]["durations_seconds"]
