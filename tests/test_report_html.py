@@ -120,11 +120,23 @@ def test_seventy_workloads_collapse_under_a_summary_table() -> None:
     assert [float(p["data-value"]) for p in dom.points("au", "w69")] == [pytest.approx(56.9)]
 
 
-def test_secrets_never_reach_the_page() -> None:
-    items = [_record("s3", "schema", "failed", message="bad key secret_access_key=*** (s3://b/x)",
-                     run={"data_uri": "s3://b/x", "data_emulator": "moto"})]
-    html = render_html(run_document(items, {"overrides": ["storage.storage_options.secret_access_key=***"]}))
-    assert "moto (emulator, not real storage)" in html and "<script src" not in html
+def test_secrets_never_reach_the_page(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", tiny=SMALL)
+    result = run(pytester, "--dlio-config", "tiny.yaml", "--dlio-show-config", "--dlio-json", "r.json",
+                 "--dlio-html", "r.html", "--dlio-set", "storage.storage_options.secret_access_key=TOPSECRET123",
+                 "++workload.storage.storage_options.account_key=ANOTHERSECRET9")
+    result.assert_outcomes(passed=1)
+    for name in ("r.json", "r.html"):
+        text = (pytester.path / name).read_text()
+        assert "TOPSECRET123" not in text and "ANOTHERSECRET9" not in text, name
+    settings = json.loads((pytester.path / "r.json").read_text())["settings"]
+    assert settings["overrides"] == ["storage.storage_options.secret_access_key=***",
+                                     "++workload.storage.storage_options.account_key=***"]
+
+
+def test_emulator_is_named_on_the_page() -> None:
+    items = [_record("s3", "schema", "passed", run={"data_uri": "s3://b/x", "data_emulator": "moto"})]
+    assert "moto (emulator, not real storage)" in render_html(run_document(items))
 
 
 def test_html_escapes_what_it_shows() -> None:
