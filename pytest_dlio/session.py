@@ -135,17 +135,16 @@ class DlioSession:
         json_path, html_path = self.config.getoption("dlio_json"), self.config.getoption("dlio_html")
         if not (json_path or html_path):
             return
-        from pytest_dlio.report.dlio_json import write_json
+        import json
+
+        from pytest_dlio.report.html import render_html
         from pytest_dlio.report.rundoc import run_document
 
         doc = run_document(self.items, self.run_settings())
-        if json_path:
-            write_json(Path(json_path), doc)
-        if html_path:
-            from pytest_dlio.report.html import render_html
-
-            Path(html_path).parent.mkdir(parents=True, exist_ok=True)
-            Path(html_path).write_text(render_html(doc), encoding="utf-8")
+        for path, text in ((json_path, lambda: json.dumps(doc, indent=1)), (html_path, lambda: render_html(doc))):
+            if path:  # files to share: plain writes, so the user's umask applies (not mkstemp's 0600)
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                Path(path).write_text(text(), encoding="utf-8")
         self.written += [f"dlio {label} report: {Path(path).resolve()}"
                          for label, path in (("json", json_path), ("html", html_path)) if path]
 
