@@ -79,7 +79,12 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
         from pytest_dlio.items import WorkloadFile
         from pytest_dlio.session import STASH_KEY
 
-        return WorkloadFile.from_parent(parent, path=file_path, session_state=parent.config.stash[STASH_KEY])
+        state = parent.config.stash[STASH_KEY]
+        node = WorkloadFile.from_parent(parent, path=file_path, session_state=state)
+        if not node.nodeid:  # a YAML named outside the rootdir: pytest leaves its node id empty ("::au");
+            # an absolute one shows relative to the current folder in -v lines and reports
+            node = WorkloadFile.from_parent(parent, path=file_path, session_state=state, nodeid=str(file_path))
+        return node
     return None
 
 

@@ -116,3 +116,11 @@ def test_plan_and_show_config_start_no_emulator(tiny: pytest.Pytester) -> None:
         result.assert_outcomes(passed=1)
         assert "embedded moto" not in result.stdout.str()
     assert not (tiny.path / ".dlio").exists()
+
+
+def test_yaml_outside_the_rootdir_keeps_its_name(tiny: pytest.Pytester) -> None:
+    (tiny.path / "root").mkdir()
+    result = run(tiny, "--rootdir", "root", "--dlio-config", "tiny.yaml", "-v", "-k", "schema or datagen")
+    result.assert_outcomes(passed=2, deselected=4)
+    result.stdout.fnmatch_lines(["tiny.yaml::schema PASSED*", "tiny.yaml::datagen PASSED*", "tiny::datagen *passed*"])
+    assert "\n::schema" not in result.stdout.str()
