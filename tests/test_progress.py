@@ -45,6 +45,8 @@ def test_lines_per_phase() -> None:
     warm = Progress("train", 1, 40, "steps", 0.1, None, {"epoch": 1, "epochs": 4, "step": 1, "steps": 10,
                                                           "au_percent": None})
     assert progress_line("w", warm) == "w train: epoch 1/4 step 1/10, warming up, ETA ?"
+    ev = Progress("eval", 3, 8, "steps", 1.5, 3.3, {"epoch": 2})
+    assert progress_line("w", ev) == "w eval: after epoch 2: step 3/8, 1.5 steps/s, ETA 0:03"
     ck = Progress("checkpoint", 2**30, 4 * 2**30, "B", 2**29, 6.0, {"kind": "save", "index": 2})
     assert progress_line("w", ck) == "w checkpoint: save 2: 1.00/4.00 GB, 0.50 GB/s, ETA 0:06"
 

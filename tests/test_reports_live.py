@@ -25,6 +25,7 @@ def test_progress_lines_for_every_phase_without_s(tiny: pytest.Pytester) -> None
         "[[]dlio] tiny checkpoint: load 2: */* GB, * GB/s, ETA 0:00",
     ], consecutive=False)
     assert "tiny checkpoint: save 1:" in result.stdout.str()
+    assert "[dlio] tiny eval: after epoch 2: step 4/4," in result.stdout.str()  # 4 eval files, batch 1
     xml = (tiny.path / "out.xml").read_text()
     assert "[dlio]" not in xml and "ETA" not in xml  # never in JUnit (not a captured section)
     root = ET.fromstring(xml)

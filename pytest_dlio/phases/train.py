@@ -518,8 +518,9 @@ async def _shared_seed(comm: Comm) -> int:
 
 
 async def _eval(cfg: WorkloadConfig, loader: Loader, comm: Comm, clock: Clock, epoch: int, seed: int,
-                rng: np.random.Generator) -> EvalRun:
+                rng: np.random.Generator, progress: ProgressFn | None = None) -> EvalRun:
     steps = cfg.eval_steps(comm.size)
+    tick = Ticker(progress, "eval", steps, "steps")
     order = epoch_order(cfg, epoch, comm.rank, comm.size, shared_seed=seed, split="eval")
     run = EvalRun(clock.now())
     it = loader.batches(order, cfg.reader.batch_size_eval)
@@ -531,6 +532,7 @@ async def _eval(cfg: WorkloadConfig, loader: Loader, comm: Comm, clock: Clock, e
             await emulate(cfg.evaluation.eval_time.sample(rng))
             t2 = clock.now()
             run.steps.append(Step(t0, t1 - t0, t2 - t1, t2 - t0))
+            tick(len(run.steps), final=len(run.steps) == steps, epoch=epoch)
     finally:
         await it.aclose()
     run.t_end = clock.now()
@@ -604,7 +606,7 @@ async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
                 block.t_end = clock.now()
                 ep.blocks.append(block)
             if eval_loader is not None and e >= next_eval:
-                ep.eval = await _eval(cfg, eval_loader, comm, clock, e, seed, rng)
+                ep.eval = await _eval(cfg, eval_loader, comm, clock, e, seed, rng, progress)
                 next_eval += cfg.evaluation.epochs_between_evals
             ep.t_end = clock.now()
             tl.epochs.append(ep)

@@ -31,6 +31,8 @@ def progress_line(workload: str, p: Progress) -> str:
         else:
             body += (f", {float(x.get('samples_per_second') or 0.0):.1f} samples/s, "
                      f"AU {float(x['au_percent']):.1f} % so far")
+    elif p.phase == "eval":
+        body = f"after epoch {x.get('epoch', '?')}: step {p.done:g}/{p.total:g}, {p.rate:.1f} steps/s"
     elif p.phase == "checkpoint":
         body = (f"{x.get('kind', '')} {x.get('index', '')}: {p.done / GIB:.2f}/{p.total / GIB:.2f} GB, "
                 f"{p.rate / GIB:.2f} GB/s")
