@@ -52,6 +52,19 @@ def parse_ranks(value: str) -> int:
     return n
 
 
+def parse_storage(value: str) -> str:
+    """A storage URI, checked before the session starts (so a bad one is a usage error that names the form,
+    never echoing credentials written into it)."""
+    from pytest_dlio.errors import StorageError
+    from pytest_dlio.storage.uri import parse_uri
+
+    try:
+        parse_uri(value)
+    except StorageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
 SHOW_CONFIG_FORMATS = ("yaml", "json")
 
 
@@ -110,7 +123,7 @@ def add_dlio_options(addoption: Callable[..., Any], addini: Callable[..., Any] |
     addoption("--dlio-show-config", nargs="?", const="yaml", default=None, metavar="yaml|json",
               help="print each collected workload's normalised config (YAML or JSON) and run only its schema "
                    "item: nothing touches storage.")
-    addoption("--dlio-storage", default=None, metavar="URI",
+    addoption("--dlio-storage", default=None, type=parse_storage, metavar="URI",
               help="where data and checkpoints go: file:///path, direct:///path, s3://bucket/prefix, "
                    "az://container/prefix, az://account/container/prefix, mem://name.")
     addoption("--dlio-data-root", default=None, metavar="DIR",

@@ -68,7 +68,7 @@ def test_off_means_off() -> None:
 
 def test_s3_path_style_boolean_accepted() -> None:
     cfg = load(CONFIGS / "dlio" / "unet3d_h100_s3.yaml")
-    assert cfg.storage.storage_type == "s3" and cfg.storage.options["s3_force_path_style"] == "false"
+    assert cfg.storage.storage_type == "s3" and cfg.storage.options.s3.force_path_style is False
 
 
 @pytest.mark.parametrize(("text", "path", "value"), [
@@ -96,7 +96,7 @@ def test_errors_are_all_reported_with_positions() -> None:
     with pytest.raises(ConfigError) as info:
         load_text("dataset:\n  num_files_train: -1\n  format: npzz\n", "x.yaml")
     assert info.value.problems == [
-        "dataset.num_files_train: must be ≥ 0, got -1 (x.yaml:2:20)",
+        "dataset.num_files_train: must be ≥ 0, got -1 (valid: ≥ 0 and ≤ 100,000,000) (x.yaml:2:20)",
         "dataset.format: 'npzz' is not valid; expected one of tfrecord, hdf5, csv, npz, npy, hdf5_opt, jpeg, png, "
         "indexed_binary, mmap_indexed_binary, synthetic, parquet; did you mean npz? (x.yaml:3:11)",
     ]

@@ -302,7 +302,7 @@ async def read_checkpoints(cfg: WorkloadConfig, store: ObjectStore, *, comm: Com
             f"(checkpoint.num_checkpoints_write >= {len(wanted)}) or lower num_checkpoints_read")
     ckpt = Checkpointer(cfg, store, comm=comm, progress=progress)
     cache_note, caching = None, None
-    if store.uri.startswith("file://"):
+    if store.page_cached:
         if drop_caches and drop_page_cache():
             cache_note, caching = "page cache dropped before reading", False
         elif ckpt.layout.total_bytes > 0:

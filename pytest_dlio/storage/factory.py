@@ -8,7 +8,7 @@ from pathlib import Path
 from pytest_dlio.errors import StorageError
 from pytest_dlio.storage.base import ObjectStore
 from pytest_dlio.storage.settings import StoreOptions
-from pytest_dlio.storage.uri import parse_uri
+from pytest_dlio.storage.uri import parse_throttle, parse_uri
 
 _EXTRAS = {"s3": ("aiobotocore", "s3"), "az": ("azure.storage.blob", "azure")}
 
@@ -25,8 +25,20 @@ def require_extra(uri: str, scheme: str) -> None:
 
 
 def open_store(uri: str, options: StoreOptions | None = None) -> ObjectStore:
-    """A store rooted at ``uri`` (file://, direct://, mem://, s3://, az://); no I/O until first use."""
-    opts = options or StoreOptions()
+    """A store rooted at ``uri`` (file://, direct://, mem://, s3://, az://); no I/O until first use.
+
+    ``?bandwidth_mib_s=B&latency_ms=L`` on any URI wraps the store in a :class:`ThrottledStore`.
+    """
+    base, throttle = parse_throttle(uri)
+    store = _backend(base, options or StoreOptions())
+    if throttle is None:
+        return store
+    from pytest_dlio.storage.throttle import ThrottledStore
+
+    return ThrottledStore(store, throttle, uri)
+
+
+def _backend(uri: str, opts: StoreOptions) -> ObjectStore:
     p = parse_uri(uri)
     if p.scheme == "file":
         from pytest_dlio.storage.file import FileStore

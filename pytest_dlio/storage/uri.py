@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 from pytest_dlio.errors import StorageError
 
@@ -32,6 +33,15 @@ def parse_uri(uri: str) -> ParsedUri:
         raise StorageError(uri, "open", reason="not a storage URI; use file:///abs/path, direct:///abs/path, "
                                                "s3://bucket/prefix, az://container/prefix or mem://name")
     scheme, netloc, path = m.group(1), m.group(2), unquote(m.group(3))
+    if "@" in netloc:  # never echo it: the part before '@' is a credential
+        shown = f"{scheme}://***@{netloc.rsplit('@', 1)[1]}{m.group(3)}"
+        raise StorageError(shown, "open", reason="credentials in a URI (user:secret@…) are refused: they would "
+                                                 "show in the header and reports; give them in "
+                                                 "storage.storage_options or the environment (AWS_ACCESS_KEY_ID, "
+                                                 "AZURE_STORAGE_KEY, …)")
+    if ".." in path.replace("\\", "/").split("/"):
+        raise StorageError(uri, "open", reason="'..' in a storage path is refused: a run stays inside its "
+                                               "root; write the path without '..'")
     if scheme in ("file", "direct"):
         if netloc not in ("", "localhost"):
             raise StorageError(uri, "open", reason=f"{scheme}:// needs an absolute path, e.g. {scheme}:///data/dlio")
@@ -44,8 +54,12 @@ def parse_uri(uri: str) -> ParsedUri:
 
 
 def relative_folder(folder: str) -> str:
-    """A config folder as a relative key prefix: strip ``./`` and leading/trailing ``/``."""
+    """A config folder as a relative key prefix: strip ``./`` and leading/trailing ``/``; ``..`` is refused
+    (the schema refuses it first; this keeps every caller inside its root whatever it was given)."""
     parts = [p for p in folder.replace("\\", "/").split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise StorageError(folder, "resolve", reason="'..' would leave the data root or --dlio-storage root; "
+                                                     "write the folder without '..'")
     return "/".join(parts)
 
 
@@ -57,12 +71,54 @@ def join_uri(base: str, rel: str) -> str:
     return f"{base.rstrip('/')}/{rel}"
 
 
-def check_key(uri: str, op: str, key: str) -> str:
-    """Reject keys that would escape the store's root or are not relative."""
-    if key.startswith("/") or any(p in ("..", ".") for p in key.split("/")) or "\x00" in key:
-        raise StorageError(uri, op, key, "keys are relative '/'-separated names without '.', '..' or a "
-                                         "leading '/'")
-    return key
+@dataclass(frozen=True)
+class Throttle:
+    """What ``?bandwidth_mib_s=B&latency_ms=L`` on a store URI asks for (see ``storage/throttle.py``)."""
+
+    #: Total bandwidth cap in MiB/s shared by every store opened with it (None: no cap).
+    bandwidth_mib_s: float | None = None
+    #: Milliseconds added to each request.
+    latency_ms: float = 0.0
+
+
+#: The query parameters a store URI accepts, with what each must be.
+THROTTLE_PARAMS = {"bandwidth_mib_s": "a number > 0 (MiB/s)", "latency_ms": "a number >= 0 (milliseconds)"}
+
+
+def split_query(uri: str) -> tuple[str, str]:
+    """``(uri without its query, query)``: ``"file:///d?latency_ms=1"`` → ``("file:///d", "latency_ms=1")``."""
+    base, _, query = uri.partition("?")
+    return base, query
+
+
+def with_query(uri: str, query: str) -> str:
+    """``uri`` with ``query`` appended (unchanged when the query is empty)."""
+    return f"{uri}?{query}" if query else uri
+
+
+def parse_throttle(uri: str) -> tuple[str, Throttle | None]:
+    """``(base URI, Throttle or None)``; StorageError naming the valid parameters when the query is bad."""
+    base, query = split_query(uri)
+    if not query:
+        return base, None
+    valid = "; valid: " + ", ".join(f"{k}={v}" for k, v in THROTTLE_PARAMS.items())
+    values: dict[str, float] = {}
+    for name, text in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
+        if name not in THROTTLE_PARAMS:
+            raise StorageError(base, "open", reason=f"unknown URI query parameter {name!r}{valid}")
+        if name in values:
+            raise StorageError(base, "open", reason=f"URI query parameter {name} given twice")
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0 or (name == "bandwidth_mib_s" and value == 0):
+            raise StorageError(base, "open", reason=f"URI query parameter {name}={text!r}: must be "
+                                                    f"{THROTTLE_PARAMS[name]}")
+        values[name] = value
+    if not values:
+        raise StorageError(base, "open", reason=f"URI query {query!r} names no parameter{valid}")
+    return base, Throttle(values.get("bandwidth_mib_s"), values.get("latency_ms", 0.0))
 
 
 _SECRET_PATTERNS = [
