@@ -206,3 +206,10 @@ def test_json_is_built_from_reports_under_xdist(pytester: pytest.Pytester) -> No
         assert [i["phase"] for i in wl["items"]] == ["schema", "datagen", "train", "au", "checkpoint_write",
                                                      "checkpoint_read"]
         assert wl["histograms"]["train_read"]["count"] > 0 and wl["checkpoint"]["load"]["durations_seconds"]
+
+
+def test_workloads_sharing_a_name_keep_their_folders() -> None:
+    items = [{**_record("unet3d", "schema", "passed"), "workload": f"{d}/unet3d.yaml"} for d in ("dlio", "mlperf")]
+    doc = run_document(items)
+    assert [wl["name"] for wl in doc["workloads"]] == ["dlio/unet3d", "mlperf/unet3d"]
+

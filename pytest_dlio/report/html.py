@@ -200,7 +200,7 @@ def _badge(outcome: str) -> str:
     return f'<span class="{escape(outcome)}">{escape(outcome)}</span>'
 
 
-def _anchor(wl: Mapping[str, Any], i: int) -> str:
+def _anchor(i: int) -> str:
     return f"wl-{i}"
 
 
@@ -216,7 +216,7 @@ def _summary_table(workloads: Sequence[Mapping[str, Any]]) -> str:
         cells = "".join(f'<td class="n" data-key="{k}">'
                         f'{"reused" if k == "datagen_MiB_per_s" and s.get("datagen_files_written") == 0 else _fmt(s.get(k))}'
                         "</td>" for k in keys)
-        rows.append(f'<tr data-workload="{escape(str(wl["name"]))}"><td><a href="#{_anchor(wl, i)}">'
+        rows.append(f'<tr data-workload="{escape(str(wl["name"]))}"><td><a href="#{_anchor(i)}">'
                     f'{escape(str(wl["name"]))}</a></td><td>{_badge(str(wl["verdict"]))}</td>{cells}</tr>')
     return "".join(rows) + "</table>"
 
@@ -308,7 +308,7 @@ def _section(wl: Mapping[str, Any], i: int, open_: bool) -> str:
             if "train_throughput_mean_samples_per_second" in s else ""]
     line = " · ".join(b for b in bits if b)
     charts = workload_charts(wl)
-    return (f'<details id="{_anchor(wl, i)}" data-workload="{escape(str(wl["name"]))}"{" open" if open_ else ""}>'
+    return (f'<details id="{_anchor(i)}" data-workload="{escape(str(wl["name"]))}"{" open" if open_ else ""}>'
             f'<summary>{escape(str(wl["name"]))} — {_badge(str(wl["verdict"]))} '
             f'<span class="muted">{escape(line)}</span></summary>'
             f"<h2>What was run</h2>{_run_table(wl.get('run') or {})}"

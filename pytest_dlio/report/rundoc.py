@@ -12,6 +12,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pytest_dlio.report.table import short_ids
+
 FORMAT_VERSION = 1
 #: Per-workload figures the summary table shows, by the property that carries them.
 SUMMARY_KEYS = ("train_au_mean_percentage", "au_threshold_percentage", "train_throughput_mean_samples_per_second",
@@ -32,7 +34,7 @@ def run_document(items: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]
     workloads: dict[str, dict[str, Any]] = {}
     for rec in items:
         key = str(rec.get("workload") or str(rec.get("nodeid", "?")).partition("::")[0])
-        wl = workloads.setdefault(key, {"id": key, "name": key.rpartition("/")[2].rsplit(".", 1)[0], "run": {},
+        wl = workloads.setdefault(key, {"id": key, "name": key, "run": {},
                                         "items": [], "summary": {}, "histograms": {}, "timeseries": {},
                                         "checkpoint": {}})
         props = dict(rec.get("properties") or {})
@@ -51,7 +53,8 @@ def run_document(items: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]
         if ck:
             wl["checkpoint"][ck["kind"]] = {k: v for k, v in ck.items() if k != "kind"}
     out = list(workloads.values())
-    for wl in out:
+    for wl, name in zip(out, short_ids([wl["id"] for wl in out]), strict=True):
+        wl["name"] = name  # the stem, with its folder when two workloads share one (as the terminal table)
         wl["verdict"] = _verdict([str(i["outcome"]) for i in wl["items"]])
     outcomes = [str(i["outcome"]) for wl in out for i in wl["items"]]
     return {
