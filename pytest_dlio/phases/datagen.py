@@ -17,7 +17,7 @@ import asyncio
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -26,6 +26,7 @@ from pytest_dlio.errors import DlioError
 from pytest_dlio.formats import Encoded, get_format
 from pytest_dlio.layout import DataFile, dataset_files, files_for_rank
 from pytest_dlio.phases.dataset import MARKER_PREFIX, Listing, list_dataset, marker_key, not_enough_message
+from pytest_dlio.progress import ProgressFn, Ticker
 from pytest_dlio.randbytes import file_rng, new_nonce
 from pytest_dlio.ranks import Comm
 from pytest_dlio.storage.base import ObjectStore
@@ -33,7 +34,6 @@ from pytest_dlio.storage.base import ObjectStore
 MODES = ("auto", "always", "never")
 STREAM_ABOVE = 8 << 20  # multi-part files above this stream through a Writer (no join copy)
 MEMORY_BUDGET = 1 << 30  # encoded bytes in flight at once (bounds concurrency for huge files)
-PROGRESS_EVERY = 5.0  # seconds
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,8 @@ class DatagenStats:
     bytes_written: int  # every byte put to storage: files and their sidecars
     write_latencies: tuple[float, ...]  # seconds per file written (sidecars, file, marker)
     wall_seconds: float
+    write_starts: tuple[float, ...] = ()  # time.perf_counter() at each file's start (same order)
+    write_bytes: tuple[int, ...] = ()  # bytes of each file written, sidecars included (same order)
 
     @property
     def mib_per_second(self) -> float:
@@ -126,7 +128,7 @@ def in_flight(cfg: WorkloadConfig, todo: list[DataFile]) -> int:
 
 
 async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode: str = "auto",
-                   progress: Callable[[str], None] | None = None) -> DatagenStats:
+                   progress: ProgressFn | None = None) -> DatagenStats:
     """Write this rank's files of the dataset (see the module docstring for modes and resumption)."""
     _check_mode(mode)
     t0 = time.perf_counter()
@@ -145,8 +147,10 @@ async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode:
     nonce = new_nonce()
     limit = in_flight(cfg, todo)
     latencies: list[float] = []
+    starts: list[float] = []
+    sizes: list[int] = []
     totals = {"bytes": 0, "files": 0}
-    last = [time.perf_counter()]
+    tick = Ticker(progress, "datagen", sum(f.expected_size or f.raw_bytes for f in todo), "B")
     queue = iter(todo)
     loop = asyncio.get_running_loop()
 
@@ -159,22 +163,21 @@ async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode:
             written = await write_file(store, f, enc, listing)
             totals["bytes"] += written
             latencies.append(time.perf_counter() - t)
+            starts.append(t)
+            sizes.append(written)
             totals["files"] += 1
             enc.release()
-            now = time.perf_counter()
-            if progress is not None and now - last[0] >= PROGRESS_EVERY:
-                last[0] = now
-                mib = totals["bytes"] / 2**20
-                progress(f"generated {totals['files']}/{len(todo)} files, {mib:.0f} MiB, "
-                         f"{mib / (now - t0):.1f} MiB/s")
+            tick(totals["bytes"], files=totals["files"], files_total=len(todo))
 
     workers = max(1, min(limit, len(todo)))
     with ThreadPoolExecutor(max_workers=min(workers, os.cpu_count() or 2), thread_name_prefix="dlio-gen") as pool:
         await asyncio.gather(*(worker(pool) for _ in range(workers)))
+    tick(totals["bytes"], final=True, files=totals["files"], files_total=len(todo))
     await comm.barrier()
     return DatagenStats(format=cfg.dataset.format, files_planned=len(mine), files_written=int(totals["files"]),
                         files_skipped=len(mine) - len(todo), bytes_written=int(totals["bytes"]),
-                        write_latencies=tuple(latencies), wall_seconds=time.perf_counter() - t0)
+                        write_latencies=tuple(latencies), wall_seconds=time.perf_counter() - t0,
+                        write_starts=tuple(starts), write_bytes=tuple(sizes))
 
 
 async def cleanup(cfg: WorkloadConfig, store: ObjectStore, comm: Comm) -> int:
