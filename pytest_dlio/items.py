@@ -4,7 +4,6 @@ record what it returns; the work itself is the engine's."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +12,7 @@ import pytest
 from pytest_dlio.errors import ConfigError, DlioError
 
 if TYPE_CHECKING:
+    from pytest_dlio.engine.runner import Runner
     from pytest_dlio.engine.workload import Workload
     from pytest_dlio.report.results import PhaseResult
     from pytest_dlio.session import DlioSession
@@ -27,6 +27,21 @@ class WorkloadFile(pytest.File):
         self.workload: Workload | None = None
         self.error: ConfigError | None = None
         self.failed: list[str] = []  # names of items that failed, so later ones skip with a reason
+        self._runner: Runner | None = None
+
+    def runner(self) -> Runner:
+        """Who runs this workload's phases (this process, local rank processes, or this MPI rank)."""
+        if self._runner is None:
+            from pytest_dlio.engine.runner import make_runner
+
+            assert self.workload is not None
+            self._runner = make_runner(self.workload)
+        return self._runner
+
+    def teardown(self) -> None:
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None
 
     def collect(self) -> Iterator[pytest.Item]:
         from pytest_dlio.engine.workload import Workload
@@ -115,7 +130,7 @@ class PhaseItem(DlioItem):
     """One engine phase (datagen, train, au, checkpoint_write, checkpoint_read) run on its own event loop."""
 
     def check(self) -> None:
-        self.record(asyncio.run(self.workload.run(self.name)))
+        self.record(self.parent.runner().run(self.name))
 
     def record(self, result: PhaseResult) -> None:
         for key, value in result.properties:

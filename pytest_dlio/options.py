@@ -40,6 +40,16 @@ def parse_ranks(value: str) -> int:
     return n
 
 
+def parse_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {value!r}") from None
+    if not seconds > 0 or seconds != seconds or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {value!r}")
+    return seconds
+
+
 def parse_show_config(value: str) -> str:
     if value not in ("yaml", "json"):
         raise argparse.ArgumentTypeError(f"expected yaml or json, got {value!r}")
@@ -71,8 +81,12 @@ def add_dlio_options(addoption: Callable[..., Any], addini: Callable[..., Any] |
     addoption("--dlio-output", default=None, metavar="DIR",
               help="where DLIO-compatible summary.json and per-rank files go (default: under the data root).")
     addoption("--dlio-ranks", default=None, type=parse_ranks, metavar="N",
-              help="world size for planning and rank file layout (default 1; a model-parallel checkpoint "
-                   "workload then runs as rank 0 of tensor x pipeline ranks).")
+              help="run N emulated accelerators: N rank processes on this host, supervised by pytest "
+                   "(default 1; a model-parallel checkpoint workload then runs as rank 0 of tensor x "
+                   "pipeline ranks). Under mpirun the MPI world size is used instead.")
+    addoption("--dlio-rank-timeout", default=60.0, type=parse_seconds, metavar="SECONDS",
+              help="a local rank that does not respond for this long counts as hung: the item fails naming "
+                   "it and its processes are killed (default 60).")
     addoption("--dlio-plan", action="store_true", default=False,
               help="print what each workload will cost (files, bytes, steps, checkpoint sizes, least time) "
                    "without touching storage.")

@@ -31,6 +31,7 @@ def settings_from(config: pytest.Config) -> RunSettings:
         verify=not opt("dlio_no_verify"),
         drop_caches=opt("dlio_drop_caches"),
         storage_uri=opt("dlio_storage"),
+        rank_timeout=opt("dlio_rank_timeout"),
     )
 
 

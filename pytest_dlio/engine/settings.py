@@ -29,6 +29,8 @@ class RunSettings:
     verify: bool = True
     drop_caches: bool = False
     storage_uri: str | None = None
+    rank_timeout: float = 60.0  # seconds a local rank may go silent before it counts as hung
+    mpi: bool = False  # this process is one rank of an MPI job (ranks = the MPI world size)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_root", Path(self.data_root).resolve())

@@ -24,7 +24,7 @@ from pytest_dlio.engine.settings import RunSettings
 from pytest_dlio.errors import DlioError
 from pytest_dlio.ranks import Comm, RankOfWorld, SingleComm
 from pytest_dlio.report import results as report
-from pytest_dlio.report.dlio_json import deep_merge, summary_dict, write_rank_files, write_summary
+from pytest_dlio.report.dlio_json import deep_merge, host_info, summary_dict, write_rank_files, write_summary
 from pytest_dlio.report.results import PhaseResult
 
 if TYPE_CHECKING:
@@ -176,26 +176,34 @@ class Workload:
         return RankOfWorld(0, mp), (f"one process emulates rank 0 of {mp} (tensor {par.tensor} x pipeline "
                                     f"{par.pipeline}): rank 0's files and sizes exactly; GB/s are this rank's")
 
-    def _single_rank(self) -> None:
-        if self.settings.ranks > 1 and self.comm.size == 1:
-            raise DlioError(f"--dlio-ranks {self.settings.ranks}: running several ranks at once is not supported "
-                            "yet; use --dlio-ranks N with --dlio-plan to plan for N ranks")
+    def _check_world(self) -> None:
+        """The Comm must span the world the run planned for (``--dlio-ranks N`` needs N ranks running)."""
+        want = self.settings.ranks if self.settings.ranks_explicit else 1
+        if want != self.comm.size and not getattr(self.comm, "emulated", False):
+            raise DlioError(f"--dlio-ranks {want}: this Workload runs in a world of {self.comm.size} rank(s); "
+                            "run it through pytest_dlio.engine.runner.make_runner (local rank processes) "
+                            "or under mpirun with one process per rank")
 
     # ---- phases ----
     async def datagen(self) -> PhaseResult:
         from pytest_dlio.phases.datagen import generate
 
-        self._single_rank()
+        self._check_world()
         async with await self.open_data() as store:
             stats = await generate(self.cfg, store, comm=self.comm, mode=self.settings.generate,
                                    progress=self.progress)
+        if self.comm.size > 1:  # the report shows the whole dataset's generation, summed over ranks
+            from pytest_dlio.phases.datagen import merge_stats
+
+            everyone = await self.comm.gather(stats)
+            stats = await self.comm.broadcast(merge_stats(everyone) if everyone else stats)
         self.datagen_stats = stats
         return report.datagen_result(stats)
 
     async def train(self) -> PhaseResult:
         from pytest_dlio.phases.train import run_training
 
-        self._single_rank()
+        self._check_world()
         cfg = self.cfg
         async with await self.open_data() as store:
             if cfg.workflow.checkpoint:
@@ -208,7 +216,8 @@ class Workload:
                 await cleanup(cfg, store, self.comm)
         self.train_run = run
         write_rank_files(self.output_dir, run.timeline)
-        self._add_to_summary(summary_dict(cfg, run.metrics, run.t_start, run.t_end))
+        hosts = await self.comm.gather(host_info())
+        self._add_to_summary(summary_dict(cfg, run.metrics, run.t_start, run.t_end, hosts=hosts))
         if self.saves is not None:
             self._add_to_summary({"metric": self.saves.metric})
         result = report.train_result(run.metrics)
@@ -238,7 +247,7 @@ class Workload:
     async def checkpoint_write(self) -> PhaseResult:
         from pytest_dlio.phases.checkpoint import write_checkpoints
 
-        self._single_rank()
+        self._check_world()
         if self.cfg.workflow.train:  # saves happened during training
             if self.saves is None or not self.saves.counts.get("save"):
                 raise DlioError("no checkpoint was written during training (check checkpoint_after_epoch, "
@@ -255,7 +264,7 @@ class Workload:
     async def checkpoint_read(self) -> PhaseResult:
         from pytest_dlio.phases.checkpoint import read_checkpoints
 
-        self._single_rank()
+        self._check_world()
         comm, note = self.checkpoint_comm()
         saved = list(self.saves.saved) if self.cfg.workflow.train and self.saves is not None else None
         async with await self.open_checkpoints() as store:
