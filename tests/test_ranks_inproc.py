@@ -112,3 +112,24 @@ def test_collectives_resolve_as_dlio_uses_them():
     assert resolve("broadcast", ["x", None, None]) == ["x", "x", "x"]
     with pytest.raises(DlioError, match="unknown collective 'scatter'"):
         resolve("scatter", [1])
+
+
+def test_page_cache_is_dropped_once_per_host(tmp_path, monkeypatch):
+    from pytest_dlio.phases import checkpoint as ck
+    from tests.test_checkpoint_phase import tiny
+
+    drops = []
+    monkeypatch.setattr(ck, "drop_page_cache", lambda: drops.append(1) or True)  # the real one needs root
+    cfg = tiny()
+
+    async def go():
+        store = open_store(f"file://{tmp_path}")
+        world = InProcessWorld(3)
+        await asyncio.gather(*(ck.write_checkpoints(cfg, store, comm=c) for c in world.comms))
+        return await asyncio.gather(
+            *(ck.read_checkpoints(cfg, store, comm=c, drop_caches=True) for c in world.comms)
+        )
+
+    stats = asyncio.run(go())
+    assert len(drops) == 1  # three ranks on one host, one drop
+    assert all("page cache dropped before reading" in s.notes for s in stats)
