@@ -48,7 +48,7 @@ class WorkloadFile(pytest.File):
 
         st = self.state
         try:
-            self.workload = Workload.load(self.path, st.settings, st.storage(),
+            self.workload = Workload.load(self.path, st.settings, st.storage(), comm=st.comm,
                                           progress=st.progress(f"{self.path.name}"))
         except ConfigError as exc:
             self.error = exc

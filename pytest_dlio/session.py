@@ -35,12 +35,37 @@ def settings_from(config: pytest.Config) -> RunSettings:
     )
 
 
+def mpi_settings(config: pytest.Config, settings: RunSettings) -> tuple[RunSettings, Any]:
+    """Under an MPI launcher: this rank's Comm and settings for the whole MPI world (rank 0's output
+    folder, so every rank writes into the same one); otherwise (settings, None)."""
+    from dataclasses import replace
+
+    from pytest_dlio.ranks.mpi import launcher_world_size
+
+    size = launcher_world_size()
+    if size <= 1:
+        return settings, None
+    from pytest_dlio.errors import DlioError
+    from pytest_dlio.ranks.mpi import MpiComm
+
+    try:
+        comm = MpiComm()
+    except DlioError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    asked = config.getoption("dlio_ranks")
+    if asked is not None and asked != comm.size:
+        raise pytest.UsageError(f"--dlio-ranks {asked} under mpirun with {comm.size} processes: the MPI world "
+                                "is the rank count; drop --dlio-ranks or launch that many processes")
+    out = comm.bcast_now(str(settings.output))
+    return replace(settings, ranks=comm.size, ranks_explicit=True, mpi=True, output_root=Path(out)), comm
+
+
 class DlioSession:
     """Settings for every workload of this pytest session, and the report rows items produced."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.settings = settings_from(config)
+        self.settings, self.comm = mpi_settings(config, settings_from(config))
         self.show_config: str | None = config.getoption("dlio_show_config")
         self.plan_only: bool = config.getoption("dlio_plan")
         self.rows: list[dict[str, Any]] = []  # terminal summary rows, filled from reports (xdist-safe)

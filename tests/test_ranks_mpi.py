@@ -1,0 +1,81 @@
+"""mpirun -np 2 python -m pytest …: two MPI ranks run the same items in lockstep; rank 0 alone reports.
+
+Needs OpenMPI and mpi4py (``.ci/run`` installs both; as root OpenMPI needs --allow-run-as-root)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from pytest_dlio.ranks.mpi import launcher_world_size
+from tests.test_e2e_items import SMALL
+
+pytest.importorskip("mpi4py", reason="mpi4py is installed by .ci/run (pip install 'pytest-dlio[mpi]')")
+MPIRUN = shutil.which("mpirun")
+pytestmark = pytest.mark.skipif(MPIRUN is None, reason="OpenMPI's mpirun is installed by .ci/run")
+
+
+def mpirun(tmp_path: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "OMPI_", "PMI"))}
+    forward = ["-x", "PYTHONPATH"] if "PYTHONPATH" in env else []
+    cmd = [
+        MPIRUN or "mpirun",
+        "-np",
+        "2",
+        "--oversubscribe",
+        "--allow-run-as-root",
+        *forward,
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:xdist",
+        "-p",
+        "no:hypothesispytest",
+        "--color=no",
+        *args,
+    ]
+    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_two_mpi_ranks_run_one_workload_and_rank_zero_reports(tmp_path: Path) -> None:
+    (tmp_path / "tiny.yaml").write_text(SMALL)
+    done = mpirun(tmp_path, "--dlio-config", "tiny.yaml", "--dlio-output", "out", "--junitxml=out.xml")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("test session starts") == 1  # rank 1 is silent
+    assert "6 passed" in done.stdout
+    out = tmp_path / "out" / "tiny"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_accelerators"] == 2 and summary["num_hosts"] == 1
+    for r in (0, 1):
+        assert (out / f"{r}_output.json").exists() and (out / f"{r}_per_epoch_stats.json").exists()
+    # 16 samples, batch 2, 2 ranks: 4 steps each per epoch, on both ranks
+    for r in (0, 1):
+        doc = json.loads((out / f"{r}_output.json").read_text())
+        assert len(doc["1"]["compute"]["block1"]) == 4
+    cases = {c.get("name"): c for c in ET.parse(tmp_path / "out.xml").getroot().iter("testcase")}
+    assert set(cases) == {"schema", "datagen", "train", "au", "checkpoint_write", "checkpoint_read"}
+    props = {p.get("name"): p.get("value") for p in cases["datagen"].iter("property")}
+    assert props["datagen_files_written"] == "20"  # both ranks' shares, summed
+
+
+def test_dlio_ranks_must_match_the_mpi_world(tmp_path: Path) -> None:
+    (tmp_path / "tiny.yaml").write_text(SMALL)
+    done = mpirun(tmp_path, "--dlio-config", "tiny.yaml", "--dlio-ranks", "3", timeout=120)
+    assert done.returncode != 0
+    assert "--dlio-ranks 3 under mpirun with 2 processes" in done.stderr
+
+
+def test_launcher_environment_is_recognised() -> None:
+    assert launcher_world_size({"OMPI_COMM_WORLD_SIZE": "4"}) == 4
+    assert launcher_world_size({"PMI_SIZE": "3"}) == 3
+    assert launcher_world_size({}) == 1
