@@ -57,6 +57,8 @@ class WorkloadFile(pytest.File):
             return
         for phase in self.workload.phases:
             yield PhaseItem.from_parent(self, name=phase.name, needs=("schema", *phase.needs))
+        if st.find_max and self.workload.cfg.workflow.train:
+            yield FindMaxItem.from_parent(self, name="max_accelerators", needs=("schema", "datagen"))
 
 
 class DlioItem(pytest.Item):
@@ -139,3 +141,15 @@ class PhaseItem(DlioItem):
             self.add_report_section("call", "dlio", "\n".join(result.lines))
         if result.failure:
             raise DlioError(result.failure)
+
+
+class FindMaxItem(PhaseItem):
+    """``--dlio-find-max``: the most local accelerators that keep the AU threshold (engine.findmax)."""
+
+    def check(self) -> None:
+        from pytest_dlio.engine.findmax import doc, find_max
+
+        result = find_max(self.workload)
+        self.parent.runner().add_to_summary(doc(result))
+        self.add_report_section("call", "dlio max accelerators", result.lines[0])
+        self.record(result)

@@ -87,6 +87,10 @@ def add_dlio_options(addoption: Callable[..., Any], addini: Callable[..., Any] |
     addoption("--dlio-rank-timeout", default=60.0, type=parse_seconds, metavar="SECONDS",
               help="a local rank that does not respond for this long counts as hung: the item fails naming "
                    "it and its processes are killed (default 60).")
+    addoption("--dlio-find-max", action="store_true", default=False,
+              help="add an item max_accelerators per training workload: the most local ranks whose mean "
+                   "train AU still meets metric.au (doubling, then bisection), and whether host CPU or "
+                   "storage was the limit.")
     addoption("--dlio-plan", action="store_true", default=False,
               help="print what each workload will cost (files, bytes, steps, checkpoint sizes, least time) "
                    "without touching storage.")

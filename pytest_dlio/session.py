@@ -68,6 +68,7 @@ class DlioSession:
         self.settings, self.comm = mpi_settings(config, settings_from(config))
         self.show_config: str | None = config.getoption("dlio_show_config")
         self.plan_only: bool = config.getoption("dlio_plan")
+        self.find_max: bool = config.getoption("dlio_find_max") and self.comm is None
         self.rows: list[dict[str, Any]] = []  # terminal summary rows, filled from reports (xdist-safe)
         self.texts: list[tuple[str, str, str]] = []  # (nodeid, title, text) for config/plan sections
 
@@ -101,7 +102,7 @@ class DlioSession:
             return
         for title, text in report.sections:
             name = title.removeprefix("Captured ").removesuffix(" call")
-            if name in ("dlio config", "dlio plan"):
+            if name in ("dlio config", "dlio plan", "dlio max accelerators"):
                 self.texts.append((report.nodeid, name, text))
         props = dict(report.user_properties)
         if props:
