@@ -170,3 +170,38 @@ def test_bad_rank_timeout_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = run(pytester, "--dlio-config", "tiny.yaml", "--dlio-rank-timeout", "0")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--dlio-rank-timeout*expected a number of seconds > 0, got '0'*"])
+
+
+def test_xdist_spreads_workloads_and_runs_ranks_inside_a_worker(pytester: pytest.Pytester) -> None:
+    pytester.makefile(
+        ".yaml",
+        one=SMALL.replace("data/tiny", "data/one").replace("checkpoints/tiny", "checkpoints/one"),
+        two=SMALL.replace("data/tiny", "data/two").replace("checkpoints/tiny", "checkpoints/two"),
+    )
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:hypothesispytest",
+        "-n",
+        "2",
+        "--dlio-config",
+        "one.yaml",
+        "--dlio-config",
+        "two.yaml",
+        "--dlio-ranks",
+        "2",
+        "--dlio-output",
+        "out",
+        "-v",
+    )
+    result.assert_outcomes(passed=12)
+    where: dict[str, set[str]] = {}
+    for worker, name in re.findall(r"\[(gw\d)\] .*PASSED (one|two)\b", result.stdout.str()):
+        where.setdefault(name, set()).add(worker)
+    # each workload's items in order on one worker, the two workloads on different workers
+    assert len(where["one"]) == len(where["two"]) == 1 and where["one"] != where["two"]
+    for name in ("one", "two"):
+        summary = json.loads((pytester.path / "out" / name / "summary.json").read_text())
+        assert summary["num_accelerators"] == 2
+        assert (pytester.path / "out" / name / "1_output.json").exists()
