@@ -79,3 +79,36 @@ def test_launcher_environment_is_recognised() -> None:
     assert launcher_world_size({"OMPI_COMM_WORLD_SIZE": "4"}) == 4
     assert launcher_world_size({"PMI_SIZE": "3"}) == 3
     assert launcher_world_size({}) == 1
+
+
+# checkpoint-only, tensor parallel 2: rank 0 and rank 1 each write their own model_states file
+SPLIT = """
+model:
+  name: ck
+  model_size_bytes: 65536
+  parallelism:
+    tensor: 2
+framework: pytorch
+workflow:
+  checkpoint: true
+  train: false
+  generate_data: false
+checkpoint:
+  checkpoint_folder: checkpoints/ck
+  num_checkpoints_write: 1
+  num_checkpoints_read: 1
+"""
+
+
+def test_a_failure_on_rank_one_fails_rank_zeros_item_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "ck.yaml").write_text(SPLIT)
+    wrote = mpirun(tmp_path, "--dlio-config", "ck.yaml", "-k", "checkpoint_write")
+    assert wrote.returncode == 0, wrote.stdout[-3000:]
+    step = tmp_path / ".dlio" / "checkpoints" / "ck" / "global_epoch1_step1"
+    assert sorted(p.name for p in step.glob("*.pt")) == ["model_states-0.pt", "model_states-1.pt"]
+    (step / "model_states-1.pt").unlink()  # only rank 1's read can fail
+    read = mpirun(tmp_path, "--dlio-config", "ck.yaml", "-k", "checkpoint_read")
+    assert read.returncode == 1
+    assert read.stdout.count("test session starts") == 1
+    assert "rank 1: checkpoint read:" in read.stdout and "for rank 1" in read.stdout
+    assert "1 other rank(s) stopped because of it" in read.stdout
