@@ -180,6 +180,7 @@ class LocalWorld:
         self._meetings: dict[int, _Meeting] = {}
         self._running: set[int] = set()
         self._aborting = False
+        self._aborted_at = 0.0
         self._outcomes: dict[int, RankOutcome] = {}
         self._phase_done: asyncio.Future[None] | None = None
         self._connected: asyncio.Future[None] | None = None
@@ -312,14 +313,23 @@ class LocalWorld:
                     continue
                 seen = self._last_seen.get(r)
                 if seen is not None and now - seen > self.timeout:
-                    self._killed.add(r)
-                    with contextlib.suppress(OSError):
-                        proc.kill()
-                    self._died(
+                    self._kill(
                         r,
                         f"rank {r} (pid {proc.pid}) did not respond for {self.timeout:g} s "
                         "(hung; --dlio-rank-timeout) and was killed",
                     )
+                elif self._aborting and r in self._running and now - self._aborted_at > self.timeout:
+                    self._kill(
+                        r,
+                        f"rank {r} (pid {proc.pid}) did not stop within {self.timeout:g} s of "
+                        "being told another rank failed, and was killed",
+                    )
+
+    def _kill(self, rank: int, reason: str) -> None:
+        self._killed.add(rank)
+        with contextlib.suppress(OSError):
+            self.procs[rank].kill()
+        self._died(rank, reason)
 
     # ---- phases ----
     def _abort_all(self, reason: str) -> None:
@@ -327,6 +337,7 @@ class LocalWorld:
         if self._aborting:
             return
         self._aborting = True
+        self._aborted_at = time.monotonic()
         for r in list(self._running):
             link = self._links.get(r)
             if link is not None and r not in self._dead:
