@@ -133,3 +133,41 @@ def test_page_cache_is_dropped_once_per_host(tmp_path, monkeypatch):
     stats = asyncio.run(go())
     assert len(drops) == 1  # three ranks on one host, one drop
     assert all("page cache dropped before reading" in s.notes for s in stats)
+
+
+def test_summary_has_one_entry_per_host_however_many_ranks():
+    from pytest_dlio.report.dlio_json import merge_hosts
+
+    def host(name, mem):
+        return {
+            "hostname": name,
+            "host_cpu_count": [8],
+            "host_processor_name": ["x"],
+            "host_memory_GB": [mem],
+        }
+
+    merged = merge_hosts([host("a", 64.0), host("a", 64.0), host("b", 128.0), host("b", 128.0)])
+    assert (
+        merged["num_hosts"] == 2 and merged["host_memory_GB"] == [64.0, 128.0] and merged["hostname"] == "a"
+    )
+
+
+def test_compose_names_root_causes_and_counts_the_ranks_they_stopped():
+    from pytest_dlio.engine.runner import compose
+    from pytest_dlio.ranks.local import RankOutcome
+    from pytest_dlio.report.results import PhaseResult
+
+    ok = PhaseResult("train", [("num_accelerators", 3)], ["fine"])
+    assert compose("train", [RankOutcome(0, ok), RankOutcome(1, ok), RankOutcome(2, ok)]) is ok
+    mixed = compose(
+        "train",
+        [
+            RankOutcome(0, error="rank 2 failed: disk full", aborted=True),
+            RankOutcome(1, error="rank 2 failed: disk full", aborted=True),
+            RankOutcome(2, error="disk full"),
+        ],
+    )
+    assert mixed.failure == "rank 2: disk full (2 other rank(s) stopped because of it)"
+    gate = PhaseResult("au", [], [], "training AU 50 % is below 90 %")
+    # the AU gate over shared metrics fails alike on every rank: rank 0's verdict, said once
+    assert compose("au", [RankOutcome(r, gate) for r in range(3)]).failure == gate.failure
