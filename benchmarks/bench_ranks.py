@@ -1,8 +1,9 @@
 """Local ranks: aggregate read throughput and the per-step barrier, as ratios from one run on this machine.
 
-1. Local files, hot page cache, no compute: aggregate read MB/s of 1, 2 and 4 local ranks (``LocalWorld``,
+1. Local files, hot page cache, no compute: aggregate read MiB/s (all bytes over the slowest's span) of 1, 2 and 4 local ranks (``LocalWorld``,
    the processes ``--dlio-ranks N`` starts) ÷ the same number of plain reader processes, each reading its
    contiguous shard whole with the same thread count (target >= 0.9 at every count).
+   One rank in this process (no hub) is printed too, so the read path's own cost is told apart.
 2. The per-step barrier: each step's proc time minus its load and compute (DLIO's proc includes the
    barrier), median over every step of every rank, with 1, 2 and 4 local ranks and 1 ms of compute.
 
@@ -20,6 +21,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from pytest_dlio.config.model import Dataset, Reader, TimeSpec, Train, Workflow, WorkloadConfig
 from pytest_dlio.engine import RunSettings
@@ -57,26 +59,43 @@ def run_world(
     return dict(res.properties), settings.output / "bench"
 
 
-def _plain_reader(args: tuple[list[str], int]) -> tuple[int, float]:
-    paths, threads = args
+def in_process(cfg: WorkloadConfig, root: Path) -> float:
+    """MiB/s of the same training run as one rank in this process (SingleComm: no hub, no barrier cost)."""
+    import asyncio
+
+    from pytest_dlio.engine import Workload
+    from pytest_dlio.storage.session import StorageSession
+
+    settings = RunSettings(data_root=root, output_root=root / "out" / "alone")
+    res = asyncio.run(Workload(cfg, settings, StorageSession(root), name="bench").run("train"))
+    props = dict(res.properties)
+    return float(props["read_bytes"]) / 2**20 / float(props["train_seconds"])
+
+
+def _plain_reader(args: tuple[list[str], int, Any]) -> tuple[int, float, float]:
+    paths, threads, start = args
 
     def read(p: str) -> int:
         with open(p, "rb", buffering=0) as f:
             return len(f.read())
 
-    t = time.perf_counter()
+    start.wait()  # every process starts together, like ranks after their first barrier
+    t = time.time()
     with ThreadPoolExecutor(threads) as pool:
         total = sum(pool.map(read, paths))
-    return total, time.perf_counter() - t
+    return total, t, time.time()
 
 
 def plain_processes(paths: list[Path], procs: int, threads: int, epochs: int) -> float:
-    """MB/s summed over ``procs`` processes, each reading its contiguous shard ``epochs`` times."""
+    """Aggregate MiB/s of ``procs`` processes, each reading its contiguous shard ``epochs`` times: all bytes
+    over the span from the first start to the last end."""
     per = len(paths) // procs
     shards = [[str(p) for p in paths[r * per : (r + 1) * per]] * epochs for r in range(procs)]
-    with mp.get_context("spawn").Pool(procs) as pool:
-        done = pool.map(_plain_reader, [(s, threads) for s in shards])
-    return sum(nbytes / 2**20 / secs for nbytes, secs in done)
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager, ctx.Pool(procs) as pool:
+        start = manager.Barrier(procs)
+        done = pool.map(_plain_reader, [(s, threads, start) for s in shards])
+    return sum(d[0] for d in done) / 2**20 / (max(d[2] for d in done) - min(d[1] for d in done))
 
 
 def barrier_ms(out: Path, ranks: int) -> float:
@@ -106,16 +125,24 @@ def main() -> int:
     counts = [int(x) for x in a.ranks.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-ranks-") as tmp:
         root = Path(tmp)
-        cfg = cfg_for(a.files, int(a.mib * 2**20), bs=1, threads=a.threads, compute=0.0, epochs=a.epochs)
+        cfg = cfg_for(
+            a.files, int(a.mib * 2**20), bs=a.batch, threads=a.threads, compute=0.0, epochs=a.epochs
+        )
         print(
-            f"read throughput: {a.files} npy files of {a.mib:g} MiB, read_threads {a.threads}, "
+            f"read throughput: {a.files} npy files of {a.mib:g} MiB, batch {a.batch}, read_threads {a.threads}, "
             f"{a.epochs} epochs, hot page cache"
         )
         run_world(cfg, root, 1, "warm")  # generates the dataset and warms the page cache
         paths = sorted((root / "data" / "bench_ranks" / "train").glob("*.npy"))
+        alone = in_process(cfg, root)
+        raw1 = plain_processes(paths, 1, a.threads, a.epochs)
+        print(
+            f"  in this process, no hub: {alone:8.1f} MiB/s vs 1 plain reader process {raw1:8.1f} MiB/s "
+            f"-> ratio {alone / raw1:.2f} (the read path alone, for attribution)"
+        )
         for n in counts:
             props, _ = run_world(cfg, root, n, f"read{n}")
-            ours = float(props["read_MB_per_second_actual"])
+            ours = float(props["read_bytes"]) / 2**20 / float(props["train_seconds"])  # slowest rank's span
             raw = plain_processes(paths, n, a.threads, a.epochs)
             print(
                 f"  {n} rank(s): {ours:8.1f} MiB/s vs {n} plain reader process(es) {raw:8.1f} MiB/s "
