@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import unicodedata
+
+
+def printable(text: str) -> str:
+    """``text`` with control and format characters (ESC, NUL, newline, bidi overrides) shown as escapes,
+    so a hostile key or value cannot forge or garble a terminal line or a report."""
+    return "".join(ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) in ("Cc", "Cf")
+                   else ch for ch in text)
+
 
 class DlioError(Exception):
     """Root of every error pytest-dlio reports to a user as a failed item (never a traceback)."""
@@ -11,7 +20,7 @@ class ConfigError(DlioError):
     """One or more problems in a workload config; each line names key path, file:line:col and the fix."""
 
     def __init__(self, problems: list[str] | str) -> None:
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        self.problems = [printable(p) for p in ([problems] if isinstance(problems, str) else problems)]
         super().__init__("\n".join(self.problems))
 
 

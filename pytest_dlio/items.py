@@ -52,6 +52,10 @@ class WorkloadFile(pytest.File):
                                           progress=st.progress(f"{self.path.name}"))
         except ConfigError as exc:
             self.error = exc
+        except Exception as exc:  # a bug reading one hostile file must not stop the session's other configs
+            self.error = ConfigError(f"{self.path}: could not be read ({type(exc).__name__}); this is a "
+                                     "pytest-dlio bug, please report it (--dlio-full-trace shows where)")
+            self.error.__cause__ = exc
         yield SchemaItem.from_parent(self, name="schema")
         if self.workload is None or st.plan_only:
             return

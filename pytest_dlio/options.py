@@ -50,6 +50,19 @@ def parse_seconds(value: str) -> float:
     return seconds
 
 
+def parse_storage(value: str) -> str:
+    """A storage URI, checked before the session starts (so a bad one is a usage error that names the form,
+    never echoing credentials written into it)."""
+    from pytest_dlio.errors import StorageError
+    from pytest_dlio.storage.uri import parse_uri
+
+    try:
+        parse_uri(value)
+    except StorageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
 def parse_show_config(value: str) -> str:
     if value not in ("yaml", "json"):
         raise argparse.ArgumentTypeError(f"expected yaml or json, got {value!r}")
@@ -66,7 +79,7 @@ def add_dlio_options(addoption: Callable[..., Any], addini: Callable[..., Any] |
                    "++workload.dataset.num_files_train=16; the value is a YAML scalar. Repeatable.")
     addoption("--dlio-show-config", nargs="?", const="yaml", default=None, type=parse_show_config,
               metavar="yaml|json", help="print each collected workload's normalised config (YAML or JSON).")
-    addoption("--dlio-storage", default=None, metavar="URI",
+    addoption("--dlio-storage", default=None, type=parse_storage, metavar="URI",
               help="where data and checkpoints go: file:///path, direct:///path, s3://bucket/prefix, "
                    "az://container/prefix, az://account/container/prefix, mem://name.")
     addoption("--dlio-data-root", default=None, metavar="DIR",

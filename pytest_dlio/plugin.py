@@ -92,6 +92,18 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return None
 
 
+# tryfirst: a folder named like a workload (x.yaml/) must not be walked as a folder and silently yield
+# nothing (exit 5, no message); it becomes a workload whose schema item says what is wrong.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if path.suffix in _YAML and _targeted(parent.config, path):
+        from pytest_dlio.items import WorkloadFile
+        from pytest_dlio.session import STASH_KEY
+
+        return WorkloadFile.from_parent(parent, path=path, session_state=parent.config.stash[STASH_KEY])
+    return None
+
+
 @pytest.hookimpl
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if file_path.suffix in _YAML and _targeted(parent.config, file_path):

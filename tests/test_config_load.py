@@ -96,7 +96,7 @@ def test_errors_are_all_reported_with_positions() -> None:
     with pytest.raises(ConfigError) as info:
         load_text("dataset:\n  num_files_train: -1\n  format: npzz\n", "x.yaml")
     assert info.value.problems == [
-        "dataset.num_files_train: must be ≥ 0, got -1 (x.yaml:2:20)",
+        "dataset.num_files_train: must be ≥ 0, got -1 (valid: ≥ 0 and ≤ 100,000,000) (x.yaml:2:20)",
         "dataset.format: 'npzz' is not valid; expected one of tfrecord, hdf5, csv, npz, npy, hdf5_opt, jpeg, png, "
         "indexed_binary, mmap_indexed_binary, synthetic, parquet; did you mean npz? (x.yaml:3:11)",
     ]

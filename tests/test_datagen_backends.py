@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pytest_dlio.config.model import Dataset, WorkloadConfig
-from pytest_dlio.formats import read_samples
+from pytest_dlio.formats import get_format
 from pytest_dlio.layout import dataset_files
 from pytest_dlio.phases.datagen import cleanup, generate
 from pytest_dlio.ranks import SingleComm
@@ -48,7 +48,7 @@ def test_generate_resume_read_and_cleanup(request: pytest.FixtureRequest, uri: s
             for f in files:
                 assert await store.size(f.key) == f.expected_size
                 sidecars = {k: await store.get(k) for k in f.sidecars}
-                assert len(list(read_samples(await store.get(f.key), f, cfg.dataset, sidecars))) == spf
+                assert len(get_format(fmt).decode(await store.get(f.key), f, cfg.dataset, sidecars)) == spf
             await cleanup(cfg, store, SingleComm())
             assert [k async for k, _ in store.list("")] == []
         finally:

@@ -192,7 +192,7 @@ def test_large_multipart_file_streams_through_a_writer(files: ObjectStore, tmp_p
     run(c, files)
     f = dataset_files(c)[0]
     assert os.path.getsize(tmp_path / "data" / f.key) == f.expected_size
-    from pytest_dlio.formats import read_samples
+    from pytest_dlio.formats import get_format
 
     data = (tmp_path / "data" / f.key).read_bytes()
-    assert len(list(read_samples(data, f, c.dataset))) == 50
+    assert len(get_format("tfrecord").decode(data, f, c.dataset)) == 50

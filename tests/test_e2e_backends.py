@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from pytest_dlio.storage.emulators import find_azurite
+from tests._junit import not_passed, read_cases
 from tests.conftest import CONFIGS, run
 
 #: One workload per format and checkpoint style; --dlio-scale 1e-9 shrinks each to its minimum
@@ -24,15 +24,6 @@ WORKLOADS = [
     "mlperf_storage_v3.0/dlrm_b200.yaml",  # parquet, 200 typed columns
     "mlperf_storage_v3.0/llama3_8b.yaml",  # checkpoint only
 ]
-
-
-def _outcomes(xml: Path) -> dict[str, str]:
-    out = {}
-    for case in ET.parse(xml).getroot().iter("testcase"):
-        kind = "failed" if case.find("failure") is not None or case.find("error") is not None else (
-            "skipped" if case.find("skipped") is not None else "passed")
-        out[f"{case.get('classname')}::{case.get('name')}"] = kind
-    return out
 
 
 def _storage(kind: str, tmp: Path) -> str:
@@ -52,8 +43,8 @@ def test_workloads_run_on_backend(pytester: pytest.Pytester, kind: str, monkeypa
     args = [a for w in chosen for a in ("--dlio-config", str(CONFIGS / w))]
     result = run(pytester, *args, "--dlio-scale", "1e-9", "--dlio-storage", _storage(kind, pytester.path),
                  "--dlio-data-root", str(pytester.path / ".dlio"), "--junitxml=out.xml")
-    outcomes = _outcomes(pytester.path / "out.xml")
-    bad = {k: v for k, v in outcomes.items() if v != "passed" and not k.endswith("::au")}
+    outcomes = [c.nodeid for c in read_cases(pytester.path / "out.xml")]
+    bad = not_passed(pytester.path / "out.xml")
     assert not bad, f"{bad}\n{result.stdout.str()[-6000:]}"
     assert sum(1 for k in outcomes if k.endswith("::train")) == len(chosen) - 1
     assert sum(1 for k in outcomes if k.endswith("::checkpoint_read")) == 4
@@ -65,7 +56,7 @@ def test_every_shipped_workload_generates_on_local_files(pytester: pytest.Pytest
     # workload's dataset is generated (and its schema checked) at its smallest scale
     result = run(pytester, "--dlio-config", str(CONFIGS), "--dlio-scale", "1e-9", "-k", "schema or datagen",
                  "--dlio-data-root", str(pytester.path / ".dlio"), "--junitxml=out.xml")
-    outcomes = _outcomes(pytester.path / "out.xml")
-    bad = {k: v for k, v in outcomes.items() if v != "passed" and not k.endswith("::au")}
+    outcomes = [c.nodeid for c in read_cases(pytester.path / "out.xml")]
+    bad = not_passed(pytester.path / "out.xml", au_gate_may_fail=False)
     assert not bad, f"{bad}\n{result.stdout.str()[-6000:]}"
     assert len([k for k in outcomes if k.endswith("::schema")]) == len(list(CONFIGS.rglob("*.yaml")))

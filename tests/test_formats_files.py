@@ -20,9 +20,13 @@ from PIL import Image
 
 from pytest_dlio.config.model import Dataset, Hdf5, Parquet, ParquetColumn, WorkloadConfig
 from pytest_dlio.errors import ConfigError, DlioError
-from pytest_dlio.formats import Encoded, get_format, read_sample, read_samples
+from pytest_dlio.formats import Encoded, get_format, sample_of
 from pytest_dlio.layout import DataFile, dataset_files
 from pytest_dlio.randbytes import file_rng
+
+
+def decode(data: object, f: DataFile, ds: Dataset, sidecars: dict | None = None) -> list:
+    return list(get_format(ds.format).decode(data, f, ds, sidecars))  # type: ignore[arg-type]
 
 
 def make(fmt: str, n: int = 1, **kw: object) -> tuple[Dataset, list[DataFile], list[Encoded]]:
@@ -41,7 +45,7 @@ def test_npz_is_np_savez() -> None:
         assert z.files == ["x", "y"]
         assert z["x"].shape == (*f.dims, 3) and z["x"].dtype == np.uint8
         assert z["y"].tolist() == [0, 0, 0]
-    assert len(list(read_samples(e.data(), f, ds))) == 3
+    assert len(decode(e.data(), f, ds)) == 3
     reference = io.BytesIO()
     with np.load(io.BytesIO(e.data())) as z:
         np.savez(reference, x=z["x"], y=[0] * 3)
@@ -56,7 +60,7 @@ def test_npy_is_np_save_with_element_type() -> None:
     reference = io.BytesIO()
     np.save(reference, x)
     assert bytes(e.data()) == reference.getvalue()
-    samples = list(read_samples(e.data(), f, ds))
+    samples = decode(e.data(), f, ds)
     assert len(samples) == 2 and samples[1].shape == (5, 6, 7)
 
 
@@ -73,7 +77,7 @@ def test_hdf5_datasets_and_filters(compression: str, opts: int | None) -> None:
         assert rec.compression == (None if compression == "none" else compression)
         assert rec.compression_opts == opts
         assert h5["labels"][()].tolist() == [0, 0, 0, 0]
-    assert len(list(read_samples(e.data(), f, ds))) == 4
+    assert len(decode(e.data(), f, ds)) == 4
 
 
 def test_hdf5_rejects_non_hdf5_filter() -> None:
@@ -90,7 +94,7 @@ def test_csv_rows_columns_and_compression(compression: str, opener: object) -> N
     table = np.loadtxt(io.BytesIO(text), delimiter=",", ndmin=2)
     assert table.shape == (3, 100)  # spf rows x d1*d2 columns, no header, no index
     assert (table[0] == table[2]).all()  # DLIO repeats the record
-    assert len(list(read_samples(e.data(), f, ds))) == 3
+    assert len(decode(e.data(), f, ds)) == 3
     if compression != "none":
         assert f.key.endswith({"gzip": ".gz", "bz2": ".bz2", "xz": ".xz", "zip": ".zip"}[compression])
 
@@ -101,7 +105,7 @@ def test_images_decode_with_pillow(fmt: str, pil: str) -> None:
     with Image.open(io.BytesIO(e.data())) as img:
         assert img.format == pil and img.mode == "L"
         assert img.size == (f.dims[1], f.dims[0])
-    (pixels,) = list(read_samples(e.data(), f, ds))
+    (pixels,) = decode(e.data(), f, ds)
     assert pixels.shape == f.dims
 
 
@@ -130,7 +134,7 @@ def test_tfrecord_framing_example_and_dali_index() -> None:
     assert len(bodies) == 5 and e.size == f.expected_size
     # protobuf: Example.features(1) -> map entries(1) {key(1), Feature(2)}; both names present
     assert b"\n\x05image" in bodies[0] and b"\n\x04size" in bodies[0]
-    samples = list(read_samples(data, f, ds))
+    samples = decode(data, f, ds)
     assert [s.nbytes for s in samples] == [300 * 300] * 5
     from pytest_dlio.formats.example_proto import parse_example
 
@@ -147,9 +151,9 @@ def test_tfrecord_corruption_is_detected() -> None:
     data = bytearray(e.data())
     data[100] ^= 0xFF
     with pytest.raises(DlioError, match="CRC mismatch"):
-        list(read_samples(bytes(data), f, ds))
+        decode(bytes(data), f, ds)
     with pytest.raises(DlioError, match="truncated"):
-        list(read_samples(bytes(e.data())[:-3], f, ds))
+        decode(bytes(e.data())[:-3], f, ds)
 
 
 @pytest.mark.parametrize("fmt", ["indexed_binary", "mmap_indexed_binary"])
@@ -159,10 +163,10 @@ def test_indexed_binary_and_idx_files(fmt: str) -> None:
     off = np.frombuffer(e.sidecars[f.sidecars[0]], dtype=np.uint64)
     sz = np.frombuffer(e.sidecars[f.sidecars[1]], dtype=np.uint64)
     assert off.tolist() == [0, 4096, 8192, 12288] and sz.tolist() == [4096] * 4
-    samples = list(read_samples(e.data(), f, ds, e.sidecars))
+    samples = decode(e.data(), f, ds, e.sidecars)
     assert bytes(samples[2]) == bytes(e.data())[8192:12288]
     with pytest.raises(DlioError, match="index files"):
-        list(read_samples(e.data(), f, ds))
+        decode(e.data(), f, ds)
 
 
 def test_parquet_columns_row_groups_and_selection() -> None:
@@ -178,7 +182,7 @@ def test_parquet_columns_row_groups_and_selection() -> None:
     assert schema.field("a").type == pa.int8() and schema.field("b").type == pa.float16()
     assert schema.field("odd").type == pa.list_(pa.float32(), 2)
     assert pf.metadata.row_group(0).column(0).compression == "UNCOMPRESSED"
-    groups = list(read_samples(e.data(), f, ds))
+    groups = decode(e.data(), f, ds)
     assert [g.num_rows for g in groups] == [48, 48, 4]
     assert "a" not in groups[0].column_names and "t5" in groups[0].column_names
 
@@ -233,9 +237,9 @@ def test_released_buffers_are_reused_and_refilled() -> None:
     assert all(b is not base for b in [POOL.take(16)])
 
 
-def test_read_sample_picks_one_and_reports_a_missing_one() -> None:
+def test_sample_of_picks_one_and_reports_a_missing_one() -> None:
     ds, (f,), (e,) = make("npy", num_samples_per_file=3)
     data = bytes(e.data())
-    assert (read_sample(data, f, ds, 2) == np.load(io.BytesIO(data))[..., 2]).all()
+    assert (sample_of(decode(data, f, ds), f, 2) == np.load(io.BytesIO(data))[..., 2]).all()
     with pytest.raises(DlioError, match="has no sample 3"):
-        read_sample(data, f, ds, 3)
+        sample_of(decode(data, f, ds), f, 3)

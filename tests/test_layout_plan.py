@@ -10,7 +10,8 @@ import pytest
 
 from pytest_dlio.config.model import Dataset, Hdf5, Parquet, ParquetColumn, WorkloadConfig
 from pytest_dlio.errors import ConfigError
-from pytest_dlio.layout import dataset_files, files_for_rank, npy_header_len, planned_bytes, sample_dims
+from pytest_dlio.formats.npy import header
+from pytest_dlio.layout import dataset_files, files_for_rank, planned_bytes, sample_dims
 
 
 def cfg(**ds: object) -> WorkloadConfig:
@@ -68,7 +69,7 @@ def test_eval_files_share_the_draw_after_train() -> None:
 def test_record_dims_draw_and_dtype() -> None:
     files = dataset_files(cfg(format="npy", num_files_train=3, record_dims=(8, 16, 4), record_element_type="float32"))
     assert all(f.dims == (8, 16, 4) and f.dtype == "float32" for f in files)
-    assert files[0].expected_size == npy_header_len((8, 16, 4, 1), "float32") + 8 * 16 * 4 * 4
+    assert files[0].expected_size == len(header((8, 16, 4, 1), "float32")) + 8 * 16 * 4 * 4
     drawn = dataset_files(cfg(format="npy", num_files_train=3, record_dims=(100, 100), record_length_bytes=100,
                               record_length_bytes_stdev=2000))
     assert len({f.dims for f in drawn}) > 1 and all(len(f.dims) == 2 for f in drawn)
@@ -94,11 +95,11 @@ def test_npy_header_matches_np_save(shape: tuple[int, ...], dtype: str) -> None:
         buf = io.BytesIO()
         np.lib.format.write_array_header_1_0(buf, {"descr": np.dtype(dtype).str, "fortran_order": False,
                                                    "shape": shape})
-        assert npy_header_len(shape, dtype) == len(buf.getvalue())
+        assert len(header(shape, dtype)) == len(buf.getvalue())
         return
     buf = io.BytesIO()
     np.save(buf, np.zeros(shape, dtype))
-    assert npy_header_len(shape, dtype) + math.prod(shape) * np.dtype(dtype).itemsize == len(buf.getvalue())
+    assert len(header(shape, dtype)) + math.prod(shape) * np.dtype(dtype).itemsize == len(buf.getvalue())
 
 
 def test_sidecars_and_extensions() -> None:

@@ -6,6 +6,8 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from pytest_dlio.config.model import Dataset, WorkloadConfig
 from pytest_dlio.metrics import compute_metrics
 from pytest_dlio.report.dlio_json import (
@@ -17,6 +19,7 @@ from pytest_dlio.report.dlio_json import (
 )
 from pytest_dlio.report.table import metric_lines, render_table
 from pytest_dlio.timeline import from_dict
+from tests.test_metrics_golden import AU_E1, AU_E2_R0, AU_E2_R1
 
 GOLDEN = Path(__file__).parent.parent / "fixtures" / "golden" / "train_timeline.json"
 DLIO_SUMMARY_KEYS = {
@@ -53,9 +56,20 @@ def test_summary_key_set_and_values(tmp_path):
     assert datetime.strptime(doc["end"], TIME_FORMAT).timestamp() - datetime.strptime(
         doc["start"], TIME_FORMAT).timestamp() == 106.5
     assert doc["num_accelerators"] == 2 and doc["epochs"] == 2 and doc["num_samples_per_file"] == 3
-    assert doc["data_size_per_host_GB"] == 2 * 3 * 8 // 2 * 1048576 / 1024**3
-    assert doc["metric"]["train_au_percentage"] == list(m.train_au_percentage)
+    # DLIO: ppn x spf x N_train // P x record_length / 1024^3 = 2 x 3 x 8 // 2 x 1 MiB = 24 MiB
+    assert doc["data_size_per_host_GB"] == 0.0234375
+    assert doc["host_memory_GB"][0] > 1 and doc["potential_caching"] == [1]  # 24 MiB fits in this host's RAM
+    # the golden timeline's AU per epoch, worked by hand in test_metrics_golden
+    assert doc["metric"]["train_au_percentage"] == pytest.approx([AU_E1, (AU_E2_R0 + AU_E2_R1) / 2], abs=1e-9)
     assert doc["pytest_dlio"]["metric"]["read_bytes"] == 1500
+
+
+def test_dataset_larger_than_memory_is_not_flagged_as_cached(tmp_path):
+    _, m = golden()
+    big = WorkloadConfig(dataset=Dataset(num_files_train=8, num_samples_per_file=3, record_length_bytes=2**40))
+    doc = json.loads(write_summary(tmp_path, summary_dict(big, m, 100.0, 206.5)).read_text())
+    assert doc["data_size_per_host_GB"] == 24576.0  # 24 records of 1 TiB
+    assert doc["potential_caching"] == [0]
 
 
 def test_checkpoint_metrics_merge_without_losing_train(tmp_path):
@@ -103,9 +117,9 @@ def test_render_table_aligns_rows():
             {"nodeid": "llama.yaml::checkpoint_write", "outcome": "passed", "save_checkpoint_duration_mean_seconds": 1.0}]
     lines = render_table(rows)
     assert len(lines) == 4 and set(lines[1]) == {"-", " "}
-    au = f"{m.train_au_mean_percentage:.2f}"
+    au = "62.36"  # the golden run's mean AU (62.3597 %, worked by hand in test_metrics_golden)
     assert lines[0].index("AU %") + len("AU %") == lines[2].index(au) + len(au)  # right-aligned column
-    assert "AU fail" in lines[2] and f"{m.read_latency_p99_ms:.2f}" in lines[2]
+    assert "AU fail" in lines[2] and "9.76" in lines[2]  # p99 of reads [1, 2, 3, 10, 4] ms = 4 + 0.96 x 6
     assert lines[3].split()[1] == "-"
 
 

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from pytest_dlio.phases.train import dataset_files
 from pytest_dlio.storage.pytest_plugin import get_storage_session
 from tests.test_train_loop import make_cfg, train_through_engine
 
@@ -26,6 +27,9 @@ def test_train_on_object_store(request, monkeypatch, tmp_path, uri):
     # 6 files x 2 samples x 2 epochs: every file fetched at least once an epoch, and consecutive samples
     # of one file served from that fetch rather than one whole-file GET per sample
     assert props["steps"] == 12 and 12 <= props["read_count"] < 24
+    # each read is one whole file, and training checked every stored file has its predicted size first
+    (size,) = {f.expected_size for f in dataset_files(cfg)}
+    assert props["read_bytes"] == props["read_count"] * size
     assert props["read_latency_p99_ms"] > 0
     doc = json.loads((wl.output_dir / "summary.json").read_text())
     assert len(doc["metric"]["train_au_percentage"]) == 2

@@ -14,21 +14,23 @@ def human(nbytes: float) -> str:
     return f"{nbytes:.0f} B"
 
 
-def checkpoint_epochs(cfg: WorkloadConfig) -> list[int]:
-    """Epochs after which training checkpoints when checkpointing is epoch-based."""
+def checkpoint_epochs(cfg: WorkloadConfig) -> range:
+    """Epochs after which training checkpoints when checkpointing is epoch-based (a range: the plan counts
+    it without enumerating, whatever train.epochs says)."""
     c = cfg.checkpoint
     if c.epochs_between_checkpoints <= 0:
-        return [c.checkpoint_after_epoch] if c.checkpoint_after_epoch <= cfg.train.epochs else []
-    return list(range(c.checkpoint_after_epoch, cfg.train.epochs + 1, c.epochs_between_checkpoints))
+        first = c.checkpoint_after_epoch
+        return range(first, first + 1) if first <= cfg.train.epochs else range(0)
+    return range(c.checkpoint_after_epoch, cfg.train.epochs + 1, c.epochs_between_checkpoints)
 
 
-def eval_epochs(cfg: WorkloadConfig) -> list[int]:
-    """Epochs followed by an evaluation pass."""
+def eval_epochs(cfg: WorkloadConfig) -> range:
+    """Epochs followed by an evaluation pass (a range, as above)."""
     ev = cfg.evaluation
     if not cfg.workflow.evaluation or cfg.dataset.num_files_eval <= 0:
-        return []
+        return range(0)
     step = max(1, ev.epochs_between_evals)
-    return list(range(max(1, ev.eval_after_epoch), cfg.train.epochs + 1, step))
+    return range(max(1, ev.eval_after_epoch), cfg.train.epochs + 1, step)
 
 
 def checkpoint_counts(cfg: WorkloadConfig, ranks: int) -> tuple[int, int]:

@@ -7,38 +7,58 @@ import typing
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pytest_dlio.config import dialects, model, rules
 from pytest_dlio.config.model import TimeSpec, WorkloadConfig
+from pytest_dlio.config.secrets import is_secret_key, secret_path
 from pytest_dlio.config.validate import validate
-from pytest_dlio.config.yamlread import Mark, Marks, Path_, read_yaml
-from pytest_dlio.errors import ConfigError
+from pytest_dlio.config.yamlread import (
+    MAX_BYTES,
+    MAX_DEPTH,
+    Mark,
+    Marks,
+    Path_,
+    read_value,
+    read_yaml,
+    too_big,
+)
+from pytest_dlio.errors import ConfigError, printable
 
+#: Plug-in classes DLIO would import; pytest-dlio never imports code named by a config.
+_NOT_LOADED = {("reader", "reader_classname"): "reader", ("reader", "data_loader_classname"): "data loader",
+               ("checkpoint", "checkpoint_mechanism_classname"): "checkpoint mechanism"}
 _TIME_FIELDS = {("train", "computation_time"), ("evaluation", "eval_time"), ("reader", "preprocess_time")}
+
+
+def _override_key(text: str) -> tuple[str, str, Path_]:
+    """``(shown, raw value, key path)`` of one ``--dlio-set``; ``shown`` hides a credential's value."""
+    key, sep, raw = text.partition("=")
+    key = key.strip().lstrip("+").removeprefix("workload.")
+    parts = tuple(key.split("."))
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    if secret_path(parts) or is_secret_key(raw):  # never echo a credential: misspelt, nested, or without '='
+        shown = f"{key}=***" if sep else ".".join((*parts[:-1], "***"))
+    if not sep or not key:
+        raise ConfigError(f"--dlio-set {shown!r}: expected KEY=VALUE, e.g. dataset.num_files_train=16")
+    if any(not p for p in parts):
+        raise ConfigError(f"--dlio-set {shown!r}: {key!r} is not a key path (use section.key, e.g. "
+                          "reader.batch_size=4)")
+    return shown, raw, parts
 
 
 def parse_override(text: str) -> tuple[Path_, Any]:
     """``dataset.num_files_train=16`` or DLIO's ``++workload.dataset.num_files_train=16``."""
-    key, sep, raw = text.partition("=")
-    key = key.strip().lstrip("+").removeprefix("workload.")
-    if not sep or not key:
-        raise ConfigError(f"--dlio-set {text!r}: expected KEY=VALUE, e.g. dataset.num_files_train=16")
-    parts = tuple(key.split("."))
-    if any(not p for p in parts):
-        raise ConfigError(f"--dlio-set {text!r}: {key!r} is not a key path (use section.key, e.g. "
-                          "reader.batch_size=4)")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--dlio-set {text!r}: value is not valid YAML: {exc}") from None
+    shown, raw, parts = _override_key(text)
+    if len(parts) > MAX_DEPTH:
+        raise ConfigError(f"--dlio-set {shown!r}: a key path of {len(parts)} parts; DLIO keys have at most 4")
+    value = read_value(raw, f"--dlio-set {shown}", parts) if raw.strip() else None
     return parts, value
 
 
 def apply_overrides(data: dict[str, Any], marks: Marks, overrides: list[str]) -> None:
     for text in overrides:
         path, value = parse_override(text)
-        mark = Mark(f"--dlio-set {text}", raw=text.partition("=")[2].strip())
+        shown = _override_key(text)[0]
+        mark = Mark(f"--dlio-set {shown}", raw=None if shown.endswith("***") else text.partition("=")[2].strip())
         node = data
         for i, key in enumerate(path[:-1]):
             if node.get(key) is None:
@@ -123,7 +143,12 @@ def load_text(text: str, file: str, overrides: list[str] | None = None) -> Workl
     problems = validate(data, marks)
     if problems:
         raise ConfigError(_located(problems, marks))
-    source = model.Source(path=file, dialect=dialect, notes=tuple(notes))
+    for path, what in _NOT_LOADED.items():
+        value = dialects.lookup(data, path)
+        if isinstance(value, str) and value:
+            notes.append(f"{'.'.join(path)}: {value} is not loaded: pytest-dlio emulates DLIO's {what}; the class "
+                         f"is ignored ({marks.of(path)})")
+    source = model.Source(path=file, dialect=dialect, notes=tuple(printable(n) for n in notes))
     cfg = build(data, source)
     found = rules.check(cfg, _given(data))
     if found:
@@ -133,12 +158,19 @@ def load_text(text: str, file: str, overrides: list[str] | None = None) -> Workl
 
 def load(path: str | Path, overrides: list[str] | None = None) -> WorkloadConfig:
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a folder, not a workload YAML (rename it, or pass the YAML files inside it)")
     try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        with p.open("rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)  # never read a huge file whole
+        if len(raw) > MAX_BYTES:
+            raise too_big(p.stat().st_size, str(p))
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     return load_text(text, str(p), overrides)
 
 

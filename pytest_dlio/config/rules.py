@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pytest_dlio.config.model import WorkloadConfig
+from pytest_dlio.config.schema import MAX_DATASET_BYTES, MAX_SAMPLE_BYTES, PIB
 
 Problem = tuple[tuple[str, ...], str]
 RULES: list[Callable[[WorkloadConfig, set[tuple[str, ...]]], list[Problem]]] = []
@@ -172,4 +173,25 @@ def _storage(cfg: WorkloadConfig, given: set[tuple[str, ...]]) -> list[Problem]:
             return [(("storage", "storage_root"), f"storage.storage_root: {st.storage_root!r} is not a bucket "
                      f"name; with storage_type {st.storage_type} it names the bucket (3–63 letters, digits, "
                      "'-' or '.')")]
+    return []
+
+
+@rule
+def _sizes(cfg: WorkloadConfig, given: set[tuple[str, ...]]) -> list[Problem]:
+    """Absurd sizes are refused here, by arithmetic, before anything enumerates a file or allocates a sample."""
+    ds = cfg.dataset
+    if ds.sample_bytes > MAX_SAMPLE_BYTES:
+        where = ("dataset", "record_dims") if ds.record_dims else ("dataset", "record_length_bytes")
+        return [(where, f"{'.'.join(where)}: a sample of {ds.sample_bytes:,.0f} bytes is above the cap of "
+                 f"{MAX_SAMPLE_BYTES:,} (16 GiB: the largest DLIO or MLPerf record is 0.67 GB and a sample is "
+                 "held in memory)")]
+    if not (cfg.workflow.train or cfg.workflow.generate_data):
+        return []
+    files = ds.num_files_train + ds.num_files_eval
+    total = files * ds.num_samples_per_file * ds.sample_bytes
+    if total > MAX_DATASET_BYTES:
+        return [(("dataset", "num_files_train"), f"dataset: {files:,} files x {ds.num_samples_per_file:,} "
+                 f"samples x {ds.sample_bytes:,.0f} bytes = {total / PIB:,.1f} PiB is above the cap of "
+                 f"{MAX_DATASET_BYTES / PIB:.0f} PiB for one dataset (the largest shipped config, DLIO 2.0.0 dlrm, describes 2.4 PiB); "
+                 "lower num_files_train/num_files_eval, num_samples_per_file or the record size")]
     return []

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 FRAMEWORKS = ["tensorflow", "pytorch"]
+#: The format registry (formats.FORMATS) plus hdf5_opt; config sits below formats: a test checks both agree.
 FORMATS = ["tfrecord", "hdf5", "csv", "npz", "npy", "hdf5_opt", "jpeg", "png", "indexed_binary",
            "mmap_indexed_binary", "synthetic", "parquet"]
 DATA_LOADERS = ["tensorflow", "pytorch", "dali", "native_dali", "custom", "none", "synthetic"]
@@ -57,71 +58,104 @@ def _num(lo: float | None = None, hi: float | None = None, **kw: Any) -> dict[st
     return rule
 
 
+def _cap(rule: dict[str, Any], limit: float, why: str) -> dict[str, Any]:
+    """``rule`` with an upper bound that only a mistake can exceed; the message says the cap and why."""
+    return {**rule, "cap": [limit, why]}
+
+
+GIB = 2**30
+PIB = 2**50
+#: Largest total dataset (train + eval, nominal bytes) a config may describe.
+MAX_DATASET_BYTES = 4 * PIB
+#: Largest sample (record) in bytes: every generator and reader holds one in memory.
+MAX_SAMPLE_BYTES = 16 * GIB
+_FILES = "50x the largest MLPerf Storage dataset (1.7 M files); more cannot be listed or generated in one run"
+_SAMPLE = "the largest DLIO or MLPerf record is 0.67 GB and a sample is held in memory"
+_THREADS = "threads per rank; DLIO configs use at most 8"
+_STEP_TIME = "seconds per step or sample; an hour of emulated compute per step can only be a mistake"
+_BATCH = "the largest shipped batch is 18,432 samples"
+_RANKS = "ranks; a million is beyond any machine"
+_WIDTH = "llama3 1T's widths are below 10^5"
+_CKPTS = "checkpoints per run"
+#: A folder: relative ones resolve under the data root or --dlio-storage, and must stay inside it.
+_FOLDER = {"type": "string", "folder": True}
+
+
 def _enum(values: list[str], **kw: Any) -> dict[str, Any]:
     return {"type": "string", "allowed": values, **kw}
 
 
-def _ints(lo: int | None = None) -> dict[str, Any]:
-    return {"type": "list", "schema": _int(lo)}
+def _ints(lo: int | None = None, hi: int | None = None) -> dict[str, Any]:
+    return {"type": "list", "schema": _int(lo, hi)}
 
 
+_SECONDS = _cap(_num(0), 3600, _STEP_TIME)
 _TIME_DICT = {
     "type": _enum(TIME_KINDS),
-    "mean": _num(0), "stdev": _num(0), "min": _num(0), "max": _num(0),
-    "shape": _num(0), "scale": _num(0), "lam": _num(0),
+    "mean": _SECONDS, "stdev": _SECONDS, "min": _SECONDS, "max": _SECONDS,
+    "shape": _cap(_num(0), 10_000, "a gamma shape; DLIO's configs use at most 10"), "scale": _SECONDS,
+    "lam": _SECONDS,
 }
 #: A time in any of DLIO's forms (dlio.md §1.5): seconds, or a distribution mapping.
-TIME = {"type": ["number", "dict"], "min": 0, "schema": _TIME_DICT}
+TIME = {"type": ["number", "dict"], "min": 0, "cap": [3600, _STEP_TIME], "schema": _TIME_DICT}
 
 STORAGE_OPTIONS = {
     # S3 (DLIO) and object libraries (v3.0)
     "access_key_id": _STR, "secret_access_key": _STR, "endpoint_url": _STR, "region": _STR,
     "s3_force_path_style": {"type": ["boolean", "string"], "allowed": [True, False, "true", "false",
                                                                        "True", "False"]},
-    "s3_max_attempts": _int(1), "secure": _BOOL, "s3_profile": _STR, "use_full_object_uri": _BOOL,
+    "s3_max_attempts": _cap(_int(1), 100, "retries per request"), "secure": _BOOL, "s3_profile": _STR, "use_full_object_uri": _BOOL,
     "storage_library": _enum(STORAGE_LIBRARIES + ["direct"]),
     "uri_scheme": _enum(["s3", "az", "gs", "file", "direct"]),
     # reader tuning read by the v3.0 DLIO parquet readers (accepted; pytest-dlio honours `columns`)
     "columns": {"type": "list", "nullable": True, "schema": _STR},
-    "prefetch_workers": _int(0), "prefetch_window": _int(0), "prefetch": {"type": ["boolean", "integer"]},
+    "prefetch_workers": _cap(_int(0), 1024, _THREADS), "prefetch_window": _int(0), "prefetch": {"type": ["boolean", "integer"]},
     "max_outstanding": _int(0), "stagger_workers": {"type": ["boolean", "number"]}, "footer_cap": _int(0),
     "footer_batch_size": _int(0), "coalesce_rgs": {"type": ["boolean", "integer"]},
     "decode": _enum(["raw", "arrow"]), "decode_output": _STR, "simulate_io": _BOOL, "sim_log_secs": _num(0),
     # pytest-dlio's own: Azure credentials and object-store tuning
     "connection_string": _STR, "account_name": _STR, "account_key": _STR, "sas_token": _STR,
-    "account_url": _STR, "api_version": _STR, "session_token": _STR, "max_attempts": _int(1),
-    "part_size": _int(5 * 1024 * 1024), "concurrency": _int(1), "timeout": _num(0), "list_page_size": _int(1),
+    "account_url": _STR, "api_version": _STR, "session_token": _STR, "max_attempts": _cap(_int(1), 100, "retries per request"),
+    "part_size": _cap(_int(5 * 1024 * 1024), 5 * GIB, "S3's largest part is 5 GiB"),
+    "concurrency": _cap(_int(1), 1024, "requests in flight per store"),
+    "timeout": _cap(_num(0), 86400, "seconds per request; a day can only be a mistake"), "list_page_size": _int(1),
 }
 
 SCHEMA: dict[str, Any] = {
     "framework": _enum(FRAMEWORKS),
     "model": {"type": "dict", "schema": {
-        "name": _STR, "type": _STR, "model_size_bytes": _int(0),
+        "name": _STR, "type": _STR, "model_size_bytes": _cap(_int(0), PIB, "llama3 1T's checkpoint is ~15 TB"),
         "model_datatype": _enum(MODEL_DTYPES), "optimizer_datatype": _enum(MODEL_DTYPES),
-        "optimization_groups": _ints(0), "num_layers": _int(-1), "layer_parameters": _ints(0),
+        "optimization_groups": _ints(0, PIB), "num_layers": _cap(_int(-1), 100_000, "llama3 1T has 128 layers"),
+        "layer_parameters": _ints(0, PIB),
         "parallelism": {"type": "dict", "schema": {
-            "tensor": _int(1), "pipeline": _int(1), "data": _int(-1), "zero_stage": _int(0, 3)}},
+            "tensor": _cap(_int(1), 1 << 20, _RANKS), "pipeline": _cap(_int(1), 1 << 20, _RANKS),
+            "data": _cap(_int(-1), 1 << 20, _RANKS), "zero_stage": _int(0, 3)}},
         "transformer": {"type": "dict", "schema": {
-            "vocab_size": _int(1), "hidden_size": _int(1), "ffn_hidden_size": _int(1),
-            "num_attention_heads": _int(1), "num_kv_heads": _int(1)}},
+            "vocab_size": _cap(_int(1), 10**7, _WIDTH), "hidden_size": _cap(_int(1), 10**7, _WIDTH),
+            "ffn_hidden_size": _cap(_int(1), 10**7, _WIDTH), "num_attention_heads": _cap(_int(1), 10**5, _WIDTH),
+            "num_kv_heads": _cap(_int(1), 10**5, _WIDTH)}},
     }},
     "workflow": {"type": "dict", "schema": {
         "generate_data": _BOOL, "train": _BOOL, "evaluation": _BOOL, "checkpoint": _BOOL,
         "profiling": _BOOL, "query": _STR}},
     "storage": {"type": "dict", "schema": {
-        "storage_type": _enum(STORAGE_TYPES), "storage_root": _STR,
+        "storage_type": _enum(STORAGE_TYPES), "storage_root": _FOLDER,
         "storage_options": {"type": "dict", "nullable": True, "schema": STORAGE_OPTIONS},
-        "storage_library": _enum(STORAGE_LIBRARIES), "post_generation_settle_seconds": _num(0)}},
+        "storage_library": _enum(STORAGE_LIBRARIES),
+        "post_generation_settle_seconds": _cap(_num(0), 3600, "an hour of waiting can only be a mistake")}},
     "dataset": {"type": "dict", "schema": {
-        "format": _enum(FORMATS), "data_folder": _STR,
-        "num_files_train": _int(0), "num_files_eval": _int(0), "num_samples_per_file": _int(1),
-        "record_length_bytes": {"type": "number", "min": 1}, "record_length_bytes_stdev": _num(0),
-        "record_length_bytes_resize": _int(0),
-        "num_subfolders_train": _int(0), "num_subfolders_eval": _int(0),
+        "format": _enum(FORMATS), "data_folder": _FOLDER,
+        "num_files_train": _cap(_int(0), 10**8, _FILES), "num_files_eval": _cap(_int(0), 10**8, _FILES),
+        "num_samples_per_file": _cap(_int(1), 10**12, "dlrm's 4.2e9 rows per file is the largest shipped"),
+        "record_length_bytes": _cap(_num(1), MAX_SAMPLE_BYTES, _SAMPLE),
+        "record_length_bytes_stdev": _cap(_num(0), MAX_SAMPLE_BYTES, _SAMPLE),
+        "record_length_bytes_resize": _cap(_int(0), MAX_SAMPLE_BYTES, _SAMPLE),
+        "num_subfolders_train": _cap(_int(0), 10**6, _FILES), "num_subfolders_eval": _cap(_int(0), 10**6, _FILES),
         "file_prefix": {"type": "string", "regex": r"[^/\\]+"},
         "compression": _enum(COMPRESSION), "compression_level": _int(0, 22),
         "enable_chunking": _BOOL, "chunk_size": _int(0), "keep_files": _BOOL,
-        "generation_buffer_size": _int(1), "record_dims": _ints(1),
+        "generation_buffer_size": _cap(_int(1), 64 * GIB, "a buffer held in memory"), "record_dims": _ints(1, MAX_SAMPLE_BYTES),
         "record_element_type": _enum(ELEMENT_TYPES), "record_element_bytes": _int(1),
         "hdf5": {"type": "dict", "schema": {
             "chunk_dims": _ints(1), "num_dset_per_record": _int(1), "max_shape": _ints(1)}},
@@ -135,36 +169,43 @@ SCHEMA: dict[str, Any] = {
         "data_gen_method": _enum(["dgen", "numpy"]), "skip_listing": {"type": ["boolean", "string"]},
         "listing_validation_interval": _int(0), "num_files_generated": _int(0)}},
     "reader": {"type": "dict", "schema": {
-        "data_loader": _enum(DATA_LOADERS), "batch_size": _int(1), "batch_size_eval": _int(1),
-        "read_threads": _int(0), "computation_threads": _int(0), "prefetch_size": _int(0),
+        "data_loader": _enum(DATA_LOADERS), "batch_size": _cap(_int(1), 10**7, _BATCH),
+        "batch_size_eval": _cap(_int(1), 10**7, _BATCH), "read_threads": _cap(_int(0), 1024, _THREADS),
+        "computation_threads": _cap(_int(0), 1024, _THREADS), "prefetch_size": _cap(_int(0), 100_000, "batches held in memory"),
         "file_shuffle": _enum(SHUFFLE), "sample_shuffle": _enum(SHUFFLE), "shuffle_size": _int(0),
         "read_type": _enum(READ_TYPES), "file_access": _enum(FILE_ACCESS),
-        "transfer_size": _int(1, nullable=True), "preprocess_time": TIME, "preprocess_time_stdev": _num(0),
+        "transfer_size": _cap(_int(1, nullable=True), MAX_SAMPLE_BYTES, _SAMPLE), "preprocess_time": TIME,
+        "preprocess_time_stdev": _SECONDS,
         "dont_use_mmap": _BOOL, "reader_classname": _STR, "data_loader_classname": _STR,
         "data_loader_sampler": _enum(SAMPLERS), "multiprocessing_context": _enum(MP_CONTEXTS),
         "pin_memory": _BOOL, "odirect": _BOOL, "transformed_record_dims": _ints(1),
-        "transformed_record_element_type": _enum(ELEMENT_TYPES), "write_threads": _int(1)}},
+        "transformed_record_element_type": _enum(ELEMENT_TYPES), "write_threads": _cap(_int(1), 1024, _THREADS)}},
     "train": {"type": "dict", "schema": {
-        "epochs": _int(1), "computation_time": TIME, "computation_time_stdev": _num(0),
-        "total_training_steps": _int(-1), "seed_change_epoch": _BOOL, "seed": _int()}},
+        "epochs": _cap(_int(1), 10**6, "DLIO's largest shipped config (megatron_deepspeed 2.0.0) has 311,541"),
+        "computation_time": TIME, "computation_time_stdev": _SECONDS,
+        "total_training_steps": _int(-1), "seed_change_epoch": _BOOL,
+        "seed": _cap(_int(0), 2**32 - 1, "numpy's seed range; DLIO seeds numpy with it")}},
     "evaluation": {"type": "dict", "schema": {
-        "eval_time": TIME, "eval_time_stdev": _num(0), "eval_after_epoch": _int(0),
+        "eval_time": TIME, "eval_time_stdev": _SECONDS, "eval_after_epoch": _int(0),
         "epochs_between_evals": _int(1)}},
     "checkpoint": {"type": "dict", "schema": {
-        "checkpoint_folder": _STR, "checkpoint_after_epoch": _int(0), "epochs_between_checkpoints": _int(1),
+        "checkpoint_folder": _FOLDER, "checkpoint_after_epoch": _int(0), "epochs_between_checkpoints": _int(1),
         "steps_between_checkpoints": _int(-1), "type": _enum(CKPT_TYPES), "mode": _enum(CKPT_MODES),
-        "fsync": _BOOL, "time_between_checkpoints": _num(-1), "num_checkpoints_write": _int(-1),
-        "num_checkpoints_read": _int(-1), "recovery_rank_shift": _BOOL, "rank_sync": _BOOL,
+        "fsync": _BOOL,
+        "time_between_checkpoints": _cap(_num(-1), 86400, "seconds between checkpoints; more than a day can "
+                                         "only be a mistake"),
+        "num_checkpoints_write": _cap(_int(-1), 100_000, _CKPTS),
+        "num_checkpoints_read": _cap(_int(-1), 100_000, _CKPTS), "recovery_rank_shift": _BOOL, "rank_sync": _BOOL,
         "randomize_tensor": _BOOL, "checkpoint_mechanism_classname": _STR,
         "ksm": {"type": "dict", "nullable": True, "schema": {
             "madv_mergeable_id": _int(0), "high_ram_trigger": _num(0, 100), "low_ram_exit": _num(0, 100),
             "await_time": _int(0)}}}},
     "output": {"type": "dict", "schema": {
-        "folder": _STR, "log_file": _STR,
+        "folder": _FOLDER, "log_file": _STR,  # accepted; pytest-dlio writes no DLIO log file
         "metric": {"type": "dict", "schema": {"exclude_start_steps": _int(0), "exclude_end_steps": _int(0)}}}},
     "profiling": {"type": "dict", "schema": {
         "profiler": _enum(PROFILERS), "iostat_devices": {"type": ["list", "string"], "schema": _STR}}},
-    "metric": {"type": "dict", "schema": {"au": {"type": "number", "min": 0, "max": 1}}},
+    "metric": {"type": "dict", "schema": {"au": {"type": "number", "min": 0, "max": 1}}},  # 0: report only
 }
 
 
@@ -191,3 +232,23 @@ def sub_schema(path: tuple[str, ...]) -> dict[str, Any] | None:
         if isinstance(node, dict) and rule.get("type") == "list":
             node = node.get("schema")
     return node if isinstance(node, dict) else None
+
+
+def _finite(rule: Any) -> None:
+    """Every number in the schema must be finite: NaN passes every comparison and .inf never ends."""
+    if not isinstance(rule, dict):
+        return
+    kinds = rule.get("type")
+    if "number" in (kinds if isinstance(kinds, list) else [kinds]):
+        rule["finite"] = True
+    for sub in (rule.get("schema"),):
+        if isinstance(sub, dict):
+            if "type" in sub and not isinstance(sub.get("type"), dict):
+                _finite(sub)
+            else:
+                for child in sub.values():
+                    _finite(child)
+
+
+for _rule in SCHEMA.values():
+    _finite(_rule)

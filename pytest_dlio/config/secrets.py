@@ -1,11 +1,28 @@
-"""Which config keys hold credentials — listed once — and how to hide their values."""
+"""The one list of credential keys, and how a key or value is kept out of any text we show."""
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
-SECRET_KEYS = frozenset({"secret_access_key", "access_key_id", "account_key", "sas_token", "connection_string",
-                         "session_token"})
+#: ``storage.storage_options`` keys whose values are credentials (never printed, never echoed).
+SECRET_KEYS = ("secret_access_key", "access_key_id", "account_key", "sas_token", "connection_string",
+               "session_token")
+#: Words that make any key (a misspelt one included) be treated as holding a credential.
+_SECRET_WORDS = ("secret", "key", "token", "sas", "password", "passwd", "credential", "connection_string")
+
+
+def is_secret_key(name: str) -> bool:
+    """True for a credential key, and for anything that looks like one (``secret_acess_key``, ``sas_tok``)."""
+    low = name.lower()
+    if low in SECRET_KEYS or any(w in low for w in _SECRET_WORDS):
+        return True
+    return bool(difflib.get_close_matches(low, SECRET_KEYS, n=1, cutoff=0.7))
+
+
+def secret_path(path: tuple[str, ...]) -> bool:
+    """True when the key path ends in a (possibly misspelt) credential key."""
+    return bool(path) and is_secret_key(path[-1])
 
 
 def redact(data: Any) -> Any:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import difflib
+import math
+import re
 from typing import Any
 
 import cerberus
 from cerberus import TypeDefinition
 
 from pytest_dlio.config.schema import ENUM_KEYS, SCHEMA, known_paths, sub_schema
+from pytest_dlio.config.secrets import secret_path
 from pytest_dlio.config.yamlread import Marks, Path_
 
 _TYPE_WORDS = {"integer": "a whole number", "number": "a number", "boolean": "true or false",
@@ -25,8 +28,53 @@ class _Validator(cerberus.Validator):
 
     def _validate_min(self, min_value: Any, field: str, value: Any) -> None:
         """{'nullable': False }"""
-        if isinstance(value, (int, float)):  # a time mapping also carries min: compare numbers only
+        if _finite(value):  # a time mapping also carries min: compare numbers only (NaN/inf: see finite)
             super()._validate_min(min_value, field, value)
+
+    def _validate_max(self, max_value: Any, field: str, value: Any) -> None:
+        """{'nullable': False }"""
+        if _finite(value):
+            super()._validate_max(max_value, field, value)
+
+    def _validate_finite(self, finite: bool, field: str, value: Any) -> None:
+        """{'type': 'boolean'}"""
+        if finite and isinstance(value, float) and not math.isfinite(value):
+            self._error(field, f"must be a finite number, got {value} ({_range(self.schema[field])})")
+
+    def _validate_cap(self, cap: list[Any], field: str, value: Any) -> None:
+        """{'type': 'list'}"""
+        limit, why = cap
+        if _finite(value) and value > limit:
+            self._error(field, f"{value:,} is above the cap of {limit:,} ({why}); "
+                               f"{_range(self.schema[field])}")
+
+    def _validate_folder(self, folder: bool, field: str, value: Any) -> None:
+        """{'type': 'boolean'}"""
+        if not folder or not isinstance(value, str):
+            return
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/]*@", value):
+            self._error(field, "a URI with credentials in it (user:secret@…) is refused: it would be printed in "
+                               "reports. Give credentials in storage.storage_options or the environment "
+                               "(AWS_ACCESS_KEY_ID, AZURE_STORAGE_KEY, …)")
+        elif ".." in re.split(r"[/\\]", value.split("://", 1)[-1]):
+            self._error(field, f"{value!r} leaves its root through '..': folders stay inside the data root "
+                               "(--dlio-data-root) or the --dlio-storage root; write the path without '..' "
+                               "(an absolute path is fine)")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _range(rule: dict[str, Any]) -> str:
+    """The valid range a number rule allows, in words."""
+    lo = f"≥ {rule['min']}" if "min" in rule else None
+    hi = rule["cap"][0] if "cap" in rule else rule.get("max")
+    if lo and hi is not None:
+        return f"valid: {lo} and ≤ {hi:,}"
+    if lo:
+        return f"valid: {lo}"
+    return f"valid: ≤ {hi:,}" if hi is not None else "valid: a finite number"
 
 
 def fix_enum_booleans(data: Any, marks: Marks, path: Path_ = ()) -> None:
@@ -44,7 +92,10 @@ def fix_enum_booleans(data: Any, marks: Marks, path: Path_ = ()) -> None:
                 data[key] = mark.raw.lower()
 
 
-def _describe(value: Any, raw: str | None) -> str:
+def _describe(value: Any, raw: str | None, secret: bool = False) -> str:
+    if secret:  # a credential's value is never echoed: say only what kind of value it is
+        return "a mapping" if isinstance(value, dict) else "a list" if isinstance(value, list) else \
+            f"a value of type {type(value).__name__} (not shown: a credential)"
     if isinstance(value, bool):
         said = f", written `{raw}`" if raw and raw.lower() != str(value).lower() else ""
         return f"the YAML boolean {str(value).lower()}{said}"
@@ -103,7 +154,7 @@ def _message(err: Any, marks: Marks) -> tuple[Path_, str]:
         allowed = (sub_schema(path[:-1]) or {}).get(path[-1], {}).get("allowed")
         if allowed and all(isinstance(a, str) for a in allowed):
             want = "one of " + ", ".join(allowed)
-        msg = f"{dotted}: must be {want}, got {_describe(value, raw)}"
+        msg = f"{dotted}: must be {want}, got {_describe(value, raw, secret_path(path))}"
         if isinstance(value, bool) and raw and raw.lower() in _YAML_BOOLS:
             msg += f" (YAML reads unquoted {raw} as a boolean; quote it if you meant the text)"
         elif isinstance(value, str) and kinds[0] in ("integer", "number"):
@@ -113,13 +164,16 @@ def _message(err: Any, marks: Marks) -> tuple[Path_, str]:
         allowed = [a for a in constraint if isinstance(a, str)]
         close = difflib.get_close_matches(str(value), allowed, n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]}?" if close else ""
-        return path, f"{dotted}: {value!r} is not valid; expected one of {', '.join(allowed)}{hint}"
-    if rule == "min":
-        return path, f"{dotted}: must be ≥ {constraint}, got {value!r}"
-    if rule == "max":
-        return path, f"{dotted}: must be ≤ {constraint}, got {value!r}"
+        shown = "the value" if secret_path(path) else repr(value)
+        return path, f"{dotted}: {shown} is not valid; expected one of {', '.join(allowed)}{hint}"
+    if rule in ("min", "max"):
+        known = (sub_schema(path[:-1]) or {}).get(path[-1]) if path else None
+        valid = f" ({_range(known)})" if isinstance(known, dict) and ("cap" in known or "max" in known) else ""
+        return path, f"{dotted}: must be {'≥' if rule == 'min' else '≤'} {constraint}, got {value!r}{valid}"
     if rule == "regex":
         return path, f"{dotted}: {value!r} is not a valid file name prefix (no '/', not empty)"
+    if err.code == cerberus.errors.CUSTOM.code and err.info:
+        return path, f"{dotted}: {err.info[0]}"
     if rule == "required":
         return path, f"{dotted}: required"
     if rule == "nullable":

@@ -7,16 +7,21 @@ import gzip
 import io
 import lzma
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pytest_dlio.config.model import Dataset
 from pytest_dlio.errors import ConfigError
-from pytest_dlio.formats import Encoded
-from pytest_dlio.layout import CSV_SUFFIX, DataFile
+from pytest_dlio.formats.base import DataFile, Encoded, Format
 from pytest_dlio.randbytes import random_array
 from pytest_dlio.storage.base import Buffer
+
+if TYPE_CHECKING:
+    from pytest_dlio.config.model import Dataset
+
+#: pandas' file suffix per compression; DLIO appends it to the ``.csv`` name
+CSV_SUFFIX = {"gzip": ".gz", "bz2": ".bz2", "zip": ".zip", "xz": ".xz"}
 
 
 def _text(f: DataFile, rng: np.random.Generator) -> bytes:
@@ -41,7 +46,7 @@ def compress(raw: bytes, method: str, inner: str) -> bytes:
     return buf.getvalue()
 
 
-def encode(f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
+def _encode(f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
     raw = _text(f, rng)
     if ds.compression in CSV_SUFFIX:
         name = f.key.rsplit("/", 1)[-1].removesuffix(CSV_SUFFIX[ds.compression])
@@ -65,7 +70,21 @@ def decompress(data: Buffer, method: str) -> bytes:
     return bytes(data)
 
 
-def read_samples(data: Buffer, f: DataFile, ds: Dataset, sidecars: Mapping[str, Buffer] | None = None) -> Iterator:
-    raw = decompress(data, ds.compression if ds.compression in CSV_SUFFIX else "none")
-    table = np.loadtxt(io.BytesIO(raw), delimiter=",", ndmin=2, dtype=np.float64)
-    yield from table
+class Csv(Format):
+    name = "csv"
+    heavy = True
+
+    def extension(self, ds: Dataset) -> str:
+        return "csv" + CSV_SUFFIX.get(ds.compression, "")
+
+    def encode(self, f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
+        return _encode(f, ds, rng)
+
+    def decode(self, data: Buffer, f: DataFile, ds: Dataset,
+               sidecars: Mapping[str, Buffer] | None = None) -> Sequence[Any]:
+        raw = decompress(data, ds.compression if ds.compression in CSV_SUFFIX else "none")
+        rows = np.loadtxt(io.BytesIO(raw), delimiter=",", ndmin=2, dtype=f.dtype)
+        return list(rows)  # one flat row per sample
+
+
+FORMAT = Csv()

@@ -66,51 +66,61 @@ def read_varint(buf: Buffer, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def fields(buf: memoryview) -> list[tuple[int, int, object]]:
-    """(field number, wire type, value) for each field of one message; LEN values are memoryviews."""
-    out: list[tuple[int, int, object]] = []
+Field = tuple[int, int, "int | memoryview"]
+
+
+def fields(buf: memoryview) -> list[Field]:
+    """(field number, wire type, value) for each field of one message: VARINT values as ints, the
+    others (I64, LEN, I32) as memoryviews of their bytes."""
+    out: list[Field] = []
     pos, end = 0, len(buf)
     while pos < end:
         tag, pos = read_varint(buf, pos)
         num, wt = tag >> 3, tag & 7
+        val: int | memoryview
         if wt == 0:
             val, pos = read_varint(buf, pos)
-        elif wt == 1:
-            val, pos = buf[pos:pos + 8], pos + 8
+        elif wt in (1, 5):
+            n = 8 if wt == 1 else 4
+            val, pos = buf[pos:pos + n], pos + n
         elif wt == 2:
             n, pos = read_varint(buf, pos)
             if pos + n > end:
                 raise DlioError("tf.train.Example: field runs past the end of the message")
             val, pos = buf[pos:pos + n], pos + n
-        elif wt == 5:
-            val, pos = buf[pos:pos + 4], pos + 4
         else:
             raise DlioError(f"tf.train.Example: unsupported wire type {wt}")
         out.append((num, wt, val))
     return out
 
 
+def _bytes(v: int | memoryview) -> memoryview:
+    if isinstance(v, int):
+        raise DlioError("tf.train.Example: a varint where a length-delimited field belongs")
+    return v
+
+
 def _feature(buf: memoryview) -> Value:
     for num, _wt, val in fields(buf):
-        items = fields(val)  # type: ignore[arg-type]
+        items = fields(_bytes(val))
         if num == 1:
-            vals = [bytes(v) for _, _, v in items]  # type: ignore[arg-type]
+            vals = [bytes(_bytes(v)) for _, _, v in items]
             return vals[0] if len(vals) == 1 else b"".join(vals)
         if num == 2:
             floats: list[float] = []
             for _, wt, v in items:
-                data = bytes(v) if wt in (2, 5) else b""  # type: ignore[arg-type]
+                data = bytes(_bytes(v)) if wt in (2, 5) else b""
                 floats.extend(struct.unpack(f"<{len(data) // 4}f", data))
             return floats
         if num == 3:
             ints: list[int] = []
-            for _, wt, v in items:
-                if wt == 0:
-                    ints.append(_signed(v))  # type: ignore[arg-type]
+            for _, _, v in items:
+                if isinstance(v, int):
+                    ints.append(_signed(v))
                 else:
-                    pos, mv = 0, v
-                    while pos < len(mv):  # type: ignore[arg-type]
-                        x, pos = read_varint(mv, pos)  # type: ignore[arg-type]
+                    pos = 0
+                    while pos < len(v):
+                        x, pos = read_varint(v, pos)
                         ints.append(_signed(x))
             return ints
     return b""
@@ -126,14 +136,14 @@ def parse_example(data: Buffer) -> dict[str, Value]:
     for num, _, features in fields(memoryview(data)):
         if num != 1:
             continue
-        for fnum, _, entry in fields(features):  # type: ignore[arg-type]
+        for fnum, _, entry in fields(_bytes(features)):
             if fnum != 1:
                 continue
             key, value = "", memoryview(b"")
-            for enum, _, v in fields(entry):  # type: ignore[arg-type]
+            for enum, _, v in fields(_bytes(entry)):
                 if enum == 1:
-                    key = bytes(v).decode()  # type: ignore[arg-type]
+                    key = bytes(_bytes(v)).decode()
                 elif enum == 2:
-                    value = v  # type: ignore[assignment]
+                    value = _bytes(v)
             out[key] = _feature(value)
     return out

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-import h5py
 import numpy as np
 
-from pytest_dlio.config.model import Dataset
 from pytest_dlio.errors import ConfigError
-from pytest_dlio.formats import Encoded
-from pytest_dlio.layout import DataFile
+from pytest_dlio.formats.base import DataFile, Encoded, Format
 from pytest_dlio.randbytes import random_array
 from pytest_dlio.storage.base import Buffer
+
+if TYPE_CHECKING:
+    from pytest_dlio.config.model import Dataset
 
 
 def dataset_options(ds: Dataset, shape: tuple[int, ...]) -> dict[str, Any]:
@@ -33,7 +33,9 @@ def dataset_options(ds: Dataset, shape: tuple[int, ...]) -> dict[str, Any]:
     return kw
 
 
-def encode(f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
+def _encode(f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
+    import h5py  # imported on use: h5py takes ~0.3 s to import
+
     shape = (f.samples, *f.dims)
     records = random_array(shape, f.dtype, rng)
     kw = dataset_options(ds, shape)
@@ -49,9 +51,27 @@ def encode(f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
     return Encoded([buf.getbuffer()])
 
 
-def read_samples(data: Buffer, f: DataFile, ds: Dataset, sidecars: Mapping[str, Buffer] | None = None) -> Iterator:
-    with h5py.File(io.BytesIO(data), "r") as h5:
-        names = sorted(k for k in h5 if k.startswith("records_"))
-        n = h5[names[0]].shape[0]
-        for i in range(n):
-            yield h5[names[0]][i] if len(names) == 1 else [h5[k][i] for k in names]
+class Hdf5(Format):
+    name = "hdf5"
+    heavy = True
+
+    def dims(self, ds: Dataset, drawn: tuple[int, ...]) -> tuple[int, ...]:
+        """DLIO splits explicit ``record_dims`` over ``num_dset_per_record`` datasets along the first axis."""
+        if ds.record_dims and ds.hdf5.num_dset_per_record > 1:
+            return (int(drawn[0] / ds.hdf5.num_dset_per_record), *drawn[1:])
+        return drawn
+
+    def encode(self, f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
+        return _encode(f, ds, rng)
+
+    def decode(self, data: Buffer, f: DataFile, ds: Dataset,
+               sidecars: Mapping[str, Buffer] | None = None) -> Sequence[Any]:
+        import h5py
+
+        with h5py.File(io.BytesIO(data), "r") as h5:
+            dsets = [h5[k] for k in sorted(k for k in h5 if k.startswith("records_"))]
+            n = dsets[0].shape[0]
+            return [dsets[0][i] if len(dsets) == 1 else [d[i] for d in dsets] for i in range(n)]
+
+
+FORMAT = Hdf5()

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import io
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pytest_dlio.config.model import Dataset
-from pytest_dlio.formats import Encoded
-from pytest_dlio.formats.npy import header
-from pytest_dlio.layout import DataFile
+from pytest_dlio.formats.base import DataFile, Encoded, Format, Slices
+from pytest_dlio.formats.npy import file_size, header
 from pytest_dlio.randbytes import POOL, fill_random, random_array
 from pytest_dlio.storage.base import Buffer
+
+if TYPE_CHECKING:
+    from pytest_dlio.config.model import Dataset
 
 try:  # ISA-L's CRC-32 is ~6x zlib's; the same checksum
     from isal.isal_zlib import crc32
@@ -29,6 +31,8 @@ _DOS_DATE = (0 << 9) | (1 << 5) | 1  # 1980-01-01, what numpy's ZipInfo carries
 _VERSION = 45  # zip64
 _ATTR = 0o600 << 16
 _LIMIT = 0xFFFFFFFF
+#: np.savez's container around its two members x.npy/y.npy: forced zip64 local headers + central directory
+ZIP_OVERHEAD = 234
 
 
 def _local(name: bytes, crc: int, size: int) -> bytes:
@@ -42,7 +46,7 @@ def _central(name: bytes, crc: int, size: int, offset: int) -> bytes:
                        size, size, len(name), 0, 0, 0, 0, _ATTR, offset) + name
 
 
-def encode(f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
+def _encode(f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
     shape = (*f.dims, f.samples)
     head = header(shape, f.dtype)
     n = int(np.prod(shape, dtype=np.int64)) * np.dtype(f.dtype).itemsize
@@ -74,11 +78,24 @@ def encode(f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
     tail.append(struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 2, 2, cd_len, y_at + local_len + len(y_raw), 0))
     out[:local_len] = np.frombuffer(_local(b"x.npy", crc_x, x_len), dtype=np.uint8)
     out[y_at:] = np.frombuffer(b"".join(tail), dtype=np.uint8)
-    return Encoded([memoryview(out)], pooled=[base])
+    return Encoded([out.data], pooled=[base])
 
 
-def read_samples(data: Buffer, f: DataFile, ds: Dataset, sidecars: Mapping[str, Buffer] | None = None) -> Iterator:
-    with np.load(io.BytesIO(data)) as z:
-        x = z["x"]
-    for i in range(x.shape[-1]):
-        yield x[..., i]
+class Npz(Format):
+    name = "npz"
+    heavy = True
+
+    def predicted_size(self, ds: Dataset, dims: tuple[int, ...], dtype: str, position: int) -> int | None:
+        spf = ds.num_samples_per_file
+        return file_size((*dims, spf), dtype) + file_size((spf,), "int64") + ZIP_OVERHEAD
+
+    def encode(self, f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
+        return _encode(f, ds, rng)
+
+    def decode(self, data: Buffer, f: DataFile, ds: Dataset,
+               sidecars: Mapping[str, Buffer] | None = None) -> Sequence[Any]:
+        with np.load(io.BytesIO(data)) as z:
+            return Slices(z["x"])
+
+
+FORMAT = Npz()

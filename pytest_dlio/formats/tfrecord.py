@@ -7,23 +7,25 @@ the data (little endian). The index ``index/{split}/{basename}.idx`` holds "offs
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import crc32c
 import numpy as np
 
-from pytest_dlio.config.model import Dataset
 from pytest_dlio.errors import DlioError
-from pytest_dlio.formats import Encoded
+from pytest_dlio.formats.base import DataFile, Encoded, Format
 from pytest_dlio.formats.example_proto import (
     bytes_feature_prefix,
     example_prefix,
     int64_feature,
     parse_example,
 )
-from pytest_dlio.layout import DataFile
 from pytest_dlio.randbytes import POOL, random_bytes
 from pytest_dlio.storage.base import Buffer
+
+if TYPE_CHECKING:
+    from pytest_dlio.config.model import Dataset
 
 _MASK_DELTA = 0xA282EAD8
 
@@ -34,10 +36,10 @@ def masked_crc(data: Buffer, crc: int | None = None) -> int:
     return (((c >> 15) | (c << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
-def encode(f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
+def _encode(f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
     size = f.sample_bytes
     buf = POOL.take(size * f.samples)
-    payload = memoryview(random_bytes(size * f.samples, rng, buf))
+    payload = random_bytes(size * f.samples, rng, buf).data
     size_entry = int64_feature("size", [size])
     img_prefix = bytes_feature_prefix("image", size)
     head = example_prefix(len(size_entry) + len(img_prefix) + size) + size_entry + img_prefix
@@ -50,8 +52,45 @@ def encode(f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
         img = payload[i * size:(i + 1) * size]
         parts += [frame_head, head, img, struct.pack("<I", masked_crc(b"", crc32c.crc32c(img, head_crc)))]
     record = 16 + length
-    index = "".join(f"{k * record} {record}\n" for k in range(f.samples)).encode()
-    return Encoded(parts, {f.sidecars[0]: index}, [buf])
+    return Encoded(parts, {f.sidecars[0]: index(record, f.samples)}, [buf])
+
+
+def index(record: int, n: int) -> bytes:
+    """The DALI index: one "offset length" line per record."""
+    return "".join(f"{k * record} {record}\n" for k in range(n)).encode()
+
+
+def index_len(record: int, n: int) -> int:
+    """``len(index(record, n))`` without building it (counts the digits of each offset)."""
+    total, k, digits = n * (len(str(record)) + 2), 0, 1
+    while k < n:
+        upto = min(n, max(k, -(-10**digits // record)))  # first k whose offset has more digits
+        total += (upto - k) * digits
+        k, digits = upto, digits + 1
+    return total
+
+
+def _varint_len(v: int) -> int:
+    return max(1, (v.bit_length() + 6) // 7)
+
+
+def example_len(payload: int, size_value: int) -> int:
+    """Bytes of a serialized tf.train.Example with ``image`` (payload bytes) and ``size`` (one int64)."""
+    blist = 1 + _varint_len(payload) + payload
+    f_img = 1 + _varint_len(blist) + blist
+    e_img = (1 + 1 + 5) + 1 + _varint_len(f_img) + f_img
+    packed = _varint_len(size_value)
+    ilist = 1 + _varint_len(packed) + packed
+    f_size = 1 + _varint_len(ilist) + ilist
+    e_size = (1 + 1 + 4) + 1 + _varint_len(f_size) + f_size
+    features = 1 + _varint_len(e_size) + e_size + 1 + _varint_len(e_img) + e_img
+    return 1 + _varint_len(features) + features
+
+
+def record_len(dims: tuple[int, ...], dtype: str) -> int:
+    """One framed record: u64 length, u32 CRC, the Example, u32 CRC."""
+    sample = int(np.prod(dims, dtype=np.int64)) * np.dtype(dtype).itemsize
+    return 16 + example_len(sample, sample)
 
 
 def records(data: Buffer, key: str = "") -> Iterator[memoryview]:
@@ -77,8 +116,33 @@ def records(data: Buffer, key: str = "") -> Iterator[memoryview]:
         pos = stop + 4
 
 
-def read_samples(data: Buffer, f: DataFile, ds: Dataset, sidecars: Mapping[str, Buffer] | None = None) -> Iterator:
-    for body in records(data, f.key):
-        ex = parse_example(body)
-        image = ex.get("image", b"")
-        yield np.frombuffer(image, dtype=np.uint8) if isinstance(image, bytes) else image
+def samples(data: Buffer, key: str = "") -> list[Any]:
+    """Each record's ``image`` feature as uint8 (lengths and CRCs checked)."""
+    out = []
+    for body in records(data, key):
+        image = parse_example(body).get("image", b"")
+        out.append(np.frombuffer(image, dtype=np.uint8) if isinstance(image, bytes) else image)
+    return out
+
+
+class TfRecord(Format):
+    name = "tfrecord"
+
+    def predicted_size(self, ds: Dataset, dims: tuple[int, ...], dtype: str, position: int) -> int | None:
+        return ds.num_samples_per_file * record_len(dims, dtype)
+
+    def sidecar_keys(self, ds: Dataset, key: str, split: str) -> tuple[str, ...]:
+        return (f"index/{split}/{key.rsplit('/', 1)[-1]}.idx",)
+
+    def sidecar_sizes(self, ds: Dataset, dims: tuple[int, ...], dtype: str) -> tuple[int | None, ...]:
+        return (index_len(record_len(dims, dtype), ds.num_samples_per_file),)
+
+    def encode(self, f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
+        return _encode(f, ds, rng)
+
+    def decode(self, data: Buffer, f: DataFile, ds: Dataset,
+               sidecars: Mapping[str, Buffer] | None = None) -> Sequence[Any]:
+        return samples(data, f.key)
+
+
+FORMAT = TfRecord()

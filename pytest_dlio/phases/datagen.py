@@ -3,13 +3,12 @@
 Modes: ``always`` rewrites every file; ``never`` only checks (DlioError when anything is missing or
 incomplete); ``auto`` writes what is missing or incomplete and leaves complete files alone.
 
-Complete means: the key exists with its exact predicted size (npy, npz, tfrecord, indexed_binary,
-synthetic) and every sidecar exists (the idx files with their exact size). For formats whose size
-depends on the encoded content (hdf5, csv, jpeg, png, parquet) datagen writes an empty marker object
-``.dlio/sizes/{key}@{size}`` after the file; the file is complete when its current size has a marker.
-Files are written whole and atomically (``ObjectStore.put`` / a committed ``Writer``), sidecars
-first, then the file, then its marker, so a killed run leaves only files that ``auto`` recognises as
-missing or incomplete and rewrites.
+Complete is judged as training judges it (``phases/dataset.py``): the key exists with its exact
+size, the format's prediction or, for formats whose size depends on the encoded content (hdf5, csv,
+jpeg, png, parquet), the size in the empty marker object ``.dlio/sizes/{key}@{size}`` datagen writes
+after the file; every sidecar exists with its exact size. Files are written whole and atomically
+(``ObjectStore.put`` / a committed ``Writer``), sidecars first, then the file, then its marker, so a
+killed run leaves only files that ``auto`` recognises as missing or incomplete and rewrites.
 """
 
 from __future__ import annotations
@@ -26,7 +25,8 @@ from pathlib import Path
 from pytest_dlio.config.model import WorkloadConfig
 from pytest_dlio.errors import DlioError
 from pytest_dlio.formats import Encoded, get_format
-from pytest_dlio.layout import MARKER_PREFIX, DataFile, dataset_files, files_for_rank
+from pytest_dlio.layout import DataFile, dataset_files, files_for_rank
+from pytest_dlio.phases.dataset import MARKER_PREFIX, Listing, list_dataset, marker_key, not_enough_message
 from pytest_dlio.randbytes import file_rng, new_nonce
 from pytest_dlio.ranks import Comm
 from pytest_dlio.storage.base import ObjectStore
@@ -55,50 +55,6 @@ class DatagenStats:
         return self.bytes_written / 2**20 / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
 
-def marker_key(key: str, size: int) -> str:
-    return f"{MARKER_PREFIX}{key}@{size}"
-
-
-class Listing:
-    """What the store holds under the dataset's prefixes: key → size, and size markers."""
-
-    def __init__(self, objects: dict[str, int]) -> None:
-        self.sizes = {k: v for k, v in objects.items() if not k.startswith(MARKER_PREFIX)}
-        self.markers: dict[str, set[int]] = {}
-        for k in objects:
-            if k.startswith(MARKER_PREFIX):
-                key, _, size = k[len(MARKER_PREFIX):].rpartition("@")
-                if size.isdigit():
-                    self.markers.setdefault(key, set()).add(int(size))
-
-    def complete(self, f: DataFile) -> bool:
-        """Whether ``f`` and its sidecars are there whole (see the module docstring)."""
-        size = self.sizes.get(f.key)
-        if size is None:
-            return False
-        if f.expected_size is not None:
-            if size != f.expected_size:
-                return False
-        elif size not in self.markers.get(f.key, ()):
-            return False
-        for side in f.sidecars:
-            got = self.sizes.get(side)
-            if got is None or (side.endswith((".off.idx", ".sz.idx")) and got != 8 * f.samples):
-                return False
-        return True
-
-
-async def list_dataset(store: ObjectStore, files: list[DataFile]) -> Listing:
-    """One listing per top-level prefix the dataset uses."""
-    prefixes = sorted({f.key.split("/", 1)[0] + "/" for f in files}
-                      | {s.split("/", 1)[0] + "/" for f in files for s in f.sidecars} | {MARKER_PREFIX})
-    objects: dict[str, int] = {}
-    for p in prefixes:
-        async for k, size in store.list(p):
-            objects[k] = size
-    return Listing(objects)
-
-
 async def shared_listing(store: ObjectStore, files: list[DataFile], comm: Comm) -> Listing:
     """Rank 0 lists, every rank gets its listing: one LIST per prefix however many ranks run (a LIST per
     rank at scale is what gave mlcommons/storage #667 its SlowDown storms)."""
@@ -122,19 +78,6 @@ def merge_stats(parts: list[DatagenStats]) -> DatagenStats:
 def _check_mode(mode: str) -> None:
     if mode not in MODES:
         raise DlioError(f"--dlio-generate {mode!r}: use auto, always or never")
-
-
-def missing_message(cfg: WorkloadConfig, files: list[DataFile], listing: Listing, store: ObjectStore) -> str | None:
-    """DLIO's "Not enough … dataset is found" wording for the first split with missing files."""
-    for split, label in (("train", "training"), ("valid", "validation")):
-        want = [f for f in files if f.split == split]
-        bad = [f for f in want if not listing.complete(f)]
-        if bad:
-            shown = ", ".join(f.key for f in bad[:3]) + (", …" if len(bad) > 3 else "")
-            return (f"Not enough {label} dataset is found: expected {len(want)} files, found "
-                    f"{len(want) - len(bad)} complete in {store.uri} (missing or incomplete: {shown}); "
-                    "run with --dlio-generate auto")
-    return None
 
 
 def local_root(store: ObjectStore) -> Path | None:
@@ -222,7 +165,7 @@ async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode:
     mine = files_for_rank(files, comm.rank, comm.size)
     listing = await shared_listing(store, files, comm)
     if mode == "never":
-        msg = missing_message(cfg, files, listing, store)
+        msg = not_enough_message(files, listing, store.uri)
         if msg:
             raise DlioError(msg)
         todo: list[DataFile] = []

@@ -5,36 +5,33 @@ with ``file_shuffle``/``sample_shuffle`` meaning what DLIO documents — off, se
 read by ``read_threads`` concurrent reader tasks with at most ``max(prefetch_size, read_threads)``
 batches of read-ahead, emulated compute per step (a measured sleep), optional step-based checkpoint
 callbacks that split the epoch into blocks, and evaluation after the configured epochs. Storage calls
-are async; decoding runs in a thread pool sized by ``read_threads`` (inline when it is 0, like DLIO's
-zero workers).
+are async and fetch the format's read unit; a heavy format's decoding runs in a thread pool sized by
+``read_threads`` (inline when it is 0, like DLIO's zero workers), a light one's inline as a view.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from pytest_dlio import formats, layout
+from pytest_dlio import layout
 from pytest_dlio.config.model import Dataset, TimeSpec, WorkloadConfig
-from pytest_dlio.errors import DlioError, NotFound
+from pytest_dlio.errors import DlioError
+from pytest_dlio.formats import Format, ReadUnit, Spans, get_format, sample_of
 from pytest_dlio.layout import DataFile
 from pytest_dlio.metrics import TrainMetrics, compute_metrics
+from pytest_dlio.phases.dataset import check_dataset
 from pytest_dlio.ranks import Comm
 from pytest_dlio.storage.base import Buffer, ObjectStore
 from pytest_dlio.timeline import Block, Clock, Epoch, EvalRun, Reads, Step, Timeline
-
-#: Formats whose decode is real work (decompress, parse); the rest decode as a zero-copy view on the
-#: event loop, which measured 10-20 % faster than a thread-pool hop for large records.
-POOLED_FORMATS = frozenset({"npz", "hdf5", "jpeg", "png", "parquet", "csv"})
 
 CheckpointHook = Callable[[int, int], Awaitable[None]]
 EpochHook = Callable[[int], Awaitable[None]]
@@ -52,49 +49,23 @@ def dataset_keys(cfg: WorkloadConfig, split: str = "train") -> list[str]:
     return layout.split_keys(cfg.dataset, "train" if split == "train" else "valid")
 
 
-def _npy_view(data: Buffer) -> np.ndarray:
-    """An .npy file's array as a zero-copy view of the bytes (what np.load does, minus the copy)."""
-    f = io.BytesIO(data)
-    version = np.lib.format.read_magic(f)
-    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    shape, fortran, dtype = read_header(f)
-    count = int(np.prod(shape)) if shape else 1
-    arr = np.frombuffer(data, dtype=dtype, count=count, offset=f.tell())
-    return arr.reshape(shape, order="F" if fortran else "C")
+def decode_file(f: DataFile, ds: Dataset, data: Buffer, sidecars: dict[str, Buffer] | None,
+                sample: int = 0) -> Sequence[object]:
+    """What DLIO's reader makes of an opened file: its samples (DlioError naming the file, and the
+    ``sample`` being read, when the bytes don't parse)."""
+    try:
+        return get_format(ds.format).decode(data, f, ds, sidecars)
+    except DlioError:
+        raise
+    except Exception as exc:  # any parse failure of a damaged file
+        raise DlioError(f"{f.key}: cannot decode sample {sample} as {ds.format} ({type(exc).__name__}: "
+                        f"{exc}); regenerate the dataset with the datagen item") from None
 
 
 def decode_sample(f: DataFile, ds: Dataset, data: Buffer, sample: int,
                   sidecars: dict[str, Buffer] | None = None) -> object:
-    """What DLIO's reader does to an opened file for one sample (npy as a zero-copy view; npz parsed;
-    other formats through ``formats.read_sample``; parquet is only touched for now)."""
-    fmt = ds.format
-    try:
-        if fmt == "npz":
-            with np.load(io.BytesIO(data)) as z:
-                x = z["x"]
-            return x[..., sample % x.shape[-1]] if x.ndim else x
-        if fmt == "npy":
-            x = _npy_view(data)
-            return x[..., sample % x.shape[-1]] if x.ndim else x
-        if fmt == "parquet":
-            return memoryview(data).nbytes
-        return formats.read_sample(data, f, ds, sample, sidecars)
-    except DlioError:
-        raise
-    except Exception as exc:  # any parse failure of a damaged file
-        raise DlioError(f"{f.key}: cannot decode sample {sample} as {fmt} ({type(exc).__name__}: {exc}); "
-                        "regenerate the dataset with the datagen item") from None
-
-
-def _parse_all(f: DataFile, ds: Dataset, data: Buffer, sidecars: dict[str, Buffer] | None) -> list[object]:
-    """Every sample of an opened file, parsed once (DlioError on a damaged file)."""
-    try:
-        return list(formats.read_samples(data, f, ds, sidecars))
-    except DlioError:
-        raise
-    except Exception as exc:  # any parse failure of a damaged file
-        raise DlioError(f"{f.key}: cannot decode as {ds.format} ({type(exc).__name__}: {exc}); "
-                        "regenerate the dataset with the datagen item") from None
+    """Sample ``sample`` of an opened file (the file decoded for it alone)."""
+    return sample_of(decode_file(f, ds, data, sidecars, sample), f, sample)
 
 
 # ---------------------------------------------------------------- sampling ----
@@ -163,87 +134,6 @@ def coverage_problem(read: list[np.ndarray], total: int, steps: int, batch_size:
 
 
 # ---------------------------------------------------------------- reading ----
-def _parquet_columns(cfg: WorkloadConfig) -> list[str] | None:
-    """Columns a parquet read selects: ``storage_options.columns`` (DLIO's key), else the columns not marked
-    ``read: false`` (MLPerf v3.0 DLRM marks them; DLIO ignores the flags, we honour their plain intent),
-    else all (None)."""
-    chosen = cfg.storage.options.get("columns")
-    if chosen:
-        return [str(c) for c in chosen]
-    cols = cfg.dataset.parquet.columns
-    if cols and any(not c.read for c in cols):
-        return [c.name for c in cols if c.read]
-    return None
-
-
-class _Tail(io.RawIOBase):
-    """A file of ``size`` bytes of which only the tail is known: enough for pyarrow to read a footer."""
-
-    def __init__(self, size: int, tail: bytes) -> None:
-        self.size, self.tail, self.pos = size, tail, 0
-        self.tail_start = size - len(tail)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        self.pos = pos if whence == 0 else (self.pos + pos if whence == 1 else self.size + pos)
-        return self.pos
-
-    def tell(self) -> int:
-        return self.pos
-
-    def readinto(self, b: Any) -> int:
-        n = max(0, min(len(b), self.size - self.pos))
-        lo = self.pos - self.tail_start
-        pad = min(n, max(0, -lo))  # pyarrow prefetches a fixed tail; bytes before the footer are never parsed
-        b[:pad] = bytes(pad)
-        b[pad:n] = self.tail[max(0, lo):max(0, lo) + n - pad]
-        self.pos += n
-        return n
-
-
-@dataclass
-class ParquetIndex:
-    """A parquet file's row groups: first row of each, and the byte span of the selected column chunks."""
-
-    first_rows: np.ndarray
-    spans: list[tuple[int, int]]
-
-    @classmethod
-    async def load(cls, loader: Loader, key: str, columns: list[str] | None) -> ParquetIndex:
-        import pyarrow.parquet as pq
-
-        size = await loader.store.size(key)
-        tail = bytes(await loader._range(key, max(0, size - 8), 8))
-        footer = int.from_bytes(tail[:4], "little") + 8
-        tail = bytes(await loader._range(key, max(0, size - footer), footer))
-        meta = pq.read_metadata(_Tail(size, tail))
-        names = meta.schema.to_arrow_schema().names
-        wanted = set(columns) if columns else set(names)
-        first, spans, row = [], [], 0
-        for r in range(meta.num_row_groups):
-            group = meta.row_group(r)
-            lo, hi = size, 0
-            for c in range(group.num_columns):
-                col = group.column(c)
-                if col.path_in_schema.split(".")[0] not in wanted:
-                    continue
-                start = col.dictionary_page_offset if col.has_dictionary_page and col.dictionary_page_offset \
-                    else col.data_page_offset
-                lo, hi = min(lo, start), max(hi, start + col.total_compressed_size)
-            first.append(row)
-            spans.append((lo, max(0, hi - lo)) if hi > lo else (0, 0))
-            row += group.num_rows
-        return cls(np.asarray(first, dtype=np.int64), spans)
-
-    def row_group_of(self, row: int) -> int:
-        return int(np.searchsorted(self.first_rows, row, side="right") - 1)
-
-
 @dataclass
 class LoaderStats:
     """How far ahead the readers got (the prefetch bound is asserted on this)."""
@@ -253,7 +143,12 @@ class LoaderStats:
 
 
 class Loader:
-    """Reads batches of samples from a store: concurrent reader tasks, bounded read-ahead, in-order delivery."""
+    """Reads batches of samples from a store: concurrent reader tasks, bounded read-ahead, in-order delivery.
+
+    What a sample read fetches is the format's read unit: the whole file (decoded once per fetch when it
+    holds several samples), the sample's own byte range (indexed_binary, located by its index), or its
+    row group's column chunks (parquet, located by the footer). Heavy decodes run in ``pool``.
+    """
 
     def __init__(self, cfg: WorkloadConfig, store: ObjectStore, files: list[DataFile], reads: Reads,
                  pool: ThreadPoolExecutor | None, rng: np.random.Generator) -> None:
@@ -261,8 +156,8 @@ class Loader:
         self.store, self.files, self.reads, self.pool = store, files, reads, pool
         self.keys = [f.key for f in files]
         self.ds = cfg.dataset
+        self.format: Format = get_format(cfg.dataset.format)
         self._side: dict[str, dict[str, Buffer]] = {}
-        self.fmt = cfg.dataset.format
         self.spf = cfg.dataset.num_samples_per_file
         self.threads = rd.read_threads
         self.capacity = max(rd.prefetch_size, rd.read_threads, 1)
@@ -277,13 +172,16 @@ class Loader:
         # on_demand readers reopen files)
         self._recent: OrderedDict[str, asyncio.Task[Buffer]] = OrderedDict()
         self._recent_cap = max(2, 2 * max(1, rd.read_threads))
-        self._pq: dict[str, ParquetIndex] = {}
-        self._rg: OrderedDict[tuple[str, int], asyncio.Task[int]] = OrderedDict()
-        # formats parsed record by record (tfrecord, hdf5, csv, images): each fetched file is parsed once
-        # and its samples served from the list (DLIO's TF pipeline parses each record once per epoch;
-        # reparsing the file for every sample made a 1251-sample tfrecord cost O(n^2) CRC checks)
-        self._parsed: OrderedDict[str, tuple[Buffer, asyncio.Future[list[object]]]] = OrderedDict()
-        self.columns = _parquet_columns(cfg)
+        self._spans: dict[str, Spans] = {}
+        self._units: OrderedDict[tuple[str, int], asyncio.Task[object]] = OrderedDict()
+        # files holding several samples: each fetched file is decoded once and its samples served from
+        # that (DLIO's readers keep an opened file while its samples are read; reparsing the file for
+        # every sample made a 1251-sample tfrecord cost O(n^2) CRC checks)
+        self._decoded: OrderedDict[str, tuple[Buffer, asyncio.Future[Sequence[object]]]] = OrderedDict()
+        self.columns: list[str] | None = cfg.storage.options.get("columns") or None
+        # whole files unless the unit is a range that read_type allows (memory reads indexed files whole)
+        unit = self.format.read_unit
+        self.unit = ReadUnit.FILE if unit is ReadUnit.SAMPLE_RANGE and self.memory else unit
 
     async def _get(self, key: str) -> Buffer:
         t = time.perf_counter()
@@ -328,95 +226,87 @@ class Loader:
             side = self._side[f.key] = {k: await self._get(k) for k in f.sidecars}
         return side
 
-    async def _indexed(self, f: DataFile, sample: int) -> object:
-        """indexed_binary: DLIO reads exactly the sample's bytes, located by the .off.idx/.sz.idx index."""
-        side = await self._sidecars(f)
-        assert side is not None
-        off_key, sz_key = f.sidecars
-        off = int(np.frombuffer(side[off_key], dtype=np.uint64)[sample])
-        size = int(np.frombuffer(side[sz_key], dtype=np.uint64)[sample])
-        data = await self._range(f.key, off, size)
-        if len(data) != size:
-            raise DlioError(f"{f.key}: sample {sample} at offset {off} (+{size}) is past the end of the file; "
-                            "regenerate it with --dlio-generate auto")
-        return np.frombuffer(data, dtype=np.uint8)
+    async def _decode(self, fn: Callable[..., Any], *args: object) -> Any:
+        """``fn(*args)`` in the pool for a heavy format, else inline on the event loop."""
+        if self.pool is not None and self.format.heavy:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+        return fn(*args)
 
-    async def _parquet(self, f: DataFile, sample: int) -> object:
-        """parquet: the read unit is a row group; read the byte span of the selected column chunks once."""
-        index = self._pq.get(f.key)
-        if index is None:
-            index = self._pq[f.key] = await ParquetIndex.load(self, f.key, self.columns)
-        rg = index.row_group_of(sample)
-        task = self._rg.get((f.key, rg))
+    async def _locate(self, f: DataFile) -> Spans:
+        """The byte ranges of the file's read units, found once per run (index objects, or the footer)."""
+        spans = self._spans.get(f.key)
+        if spans is not None:
+            return spans
+        fmt = self.format
+        if self.unit is ReadUnit.SAMPLE_RANGE:
+            side = await self._sidecars(f)
+            spans = fmt.sample_spans(f, side or {})
+        else:
+            size = await self.store.size(f.key)
+            tail = bytes(await self._range(f.key, max(0, size - fmt.footer_tail), fmt.footer_tail))
+            n = fmt.footer_length(tail)
+            footer = bytes(await self._range(f.key, max(0, size - n), n))
+            spans = fmt.row_group_spans(footer, size, self.ds, self.columns)
+        self._spans[f.key] = spans
+        return spans
+
+    async def _unit(self, f: DataFile, sample: int) -> object:
+        """A ranged read unit: exactly its bytes, decoded as DLIO's reader does. A row group serves all
+        its rows, so consecutive rows of one group share one read."""
+        spans = await self._locate(f)
+        if self.unit is ReadUnit.SAMPLE_RANGE:  # unit i is sample i
+            return await self._read_unit(f, sample, *sample_of(spans.spans, f, sample))
+        u = spans.unit_of(sample)
+        task = self._units.get((f.key, u))
         if task is None:
-            start, length = index.spans[rg]
-            task = self._rg[(f.key, rg)] = asyncio.ensure_future(self._span(f.key, start, length))
-            while len(self._rg) > self._recent_cap:
-                self._rg.popitem(last=False)
+            task = asyncio.ensure_future(self._read_unit(f, sample, *spans.spans[u]))
+            self._units[(f.key, u)] = task
+            while len(self._units) > self._recent_cap:
+                self._units.popitem(last=False)
         return await task
 
-    async def _span(self, key: str, start: int, length: int) -> int:
-        return len(await self._range(key, start, length))  # DLIO discards the bytes (no decode)
+    async def _read_unit(self, f: DataFile, sample: int, start: int, length: int) -> object:
+        data = await self._range(f.key, start, length)
+        if len(data) != length:
+            raise DlioError(f"{f.key}: sample {sample} at offset {start} (+{length}) is past the end of the "
+                            "file; regenerate it with --dlio-generate auto")
+        return self.format.decode_span(data, f, self.ds)  # a view or a count: inline
+
+    async def _from_file(self, f: DataFile, sample: int) -> object:
+        data = await self._file(f.key)
+        side = await self._sidecars(f)
+        if self.spf == 1:
+            return await self._decode(decode_sample, f, self.ds, data, sample, side)
+        entry = self._decoded.get(f.key)
+        if entry is None or entry[0] is not data:  # decoded once per fetched buffer
+            task = asyncio.ensure_future(self._decode(decode_file, f, self.ds, data, side, sample))
+            entry = self._decoded[f.key] = (data, task)
+            while len(self._decoded) > self._recent_cap:
+                self._decoded.popitem(last=False)
+        else:
+            self._decoded.move_to_end(f.key)
+        return sample_of(await asyncio.shield(entry[1]), f, sample)
 
     async def _sample(self, idx: int) -> object:
         f = self.files[idx // self.spf]
-        if self.fmt in ("indexed_binary", "mmap_indexed_binary") and not self.memory:
-            out = await self._indexed(f, idx % self.spf)
-            if not self.preprocess.is_zero:
-                await asyncio.sleep(self.preprocess.sample(self.rng))
-            return out
-        if self.fmt == "parquet":
-            out = await self._parquet(f, idx % self.spf)
-            if not self.preprocess.is_zero:
-                await asyncio.sleep(self.preprocess.sample(self.rng))
-            return out
-        data = await self._file(f.key)
-        side = await self._sidecars(f)
-        if self.spf > 1 and self.fmt not in ("npz", "npy"):
-            out = await self._parsed_sample(f, data, side, idx % self.spf)
-        elif self.pool is None or self.fmt not in POOLED_FORMATS:
-            out = decode_sample(f, self.ds, data, idx % self.spf, side)
+        if self.unit is ReadUnit.FILE:
+            out = await self._from_file(f, idx % self.spf)
         else:
-            loop = asyncio.get_running_loop()
-            out = await loop.run_in_executor(self.pool, decode_sample, f, self.ds, data, idx % self.spf, side)
+            out = await self._unit(f, idx % self.spf)
         if not self.preprocess.is_zero:
             await asyncio.sleep(self.preprocess.sample(self.rng))
         return out
 
-    async def _parsed_sample(self, f: DataFile, data: Buffer, side: dict[str, Buffer] | None,
-                             sample: int) -> object:
-        """Sample ``sample`` of a file parsed once per fetch (the parse is keyed by the fetched buffer)."""
-        entry = self._parsed.get(f.key)
-        if entry is None or entry[0] is not data:
-            loop = asyncio.get_running_loop()
-            if self.pool is None or self.fmt not in POOLED_FORMATS:
-                fut: asyncio.Future[list[object]] = loop.create_future()
-                try:
-                    fut.set_result(_parse_all(f, self.ds, data, side))
-                except Exception as exc:
-                    fut.set_exception(exc)
-            else:
-                fut = loop.run_in_executor(self.pool, _parse_all, f, self.ds, data, side)
-            entry = self._parsed[f.key] = (data, fut)
-            while len(self._parsed) > self._recent_cap:
-                self._parsed.popitem(last=False)
-        else:
-            self._parsed.move_to_end(f.key)
-        items = await asyncio.shield(entry[1])
-        if sample >= len(items):
-            raise DlioError(f"{f.key}: has no sample {sample}; regenerate it with --dlio-generate auto")
-        return items[sample]
-
     async def _batch(self, indices: np.ndarray) -> list[object]:
         return [await self._sample(int(i)) for i in indices]
 
-    async def batches(self, order: np.ndarray, batch_size: int) -> AsyncIterator[list[object]]:
+    async def batches(self, order: np.ndarray, batch_size: int) -> AsyncGenerator[list[object], None]:
         """Yield ``len(order) // batch_size`` batches in order."""
         n = len(order) // batch_size
         parts = [order[b * batch_size:(b + 1) * batch_size] for b in range(n)]
         self._recent.clear()
-        self._rg.clear()
-        self._parsed.clear()
+        self._units.clear()
+        self._decoded.clear()
         if self.memory:
             self._cache.clear()
             self._left = {}
@@ -482,43 +372,6 @@ async def emulate(seconds: float) -> None:
         await asyncio.sleep(0)
     while time.perf_counter() < deadline:  # the last half millisecond: no other task may overrun it
         pass
-
-
-# ---------------------------------------------------------------- dataset check ----
-async def check_dataset(store: ObjectStore, files: list[DataFile]) -> None:
-    """DlioError naming the first missing, empty or wrongly sized file, before any epoch runs."""
-    keys = [f.key for f in files] + [k for f in files for k in f.sidecars]
-    if not keys:
-        return
-    sizes: dict[str, int] = {}
-    if store.supports_listing:
-        prefixes = {k.split("/", 1)[0] + "/" for k in keys}
-        for p in prefixes:
-            async for k, s in store.list(p):
-                sizes[k] = s
-    else:
-        async def one(k: str) -> None:
-            try:
-                sizes[k] = await store.size(k)
-            except NotFound:
-                pass
-        await asyncio.gather(*(one(k) for k in keys))
-    missing = [k for k in keys if k not in sizes]
-    empty = [k for k in keys if sizes.get(k) == 0]
-    where = str(store).rstrip("/")
-    if missing:
-        raise DlioError(f"dataset incomplete: {len(missing)} of {len(keys)} files missing under {where}, "
-                        f"first {missing[0]}; generate it (datagen item / workflow.generate_data: True) "
-                        "or point dataset.data_folder at the generated data")
-    if empty:
-        raise DlioError(f"dataset damaged: {len(empty)} of {len(keys)} files are empty under {where}, "
-                        f"first {empty[0]}; regenerate the dataset")
-    wrong = [f for f in files if f.expected_size is not None and sizes[f.key] != f.expected_size]
-    if wrong:
-        f = wrong[0]
-        raise DlioError(f"dataset does not match the config: {len(wrong)} of {len(files)} files have the wrong "
-                        f"size under {where}, first {f.key} has {sizes[f.key]} bytes, expected {f.expected_size}; "
-                        "regenerate the dataset for this config (or fix dataset.record_length_bytes)")
 
 
 # ---------------------------------------------------------------- the loop ----

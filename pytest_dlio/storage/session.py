@@ -62,6 +62,8 @@ class StorageSession:
         kind = storage.storage_type if storage else "local_fs"
         if kind in _LOCAL:
             path = Path(folder) if Path(folder).is_absolute() else self.data_root / relative_folder(folder)
+            if ".." in path.parts:
+                raise StorageError(folder, "resolve", reason="'..' in a folder is refused; write it without '..'")
             return f"{_LOCAL[kind]}://{path}"
         if kind == "s3":
             opts = storage.options if storage else {}

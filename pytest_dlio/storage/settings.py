@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pytest_dlio.config.secrets import SECRET_KEYS
 from pytest_dlio.errors import StorageError
 
 MiB = 2**20
@@ -40,11 +41,10 @@ class StoreOptions:
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value we know of, for scrubbing messages."""
-        keys = ("secret_access_key", "access_key_id", "account_key", "sas_token", "connection_string",
-                "session_token")
         env = ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN", "AZURE_STORAGE_KEY",
                "AZURE_STORAGE_SAS_TOKEN", "AZURE_STORAGE_CONNECTION_STRING")
-        values = [str(self.storage_options.get(k) or "") for k in keys] + [os.environ.get(k, "") for k in env]
+        values = [str(self.storage_options.get(k) or "") for k in SECRET_KEYS]
+        values += [os.environ.get(k, "") for k in env]
         values += [dotenv_values().get(k, "") or "" for k in env]
         return tuple(v for v in values if v)
 

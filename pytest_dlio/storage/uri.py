@@ -32,6 +32,15 @@ def parse_uri(uri: str) -> ParsedUri:
         raise StorageError(uri, "open", reason="not a storage URI; use file:///abs/path, direct:///abs/path, "
                                                "s3://bucket/prefix, az://container/prefix or mem://name")
     scheme, netloc, path = m.group(1), m.group(2), unquote(m.group(3))
+    if "@" in netloc:  # never echo it: the part before '@' is a credential
+        shown = f"{scheme}://***@{netloc.rsplit('@', 1)[1]}{m.group(3)}"
+        raise StorageError(shown, "open", reason="credentials in a URI (user:secret@…) are refused: they would "
+                                                 "show in the header and reports; give them in "
+                                                 "storage.storage_options or the environment (AWS_ACCESS_KEY_ID, "
+                                                 "AZURE_STORAGE_KEY, …)")
+    if ".." in path.replace("\\", "/").split("/"):
+        raise StorageError(uri, "open", reason="'..' in a storage path is refused: a run stays inside its "
+                                               "root; write the path without '..'")
     if scheme in ("file", "direct"):
         if netloc not in ("", "localhost"):
             raise StorageError(uri, "open", reason=f"{scheme}:// needs an absolute path, e.g. {scheme}:///data/dlio")
@@ -44,8 +53,12 @@ def parse_uri(uri: str) -> ParsedUri:
 
 
 def relative_folder(folder: str) -> str:
-    """A config folder as a relative key prefix: strip ``./`` and leading/trailing ``/``."""
+    """A config folder as a relative key prefix: strip ``./`` and leading/trailing ``/``; ``..`` is refused
+    (the schema refuses it first; this keeps every caller inside its root whatever it was given)."""
     parts = [p for p in folder.replace("\\", "/").split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise StorageError(folder, "resolve", reason="'..' would leave the data root or --dlio-storage root; "
+                                                     "write the folder without '..'")
     return "/".join(parts)
 
 

@@ -1,0 +1,113 @@
+"""The training loader delivers the right sample for every read unit: each sample of a shuffled order,
+as the format's reference reader finds it in the stored file (whole file decoded inline or in the pool,
+one range per sample, one range per parquet row group), on a real mem:// store."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from pytest_dlio.config.model import Dataset, Parquet, ParquetColumn, Reader, WorkloadConfig
+from pytest_dlio.formats import get_format
+from pytest_dlio.layout import dataset_files
+from pytest_dlio.phases.train import Loader
+from pytest_dlio.randbytes import file_rng
+from pytest_dlio.storage import open_store
+from pytest_dlio.timeline import Reads
+from tests.test_formats_roundtrip import reference_samples
+
+CASES = [  # (id, format, spf, threads, read_type, Dataset keywords)
+    ("npy-view", "npy", 4, 2, "on_demand", {"record_dims": (3, 5), "record_element_type": "float32"}),
+    ("npz-pool", "npz", 4, 2, "on_demand", {}),
+    ("npz-one-per-file-inline", "npz", 1, 0, "on_demand", {}),
+    ("tfrecord", "tfrecord", 4, 2, "on_demand", {}),
+    ("indexed-ranges", "indexed_binary", 4, 2, "on_demand", {}),
+    ("indexed-memory-whole-file", "indexed_binary", 4, 2, "memory", {}),
+    ("mmap-indexed", "mmap_indexed_binary", 4, 1, "on_demand", {}),
+    ("hdf5-pool", "hdf5", 3, 2, "memory", {"record_dims": (4, 6), "record_element_type": "int32"}),
+    ("csv-gzip", "csv", 3, 2, "on_demand", {"compression": "gzip"}),
+    ("png", "png", 2, 2, "on_demand", {}),
+    ("synthetic", "synthetic", 2, 0, "on_demand", {}),
+]
+
+
+async def stored(cfg: WorkloadConfig, name: str) -> Any:
+    store = open_store(f"mem://loader-{name}-{uuid.uuid4().hex}")
+    ds = cfg.dataset
+    for f in dataset_files(cfg):
+        enc = get_format(ds.format).encode(f, ds, file_rng(5, f.position))
+        for k, v in enc.sidecars.items():
+            await store.put(k, v)
+        await store.put(f.key, bytes(enc.data()))
+    return store
+
+
+async def delivered(cfg: WorkloadConfig, store: Any, order: np.ndarray, bs: int) -> list[Any]:
+    files = [f for f in dataset_files(cfg) if f.split == "train"]
+    threads = cfg.reader.read_threads
+    pool = ThreadPoolExecutor(threads) if threads else None
+    try:
+        loader = Loader(cfg, store, files, Reads(), pool, np.random.default_rng(0))
+        return [s async for batch in loader.batches(order, bs) for s in batch]
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+
+def config(fmt: str, spf: int, threads: int, read_type: str, **kw: Any) -> WorkloadConfig:
+    kw = {"record_length_bytes": 24 * 24, **kw}
+    ds = Dataset(format=fmt, num_files_train=3, num_samples_per_file=spf, **kw)
+    return WorkloadConfig(framework="pytorch", dataset=ds,
+                          reader=Reader(data_loader="pytorch", batch_size=2, read_threads=threads,
+                                        read_type=read_type))
+
+
+@pytest.mark.parametrize("fmt,spf,threads,read_type,kw", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_each_sample_is_the_one_stored(fmt: str, spf: int, threads: int, read_type: str, kw: dict) -> None:
+    cfg = config(fmt, spf, threads, read_type, **kw)
+    files = [f for f in dataset_files(cfg) if f.split == "train"]
+    order = np.random.default_rng(1).permutation(len(files) * spf)
+    order = order[:len(order) // 2 * 2]
+
+    async def go() -> tuple[list[Any], list[list[np.ndarray]]]:
+        store = await stored(cfg, fmt)
+        got = await delivered(cfg, store, order, 2)
+        want = []
+        for f in files:
+            side = {k: bytes(await store.get(k)) for k in f.sidecars}
+            want.append(reference_samples(bytes(await store.get(f.key)), f, cfg.dataset, side))
+        return got, want
+
+    got, want = asyncio.run(go())
+    assert len(got) == len(order)
+    for i, sample in zip(order.tolist(), got, strict=True):
+        expected = want[i // spf][i % spf]
+        assert np.asarray(sample).tobytes() == expected.tobytes(), f"sample {i}"
+
+
+def test_parquet_rows_come_from_their_row_group_span() -> None:
+    """DLIO's parquet reader reads a row's row group (the selected columns' chunks) and discards it: each
+    row delivers that span's size, which is the row group's selected chunks in the file's metadata."""
+    cols = (ParquetColumn("a", "float32", 4), ParquetColumn("b", "int8", 16, read=False))
+    cfg = config("parquet", 10, 2, "on_demand", parquet=Parquet(columns=cols, row_group_size=4))
+    files = [f for f in dataset_files(cfg) if f.split == "train"]
+    order = np.random.default_rng(2).permutation(30)
+
+    async def go() -> tuple[list[Any], list[bytes]]:
+        store = await stored(cfg, "parquet")
+        return await delivered(cfg, store, order, 2), [bytes(await store.get(f.key)) for f in files]
+
+    got, datas = asyncio.run(go())
+    for i, size in zip(order.tolist(), got, strict=True):
+        meta = pq.read_metadata(io.BytesIO(datas[i // 10]))
+        group = meta.row_group((i % 10) // 4)  # row groups of 4, 4, 2 rows
+        chunks = [group.column(c) for c in range(group.num_columns)]
+        (a,) = [c for c in chunks if c.path_in_schema.startswith("a")]
+        assert size == a.total_compressed_size, f"row {i}"
