@@ -8,8 +8,9 @@ import json
 import pytest
 
 from pytest_dlio.engine.findmax import Search, Trial, describe, limit_of, search
+from tests._junit import properties_by_name as _props
 from tests.conftest import run
-from tests.test_e2e_items import SMALL, _props
+from tests.test_e2e_items import SMALL
 
 
 def oracle(best: int, *, cpu: float = 0.1, high: float = 95.0, low: float = 87.2):

@@ -21,8 +21,9 @@ from pytest_dlio.config.load import load
 from pytest_dlio.engine import RunSettings
 from pytest_dlio.engine.runner import compose
 from pytest_dlio.ranks.local import LocalWorld
+from tests._junit import properties_by_name as _props
 from tests.conftest import run
-from tests.test_e2e_items import SMALL, _props
+from tests.test_e2e_items import SMALL
 
 # 20 training samples, batch 2, 3 ranks: floor(20 / 2 / 3) = 3 steps each, 2 samples left over
 UNEVEN = SMALL.replace("num_files_train: 16", "num_files_train: 20")
@@ -41,7 +42,7 @@ def worker_children() -> list[int]:
             continue
         fields = stat.rsplit(")", 1)[1].split()
         state, ppid = fields[0], int(fields[1])
-        if ppid == os.getpid() and b"pytest_dlio.ranks.worker" in cmd and state != "Z":
+        if ppid == os.getpid() and b"pytest_dlio.engine.worker" in cmd and state != "Z":
             out.append(int(entry.name))
     return out
 

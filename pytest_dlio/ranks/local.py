@@ -2,7 +2,7 @@
 
 The caller (a pytest item, a script, the find-max search) creates a :class:`LocalWorld`; it starts a hub
 — an asyncio loop in a background thread, listening on a Unix socket in a private temporary folder — and
-N worker processes (``python -m pytest_dlio.ranks.worker``, no pytest). Each worker runs the engine's
+N worker processes (``python -m pytest_dlio.engine.worker``, no pytest). Each worker runs the engine's
 :class:`~pytest_dlio.engine.workload.Workload` for its rank with a :class:`LocalComm`; the caller then runs
 phases one at a time with :meth:`LocalWorld.run`, which returns every rank's :class:`RankOutcome`.
 
@@ -48,6 +48,8 @@ from pytest_dlio.ranks import CallComm, RankAborted, resolve
 
 _HEADER = struct.Struct("!Q")
 TOKEN_ENV = "PYTEST_DLIO_RANK_TOKEN"
+#: What each rank process runs (the engine sits above this package, so it is named, not imported).
+WORKER_MODULE = "pytest_dlio.engine.worker"
 DEFAULT_TIMEOUT = 60.0
 STARTUP_FLOOR = 60.0  # seconds every worker gets to import the engine and connect (a busy host is slow)
 
@@ -218,7 +220,7 @@ class LocalWorld:
             try:
                 self.procs.append(
                     subprocess.Popen(
-                        [sys.executable, "-m", "pytest_dlio.ranks.worker", self._sock, str(r)],
+                        [sys.executable, "-m", WORKER_MODULE, self._sock, str(r)],
                         stdin=subprocess.DEVNULL,
                         stdout=log,
                         stderr=subprocess.STDOUT,

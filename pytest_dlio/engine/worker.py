@@ -1,4 +1,4 @@
-"""One local rank: ``python -m pytest_dlio.ranks.worker SOCKET RANK`` (started by LocalWorld, never by hand).
+"""One local rank: ``python -m pytest_dlio.engine.worker SOCKET RANK`` (started by LocalWorld, never by hand).
 
 Connects to the hub, receives the workload (config, settings, name), builds the engine's Workload with a
 :class:`~pytest_dlio.ranks.local.LocalComm` and runs the phases the hub asks for, each as a task so the
