@@ -206,3 +206,25 @@ def test_xdist_spreads_workloads_and_runs_ranks_inside_a_worker(pytester: pytest
         summary = json.loads((pytester.path / "out" / name / "summary.json").read_text())
         assert summary["num_accelerators"] == 2
         assert (pytester.path / "out" / name / "1_output.json").exists()
+
+
+def test_ranks_share_the_sessions_moto_server(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", tiny=SMALL)
+    result = run(
+        pytester,
+        "--dlio-config",
+        "tiny.yaml",
+        "--dlio-ranks",
+        "2",
+        "--dlio-storage",
+        "s3://bucket/run",
+        "--junitxml=out.xml",
+    )
+    result.assert_outcomes(passed=6)
+    props = _props(pytester.path / "out.xml")
+    assert props["train"]["num_accelerators"] == "2"
+    assert props["datagen"]["datagen_files_written"] == "20"
+    # train passed, so rank 0's listing found rank 1's share: both ranks used the one embedded S3 the
+    # pytest process started (a worker starting its own moto would have hidden its files from rank 0)
+    result.stdout.fnmatch_lines(["*S3: embedded moto at http://127.0.0.1:*"])
+    assert not (pytester.path / ".dlio" / "data").exists()
