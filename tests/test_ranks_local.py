@@ -228,3 +228,19 @@ def test_ranks_share_the_sessions_moto_server(pytester: pytest.Pytester) -> None
     # pytest process started (a worker starting its own moto would have hidden its files from rank 0)
     result.stdout.fnmatch_lines(["*S3: embedded moto at http://127.0.0.1:*"])
     assert not (pytester.path / ".dlio" / "data").exists()
+
+
+def test_each_local_rank_writes_and_reads_its_own_checkpoint_files(pytester: pytest.Pytester) -> None:
+    from tests.test_ranks_mpi import SPLIT  # checkpoint-only, tensor parallel 2
+
+    pytester.makefile(".yaml", ck=SPLIT)
+    result = run(pytester, "--dlio-config", "ck.yaml", "--dlio-ranks", "2")
+    result.assert_outcomes(passed=3)
+    step = pytester.path / ".dlio" / "checkpoints" / "ck" / "global_epoch1_step1"
+    assert sorted(p.name for p in step.iterdir()) == [
+        ".dlio_manifest-0.json",
+        ".dlio_manifest-1.json",
+        "model_states-0.pt",
+        "model_states-1.pt",
+    ]
+    assert (step / "model_states-1.pt").stat().st_size == 65536  # DLIO: model_size_bytes per model-parallel rank
