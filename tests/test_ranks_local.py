@@ -243,4 +243,17 @@ def test_each_local_rank_writes_and_reads_its_own_checkpoint_files(pytester: pyt
         "model_states-0.pt",
         "model_states-1.pt",
     ]
-    assert (step / "model_states-1.pt").stat().st_size == 65536  # DLIO: model_size_bytes per model-parallel rank
+    assert (
+        step / "model_states-1.pt"
+    ).stat().st_size == 65536  # DLIO: model_size_bytes per model-parallel rank
+
+
+def test_dlio_ranks_1_keeps_the_rank_zero_emulation(pytester: pytest.Pytester) -> None:
+    from tests.test_ranks_mpi import SPLIT
+
+    pytester.makefile(".yaml", ck=SPLIT)
+    result = run(pytester, "--dlio-config", "ck.yaml", "--dlio-ranks", "1", "-rA")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*one process emulates rank 0 of 2 (tensor 2 x pipeline 1)*"])
+    step = pytester.path / ".dlio" / "checkpoints" / "ck" / "global_epoch1_step1"
+    assert sorted(p.name for p in step.glob("*.pt")) == ["model_states-0.pt"]

@@ -171,7 +171,8 @@ class Workload:
         cfg = self.cfg
         par = cfg.model.parallelism
         mp = max(1, par.tensor) * max(1, par.pipeline)
-        if self.settings.ranks_explicit or mp == 1 or cfg.checkpoint.mode != "default" or self.comm.size > 1:
+        several = self.settings.ranks_explicit and self.settings.ranks > 1  # --dlio-ranks 1 emulates, like none
+        if several or mp == 1 or cfg.checkpoint.mode != "default" or self.comm.size > 1:
             return self.comm, None
         return RankOfWorld(0, mp), (f"one process emulates rank 0 of {mp} (tensor {par.tensor} x pipeline "
                                     f"{par.pipeline}): rank 0's files and sizes exactly; GB/s are this rank's")
