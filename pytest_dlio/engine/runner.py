@@ -97,6 +97,7 @@ class LocalRanks:
                 name=wl.name,
                 emulators_dir=str(wl.storage.emulators.state_dir),
                 timeout=wl.settings.rank_timeout,
+                progress=wl.progress,
             )
         return self.world
 

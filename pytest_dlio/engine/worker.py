@@ -76,7 +76,12 @@ async def main(sock: str, rank: int) -> int:
     storage = StorageSession(
         settings.data_root, settings.storage_uri, Emulators(Path(emulators_dir)) if emulators_dir else None
     )
-    wl = Workload(cfg, settings, storage, comm=comm, name=name)
+    loop = asyncio.get_running_loop()
+
+    def progress(text: str) -> None:  # the supervisor shows rank 0's
+        loop.create_task(link.send(("progress", text)))
+
+    wl = Workload(cfg, settings, storage, comm=comm, name=name, progress=progress)
     beat = asyncio.create_task(_heartbeat(link, max(0.05, min(1.0, settings.rank_timeout / 5))))
     task: asyncio.Task[None] | None = None
     try:

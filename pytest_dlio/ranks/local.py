@@ -39,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,7 @@ class LocalWorld:
 
     ``cfg`` and ``settings`` are the engine's WorkloadConfig and RunSettings (pickled to the workers);
     ``emulators_dir`` is the storage session's emulator state folder, so workers share its moto/Azurite.
+    ``progress`` receives rank 0's progress lines (datagen's "generated n/m files …").
     """
 
     def __init__(
@@ -163,10 +165,12 @@ class LocalWorld:
         name: str,
         emulators_dir: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        progress: Callable[[str], None] | None = None,
     ) -> None:
         if size < 1:
             raise DlioError(f"--dlio-ranks {size}: a world needs at least one rank")
         self.size, self.name, self.timeout = size, name, float(timeout)
+        self.progress = progress  # rank 0's progress lines, called on the hub thread while run() waits
         self._init = (cfg, settings, name, emulators_dir, size)
         self._dir = Path(tempfile.mkdtemp(prefix="dlio-ranks-"))
         self._sock = str(self._dir / "hub.sock")
@@ -376,6 +380,11 @@ class LocalWorld:
     async def _dispatch(self, rank: int, msg: Any) -> None:
         kind = msg[0]
         if kind == "beat":
+            return
+        if kind == "progress":
+            if rank == 0 and self.progress is not None:
+                with contextlib.suppress(Exception):
+                    self.progress(str(msg[1]))
             return
         if msg[1] != self._phase_no:
             return  # a late message of an earlier phase
