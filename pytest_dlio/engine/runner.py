@@ -109,6 +109,10 @@ class LocalRanks:
             world = self._world()
         except DlioError as exc:
             return [RankOutcome(0, error=str(exc))]
+        except OSError as exc:  # the host refused processes or sockets
+            return [
+                RankOutcome(0, error=f"could not start {self.size} local ranks: {exc}; lower --dlio-ranks")
+            ]
         self.last = world.run(phase, payload)
         return self.last
 

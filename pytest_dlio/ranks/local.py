@@ -113,6 +113,8 @@ class LocalComm(CallComm):
     async def _call(self, op: str, value: Any) -> Any:
         if self._abort is not None:
             raise RankAborted(self._abort)
+        if self.size == 1:  # a world of one needs no hub round trip
+            return resolve(op, [value])[0]
         self._seq += 1
         fut = self._pending[self._seq] = asyncio.get_running_loop().create_future()
         await self.link.send(("coll", self._phase, self._seq, op, value))
@@ -173,6 +175,9 @@ class LocalWorld:
         self.progress = progress  # rank 0's progress lines, called on the hub thread while run() waits
         self._init = (cfg, settings, name, emulators_dir, size)
         self._dir = Path(tempfile.mkdtemp(prefix="dlio-ranks-"))
+        if len(str(self._dir)) > 90:  # a Unix socket path has at most 107 bytes; a long $TMPDIR would not fit
+            self._dir.rmdir()
+            self._dir = Path(tempfile.mkdtemp(prefix="dlio-ranks-", dir="/tmp"))
         self._sock = str(self._dir / "hub.sock")
         self._token = secrets.token_hex(16)
         self.procs: list[subprocess.Popen[bytes]] = []
