@@ -257,3 +257,42 @@ def test_dlio_ranks_1_keeps_the_rank_zero_emulation(pytester: pytest.Pytester) -
     result.stdout.fnmatch_lines(["*one process emulates rank 0 of 2 (tensor 2 x pipeline 1)*"])
     step = pytester.path / ".dlio" / "checkpoints" / "ck" / "global_epoch1_step1"
     assert sorted(p.name for p in step.glob("*.pt")) == ["model_states-0.pt"]
+
+
+def test_killing_a_rank_mid_epoch_fails_the_train_item_and_leaves_no_process(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makefile(".yaml", slow=SLOW)
+    run(pytester, "--dlio-config", "slow.yaml", "-k", "datagen").assert_outcomes(passed=1, deselected=3)
+    killed: dict[str, float] = {}
+
+    def kill_one() -> None:  # once the three ranks run (about 30 s of training ahead), SIGKILL rank 1
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(worker_children()) < 3:
+            time.sleep(0.1)
+        time.sleep(4.0)
+        pids = sorted(worker_children())
+        if len(pids) == 3:
+            os.kill(pids[1], signal.SIGKILL)
+            killed["at"] = time.monotonic()
+
+    killer = threading.Thread(target=kill_one, daemon=True)
+    killer.start()
+    result = run(
+        pytester,
+        "--dlio-config",
+        "slow.yaml",
+        "--dlio-ranks",
+        "3",
+        "--dlio-rank-timeout",
+        "10",
+        "-k",
+        "train",
+        "--junitxml=out.xml",
+    )
+    ended = time.monotonic()
+    killer.join(timeout=5)
+    result.assert_outcomes(failed=1, deselected=3)
+    assert "at" in killed and ended - killed["at"] < 20  # bounded, where the epochs had ~25 s to go
+    result.stdout.fnmatch_lines(["*slow.yaml::train*", "*rank 1 (pid *) was killed by SIGKILL*"])
+    assert not worker_children()
