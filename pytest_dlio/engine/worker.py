@@ -54,7 +54,21 @@ async def _run_phase(wl: Any, comm: LocalComm, link: Link, phase_no: int, phase:
     except Exception as exc:  # a bug: say where, briefly
         where = traceback.extract_tb(exc.__traceback__)[-1]
         error = f"{type(exc).__name__}: {exc} (at {Path(where.filename).name}:{where.lineno})"
-    await link.send(("done", phase_no, result, error, aborted, _cpu() - cpu0, time.perf_counter() - t0))
+    cpu, wall = _cpu() - cpu0, time.perf_counter() - t0
+    try:
+        await link.send(("done", phase_no, result, error, aborted, cpu, wall))
+    except Exception as exc:  # an unpicklable result must not leave the hub waiting for this rank forever
+        await link.send(
+            (
+                "done",
+                phase_no,
+                None,
+                f"could not send this rank's result ({type(exc).__name__}: {exc})",
+                False,
+                cpu,
+                wall,
+            )
+        )
 
 
 async def _heartbeat(link: Link, every: float) -> None:
