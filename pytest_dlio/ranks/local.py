@@ -290,6 +290,9 @@ class LocalWorld:
             pass
         except asyncio.CancelledError:
             return
+        except Exception as exc:  # a message the hub cannot handle: this rank's link is unusable
+            self._kill(rank, f"rank {rank}: its connection to the hub broke ({type(exc).__name__}: {exc})")
+            return
         self._died(rank)
 
     # ---- deaths and hangs ----
