@@ -113,10 +113,10 @@ class RawS3:
         from aiobotocore.config import AioConfig
         from aiobotocore.session import get_session
 
-        o = self.opts.storage_options
+        o = self.opts.s3
         self._ctx = get_session().create_client(
-            "s3", endpoint_url=o.get("endpoint_url"), region_name=o.get("region", "us-east-1"),
-            aws_access_key_id=o.get("access_key_id"), aws_secret_access_key=o.get("secret_access_key"),
+            "s3", endpoint_url=o.endpoint_url, region_name=o.region,
+            aws_access_key_id=o.access_key_id, aws_secret_access_key=o.secret_access_key,
             config=AioConfig(max_pool_connections=max(16, 2 * self.concurrency), s3={"addressing_style": "path"}))
         self.client = await self._ctx.__aenter__()
         return self
@@ -142,7 +142,7 @@ class RawAzure:
     async def open(self) -> RawAzure:
         from azure.storage.blob.aio import BlobServiceClient
 
-        self.service = BlobServiceClient.from_connection_string(self.opts.storage_options["connection_string"])
+        self.service = BlobServiceClient.from_connection_string(self.opts.azure.connection_string)
         self.cc = self.service.get_container_client(self.container)
         return self
 

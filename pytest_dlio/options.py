@@ -71,9 +71,12 @@ def parse_show_config(value: str) -> str:
 
 def add_dlio_options(addoption: Callable[..., Any], addini: Callable[..., Any] | None = None) -> None:
     """Register every ``--dlio-*`` option (reusable by a future standalone CLI)."""
-    addoption("--dlio-config", action="append", default=[], metavar="PATH",
-              help="DLIO workload YAML, a folder of them (recursively) or a glob; repeatable. "
+    addoption("--dlio-config", action="append", default=[], metavar="PATH|NAME",
+              help="DLIO workload YAML, a folder of them (recursively) or a glob, or a shipped workload name "
+                   "(mlperf-v3.0/unet3d_h100, a set such as mlperf-v3.0, or a glob over names); repeatable. "
                    "When given, only these configs are collected.")
+    addoption("--dlio-list-configs", action="store_true", default=False,
+              help="list the shipped workload sets and names (for --dlio-config) and exit.")
     addoption("--dlio-set", action="append", default=[], metavar="KEY=VALUE",
               help="override a config key, e.g. dataset.num_files_train=16 or DLIO's "
                    "++workload.dataset.num_files_train=16; the value is a YAML scalar. Repeatable.")

@@ -68,7 +68,7 @@ def test_off_means_off() -> None:
 
 def test_s3_path_style_boolean_accepted() -> None:
     cfg = load(CONFIGS / "dlio" / "unet3d_h100_s3.yaml")
-    assert cfg.storage.storage_type == "s3" and cfg.storage.options["s3_force_path_style"] == "false"
+    assert cfg.storage.storage_type == "s3" and cfg.storage.options.s3.force_path_style is False
 
 
 @pytest.mark.parametrize(("text", "path", "value"), [

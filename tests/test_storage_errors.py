@@ -44,9 +44,9 @@ def test_scrub_removes_known_and_pattern_secrets() -> None:
 
 def test_s3_unreachable_endpoint(tmp_path: Path) -> None:
     port = free_port()
-    opts = StoreOptions(timeout=2, storage_options={
+    opts = StoreOptions.from_storage_options({
         "endpoint_url": f"http://127.0.0.1:{port}", "access_key_id": "AKIAEXAMPLEKEYID",
-        "secret_access_key": SECRET, "s3_max_attempts": 1})
+        "secret_access_key": SECRET, "s3_max_attempts": 1, "timeout": 2})
 
     async def go() -> None:
         async with open_store("s3://bkt/pre", opts) as store:
@@ -59,8 +59,8 @@ def test_s3_unreachable_endpoint(tmp_path: Path) -> None:
 
 
 def test_s3_missing_bucket_is_not_created_for_real_endpoints(emulators: Emulators) -> None:
-    opts = StoreOptions(storage_options={"endpoint_url": emulators.s3_endpoint(), "access_key_id": "testing",
-                                         "secret_access_key": SECRET, "s3_force_path_style": "true"})
+    opts = StoreOptions.from_storage_options({"endpoint_url": emulators.s3_endpoint(), "access_key_id": "testing",
+                                              "secret_access_key": SECRET, "s3_force_path_style": "true"})
 
     async def go() -> None:
         async with open_store("s3://no-such-bucket-here/p", opts) as store:
@@ -76,7 +76,7 @@ def test_azure_bad_key_names_credentials_not_the_key(emulators: Emulators) -> No
     wrong = base64.b64encode(b"definitely-not-the-key" * 3).decode()
     conn = azurite_connection_string(emulators.azure_endpoint()).replace(
         azurite_connection_string("x").split("AccountKey=")[1].split(";")[0], wrong)
-    opts = StoreOptions(storage_options={"connection_string": conn})
+    opts = StoreOptions.from_storage_options({"connection_string": conn})
 
     async def go() -> None:
         async with open_store("az://somecontainer/p", opts) as store:
@@ -90,7 +90,7 @@ def test_azure_bad_key_names_credentials_not_the_key(emulators: Emulators) -> No
 
 
 def test_azure_missing_container(emulators: Emulators) -> None:
-    opts = StoreOptions(storage_options={"connection_string": azurite_connection_string(emulators.azure_endpoint())})
+    opts = StoreOptions.from_storage_options({"connection_string": azurite_connection_string(emulators.azure_endpoint())})
 
     async def go() -> None:
         async with open_store(f"az://{AZURITE_ACCOUNT}/nocontainer/p", opts) as store:

@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 
 from pytest_dlio.config.model import StorageConfig
-from pytest_dlio.errors import StorageError
+from pytest_dlio.errors import ConfigError, StorageError
 from pytest_dlio.storage import StoreOptions, join_uri, parse_uri
+from pytest_dlio.storage.credentials import Environment
 from pytest_dlio.storage.emulators import Emulators
-from pytest_dlio.storage.s3 import S3Settings
 from pytest_dlio.storage.session import StorageSession
-from pytest_dlio.storage.settings import parse_bool
 
 
 def _s3(root: str = "bucket", **options: object) -> StorageConfig:
@@ -84,28 +83,57 @@ def test_join_uri() -> None:
     assert join_uri("s3://bkt", "") == "s3://bkt"
 
 
-@pytest.mark.parametrize(("value", "expected"), [(True, True), ("false", False), ("True", True), ("0", False)])
+@pytest.mark.parametrize(("value", "expected"), [(True, True), ("false", False), ("True", True), (False, False)])
 def test_path_style_accepts_bool_or_string(value: object, expected: bool) -> None:
-    assert parse_bool(value, "s3_force_path_style") is expected
-    opts = StoreOptions(storage_options={"s3_force_path_style": value, "endpoint_url": "http://127.0.0.1:1"})
-    assert S3Settings.from_options(opts).path_style is expected
+    opts = StoreOptions.from_storage_options({"s3_force_path_style": value, "endpoint_url": "http://127.0.0.1:1"})
+    assert opts.s3.path_style is expected
+
+
+def test_path_style_defaults_to_endpoint_given() -> None:
+    assert StoreOptions.from_storage_options({"endpoint_url": "http://127.0.0.1:1"}).s3.path_style is True
+    assert StoreOptions.from_storage_options({}).s3.path_style is False
 
 
 def test_path_style_rejects_garbage() -> None:
-    with pytest.raises(StorageError, match="s3_force_path_style: expected true or false, got 'maybe'"):
-        parse_bool("maybe", "s3_force_path_style")
+    with pytest.raises(ConfigError, match="storage.storage_options.s3_force_path_style: must be true or false, "
+                                          "got 'maybe'"):
+        StoreOptions.from_storage_options({"s3_force_path_style": "maybe"})
 
 
 def test_s3_settings_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / ".env").write_text("AWS_REGION=eu-west-3\nAWS_ACCESS_KEY_ID=from-dotenv\n")
+    (tmp_path / ".env").write_text("AWS_REGION=eu-west-3\nAWS_ACCESS_KEY_ID=from-dotenv\nAWS_SESSION_TOKEN=tok-dotenv\n")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "from-env")
-    monkeypatch.delenv("AWS_REGION", raising=False)
-    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
-    s = S3Settings.from_options(StoreOptions(storage_options={"s3_max_attempts": "3"}))
-    assert (s.access_key_id, s.region, s.max_attempts) == ("from-env", "eu-west-3", 3)
-    s = S3Settings.from_options(StoreOptions(storage_options={"access_key_id": "from-options"}))
+    for var in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    env = Environment.capture(tmp_path)
+    s = StoreOptions.from_storage_options({"s3_max_attempts": 3}, env).s3
+    assert (s.access_key_id, s.region, s.max_attempts, s.session_token) == ("from-env", "eu-west-3", 3, "tok-dotenv")
+    s = StoreOptions.from_storage_options({"access_key_id": "from-options"}, env).s3
     assert s.access_key_id == "from-options"
+    assert "tok-dotenv" in StoreOptions.from_storage_options({}, env).secrets()
+
+
+def test_azure_settings_precedence(tmp_path: Path) -> None:
+    env = Environment({"AZURE_STORAGE_ACCOUNT": "envacct", "AZURE_STORAGE_KEY": "a2V5"},
+                      {"AZURE_STORAGE_SAS_TOKEN": "sv=1&sig=x", "AZURE_STORAGE_ACCOUNT": "dotenvacct"})
+    a = StoreOptions.from_storage_options({}, env).azure
+    assert (a.account, a.account_key, a.sas_token, a.configured) == ("envacct", "a2V5", "sv=1&sig=x", True)
+    conn = "AccountName=connacct;AccountKey=a2V5;BlobEndpoint=http://127.0.0.1:1/connacct"
+    a = StoreOptions.from_storage_options({"connection_string": conn}, env).azure
+    assert (a.connection_string, a.account) == (conn, "connacct")
+    a = StoreOptions.from_storage_options({"account_name": "optacct", "endpoint_url": "http://127.0.0.1:2"}, env).azure
+    assert (a.account, a.account_url) == ("optacct", "http://127.0.0.1:2")
+    assert not StoreOptions.from_storage_options({}, Environment()).azure.configured
+
+
+def test_session_reads_the_environment_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:7")
+    session = StorageSession(tmp_path, None, Emulators())
+    assert session.options_for("s3://b/p", _s3()).s3.endpoint_url == "http://127.0.0.1:7"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:8")
+    assert session.options_for("s3://b/p", _s3()).s3.endpoint_url == "http://127.0.0.1:7"
+    assert session.options_for("s3://b/p", _s3(endpoint_url="http://127.0.0.1:9")).s3.endpoint_url == \
+        "http://127.0.0.1:9"
 
 
 def test_embedded_moto_swapped_in_only_without_endpoint(session: StorageSession,
@@ -118,7 +146,7 @@ def test_embedded_moto_swapped_in_only_without_endpoint(session: StorageSession,
     try:
         opts = session.options_for("s3://b/p", _s3())
         assert opts.emulator == "moto" and opts.create_missing
-        assert opts.storage_options["endpoint_url"] == session.emulators.running()["moto"]
+        assert opts.s3.endpoint_url == session.emulators.running()["moto"] and opts.s3.path_style
         lines = session.header_lines()
         assert any(line.startswith("S3: embedded moto at http://127.0.0.1:") and "not real storage" in line
                    for line in lines)

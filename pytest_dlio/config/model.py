@@ -7,11 +7,15 @@ defaults. ``config.load`` builds these from a validated document; nothing else c
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pytest_dlio.config.storage_options import StorageOptions
 
 
 @dataclass(frozen=True)
@@ -117,13 +121,22 @@ class Workflow:
 class StorageConfig:
     storage_type: str = "local_fs"
     storage_root: str = "./"
-    storage_options: tuple[tuple[str, Any], ...] = ()  # sorted (key, value) pairs; use .options
+    #: As written, sorted ``(key, value)`` pairs (for --dlio-show-config); read :attr:`options` instead.
+    storage_options: tuple[tuple[str, Any], ...] = ()
     storage_library: str | None = None
     post_generation_settle_seconds: float = 0.0
 
-    @property
-    def options(self) -> dict[str, Any]:
-        return dict(self.storage_options)
+    @functools.cached_property
+    def options(self) -> StorageOptions:
+        """``storage_options`` typed; a ConfigError lists every bad option (``config.load`` reports them
+        earlier, with file:line:col, for configs read from YAML)."""
+        from pytest_dlio.config.storage_options import parse_storage_options
+        from pytest_dlio.errors import ConfigError
+
+        options, problems = parse_storage_options(dict(self.storage_options))
+        if problems:
+            raise ConfigError([f"storage.storage_options.{key}: {msg}" for key, msg in problems])
+        return options
 
 
 @dataclass(frozen=True)

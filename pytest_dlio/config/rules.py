@@ -195,3 +195,18 @@ def _sizes(cfg: WorkloadConfig, given: set[tuple[str, ...]]) -> list[Problem]:
                  f"{MAX_DATASET_BYTES / PIB:.0f} PiB for one dataset (the largest shipped config, DLIO 2.0.0 dlrm, describes 2.4 PiB); "
                  "lower num_files_train/num_files_eval, num_samples_per_file or the record size")]
     return []
+
+
+@rule
+def _storage_options(cfg: WorkloadConfig, given: set[tuple[str, ...]]) -> list[Problem]:
+    from pytest_dlio.config.storage_options import parse_storage_options
+
+    options, problems = parse_storage_options(dict(cfg.storage.storage_options))
+    out: list[Problem] = [(("storage", "storage_options", key), f"storage.storage_options.{key}: {msg}")
+                          for key, msg in problems]
+    names = [c.name for c in cfg.dataset.parquet.columns]
+    unknown = [c for c in options.columns or () if names and c not in names]
+    if unknown:
+        out.append((("storage", "storage_options", "columns"), f"storage.storage_options.columns: "
+                    f"{', '.join(unknown)} not among dataset.parquet.columns ({', '.join(names)})"))
+    return out

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pytest_dlio.config.storage_options import VALID_KEYS as STORAGE_OPTION_KEYS
+
 FRAMEWORKS = ["tensorflow", "pytorch"]
 #: The format registry (formats.FORMATS) plus hdf5_opt; config sits below formats: a test checks both agree.
 FORMATS = ["tfrecord", "hdf5", "csv", "npz", "npy", "hdf5_opt", "jpeg", "png", "indexed_binary",
@@ -99,27 +101,8 @@ _TIME_DICT = {
 #: A time in any of DLIO's forms (dlio.md §1.5): seconds, or a distribution mapping.
 TIME = {"type": ["number", "dict"], "min": 0, "cap": [3600, _STEP_TIME], "schema": _TIME_DICT}
 
-STORAGE_OPTIONS = {
-    # S3 (DLIO) and object libraries (v3.0)
-    "access_key_id": _STR, "secret_access_key": _STR, "endpoint_url": _STR, "region": _STR,
-    "s3_force_path_style": {"type": ["boolean", "string"], "allowed": [True, False, "true", "false",
-                                                                       "True", "False"]},
-    "s3_max_attempts": _cap(_int(1), 100, "retries per request"), "secure": _BOOL, "s3_profile": _STR, "use_full_object_uri": _BOOL,
-    "storage_library": _enum(STORAGE_LIBRARIES + ["direct"]),
-    "uri_scheme": _enum(["s3", "az", "gs", "file", "direct"]),
-    # reader tuning read by the v3.0 DLIO parquet readers (accepted; pytest-dlio honours `columns`)
-    "columns": {"type": "list", "nullable": True, "schema": _STR},
-    "prefetch_workers": _cap(_int(0), 1024, _THREADS), "prefetch_window": _int(0), "prefetch": {"type": ["boolean", "integer"]},
-    "max_outstanding": _int(0), "stagger_workers": {"type": ["boolean", "number"]}, "footer_cap": _int(0),
-    "footer_batch_size": _int(0), "coalesce_rgs": {"type": ["boolean", "integer"]},
-    "decode": _enum(["raw", "arrow"]), "decode_output": _STR, "simulate_io": _BOOL, "sim_log_secs": _num(0),
-    # pytest-dlio's own: Azure credentials and object-store tuning
-    "connection_string": _STR, "account_name": _STR, "account_key": _STR, "sas_token": _STR,
-    "account_url": _STR, "api_version": _STR, "session_token": _STR, "max_attempts": _cap(_int(1), 100, "retries per request"),
-    "part_size": _cap(_int(5 * 1024 * 1024), 5 * GIB, "S3's largest part is 5 GiB"),
-    "concurrency": _cap(_int(1), 1024, "requests in flight per store"),
-    "timeout": _cap(_num(0), 86400, "seconds per request; a day can only be a mistake"), "list_page_size": _int(1),
-}
+#: Key names only: ``config/storage_options.py`` types and checks the values (and never echoes a secret).
+STORAGE_OPTIONS = {key: {"nullable": True} for key in STORAGE_OPTION_KEYS}
 
 SCHEMA: dict[str, Any] = {
     "framework": _enum(FRAMEWORKS),

@@ -285,7 +285,7 @@ async def read_checkpoints(cfg: WorkloadConfig, store: ObjectStore, *, comm: Com
             f"(checkpoint.num_checkpoints_write >= {len(wanted)}) or lower num_checkpoints_read")
     ckpt = Checkpointer(cfg, store, comm=comm)
     cache_note, caching = None, None
-    if store.uri.startswith("file://"):
+    if store.page_cached:
         if drop_caches and await _drop_once_per_host(comm):
             cache_note, caching = "page cache dropped before reading", False
         elif ckpt.layout.total_bytes > 0:

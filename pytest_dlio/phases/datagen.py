@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 from pytest_dlio.config.model import WorkloadConfig
 from pytest_dlio.errors import DlioError
@@ -30,7 +29,6 @@ from pytest_dlio.phases.dataset import MARKER_PREFIX, Listing, list_dataset, mar
 from pytest_dlio.randbytes import file_rng, new_nonce
 from pytest_dlio.ranks import Comm
 from pytest_dlio.storage.base import ObjectStore
-from pytest_dlio.storage.uri import parse_uri
 
 MODES = ("auto", "always", "never")
 STREAM_ABOVE = 8 << 20  # multi-part files above this stream through a Writer (no join copy)
@@ -80,18 +78,9 @@ def _check_mode(mode: str) -> None:
         raise DlioError(f"--dlio-generate {mode!r}: use auto, always or never")
 
 
-def local_root(store: ObjectStore) -> Path | None:
-    """The directory behind a file:// or direct:// store, else None."""
-    try:
-        p = parse_uri(store.uri)
-    except DlioError:
-        return None
-    return Path(p.path) if p.scheme in ("file", "direct") else None
-
-
 def preflight(store: ObjectStore, todo: list[DataFile], listing: Listing) -> None:
     """Fail before writing when a local filesystem can't hold what is planned."""
-    root = local_root(store)
+    root = store.local_root
     if root is None or not todo:
         return
     need = sum((f.expected_size if f.expected_size is not None else f.raw_bytes) - listing.sizes.get(f.key, 0)

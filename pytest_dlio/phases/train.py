@@ -178,7 +178,7 @@ class Loader:
         # that (DLIO's readers keep an opened file while its samples are read; reparsing the file for
         # every sample made a 1251-sample tfrecord cost O(n^2) CRC checks)
         self._decoded: OrderedDict[str, tuple[Buffer, asyncio.Future[Sequence[object]]]] = OrderedDict()
-        self.columns: list[str] | None = cfg.storage.options.get("columns") or None
+        self.columns: list[str] | None = list(cfg.storage.options.columns or ()) or None
         # whole files unless the unit is a range that read_type allows (memory reads indexed files whole)
         unit = self.format.read_unit
         self.unit = ReadUnit.FILE if unit is ReadUnit.SAMPLE_RANGE and self.memory else unit

@@ -7,51 +7,14 @@ import base64
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pytest_dlio.errors import NotFound, StorageError
-from pytest_dlio.storage.base import Buffer, ObjectStore, Writer
-from pytest_dlio.storage.settings import StoreOptions, env, parse_int
-from pytest_dlio.storage.uri import check_key, parse_uri, scrub
+from pytest_dlio.storage.base import Buffer, ObjectStore, Writer, gather_bounded
+from pytest_dlio.storage.settings import StoreOptions
+from pytest_dlio.storage.uri import parse_uri, scrub
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class AzureSettings:
-    """Credentials in order: options, AZURE_STORAGE_CONNECTION_STRING, account + key or SAS, dl-driver's
-    AZURE_BLOB_ACCOUNT (anonymous/public access); each env var may also come from ``.env`` in the cwd."""
-
-    connection_string: str | None
-    account: str | None
-    account_key: str | None
-    sas_token: str | None
-    account_url: str | None
-
-    @classmethod
-    def from_options(cls, opts: StoreOptions) -> AzureSettings:
-        """Resolve every setting."""
-        conn = opts.get("connection_string") or env("AZURE_STORAGE_CONNECTION_STRING")
-        account = (opts.get("account_name") or _conn_field(conn, "AccountName") or env("AZURE_STORAGE_ACCOUNT")
-                   or env("AZURE_BLOB_ACCOUNT"))
-        return cls(connection_string=conn, account=account,
-                   account_key=opts.get("account_key") or env("AZURE_STORAGE_KEY"),
-                   sas_token=opts.get("sas_token") or env("AZURE_STORAGE_SAS_TOKEN"),
-                   account_url=opts.get("endpoint_url") or opts.get("account_url"))
-
-    @property
-    def configured(self) -> bool:
-        """Whether any credential or account is configured (else the session uses Azurite)."""
-        return bool(self.connection_string or self.account)
-
-
-def _conn_field(conn: str | None, name: str) -> str | None:
-    for part in (conn or "").split(";"):
-        k, _, v = part.partition("=")
-        if k.strip().lower() == name.lower():
-            return v.strip()
-    return None
 
 
 def split_az_uri(uri: str, account: str | None) -> tuple[str | None, str, str]:
@@ -70,11 +33,12 @@ class AzureStore(ObjectStore):
     def __init__(self, uri: str, options: StoreOptions) -> None:
         super().__init__(uri)
         self.options = options
-        self._settings = AzureSettings.from_options(options)
+        self._settings = options.azure
         account, self.container, prefix = split_az_uri(uri, self._settings.account)
-        self._account = account or self._settings.account or env("AZURE_BLOB_ACCOUNT")
+        self._account = account or self._settings.account
         self._prefix = f"{prefix}/" if prefix else ""
         self.block_size = max(64 * 1024, options.part_size)
+        self.concurrency = options.concurrency
         self._stack = contextlib.AsyncExitStack()
         self._cc: Any = None
         self._lock = asyncio.Lock()
@@ -95,9 +59,9 @@ class AzureStore(ObjectStore):
         kw: dict[str, Any] = {"max_single_put_size": self.block_size, "max_block_size": self.block_size,
                               "max_single_get_size": self.block_size, "max_chunk_get_size": self.block_size,
                               "connection_timeout": o.timeout, "read_timeout": o.timeout,
-                              "retry_total": int(o.get("max_attempts", 5))}
-        if o.get("api_version"):
-            kw["api_version"] = o.get("api_version")
+                              "retry_total": s.max_attempts}
+        if s.api_version:
+            kw["api_version"] = s.api_version
         if s.connection_string:
             return BlobServiceClient.from_connection_string(s.connection_string, **kw)
         if not self._account:
@@ -131,8 +95,8 @@ class AzureStore(ObjectStore):
                 raise self._error(exc, "create_container", None) from exc
         return cc
 
-    def _key(self, op: str, key: str) -> str:
-        return self._prefix + check_key(self.uri, op, key)
+    def _key(self, key: str) -> str:
+        return self._prefix + key
 
     def _error(self, exc: BaseException, op: str, key: str | None) -> StorageError:
         code = str(getattr(exc, "error_code", "") or "")
@@ -158,17 +122,15 @@ class AzureStore(ObjectStore):
         except Exception as exc:  # azure-core/aiohttp errors of every kind
             raise self._error(exc, op, key) from exc
 
-    # ---- ObjectStore ----
-    async def put(self, key: str, data: Buffer, *, fsync: bool = False) -> None:
-        # docstring inherited
-        k = self._key("put", key)
+    # ---- primitives ----
+    async def _put(self, key: str, data: Buffer, fsync: bool) -> None:
+        k = self._key(key)
         body = data if isinstance(data, bytes) else bytes(data)
         await self._call("put", key, lambda cc: cc.upload_blob(
             k, body, overwrite=True, max_concurrency=self.options.concurrency))
 
-    async def get(self, key: str) -> Buffer:
-        # docstring inherited
-        k = self._key("get", key)
+    async def _get(self, key: str) -> Buffer:
+        k = self._key(key)
 
         async def _get(cc: Any) -> bytes:
             stream = await cc.download_blob(k, max_concurrency=self.options.concurrency)
@@ -176,15 +138,8 @@ class AzureStore(ObjectStore):
 
         return await self._call("get", key, _get)
 
-    async def get_range(self, key: str, start: int, length: int) -> Buffer:
-        # docstring inherited
-        k = self._key("get_range", key)
-        if length <= 0:
-            try:
-                await self.size(key)
-            except NotFound as exc:
-                raise NotFound(self.uri, "get_range", key) from exc
-            return b""
+    async def _get_range(self, key: str, start: int, length: int) -> Buffer:
+        k = self._key(key)
 
         async def _get(cc: Any) -> bytes:
             try:
@@ -198,28 +153,31 @@ class AzureStore(ObjectStore):
 
         return await self._call("get_range", key, _get)
 
-    async def size(self, key: str) -> int:
-        # docstring inherited
-        k = self._key("size", key)
+    async def _get_ranges(self, key: str, ranges: list[tuple[int, int]]) -> list[Buffer]:
+        return await gather_bounded((self._range_or_empty(key, s, n) for s, n in ranges), self.concurrency)
+
+    # _get_suffix: the default (size, then one range) — Blob storage has no suffix range (x-ms-range
+    # needs a start offset), as zarr's obstore backend notes for Azure.
+
+    async def _size(self, key: str) -> int:
+        k = self._key(key)
         props = await self._call("size", key, lambda cc: cc.get_blob_client(k).get_blob_properties())
         return int(props.size)
 
-    async def list(self, prefix: str = "") -> AsyncIterator[tuple[str, int]]:
-        # docstring inherited
+    async def _list(self, prefix: str) -> AsyncIterator[tuple[str, int]]:
         cc = await self.container_client()
         cut = len(self._prefix)
         try:
-            page_size = parse_int(self.options.get("list_page_size", self.options.list_page_size), "list_page_size")
-            async for blob in cc.list_blobs(name_starts_with=self._prefix + prefix, results_per_page=page_size):
+            async for blob in cc.list_blobs(name_starts_with=self._prefix + prefix,
+                                            results_per_page=self.options.list_page_size):
                 yield blob.name[cut:], int(blob.size)
         except Exception as exc:
             raise self._error(exc, "list", prefix or None) from exc
 
-    async def delete(self, key: str) -> None:
-        # docstring inherited
+    async def _delete(self, key: str) -> None:
         from azure.core.exceptions import ResourceNotFoundError
 
-        k = self._key("delete", key)
+        k = self._key(key)
 
         async def _delete(cc: Any) -> None:
             with contextlib.suppress(ResourceNotFoundError):
@@ -230,18 +188,11 @@ class AzureStore(ObjectStore):
     async def delete_prefix(self, prefix: str) -> int:
         # docstring inherited
         keys = [k async for k, _ in self.list(prefix)]
-        slots = asyncio.Semaphore(max(32, self.options.concurrency))
-
-        async def one(k: str) -> None:
-            async with slots:
-                await self.delete(k)
-
-        await asyncio.gather(*(one(k) for k in keys))
+        await gather_bounded((self.delete(k) for k in keys), max(32, self.options.concurrency))
         return len(keys)
 
-    async def open_writer(self, key: str, *, fsync: bool = False) -> Writer:
-        # docstring inherited
-        return AzureWriter(self, key, self._key("open_writer", key))
+    async def _open_writer(self, key: str, fsync: bool) -> Writer:
+        return AzureWriter(self, key, self._key(key))
 
     async def close(self) -> None:
         # docstring inherited

@@ -1,24 +1,72 @@
-"""The one async storage interface every phase talks to, plus URI parsing.
+"""The one async storage interface every phase talks to.
 
-Model: zarr-python 3's ``zarr.abc.store.Store`` and obstore — small, byte-range aware. Edge cases,
-fixed here once for every backend:
+Model: zarr-python 3's ``zarr.abc.store.Store`` and obstore — small, byte-range aware. The public methods
+are concrete: they check the contract's edge cases here, once for every backend, then call the backend's
+primitives (``_put``, ``_get``, ``_get_range``, ``_size``, ``_list``, ``_delete``, ``_open_writer``), which
+only do I/O. Fixed here:
 
-- ``get_range`` past the end returns the bytes that exist (possibly ``b""``); a zero length returns ``b""``.
+- Keys are ``/``-separated, relative to the store's root: not empty, no leading ``/``, no empty, ``.`` or
+  ``..`` segment, no NUL. A bad key is a :class:`~pytest_dlio.errors.StorageError` before any I/O.
+- A negative start or length is a StorageError; a zero length returns ``b""`` (a missing key still raises
+  NotFound); a range past the end returns the bytes that exist (possibly ``b""``).
 - An empty object is a valid object (``size == 0``; ``get`` returns ``b""``).
 - ``delete`` of a missing key is silent.
-- A missing key raises :class:`~pytest_dlio.errors.NotFound` from ``get``, ``get_range`` and ``size``.
-- Keys are ``/``-separated, relative to the store's root, never start with ``/``.
-- Every backend failure is raised as :class:`~pytest_dlio.errors.StorageError` (URI, operation, key) —
-  never a bare botocore/azure/OSError, and never with a secret in its text.
+- A missing key raises :class:`~pytest_dlio.errors.NotFound` from ``get``, ``get_range``, ``get_ranges``,
+  ``get_suffix`` and ``size``.
+- Every backend failure is raised as StorageError (URI, operation, key) — never a bare
+  botocore/azure/OSError, and never with a secret in its text.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
-from typing import Self
+import asyncio
+import builtins
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from pathlib import Path
+from typing import Self, TypeVar
+
+from pytest_dlio.errors import NotFound, StorageError
 
 Buffer = bytes | bytearray | memoryview
+T = TypeVar("T")
+
+_KEY_RULE = "keys are relative '/'-separated names: not empty, no leading '/', no empty, '.' or '..' segment"
+
+
+def check_key(uri: str, op: str, key: str) -> str:
+    """``key`` when it is a valid object key, else StorageError naming the rule."""
+    if not isinstance(key, str) or not key or "\x00" in key or key.startswith("/") or any(
+            p in ("", ".", "..") for p in key.split("/")):
+        raise StorageError(uri, op, key if isinstance(key, str) and key else repr(key), _KEY_RULE)
+    return key
+
+
+def check_prefix(uri: str, op: str, prefix: str) -> str:
+    """A listing prefix: ``""``, or a key start (a trailing ``/`` and a partial last name are fine)."""
+    if prefix and (prefix.startswith("/") or "\x00" in prefix or any(
+            p in ("", ".", "..") for p in prefix.removesuffix("/").split("/"))):
+        raise StorageError(uri, op, prefix, "prefixes are relative '/'-separated names: no leading '/', no "
+                                            "empty, '.' or '..' segment")
+    return prefix
+
+
+def check_range(uri: str, op: str, key: str, start: int, length: int) -> None:
+    """StorageError for a negative start or length."""
+    if start < 0 or length < 0:
+        raise StorageError(uri, op, key, f"byte range start={start} length={length}: start and length "
+                                         "must be >= 0 (use get_suffix for the last n bytes)")
+
+
+async def gather_bounded(coros: Iterable[Awaitable[T]], limit: int) -> list[T]:
+    """``asyncio.gather`` with at most ``limit`` awaitables running at once (results in order)."""
+    slots = asyncio.Semaphore(max(1, limit))
+
+    async def one(c: Awaitable[T]) -> T:
+        async with slots:
+            return await c
+
+    return list(await asyncio.gather(*(one(c) for c in coros)))
 
 
 class Writer(abc.ABC):
@@ -57,6 +105,10 @@ class ObjectStore(abc.ABC):
     alignment: int = 1
     #: Whether ``list`` is supported (all built-in backends: yes).
     supports_listing: bool = True
+    #: Whether reads may be served from the OS page cache (file:// yes; O_DIRECT and object stores no).
+    page_cached: bool = False
+    #: Requests ``get_ranges`` keeps in flight on backends that issue them concurrently.
+    concurrency: int = 8
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
@@ -67,43 +119,86 @@ class ObjectStore(abc.ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.uri!r})"
 
-    @abc.abstractmethod
+    # ---- capabilities ----
+    @property
+    def local_root(self) -> Path | None:
+        """The folder behind the store when its objects are local files (file://, direct://), else None."""
+        return None
+
+    def local_path(self, key: str) -> Path | None:
+        """The file holding ``key`` when the store is local (see :attr:`local_root`), else None."""
+        check_key(self.uri, "local_path", key)
+        root = self.local_root
+        return None if root is None else root / key
+
+    # ---- the interface: checks here, I/O in the primitives ----
     async def put(self, key: str, data: Buffer, *, fsync: bool = False) -> None:
         """Write a whole object; atomic (readers see the old object or the new one, never half)."""
+        await self._put(check_key(self.uri, "put", key), data, fsync)
 
-    @abc.abstractmethod
     async def get(self, key: str) -> Buffer:
         """Read a whole object."""
+        return await self._get(check_key(self.uri, "get", key))
 
-    @abc.abstractmethod
     async def get_range(self, key: str, start: int, length: int) -> Buffer:
-        """Read ``length`` bytes from ``start`` (short at the end of the object)."""
+        """Read ``length`` bytes from ``start`` (short, possibly empty, past the end of the object)."""
+        check_key(self.uri, "get_range", key)
+        check_range(self.uri, "get_range", key, start, length)
+        if length == 0:
+            await self._exists_or_raise("get_range", key)
+            return b""
+        return await self._get_range(key, start, length)
 
-    @abc.abstractmethod
+    async def get_ranges(self, key: str, ranges: Sequence[tuple[int, int]]) -> builtins.list[Buffer]:
+        """Read many ``(start, length)`` ranges of one object; results in the order given.
+
+        Each range follows :meth:`get_range`'s rules. Object stores issue the requests concurrently,
+        at most :attr:`concurrency` at once.
+        """
+        check_key(self.uri, "get_ranges", key)
+        for start, length in ranges:
+            check_range(self.uri, "get_ranges", key, start, length)
+        if not ranges:
+            await self._exists_or_raise("get_ranges", key)
+            return []
+        if all(length == 0 for _, length in ranges):
+            await self._exists_or_raise("get_ranges", key)
+            return [b"" for _ in ranges]
+        return await self._as_op("get_ranges", key, self._get_ranges(key, [(s, n) for s, n in ranges]))
+
+    async def get_suffix(self, key: str, n: int) -> Buffer:
+        """The last ``n`` bytes of an object (the whole object when it is shorter)."""
+        check_key(self.uri, "get_suffix", key)
+        if n < 0:
+            raise StorageError(self.uri, "get_suffix", key, f"suffix length {n}: must be >= 0")
+        if n == 0:
+            await self._exists_or_raise("get_suffix", key)
+            return b""
+        return await self._as_op("get_suffix", key, self._get_suffix(key, n))
+
     async def size(self, key: str) -> int:
         """Size of an object in bytes."""
+        return await self._size(check_key(self.uri, "size", key))
 
-    @abc.abstractmethod
     def list(self, prefix: str = "") -> AsyncIterator[tuple[str, int]]:
         """Every ``(key, size)`` whose key starts with ``prefix``, in any order (paginated underneath)."""
+        return self._list(check_prefix(self.uri, "list", prefix))
 
-    @abc.abstractmethod
     async def delete(self, key: str) -> None:
         """Remove an object; silent when it does not exist."""
+        await self._delete(check_key(self.uri, "delete", key))
 
-    @abc.abstractmethod
     async def open_writer(self, key: str, *, fsync: bool = False) -> Writer:
         """Start a streaming upload of ``key`` (see :class:`Writer`)."""
+        return await self._open_writer(check_key(self.uri, "open_writer", key), fsync)
 
     async def close(self) -> None:
         """Release clients, pools and sessions. Override when the backend holds any."""
         return None
 
-    # ---- defaults built on the core; override when the backend can do better ----
+    # ---- defaults built on the interface; override when the backend can do better ----
     async def exists(self, key: str) -> bool:
         """Override when a cheaper HEAD exists."""
-        from pytest_dlio.errors import NotFound
-
         try:
             await self.size(key)
         except NotFound:
@@ -116,6 +211,55 @@ class ObjectStore(abc.ABC):
         for k in keys:
             await self.delete(k)
         return len(keys)
+
+    async def _exists_or_raise(self, op: str, key: str) -> None:
+        await self._as_op(op, key, self._size(key))
+
+    async def _as_op(self, op: str, key: str, call: Awaitable[T]) -> T:
+        """``await call``; a NotFound from a primitive it is built on names ``op``, the caller's method."""
+        try:
+            return await call
+        except NotFound as exc:
+            if exc.op == op:
+                raise
+            raise NotFound(self.uri, op, key) from exc
+
+    # ---- primitives: I/O only; keys and ranges arrive checked ----
+    @abc.abstractmethod
+    async def _put(self, key: str, data: Buffer, fsync: bool) -> None: ...
+
+    @abc.abstractmethod
+    async def _get(self, key: str) -> Buffer: ...
+
+    @abc.abstractmethod
+    async def _get_range(self, key: str, start: int, length: int) -> Buffer:
+        """``length`` > 0 bytes from ``start`` >= 0; short or empty past the end; NotFound when missing."""
+
+    async def _get_ranges(self, key: str, ranges: builtins.list[tuple[int, int]]) -> builtins.list[Buffer]:
+        """Default: one range after the other. Object stores override to issue them concurrently."""
+        return [await self._range_or_empty(key, s, n) for s, n in ranges]
+
+    async def _range_or_empty(self, key: str, start: int, length: int) -> Buffer:
+        return await self._get_range(key, start, length) if length else b""
+
+    async def _get_suffix(self, key: str, n: int) -> Buffer:
+        """Default: size, then one range (two requests). Override where one request does it."""
+        size = await self._size(key)
+        if size == 0:
+            return b""
+        return await self._get_range(key, max(0, size - n), min(n, size))
+
+    @abc.abstractmethod
+    async def _size(self, key: str) -> int: ...
+
+    @abc.abstractmethod
+    def _list(self, prefix: str) -> AsyncIterator[tuple[str, int]]: ...
+
+    @abc.abstractmethod
+    async def _delete(self, key: str) -> None: ...
+
+    @abc.abstractmethod
+    async def _open_writer(self, key: str, fsync: bool) -> Writer: ...
 
     async def __aenter__(self) -> Self:
         return self

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pytest_dlio.errors import StorageError
 from pytest_dlio.storage.base import Buffer, Writer
-from pytest_dlio.storage.file import FileStore, _size, commit, temp_path
+from pytest_dlio.storage.file import FileStore, commit, temp_path
 
 ALIGN = 4096
 CHUNK = 4 * 2**20  # bounded staging buffer per write call / writer
@@ -109,10 +109,13 @@ def _put(path: Path, data: Buffer, fsync: bool) -> None:
         staging.close()
 
 
-def _read(path: Path, start: int, length: int | None) -> memoryview:
+def _read(path: Path, start: int, length: int | None, suffix: bool = False) -> memoryview:
+    """``length`` bytes from ``start`` (None: to the end); with ``suffix``, the last ``length`` bytes."""
     fd = _open_direct(path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
+        if suffix and length is not None:
+            start = max(0, size - length)
         end = size if length is None else min(size, start + length)
         if end <= start:
             return memoryview(b"")
@@ -122,13 +125,6 @@ def _read(path: Path, start: int, length: int | None) -> memoryview:
         return memoryview(buf)[start - lo:min(end, lo + got) - lo]
     finally:
         os.close(fd)
-
-
-def _range(path: Path, start: int, length: int) -> memoryview:
-    if length == 0:
-        _size(path)  # a missing key still raises
-        return memoryview(b"")
-    return _read(path, start, length)
 
 
 class DirectStore(FileStore):
@@ -142,23 +138,27 @@ class DirectStore(FileStore):
             raise StorageError(self.uri, op, key, f"the filesystem refuses O_DIRECT ({reason}); use file:// "
                                                   "or put the folder on a disk filesystem such as ext4/xfs")
 
-    async def put(self, key: str, data: Buffer, *, fsync: bool = False) -> None:
-        # docstring inherited
+    page_cached = False
+
+    async def _put(self, key: str, data: Buffer, fsync: bool) -> None:
         await self._check("put", key)
-        await self._io.run("put", key, _put, self.path("put", key), data, fsync)
+        await self._io.run("put", key, _put, self.root / key, data, fsync)
 
-    async def get(self, key: str) -> Buffer:
-        # docstring inherited
-        return await self._io.run("get", key, _read, self.path("get", key), 0, None)
+    async def _get(self, key: str) -> Buffer:
+        return await self._io.run("get", key, _read, self.root / key, 0, None)
 
-    async def get_range(self, key: str, start: int, length: int) -> Buffer:
-        # docstring inherited
-        return await self._io.run("get_range", key, _range, self.path("get_range", key), start, length)
+    async def _get_range(self, key: str, start: int, length: int) -> Buffer:
+        return await self._io.run("get_range", key, _read, self.root / key, start, length)
 
-    async def open_writer(self, key: str, *, fsync: bool = False) -> Writer:
-        # docstring inherited
+    async def _get_ranges(self, key: str, ranges: list[tuple[int, int]]) -> list[Buffer]:
+        return [await self._range_or_empty(key, s, n) for s, n in ranges]
+
+    async def _get_suffix(self, key: str, n: int) -> Buffer:
+        return await self._io.run("get_suffix", key, _read, self.root / key, 0, n, True)
+
+    async def _open_writer(self, key: str, fsync: bool) -> Writer:
         await self._check("open_writer", key)
-        path = self.path("open_writer", key)
+        path = self.root / key
         tmp = temp_path(path)
 
         def _open() -> int:

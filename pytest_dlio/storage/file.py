@@ -11,7 +11,6 @@ from pathlib import Path
 
 from pytest_dlio.storage._pool import BlockingPool
 from pytest_dlio.storage.base import Buffer, ObjectStore, Writer
-from pytest_dlio.storage.uri import check_key
 
 TMP_MARK = ".dlio-tmp-"
 
@@ -71,9 +70,24 @@ def _get(path: Path) -> bytes:
 def _get_range(path: Path, start: int, length: int) -> bytes:
     fd = os.open(path, os.O_RDONLY)
     try:
-        if length == 0:
-            return b""
         return os.pread(fd, length, start)
+    finally:
+        os.close(fd)
+
+
+def _get_ranges(path: Path, ranges: list[tuple[int, int]]) -> list[bytes]:
+    fd = os.open(path, os.O_RDONLY)  # one open for every range
+    try:
+        return [os.pread(fd, length, start) if length else b"" for start, length in ranges]
+    finally:
+        os.close(fd)
+
+
+def _get_suffix(path: Path, n: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        return os.pread(fd, min(n, size), max(0, size - n)) if size else b""
     finally:
         os.close(fd)
 
@@ -115,44 +129,46 @@ def _delete(path: Path) -> None:
 class FileStore(ObjectStore):
     """POSIX files under a root folder (created on first write)."""
 
+    page_cached = True
+
     def __init__(self, uri: str, root: Path, threads: int = 8) -> None:
         super().__init__(uri)
         self.root = root
         self._io = BlockingPool(uri, threads)
         self._dirs: set[Path] = set()  # folders known to exist: saves a mkdir per put
 
-    def path(self, op: str, key: str) -> Path:
-        """The file for ``key``."""
-        return self.root / check_key(self.uri, op, key)
-
-    async def put(self, key: str, data: Buffer, *, fsync: bool = False) -> None:
+    @property
+    def local_root(self) -> Path:
         # docstring inherited
-        await self._io.run("put", key, _put, self.path("put", key), data, fsync, self._dirs)
+        return self.root
 
-    async def get(self, key: str) -> Buffer:
-        # docstring inherited
-        return await self._io.run("get", key, _get, self.path("get", key))
+    async def _put(self, key: str, data: Buffer, fsync: bool) -> None:
+        await self._io.run("put", key, _put, self.root / key, data, fsync, self._dirs)
 
-    async def get_range(self, key: str, start: int, length: int) -> Buffer:
-        # docstring inherited
-        return await self._io.run("get_range", key, _get_range, self.path("get_range", key), start, length)
+    async def _get(self, key: str) -> Buffer:
+        return await self._io.run("get", key, _get, self.root / key)
 
-    async def size(self, key: str) -> int:
-        # docstring inherited
-        return await self._io.run("size", key, _size, self.path("size", key))
+    async def _get_range(self, key: str, start: int, length: int) -> Buffer:
+        return await self._io.run("get_range", key, _get_range, self.root / key, start, length)
 
-    async def list(self, prefix: str = "") -> AsyncIterator[tuple[str, int]]:
-        # docstring inherited
+    async def _get_ranges(self, key: str, ranges: list[tuple[int, int]]) -> list[Buffer]:
+        return list(await self._io.run("get_ranges", key, _get_ranges, self.root / key, ranges))
+
+    async def _get_suffix(self, key: str, n: int) -> Buffer:
+        return await self._io.run("get_suffix", key, _get_suffix, self.root / key, n)
+
+    async def _size(self, key: str) -> int:
+        return await self._io.run("size", key, _size, self.root / key)
+
+    async def _list(self, prefix: str) -> AsyncIterator[tuple[str, int]]:
         for item in await self._io.run("list", prefix or None, _list, self.root, prefix):
             yield item
 
-    async def delete(self, key: str) -> None:
-        # docstring inherited
-        await self._io.run("delete", key, _delete, self.path("delete", key))
+    async def _delete(self, key: str) -> None:
+        await self._io.run("delete", key, _delete, self.root / key)
 
-    async def open_writer(self, key: str, *, fsync: bool = False) -> Writer:
-        # docstring inherited
-        path = self.path("open_writer", key)
+    async def _open_writer(self, key: str, fsync: bool) -> Writer:
+        path = self.root / key
         tmp = temp_path(path)
 
         def _open() -> int:

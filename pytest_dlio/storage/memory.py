@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 
 from pytest_dlio.errors import NotFound
 from pytest_dlio.storage.base import Buffer, ObjectStore, Writer
-from pytest_dlio.storage.uri import check_key
 
 _SPACES: dict[str, dict[str, bytes]] = {}
 _LOCK = threading.Lock()
@@ -27,50 +26,40 @@ class MemoryStore(ObjectStore):
         self._data = space(name)
         self._prefix = f"{prefix}/" if prefix else ""
 
-    def _k(self, op: str, key: str) -> str:
-        return self._prefix + check_key(self.uri, op, key)
-
-    async def put(self, key: str, data: Buffer, *, fsync: bool = False) -> None:
-        # docstring inherited
-        self._data[self._k("put", key)] = bytes(data)
-
-    async def get(self, key: str) -> Buffer:
-        # docstring inherited
+    def _obj(self, op: str, key: str) -> bytes:
         try:
-            return self._data[self._k("get", key)]
+            return self._data[self._prefix + key]
         except KeyError:
-            raise NotFound(self.uri, "get", key) from None
+            raise NotFound(self.uri, op, key) from None
 
-    async def get_range(self, key: str, start: int, length: int) -> Buffer:
-        # docstring inherited
-        try:
-            data = self._data[self._k("get_range", key)]
-        except KeyError:
-            raise NotFound(self.uri, "get_range", key) from None
-        return memoryview(data)[start:start + length]
+    async def _put(self, key: str, data: Buffer, fsync: bool) -> None:
+        self._data[self._prefix + key] = bytes(data)
 
-    async def size(self, key: str) -> int:
-        # docstring inherited
-        try:
-            return len(self._data[self._k("size", key)])
-        except KeyError:
-            raise NotFound(self.uri, "size", key) from None
+    async def _get(self, key: str) -> Buffer:
+        return self._obj("get", key)
 
-    async def list(self, prefix: str = "") -> AsyncIterator[tuple[str, int]]:
-        # docstring inherited
+    async def _get_range(self, key: str, start: int, length: int) -> Buffer:
+        return memoryview(self._obj("get_range", key))[start:start + length]
+
+    async def _get_suffix(self, key: str, n: int) -> Buffer:
+        data = self._obj("get_suffix", key)
+        return memoryview(data)[max(0, len(data) - n):]
+
+    async def _size(self, key: str) -> int:
+        return len(self._obj("size", key))
+
+    async def _list(self, prefix: str) -> AsyncIterator[tuple[str, int]]:
         full, cut = self._prefix + prefix, len(self._prefix)
         with _LOCK:
             items = [(k[cut:], len(v)) for k, v in list(self._data.items()) if k.startswith(full)]
         for item in items:
             yield item
 
-    async def delete(self, key: str) -> None:
-        # docstring inherited
-        self._data.pop(self._k("delete", key), None)
+    async def _delete(self, key: str) -> None:
+        self._data.pop(self._prefix + key, None)
 
-    async def open_writer(self, key: str, *, fsync: bool = False) -> Writer:
-        # docstring inherited
-        return MemoryWriter(self, self._k("open_writer", key))
+    async def _open_writer(self, key: str, fsync: bool) -> Writer:
+        return MemoryWriter(self, self._prefix + key)
 
 
 class MemoryWriter(Writer):

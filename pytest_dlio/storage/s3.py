@@ -5,49 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pytest_dlio.errors import NotFound, StorageError
-from pytest_dlio.storage.base import Buffer, ObjectStore, Writer
-from pytest_dlio.storage.settings import S3_MIN_PART, StoreOptions, env, parse_bool, parse_int
-from pytest_dlio.storage.uri import check_key, scrub
+from pytest_dlio.storage.base import Buffer, ObjectStore, Writer, gather_bounded
+from pytest_dlio.storage.settings import S3_MIN_PART, StoreOptions
+from pytest_dlio.storage.uri import scrub
 
 T = TypeVar("T")
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
-
-
-@dataclass(frozen=True)
-class S3Settings:
-    """Where and how to connect: options first, then AWS env vars, then ``.env`` in the cwd."""
-
-    endpoint_url: str | None
-    region: str
-    access_key_id: str | None
-    secret_access_key: str | None
-    session_token: str | None
-    path_style: bool
-    max_attempts: int
-
-    @classmethod
-    def from_options(cls, opts: StoreOptions) -> S3Settings:
-        """Resolve every setting in DLIO's order of precedence."""
-        path_style = opts.get("s3_force_path_style")
-        return cls(
-            endpoint_url=opts.get("endpoint_url") or env("AWS_ENDPOINT_URL_S3") or env("AWS_ENDPOINT_URL"),
-            region=opts.get("region") or env("AWS_REGION") or env("AWS_DEFAULT_REGION") or "us-east-1",
-            access_key_id=opts.get("access_key_id") or env("AWS_ACCESS_KEY_ID"),
-            secret_access_key=opts.get("secret_access_key") or env("AWS_SECRET_ACCESS_KEY"),
-            session_token=opts.get("session_token") or env("AWS_SESSION_TOKEN"),
-            path_style=parse_bool(path_style, "s3_force_path_style") if path_style is not None
-            else bool(opts.get("endpoint_url") or env("AWS_ENDPOINT_URL")),
-            max_attempts=parse_int(opts.get("s3_max_attempts", 5), "s3_max_attempts"),
-        )
-
-
-def has_endpoint(opts: StoreOptions) -> bool:
-    """Whether an S3 endpoint is configured anywhere (else the session uses the embedded moto)."""
-    return bool(opts.get("endpoint_url") or env("AWS_ENDPOINT_URL_S3") or env("AWS_ENDPOINT_URL"))
 
 
 class S3Store(ObjectStore):
@@ -57,7 +23,8 @@ class S3Store(ObjectStore):
         super().__init__(uri)
         self.bucket, self._prefix, self.options = bucket, f"{prefix}/" if prefix else "", options
         self.part_size = max(S3_MIN_PART, options.part_size)
-        self._settings = S3Settings.from_options(options)
+        self.concurrency = options.concurrency
+        self._settings = options.s3
         self._stack = contextlib.AsyncExitStack()
         self._client: Any = None
         self._lock = asyncio.Lock()
@@ -104,8 +71,8 @@ class S3Store(ObjectStore):
                 if _code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                     raise self._error(exc, "create_bucket", None) from exc
 
-    def _key(self, op: str, key: str) -> str:
-        return self._prefix + check_key(self.uri, op, key)
+    def _key(self, key: str) -> str:
+        return self._prefix + key
 
     def _error(self, exc: BaseException, op: str, key: str | None) -> StorageError:
         code = _code(exc)
@@ -131,10 +98,9 @@ class S3Store(ObjectStore):
         except Exception as exc:  # botocore/aiohttp errors of every kind
             raise self._error(exc, op, key) from exc
 
-    # ---- ObjectStore ----
-    async def put(self, key: str, data: Buffer, *, fsync: bool = False) -> None:
-        # docstring inherited
-        k = self._key("put", key)
+    # ---- primitives ----
+    async def _put(self, key: str, data: Buffer, fsync: bool) -> None:
+        k = self._key(key)
         if len(data) <= self.part_size:
             await self._call("put", key, lambda c: c.put_object(Bucket=self.bucket, Key=k, Body=bytes(data)))
             return
@@ -146,52 +112,49 @@ class S3Store(ObjectStore):
             await writer.abort()
             raise
 
-    async def get(self, key: str) -> Buffer:
-        # docstring inherited
-        k = self._key("get", key)
+    async def _get(self, key: str) -> Buffer:
+        return await self._read("get", key, None)
 
-        async def _get(c: Any) -> bytes:
-            r = await c.get_object(Bucket=self.bucket, Key=k)
-            async with r["Body"] as body:
-                return await body.read()
+    async def _get_range(self, key: str, start: int, length: int) -> Buffer:
+        return await self._read("get_range", key, f"bytes={start}-{start + length - 1}", start, length)
 
-        return await self._call("get", key, _get)
+    async def _get_ranges(self, key: str, ranges: list[tuple[int, int]]) -> list[Buffer]:
+        return await gather_bounded((self._range_or_empty(key, s, n) for s, n in ranges), self.concurrency)
 
-    async def get_range(self, key: str, start: int, length: int) -> Buffer:
-        # docstring inherited
-        k = self._key("get_range", key)
-        if length <= 0:
-            try:
-                await self.size(key)
-            except NotFound as exc:
-                raise NotFound(self.uri, "get_range", key) from exc
-            return b""
+    async def _get_suffix(self, key: str, n: int) -> Buffer:
+        return await self._read("get_suffix", key, f"bytes=-{n}", -n)
+
+    async def _read(self, op: str, key: str, byte_range: str | None, start: int = 0,
+                    length: int | None = None) -> Buffer:
+        """One GET; ``byte_range`` is an HTTP Range (``start`` < 0: a suffix of ``-start`` bytes)."""
+        k = self._key(key)
+        extra = {"Range": byte_range} if byte_range else {}
 
         async def _get(c: Any) -> bytes:
             try:
-                r = await c.get_object(Bucket=self.bucket, Key=k, Range=f"bytes={start}-{start + length - 1}")
+                r = await c.get_object(Bucket=self.bucket, Key=k, **extra)
             except Exception as exc:
-                if _code(exc) == "InvalidRange":  # start at or past the end of an existing object
+                if byte_range and _code(exc) == "InvalidRange":  # past the end of (or an) empty object
                     return b""
                 raise
             async with r["Body"] as body:
                 data = await body.read()
+            if not byte_range or "ContentRange" in r:
+                return data
             # A server that ignores Range returns the whole object; cut it here.
-            return data if "ContentRange" in r else data[start:start + length]
+            return data[start:] if start < 0 else data[start:start + (length or 0)]
 
-        return await self._call("get_range", key, _get)
+        return await self._call(op, key, _get)
 
-    async def size(self, key: str) -> int:
-        # docstring inherited
-        k = self._key("size", key)
+    async def _size(self, key: str) -> int:
+        k = self._key(key)
         r = await self._call("size", key, lambda c: c.head_object(Bucket=self.bucket, Key=k))
         return int(r["ContentLength"])
 
-    async def list(self, prefix: str = "") -> AsyncIterator[tuple[str, int]]:
-        # docstring inherited
+    async def _list(self, prefix: str) -> AsyncIterator[tuple[str, int]]:
         client = await self.client()
         cut = len(self._prefix)
-        page_size = parse_int(self.options.get("list_page_size", self.options.list_page_size), "list_page_size")
+        page_size = self.options.list_page_size
         pages = client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=self._prefix + prefix, PaginationConfig={"PageSize": page_size})
         try:
@@ -201,9 +164,8 @@ class S3Store(ObjectStore):
         except Exception as exc:
             raise self._error(exc, "list", prefix or None) from exc
 
-    async def delete(self, key: str) -> None:
-        # docstring inherited
-        k = self._key("delete", key)
+    async def _delete(self, key: str) -> None:
+        k = self._key(key)
         await self._call("delete", key, lambda c: c.delete_object(Bucket=self.bucket, Key=k))
 
     async def delete_prefix(self, prefix: str) -> int:
@@ -215,9 +177,8 @@ class S3Store(ObjectStore):
                              lambda c, b=batch: c.delete_objects(Bucket=self.bucket, Delete=b))
         return len(keys)
 
-    async def open_writer(self, key: str, *, fsync: bool = False) -> Writer:
-        # docstring inherited
-        return S3Writer(self, key, self._key("open_writer", key))
+    async def _open_writer(self, key: str, fsync: bool) -> Writer:
+        return S3Writer(self, key, self._key(key))
 
     async def close(self) -> None:
         # docstring inherited

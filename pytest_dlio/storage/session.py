@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pytest_dlio.config.storage_options import StorageOptions
 from pytest_dlio.errors import StorageError
 from pytest_dlio.storage.base import ObjectStore
+from pytest_dlio.storage.credentials import Credentials, Environment
 from pytest_dlio.storage.emulators import (
     AZURITE_ACCOUNT,
     MOTO_KEY,
     Emulators,
     azurite_connection_string,
-    find_azurite,
+    ensure_azurite,
 )
 from pytest_dlio.storage.factory import open_store, require_extra
-from pytest_dlio.storage.settings import StoreOptions, parse_int
-from pytest_dlio.storage.uri import is_uri, join_uri, parse_uri, relative_folder
+from pytest_dlio.storage.settings import StoreOptions
+from pytest_dlio.storage.uri import (
+    is_uri,
+    join_uri,
+    parse_throttle,
+    parse_uri,
+    relative_folder,
+    split_query,
+    with_query,
+)
 
 if TYPE_CHECKING:
     from pytest_dlio.config.model import StorageConfig
@@ -27,36 +38,40 @@ _LABELS = {"moto": "S3: embedded moto", "azurite": "Azure: embedded Azurite"}
 
 
 def needs_moto(opts: StoreOptions) -> bool:
-    """True when no S3 endpoint is configured (option, AWS_ENDPOINT_URL, .env)."""
-    from pytest_dlio.storage.s3 import has_endpoint
-
-    return not has_endpoint(opts)
+    """True when no S3 endpoint is configured (option, AWS_ENDPOINT_URL[_S3], .env)."""
+    return opts.s3.endpoint_url is None
 
 
 def needs_azurite(opts: StoreOptions) -> bool:
     """True when no Azure credential or account is configured anywhere."""
-    from pytest_dlio.storage.azure import AzureSettings
-
-    return not AzureSettings.from_options(opts).configured
+    return not opts.azure.configured
 
 
 class StorageSession:
     """Resolves config folders to URIs and opens stores, starting embedded emulators on demand."""
 
-    def __init__(self, data_root: Path, storage_uri: str | None = None, emulators: Emulators | None = None) -> None:
+    def __init__(self, data_root: Path, storage_uri: str | None = None, emulators: Emulators | None = None,
+                 environment: Environment | None = None) -> None:
         self.data_root = data_root.resolve()
-        self.storage_uri = storage_uri.rstrip("/") if storage_uri and not storage_uri.endswith(":///") else storage_uri
+        self.storage_uri = storage_uri
         if storage_uri:
-            parse_uri(storage_uri)  # fail early on a malformed --dlio-storage
+            base, query = split_query(storage_uri)
+            base = base.rstrip("/") if not base.endswith(":///") else base
+            parse_throttle(storage_uri)  # fail early on a malformed --dlio-storage
+            parse_uri(base)
+            self.storage_uri = with_query(base, query)
         self.emulators = emulators or Emulators()
+        self._environment = environment
+        self._credentials: dict[StorageOptions, Credentials] = {}
 
     # ---- folder → URI ----
     def resolve(self, folder: str, storage: StorageConfig | None = None) -> str:
         """The URI for a config folder (dataset.data_folder or checkpoint.checkpoint_folder)."""
         if self.storage_uri:
             if is_uri(folder):
-                folder = parse_uri(folder).path
-            return join_uri(self.storage_uri, folder)
+                folder = parse_uri(split_query(folder)[0]).path
+            base, query = split_query(self.storage_uri)  # a throttle query stays at the end
+            return with_query(join_uri(base, folder), query)
         if is_uri(folder):
             return folder
         kind = storage.storage_type if storage else "local_fs"
@@ -66,10 +81,7 @@ class StorageSession:
                 raise StorageError(folder, "resolve", reason="'..' in a folder is refused; write it without '..'")
             return f"{_LOCAL[kind]}://{path}"
         if kind == "s3":
-            opts = storage.options if storage else {}
-            scheme = str(opts.get("uri_scheme") or "s3").lower()
-            if scheme not in ("s3", "az"):
-                scheme = "s3"
+            scheme = (storage.options.uri_scheme if storage else None) or "s3"
             root = relative_folder((storage.storage_root if storage else "").split("://", 1)[-1])
             if not root:
                 raise StorageError("s3://", "resolve", folder, "storage.storage_root must name the bucket "
@@ -79,31 +91,41 @@ class StorageSession:
                            "local_fs, parallel_fs, direct_fs or s3, or pass --dlio-storage URI")
 
     # ---- opening ----
+    @property
+    def environment(self) -> Environment:
+        """The environment and ``.env`` credentials come from, read once (on first use) per session."""
+        if self._environment is None:
+            self._environment = Environment.capture()
+        return self._environment
+
+    def credentials(self, options: StorageOptions) -> Credentials:
+        """``options`` resolved against the session's environment (once per distinct options)."""
+        creds = self._credentials.get(options)
+        if creds is None:
+            creds = self._credentials[options] = Credentials.resolve(options, self.environment)
+        return creds
+
     def options_for(self, uri: str, storage: StorageConfig | None = None, threads: int = 8) -> StoreOptions:
         """StoreOptions for ``uri``; swaps in an embedded emulator when nothing is configured (may start it)."""
-        raw = dict(storage.options) if storage else {}
-        tuning = {k: parse_int(raw[k], k) for k in ("part_size", "concurrency", "list_page_size") if k in raw}
-        if "timeout" in raw:
-            tuning["timeout"] = float(raw["timeout"])
-        opts = StoreOptions(threads=threads, storage_options=raw, **tuning)
+        typed = storage.options if storage else StorageOptions()
+        opts = StoreOptions.from_config(typed, self.credentials(typed), threads)
         scheme = parse_uri(uri).scheme
         if scheme == "s3":
             require_extra(uri, "s3")
             if needs_moto(opts):
-                endpoint = self.emulators.s3_endpoint()
-                merged = {**opts.storage_options, "endpoint_url": endpoint, "access_key_id": MOTO_KEY,
-                          "secret_access_key": MOTO_KEY, "region": "us-east-1", "s3_force_path_style": True}
-                opts = opts.with_(storage_options=merged, create_missing=True, emulator="moto")
+                require_extra(uri, "moto")
+                s3 = replace(opts.s3, endpoint_url=self.emulators.s3_endpoint(), access_key_id=MOTO_KEY,
+                             secret_access_key=MOTO_KEY, session_token=None, region="us-east-1", path_style=True)
+                opts = opts.with_(credentials=replace(opts.credentials, s3=s3), create_missing=True,
+                                  emulator="moto")
         elif scheme == "az":
             require_extra(uri, "az")
             if needs_azurite(opts):
-                if find_azurite() is None:
-                    from pytest_dlio.storage.emulators import azurite_missing_reason
-
-                    raise StorageError(uri, "open", reason=azurite_missing_reason())
+                ensure_azurite(uri)  # installs the pinned Azurite from npm on first need, or says how
                 conn = azurite_connection_string(self.emulators.azure_endpoint())
-                merged = {**opts.storage_options, "connection_string": conn, "account_name": AZURITE_ACCOUNT}
-                opts = opts.with_(storage_options=merged, create_missing=True, emulator="azurite")
+                azure = replace(opts.azure, connection_string=conn, account=AZURITE_ACCOUNT)
+                opts = opts.with_(credentials=replace(opts.credentials, azure=azure), create_missing=True,
+                                  emulator="azurite")
         return opts
 
     async def open(self, uri: str, storage: StorageConfig | None = None, *, threads: int = 8) -> ObjectStore:

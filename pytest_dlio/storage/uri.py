@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 from pytest_dlio.errors import StorageError
 
@@ -70,12 +71,54 @@ def join_uri(base: str, rel: str) -> str:
     return f"{base.rstrip('/')}/{rel}"
 
 
-def check_key(uri: str, op: str, key: str) -> str:
-    """Reject keys that would escape the store's root or are not relative."""
-    if key.startswith("/") or any(p in ("..", ".") for p in key.split("/")) or "\x00" in key:
-        raise StorageError(uri, op, key, "keys are relative '/'-separated names without '.', '..' or a "
-                                         "leading '/'")
-    return key
+@dataclass(frozen=True)
+class Throttle:
+    """What ``?bandwidth_mib_s=B&latency_ms=L`` on a store URI asks for (see ``storage/throttle.py``)."""
+
+    #: Total bandwidth cap in MiB/s shared by every store opened with it (None: no cap).
+    bandwidth_mib_s: float | None = None
+    #: Milliseconds added to each request.
+    latency_ms: float = 0.0
+
+
+#: The query parameters a store URI accepts, with what each must be.
+THROTTLE_PARAMS = {"bandwidth_mib_s": "a number > 0 (MiB/s)", "latency_ms": "a number >= 0 (milliseconds)"}
+
+
+def split_query(uri: str) -> tuple[str, str]:
+    """``(uri without its query, query)``: ``"file:///d?latency_ms=1"`` → ``("file:///d", "latency_ms=1")``."""
+    base, _, query = uri.partition("?")
+    return base, query
+
+
+def with_query(uri: str, query: str) -> str:
+    """``uri`` with ``query`` appended (unchanged when the query is empty)."""
+    return f"{uri}?{query}" if query else uri
+
+
+def parse_throttle(uri: str) -> tuple[str, Throttle | None]:
+    """``(base URI, Throttle or None)``; StorageError naming the valid parameters when the query is bad."""
+    base, query = split_query(uri)
+    if not query:
+        return base, None
+    valid = "; valid: " + ", ".join(f"{k}={v}" for k, v in THROTTLE_PARAMS.items())
+    values: dict[str, float] = {}
+    for name, text in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
+        if name not in THROTTLE_PARAMS:
+            raise StorageError(base, "open", reason=f"unknown URI query parameter {name!r}{valid}")
+        if name in values:
+            raise StorageError(base, "open", reason=f"URI query parameter {name} given twice")
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0 or (name == "bandwidth_mib_s" and value == 0):
+            raise StorageError(base, "open", reason=f"URI query parameter {name}={text!r}: must be "
+                                                    f"{THROTTLE_PARAMS[name]}")
+        values[name] = value
+    if not values:
+        raise StorageError(base, "open", reason=f"URI query {query!r} names no parameter{valid}")
+    return base, Throttle(values.get("bandwidth_mib_s"), values.get("latency_ms", 0.0))
 
 
 _SECRET_PATTERNS = [

@@ -37,6 +37,14 @@ async def _collect(store: ObjectStore, prefix: str) -> dict[str, int]:
     return {k: n async for k, n in store.list(prefix)}
 
 
+def _every_op(store: ObjectStore, key: str) -> dict[str, Callable[[], Awaitable[object]]]:
+    """Each keyed method of ``store`` called on ``key``, by name."""
+    return {"put": lambda: store.put(key, b"x"), "get": lambda: store.get(key),
+            "get_range": lambda: store.get_range(key, 0, 1), "get_ranges": lambda: store.get_ranges(key, [(0, 1)]),
+            "get_suffix": lambda: store.get_suffix(key, 1), "size": lambda: store.size(key),
+            "delete": lambda: store.delete(key), "open_writer": lambda: store.open_writer(key)}
+
+
 class StoreTests:
     """Hard cases every ObjectStore must pass: sizes, ranges, listing, overwrite, delete, errors, writers."""
 
@@ -115,6 +123,60 @@ class StoreTests:
 
         self.run(make_store, body)
 
+    def test_get_ranges(self, make_store: Any) -> None:
+        async def body(store: ObjectStore, p: str) -> None:
+            data = payload(10_000, 8)
+            await store.put(f"{p}/r.bin", data)
+            ranges = [(start, length) for _, start, length in self.RANGES]
+            got = [bytes(g) for g in await store.get_ranges(f"{p}/r.bin", ranges)]
+            assert got == [data[s:s + n] for s, n in ranges]
+            many = [(i * 97 % 9_000, 1 + i % 300) for i in range(40)]  # more than any backend keeps in flight
+            got = [bytes(g) for g in await store.get_ranges(f"{p}/r.bin", many)]
+            assert got == [data[s:s + n] for s, n in many]
+            assert await store.get_ranges(f"{p}/r.bin", []) == []
+
+        self.run(make_store, body)
+
+    #: suffix lengths against the 10 000-byte object: shorter, equal to and longer than it.
+    SUFFIXES = [0, 1, 8, 4096, 9_999, 10_000, 10_001, 1_000_000]
+
+    def test_get_suffix(self, make_store: Any) -> None:
+        async def body(store: ObjectStore, p: str) -> None:
+            data = payload(10_000, 9)
+            await store.put(f"{p}/s.bin", data)
+            for n in self.SUFFIXES:
+                got = bytes(await store.get_suffix(f"{p}/s.bin", n))
+                assert got == (data[-n:] if n else b""), f"suffix {n}: {len(got)} bytes"
+            await store.put(f"{p}/empty", b"")
+            assert bytes(await store.get_suffix(f"{p}/empty", 8)) == b""
+
+        self.run(make_store, body)
+
+    def test_negative_ranges_rejected(self, make_store: Any) -> None:
+        async def body(store: ObjectStore, p: str) -> None:
+            await store.put(f"{p}/n.bin", b"0123456789")
+            calls = [lambda: store.get_range(f"{p}/n.bin", -1, 5), lambda: store.get_range(f"{p}/n.bin", 0, -1),
+                     lambda: store.get_ranges(f"{p}/n.bin", [(0, 2), (-3, 2)]),
+                     lambda: store.get_suffix(f"{p}/n.bin", -4)]
+            for call in calls:
+                with pytest.raises(StorageError, match="must be >= 0") as info:
+                    await call()
+                assert not isinstance(info.value, NotFound)
+            assert bytes(await store.get(f"{p}/n.bin")) == b"0123456789"
+
+        self.run(make_store, body)
+
+    def test_local_path_capability(self, make_store: Any) -> None:
+        async def body(store: ObjectStore, p: str) -> None:
+            await store.put(f"{p}/l/x.bin", b"local")
+            path = store.local_path(f"{p}/l/x.bin")
+            if store.local_root is None:
+                assert path is None
+            else:
+                assert path == store.local_root / p / "l" / "x.bin" and path.read_bytes() == b"local"
+
+        self.run(make_store, body)
+
     def test_get_range_empty_object(self, make_store: Any) -> None:
         async def body(store: ObjectStore, p: str) -> None:
             await store.put(f"{p}/empty", b"")
@@ -127,7 +189,8 @@ class StoreTests:
         async def body(store: ObjectStore, p: str) -> None:
             key = f"{p}/missing.bin"
             calls = {"get": lambda: store.get(key), "get_range": lambda: store.get_range(key, 0, 10),
-                     "size": lambda: store.size(key)}
+                     "get_ranges": lambda: store.get_ranges(key, [(0, 10), (5, 5)]),
+                     "get_suffix": lambda: store.get_suffix(key, 8), "size": lambda: store.size(key)}
             for op, call in calls.items():
                 with pytest.raises(NotFound, match=rf"^{op} .*missing\.bin: no such key$"):
                     await call()
@@ -137,16 +200,31 @@ class StoreTests:
 
     def test_missing_key_zero_length_range(self, make_store: Any) -> None:
         async def body(store: ObjectStore, p: str) -> None:
-            with pytest.raises(NotFound):
-                await store.get_range(f"{p}/missing.bin", 0, 0)
+            key = f"{p}/missing.bin"
+            for call in (lambda: store.get_range(key, 0, 0), lambda: store.get_ranges(key, [(0, 0)]),
+                         lambda: store.get_ranges(key, []), lambda: store.get_suffix(key, 0)):
+                with pytest.raises(NotFound):
+                    await call()
 
         self.run(make_store, body)
 
+    BAD_KEYS = ["", "/abs", "{p}/../escape", "{p}/./x", "{p}//double", "{p}/trailing/", "..", "{p}/nul\x00"]
+
     def test_bad_keys_rejected(self, make_store: Any) -> None:
         async def body(store: ObjectStore, p: str) -> None:
-            for key in ("/abs", f"{p}/../escape", f"{p}/./x"):
+            await store.put(f"{p}/ok", b"ok")
+            for pattern in self.BAD_KEYS:
+                key = pattern.replace("{p}", p)
+                for op, call in _every_op(store, key).items():
+                    with pytest.raises(StorageError, match=rf"^{op} .*keys are relative") as info:
+                        await call()
+                    assert not isinstance(info.value, NotFound), f"{op} {key!r}"
                 with pytest.raises(StorageError, match="keys are relative"):
-                    await store.put(key, b"x")
+                    store.local_path(key)
+            for prefix in ("/abs", f"{p}/../", f"{p}//", "./"):
+                with pytest.raises(StorageError, match="prefixes are relative"):
+                    _ = [k async for k in store.list(prefix)]
+            assert await _collect(store, f"{p}/") == {f"{p}/ok": 2}
 
         self.run(make_store, body)
 
