@@ -1,5 +1,6 @@
-"""--dlio-find-max: the search (doubling, then bisection) against deterministic AU-of-N oracles, and one
-end-to-end run with real local ranks (no throttled store on main yet: it checks the item reports a count)."""
+"""--dlio-find-max: the search (doubling, then bisection) against deterministic AU-of-N oracles, an
+end-to-end run to the dataset's cap, and the headline case: on a throttled store the count found is the
+one bandwidth ÷ per-accelerator demand predicts."""
 
 from __future__ import annotations
 
@@ -92,3 +93,53 @@ def test_find_max_item_only_for_training_workloads(pytester: pytest.Pytester) ->
     )
     result = run(pytester, "--dlio-config", "tiny.yaml", "--dlio-find-max", "--co", "-q")
     assert "max_accelerators" not in result.stdout.str()
+
+
+# 1 MiB per step and 0.1 s of compute: each accelerator needs 10 MiB/s to stay busy
+THROTTLED = """
+model:
+  name: thr
+framework: pytorch
+workflow:
+  generate_data: true
+  train: true
+dataset:
+  data_folder: data/thr
+  format: npy
+  num_files_train: 60
+  num_samples_per_file: 1
+  record_length_bytes: 1048576
+reader:
+  data_loader: pytorch
+  batch_size: 1
+  read_threads: 2
+  prefetch_size: 2
+train:
+  epochs: 1
+  computation_time: 0.1
+metric:
+  au: 0.9
+"""
+
+
+def test_find_max_on_a_throttled_store_finds_the_predicted_count(pytester: pytest.Pytester) -> None:
+    bandwidth, demand = 25.0, 10.0  # MiB/s: the store's cap (shared by all ranks), one accelerator's need
+    predicted = int(bandwidth // (0.9 * demand))  # 2: two keep 90 % busy on 25 MiB/s, three would need 27
+    pytester.makefile(".yaml", thr=THROTTLED)
+    store = f"file://{pytester.path}/store?bandwidth_mib_s={bandwidth:g}"
+    result = run(
+        pytester,
+        "--dlio-config",
+        "thr.yaml",
+        "--dlio-find-max",
+        "--dlio-storage",
+        store,
+        "--junitxml=out.xml",
+        "-k",
+        "datagen or max_accelerators",
+    )
+    result.assert_outcomes(passed=2, deselected=3)
+    props = _props(pytester.path / "out.xml")["max_accelerators"]
+    assert abs(int(props["max_accelerators"]) - predicted) <= 1, props
+    assert props["max_accelerators_limit"] == "storage"  # the ranks idled on the store, not on the cores
+    assert float(props["max_accelerators_first_fail_au_percentage"]) < 90

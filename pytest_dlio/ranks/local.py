@@ -46,6 +46,7 @@ from typing import Any
 
 from pytest_dlio.errors import DlioError
 from pytest_dlio.ranks import CallComm, RankAborted, resolve
+from pytest_dlio.storage.throttle import BUDGET_DIR_ENV
 
 _HEADER = struct.Struct("!Q")
 TOKEN_ENV = "PYTEST_DLIO_RANK_TOKEN"
@@ -224,6 +225,11 @@ class LocalWorld:
 
     def _spawn(self) -> None:
         env = {**os.environ, TOKEN_ENV: self._token}
+        # a throttled store (?bandwidth_mib_s=) caps all ranks together: their budget is shared through files
+        # in a folder of this world's (unless the caller already shares one with others)
+        if not env.get(BUDGET_DIR_ENV):
+            (self._dir / "throttle").mkdir()
+            env[BUDGET_DIR_ENV] = str(self._dir / "throttle")
         for r in range(self.size):
             log = open(self._dir / f"rank{r}.log", "wb")  # noqa: SIM115 - the child owns it
             try:
