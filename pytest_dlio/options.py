@@ -101,8 +101,8 @@ def add_dlio_options(addoption: Callable[..., Any], addini: Callable[..., Any] |
                    "(default 1; a model-parallel checkpoint workload then runs as rank 0 of tensor x "
                    "pipeline ranks). Under mpirun the MPI world size is used instead.")
     addoption("--dlio-rank-timeout", default=60.0, type=parse_seconds, metavar="SECONDS",
-              help="a local rank that does not respond for this long counts as hung: the item fails naming "
-                   "it and its processes are killed (default 60).")
+              help="a rank that does not respond for this long counts as hung: the item fails naming it; a "
+                   "local rank is killed, an MPI job is ended after the report (default 60).")
     addoption("--dlio-find-max", action="store_true", default=False,
               help="add an item max_accelerators per training workload: the most local ranks whose mean "
                    "train AU still meets metric.au (doubling, then bisection), and whether host CPU or "

@@ -76,7 +76,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 class _RankZeroSpeaks:
     """Under mpirun every rank runs the same items in lockstep, and only rank 0 speaks: the other ranks'
-    terminal reporter and JUnit XML are unregistered (trylast: after both were configured)."""
+    terminal reporter and JUnit XML are unregistered (trylast: after both were configured). After the report,
+    rank 0 ends a job that a hung rank broke."""
 
     @pytest.hookimpl(trylast=True)
     def pytest_configure(self, config: pytest.Config) -> None:
@@ -94,6 +95,19 @@ class _RankZeroSpeaks:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             config.pluginmanager.unregister(reporter)
+
+    # trylast: after JUnit XML and the terminal summary are written
+    @pytest.hookimpl(trylast=True)
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        import sys
+
+        from pytest_dlio.session import STASH_KEY
+
+        state = config.stash.get(STASH_KEY, None)
+        if state is not None and state.comm is not None:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            state.comm.end_job_if_broken()  # a hung rank would keep mpirun waiting for ever
 
 
 @pytest.hookimpl

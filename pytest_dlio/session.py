@@ -49,7 +49,7 @@ def mpi_settings(config: pytest.Config, settings: RunSettings) -> tuple[RunSetti
     from pytest_dlio.ranks.mpi import MpiComm
 
     try:
-        comm = MpiComm()
+        comm = MpiComm(timeout=settings.rank_timeout)
     except DlioError as exc:
         raise pytest.UsageError(str(exc)) from None
     asked = config.getoption("dlio_ranks")

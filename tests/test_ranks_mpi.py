@@ -7,8 +7,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -112,3 +115,67 @@ def test_a_failure_on_rank_one_fails_rank_zeros_item_naming_it(tmp_path: Path) -
     assert read.stdout.count("test session starts") == 1
     assert "rank 1: checkpoint read:" in read.stdout and "for rank 1" in read.stdout
     assert "1 other rank(s) stopped because of it" in read.stdout
+
+
+def _rank_pid(tmp_path: Path, rank: int) -> int | None:
+    """The pytest process of MPI rank ``rank`` running in ``tmp_path`` (from /proc)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            env = (entry / "environ").read_bytes().split(b"\0")
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if cwd == str(tmp_path) and f"OMPI_COMM_WORLD_RANK={rank}".encode() in env:
+            return int(entry.name)
+    return None
+
+
+def test_a_hung_mpi_rank_fails_the_item_and_the_job_ends(tmp_path: Path) -> None:
+    # 120 samples / batch 2 / 2 ranks = 30 steps of 0.5 s per epoch: about half a minute of training
+    (tmp_path / "slow.yaml").write_text(
+        SMALL.replace("num_files_train: 16", "num_files_train: 120")
+        .replace("computation_time: 0.002", "computation_time: 0.5")
+        .replace("checkpoint: true", "checkpoint: false")
+    )
+    stopped: list[int] = []
+
+    def stop_rank_one() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not stopped:
+            pid = _rank_pid(tmp_path, 1)
+            if pid is not None:
+                time.sleep(6.0)  # past start-up, into the run
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
+            time.sleep(0.1)
+
+    t = threading.Thread(target=stop_rank_one, daemon=True)
+    t.start()
+    done = mpirun(
+        tmp_path, "--dlio-config", "slow.yaml", "--dlio-rank-timeout", "5", "--junitxml=out.xml", timeout=150
+    )
+    t.join(timeout=5)
+    assert stopped, "rank 1 was never found"
+    assert done.returncode != 0
+    assert "rank 1: did not respond for 5 s (hung; --dlio-rank-timeout)" in done.stdout, done.stdout[-3000:]
+    failed = [
+        c for c in ET.parse(tmp_path / "out.xml").getroot().iter("testcase") if c.find("failure") is not None
+    ]
+    assert failed  # rank 0 wrote its report before ending the job
+    assert _gone(stopped[0])  # the stopped process was ended with the job
+
+
+def _gone(pid: int, within: float = 15.0) -> bool:
+    """Whether ``pid`` is gone (or a zombie) within ``within`` seconds (OpenMPI kills its ranks asynchronously)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.2)
+    return False

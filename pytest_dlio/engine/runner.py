@@ -138,11 +138,22 @@ class MpiRanks(InProcess):
         return asyncio.run(self._run(phase))
 
     async def _run(self, phase: str) -> PhaseResult:
+        comm: Any = self.wl.comm
+        if comm.broken:  # a rank hung earlier: no rank takes part in collectives any more
+            return PhaseResult(phase, failure=f"not run: {comm.broken}")
+        if comm.rank == 0:
+            comm.start_watch()
+        beat = asyncio.create_task(comm.heartbeat())  # rank 0 watches for silent ranks while it waits
+        try:
+            return await self._phase(comm, phase)
+        finally:
+            beat.cancel()
+
+    async def _phase(self, comm: Any, phase: str) -> PhaseResult:
         from pytest_dlio.errors import DlioError
         from pytest_dlio.ranks import RankAborted
         from pytest_dlio.ranks.local import RankOutcome
 
-        comm: Any = self.wl.comm
         try:
             res = await self.wl.run(phase)
             mine = RankOutcome(comm.rank, result=res)
@@ -154,7 +165,7 @@ class MpiRanks(InProcess):
         except Exception as exc:  # a bug on one rank must not leave the others waiting
             comm.abort_peers(f"rank {comm.rank} failed: {type(exc).__name__}: {exc}")
             mine = RankOutcome(comm.rank, error=f"{type(exc).__name__}: {exc}")
-        return await comm.settle(phase, mine, compose)
+        return await comm.settle(phase, mine, compose, lambda r, why: RankOutcome(r, error=why))
 
 
 def make_runner(wl: Workload) -> Runner:
