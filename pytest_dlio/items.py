@@ -4,7 +4,6 @@ record what it returns; the work itself is the engine's."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +12,7 @@ import pytest
 from pytest_dlio.errors import ConfigError, DlioError
 
 if TYPE_CHECKING:
+    from pytest_dlio.engine.runner import Runner
     from pytest_dlio.engine.workload import Workload
     from pytest_dlio.gating.datasize import Datasize
     from pytest_dlio.gating.rules import Context
@@ -30,6 +30,21 @@ class WorkloadFile(pytest.File):
         self.error: ConfigError | None = None
         self.failed: list[str] = []  # names of items that failed, so later ones skip with a reason
         self.schema_ran = False  # whether the schema item ran in this session (else items check the world)
+        self._runner: Runner | None = None
+
+    def runner(self) -> Runner:
+        """Who runs this workload's phases (this process, local rank processes, or this MPI rank)."""
+        if self._runner is None:
+            from pytest_dlio.engine.runner import make_runner
+
+            assert self.workload is not None
+            self._runner = make_runner(self.workload)
+        return self._runner
+
+    def teardown(self) -> None:
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None
 
     def collect(self) -> Iterator[pytest.Item]:
         from pytest_dlio.engine.naming import workload_name
@@ -37,7 +52,7 @@ class WorkloadFile(pytest.File):
 
         st = self.state
         try:
-            self.workload = Workload.load(self.path, st.settings, st.storage(),
+            self.workload = Workload.load(self.path, st.settings, st.storage(), comm=st.comm,
                                           name=workload_name(self.path, self.config.rootpath),
                                           progress=st.progress(self.path.stem))
         except ConfigError as exc:
@@ -52,6 +67,8 @@ class WorkloadFile(pytest.File):
         if not (st.plan_only or st.show_config):  # plan / show-config: nothing touches storage
             for phase in self.workload.phases:
                 yield PhaseItem.from_parent(self, name=phase.name, needs=("schema", *phase.needs))
+            if st.find_max and self.workload.cfg.workflow.train:
+                yield FindMaxItem.from_parent(self, name="max_accelerators", needs=("schema", "datagen"))
         yield from gating_items(self)
 
 
@@ -90,7 +107,7 @@ class DlioItem(pytest.Item):
                 pytest.skip(f"not run: schema fails ({problems[0]}); run {self.parent.nodeid}::schema for all")
         for name in missing:
             try:
-                result = asyncio.run(wl.run(name))
+                result = self.parent.runner().run(name)
             except DlioError as exc:
                 result_failure: str | None = str(exc)
             else:
@@ -169,7 +186,7 @@ class PhaseItem(DlioItem):
     """One engine phase (datagen, train, au, checkpoint_write, checkpoint_read) run on its own event loop."""
 
     def check(self) -> None:
-        self.record(asyncio.run(self.workload.run(self.name)))
+        self.record(self.parent.runner().run(self.name))
 
     def record(self, result: PhaseResult) -> None:
         if self.ran_first:
@@ -288,3 +305,15 @@ class MlperfRulesItem(DlioItem):
         if found:
             raise DlioError(f"not a valid MLPerf Storage {ctx.division.upper()} run ({len(found)} rule(s)):\n"
                             + "\n".join(f"  {v}" for v in found))
+
+
+class FindMaxItem(PhaseItem):
+    """``--dlio-find-max``: the most local accelerators that keep the AU threshold (engine.findmax)."""
+
+    def check(self) -> None:
+        from pytest_dlio.engine.findmax import doc, find_max
+
+        result = find_max(self.workload)
+        self.parent.runner().add_to_summary(doc(result))
+        self.add_report_section("call", "dlio max accelerators", result.lines[0])
+        self.record(result)

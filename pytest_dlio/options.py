@@ -52,6 +52,16 @@ def parse_ranks(value: str) -> int:
     return n
 
 
+def parse_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {value!r}") from None
+    if not seconds > 0 or seconds != seconds or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {value!r}")
+    return seconds
+
+
 def parse_storage(value: str) -> str:
     """A storage URI, checked before the session starts (so a bad one is a usage error that names the form,
     never echoing credentials written into it)."""
@@ -212,8 +222,16 @@ def add_dlio_options(addoption: Callable[..., Any], addini: Callable[..., Any] |
     addoption("--dlio-output", default=None, metavar="DIR",
               help="where DLIO-compatible summary.json and per-rank files go (default: under the data root).")
     addoption("--dlio-ranks", default=None, type=parse_ranks, metavar="N",
-              help="world size for planning and rank file layout (default 1; a model-parallel checkpoint "
-                   "workload then runs as rank 0 of tensor x pipeline ranks).")
+              help="run N emulated accelerators: N rank processes on this host, supervised by pytest "
+                   "(default 1; a model-parallel checkpoint workload then runs as rank 0 of tensor x "
+                   "pipeline ranks). Under mpirun the MPI world size is used instead.")
+    addoption("--dlio-rank-timeout", default=60.0, type=parse_seconds, metavar="SECONDS",
+              help="a rank that does not respond for this long counts as hung: the item fails naming it; a "
+                   "local rank is killed, an MPI job is ended after the report (default 60).")
+    addoption("--dlio-find-max", action="store_true", default=False,
+              help="add an item max_accelerators per training workload: the most local ranks whose mean "
+                   "train AU still meets metric.au (doubling, then bisection), and whether host CPU or "
+                   "storage was the limit.")
     addoption("--dlio-plan", action="store_true", default=False,
               help="print what each workload will cost (files, bytes, steps, checkpoint sizes, least time) "
                    "without touching storage.")

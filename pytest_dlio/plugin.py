@@ -85,6 +85,47 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(state, "dlio-session")  # receives the reports (controller side under xdist)
 
 
+class _RankZeroSpeaks:
+    """Under mpirun every rank runs the same items in lockstep, and only rank 0 speaks: the other ranks'
+    terminal reporter and JUnit XML are unregistered (trylast: after both were configured). After the report,
+    rank 0 ends a job that a hung rank broke."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_configure(self, config: pytest.Config) -> None:
+        from pytest_dlio.session import STASH_KEY
+
+        state = config.stash.get(STASH_KEY, None)
+        if state is None or state.comm is None or state.comm.rank == 0:
+            return
+        from _pytest.junitxml import xml_key
+
+        xml = config.stash.get(xml_key, None)
+        if xml is not None:
+            config.pluginmanager.unregister(xml)
+            del config.stash[xml_key]
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            config.pluginmanager.unregister(reporter)
+
+    # trylast: after JUnit XML and the terminal summary are written
+    @pytest.hookimpl(trylast=True)
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        import sys
+
+        from pytest_dlio.session import STASH_KEY
+
+        state = config.stash.get(STASH_KEY, None)
+        if state is not None and state.comm is not None:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            state.comm.end_job_if_broken()  # a hung rank would keep mpirun waiting for ever
+
+
+@pytest.hookimpl
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.register(_RankZeroSpeaks(), "dlio-rank-zero-speaks")
+
+
 def _targeted(config: pytest.Config, path: Path) -> bool:
     targets = config.stash.get(_TARGETS, [])
     return any(path == t or t in path.parents for t in targets)

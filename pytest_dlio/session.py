@@ -39,6 +39,7 @@ def settings_from(config: pytest.Config) -> RunSettings:
         runs=opt("dlio_runs"),  # gating: repeated runs
         warmup=opt("dlio_warmup"),
         results_dir=Path(opt("dlio_results_dir")).resolve() if opt("dlio_results_dir") else None,
+        rank_timeout=opt("dlio_rank_timeout"),
     )
 
 
@@ -54,15 +55,41 @@ def check_gating_options(config: pytest.Config) -> None:
                 raise pytest.UsageError(f"{name} needs --dlio-compare NAME (the baseline to compare with)")
 
 
+def mpi_settings(config: pytest.Config, settings: RunSettings) -> tuple[RunSettings, Any]:
+    """Under an MPI launcher: this rank's Comm and settings for the whole MPI world (rank 0's output
+    folder, so every rank writes into the same one); otherwise (settings, None)."""
+    from dataclasses import replace
+
+    from pytest_dlio.ranks.mpi import launcher_world_size
+
+    size = launcher_world_size()
+    if size <= 1:
+        return settings, None
+    from pytest_dlio.errors import DlioError
+    from pytest_dlio.ranks.mpi import MpiComm
+
+    try:
+        comm = MpiComm(timeout=settings.rank_timeout)
+    except DlioError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    asked = config.getoption("dlio_ranks")
+    if asked is not None and asked != comm.size:
+        raise pytest.UsageError(f"--dlio-ranks {asked} under mpirun with {comm.size} processes: the MPI world "
+                                "is the rank count; drop --dlio-ranks or launch that many processes")
+    out = comm.bcast_now(str(settings.output))
+    return replace(settings, ranks=comm.size, ranks_explicit=True, mpi=True, output_root=Path(out)), comm
+
+
 class DlioSession:
     """Settings for every workload of this pytest session, and the report rows items produced."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         check_gating_options(config)
-        self.settings = settings_from(config)
+        self.settings, self.comm = mpi_settings(config, settings_from(config))
         self.show_config: str | None = config.getoption("dlio_show_config")
         self.plan_only: bool = config.getoption("dlio_plan")
+        self.find_max: bool = config.getoption("dlio_find_max") and self.comm is None
         self.rows: list[dict[str, Any]] = []  # terminal summary rows, filled from reports (xdist-safe)
         self.texts: list[tuple[str, str, str]] = []  # (nodeid, title, text) for config/plan sections
         self.notes: list[str] = []  # lines for the end of the terminal summary (e.g. baseline saved)
@@ -164,7 +191,7 @@ class DlioSession:
         if report.when == "call":
             for title, text in report.sections:
                 name = title.removeprefix("Captured ").removesuffix(" call")
-                if name in ("dlio config", "dlio plan"):
+                if name in ("dlio config", "dlio plan", "dlio max accelerators"):
                     self.texts.append((report.nodeid, name, text))
         # one row per dlio item: its call, or the setup that skipped or failed it
         if data is None or not (report.when == "call" or (report.when == "setup" and not report.passed)):
@@ -191,8 +218,8 @@ class DlioSession:
 
     @pytest.hookimpl
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if hasattr(self.config, "workerinput"):
-            return  # the controller writes the run's files from the reports it received
+        if hasattr(self.config, "workerinput") or (self.comm is not None and self.comm.rank != 0):
+            return  # the controller (under MPI: rank 0) writes the run's files from the reports it received
         self._save_baseline()
         self._write_run_reports()
 

@@ -19,6 +19,7 @@ from pytest_dlio.phases import datagen
 from pytest_dlio.phases.datagen import cleanup, generate
 from pytest_dlio.progress import Progress
 from pytest_dlio.ranks import SingleComm
+from pytest_dlio.ranks.inproc import InProcessWorld
 from pytest_dlio.report.results import datagen_result
 from pytest_dlio.storage.base import ObjectStore
 from pytest_dlio.storage.factory import open_store
@@ -143,33 +144,28 @@ def test_preflight_fails_before_writing(files: ObjectStore, tmp_path: Path) -> N
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*"))
 
 
-class Rank:
-    """Rank ``rank`` of ``size`` in one process (Comm protocol, no storage involved)."""
-
-    def __init__(self, rank: int, size: int) -> None:
-        self.rank, self.size = rank, size
-        self.barriers = 0
-
-    async def barrier(self) -> None:
-        self.barriers += 1
-
-    async def allreduce(self, value: float) -> float:
-        return value
-
-    async def gather(self, obj: Any) -> list[Any] | None:
-        return [obj]
-
-    async def broadcast(self, obj: Any) -> Any:
-        return obj
-
-
 def test_ranks_write_round_robin_shares(mem: ObjectStore) -> None:
     c = cfg(num_files_train=5, num_files_eval=0)
-    comm = Rank(1, 2)
-    props = run(c, mem, comm=comm)
-    assert sorted(objects(mem)) == ["train/img_1_of_5.npz", "train/img_3_of_5.npz"]
-    assert props["datagen_files_planned"] == 2 and comm.barriers == 1
-    run(c, mem, comm=Rank(0, 2))
+    world = InProcessWorld(2)
+    written: dict[int, list[str]] = {0: [], 1: []}
+
+    class Puts:  # the real store, remembering which rank put which key
+        def __init__(self, rank: int) -> None:
+            self.rank = rank
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(mem, name)
+
+        async def put(self, key: str, data: Any, **kw: Any) -> None:
+            written[self.rank].append(key)
+            await mem.put(key, data, **kw)
+
+    async def go() -> list[Any]:
+        return await asyncio.gather(*(generate(c, Puts(k.rank), comm=k) for k in world.comms))  # type: ignore[arg-type]
+
+    stats = asyncio.run(go())
+    assert sorted(written[1]) == ["train/img_1_of_5.npz", "train/img_3_of_5.npz"]
+    assert [s.files_planned for s in stats] == [3, 2]
     assert len(objects(mem)) == 5
 
 

@@ -175,9 +175,3 @@ def test_llama_smoke_writes_and_reads_rank0(pytester: pytest.Pytester) -> None:
     step1 = pytester.path / ".dlio" / "checkpoints" / "llama_70b" / "global_epoch1_step1"
     names = sorted(p.name for p in step1.iterdir() if not p.name.startswith("."))
     assert names == ["zero_pp_rank_0_mp_rank_0_model_states.pt", "zero_pp_rank_0_mp_rank_0_optim_states.pt"]
-
-
-def test_several_ranks_at_once_is_a_clear_failure(pytester: pytest.Pytester) -> None:
-    pytester.makefile(".yaml", tiny=SMALL)
-    result = run(pytester, "--dlio-config", "tiny.yaml", "--dlio-ranks", "2")
-    result.stdout.fnmatch_lines(["*--dlio-ranks 2: running several ranks at once is not supported yet*"])

@@ -131,10 +131,10 @@ def test_rank_shards_are_contiguous_disjoint_and_complete():
     assert a.tolist() == [0, 1, 2, 3, 4] and b.tolist() == [5, 6, 7, 8, 9]
 
 
-def test_uneven_shard_wraps_to_the_common_step_count():
-    cfg = make_cfg(files=10, spf=1, bs=1)
-    last = epoch_order(cfg, 1, 2, 3, shared_seed=0)  # spp=4: rank 2 owns 8, 9 but all ranks do 3 steps
-    assert last.tolist() == [8, 9, 8]
+def test_uneven_shard_floors_so_every_rank_has_the_same_steps():
+    cfg = make_cfg(files=10, spf=1, bs=1)  # 10 samples over 3 ranks: 3 each (storage #455), sample 9 unread
+    orders = [epoch_order(cfg, 1, r, 3, shared_seed=0).tolist() for r in range(3)]
+    assert orders == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
 
 
 def test_shuffle_off_seed_and_random():

@@ -39,6 +39,6 @@ def load_workload(path: str | Path, settings: RunSettings) -> WorkloadConfig:
 
 def world_problems(cfg: WorkloadConfig, settings: RunSettings) -> list[str]:
     """Rules that depend on the world size the user chose (``--dlio-ranks``)."""
-    if not settings.ranks_explicit:
+    if not settings.ranks_explicit or settings.ranks == 1:
         return []  # one process: model-parallel checkpoints run as rank 0 of their smallest world
     return list(check_world(cfg, settings.ranks))

@@ -32,6 +32,8 @@ class RunSettings:
     runs: int = 1  # measured phases (train, checkpoints) run this many scored times, a new seed each
     warmup: bool = False  # and once more first, unscored (MLPerf: one warm-up, then five)
     results_dir: Path | None = None  # mlpstorage's results tree (report/results_tree.py), when given
+    rank_timeout: float = 60.0  # seconds a local rank may go silent before it counts as hung
+    mpi: bool = False  # this process is one rank of an MPI job (ranks = the MPI world size)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_root", Path(self.data_root).resolve())

@@ -34,6 +34,7 @@ from pytest_dlio.report import results as report
 from pytest_dlio.report.dlio_json import (
     EXTRA_KEY,
     deep_merge,
+    host_info,
     run_summary,
     summary_dict,
     write_json,
@@ -225,25 +226,29 @@ class Workload:
         cfg = self.cfg
         par = cfg.model.parallelism
         mp = max(1, par.tensor) * max(1, par.pipeline)
-        if self.settings.ranks_explicit or mp == 1 or cfg.checkpoint.mode != "default" or self.comm.size > 1:
+        several = self.settings.ranks_explicit and self.settings.ranks > 1  # --dlio-ranks 1 emulates, like none
+        if several or mp == 1 or cfg.checkpoint.mode != "default" or self.comm.size > 1:
             return self.comm, None
         return RankOfWorld(0, mp), (f"one process emulates rank 0 of {mp} (tensor {par.tensor} x pipeline "
                                     f"{par.pipeline}): rank 0's files and sizes exactly; GB/s are this rank's")
 
-    def _single_rank(self) -> None:
-        if self.settings.ranks > 1 and self.comm.size == 1:
-            raise DlioError(f"--dlio-ranks {self.settings.ranks}: running several ranks at once is not supported "
-                            "yet; use --dlio-ranks N with --dlio-plan to plan for N ranks")
+    def _check_world(self) -> None:
+        """The Comm must span the world the run planned for (``--dlio-ranks N`` needs N ranks running)."""
+        want = self.settings.ranks if self.settings.ranks_explicit else 1
+        if want != self.comm.size and not getattr(self.comm, "emulated", False):
+            raise DlioError(f"--dlio-ranks {want}: this Workload runs in a world of {self.comm.size} rank(s); "
+                            "run it through pytest_dlio.engine.runner.make_runner (local rank processes) "
+                            "or under mpirun with one process per rank")
 
     # ---- phases ----
     async def datagen(self) -> PhaseResult:
         from pytest_dlio.phases.datagen import generate
 
-        self._single_rank()
+        self._check_world()
         async with await self.open_data() as store:
             stats = await generate(self.cfg, store, comm=self.comm, mode=self.settings.generate,
                                    progress=self.progress)
-        self.datagen_stats = stats
+        # this rank's own series and histogram (the {rank}_*.json files are per rank) ...
         self.histograms["datagen_write"] = latency_histogram(stats.write_latencies)
         if stats.write_starts:
             from pytest_dlio.timeline import Reads
@@ -251,12 +256,18 @@ class Workload:
             writes = Reads(list(stats.write_bytes), list(stats.write_latencies), list(stats.write_starts))
             self.timeseries["datagen_write"] = time_series(writes)
         self._write_series()
+        if self.comm.size > 1:  # ... and the report shows the whole dataset's generation, summed over ranks
+            from pytest_dlio.phases.datagen import merge_stats
+
+            everyone = await self.comm.gather(stats)
+            stats = await self.comm.broadcast(merge_stats(everyone) if everyone else stats)
+        self.datagen_stats = stats
         return report.datagen_result(stats)
 
     async def train(self) -> PhaseResult:
         from pytest_dlio.phases.train import run_training
 
-        self._single_rank()
+        self._check_world()
         cfg = self.cfg
         async with await self.open_data() as store:
             if cfg.workflow.checkpoint:
@@ -269,7 +280,8 @@ class Workload:
                 await cleanup(cfg, store, self.comm)
         self.train_run = run
         write_rank_files(self.output_dir, run.timeline)
-        self._add_to_summary(summary_dict(cfg, run.metrics, run.t_start, run.t_end))
+        hosts = await self.comm.gather(host_info())
+        self._add_to_summary(summary_dict(cfg, run.metrics, run.t_start, run.t_end, hosts=hosts))
         if self.saves is not None:
             self._add_to_summary({"metric": self.saves.metric})
         self._add_series("train", run.timeline.reads, run.t_end)
@@ -306,7 +318,7 @@ class Workload:
     async def checkpoint_write(self) -> PhaseResult:
         from pytest_dlio.phases.checkpoint import write_checkpoints
 
-        self._single_rank()
+        self._check_world()
         if self.cfg.workflow.train:  # saves happened during training
             if self.saves is None or not self.saves.counts.get("save"):
                 raise DlioError("no checkpoint was written during training (check checkpoint_after_epoch, "
@@ -327,7 +339,7 @@ class Workload:
     async def checkpoint_read(self) -> PhaseResult:
         from pytest_dlio.phases.checkpoint import read_checkpoints
 
-        self._single_rank()
+        self._check_world()
         comm, note = self.checkpoint_comm()
         saved = list(self.saves.saved) if self.cfg.workflow.train and self.saves is not None else None
         async with await self.open_checkpoints() as store:

@@ -26,7 +26,7 @@ from pytest_dlio.checkpointing.sizes import CkptFile, checkpoint_sizes, folder_n
 from pytest_dlio.config.model import WorkloadConfig
 from pytest_dlio.errors import DlioError, NotFound
 from pytest_dlio.progress import ProgressFn, Ticker
-from pytest_dlio.ranks import Comm
+from pytest_dlio.ranks import Comm, host_leader
 from pytest_dlio.storage.base import ObjectStore
 
 
@@ -280,6 +280,14 @@ async def _present(store: ObjectStore, cfg: WorkloadConfig, comm: Comm, epoch: i
     return await store.exists(f"{folder_name(epoch, step)}/{files[0].name}")
 
 
+async def _drop_once_per_host(comm: Comm) -> bool:
+    """The first rank on each host drops its page cache; True when every host's drop worked."""
+    failed = 0.0 if not host_leader(comm) or drop_page_cache() else 1.0
+    failures = await comm.allreduce(failed)
+    await comm.barrier()  # nobody reads before every host has dropped
+    return failures == 0
+
+
 async def read_checkpoints(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, verify: bool = True,
                            drop_caches: bool = False,
                            epoch_steps: list[tuple[int, int]] | None = None,
@@ -303,7 +311,7 @@ async def read_checkpoints(cfg: WorkloadConfig, store: ObjectStore, *, comm: Com
     ckpt = Checkpointer(cfg, store, comm=comm, progress=progress)
     cache_note, caching = None, None
     if store.page_cached:
-        if drop_caches and drop_page_cache():
+        if drop_caches and await _drop_once_per_host(comm):
             cache_note, caching = "page cache dropped before reading", False
         elif ckpt.layout.total_bytes > 0:
             cache_note, caching = ("possible page-cache effects: checkpoints were not evicted from the page "

@@ -55,6 +55,27 @@ class DatagenStats:
         return self.bytes_written / 2**20 / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
 
+async def shared_listing(store: ObjectStore, files: list[DataFile], comm: Comm) -> Listing:
+    """Rank 0 lists, every rank gets its listing: one LIST per prefix however many ranks run (a LIST per
+    rank at scale is what gave mlcommons/storage #667 its SlowDown storms)."""
+    listing = await list_dataset(store, files) if comm.rank == 0 else None
+    if comm.size == 1:
+        assert listing is not None
+        return listing
+    shared: Listing = await comm.broadcast(listing)
+    return shared
+
+
+def merge_stats(parts: list[DatagenStats]) -> DatagenStats:
+    """Every rank's generation as one: counts and bytes summed, latencies pooled, the slowest rank's wall."""
+    return DatagenStats(format=parts[0].format, files_planned=sum(p.files_planned for p in parts),
+                        files_written=sum(p.files_written for p in parts),
+                        files_skipped=sum(p.files_skipped for p in parts),
+                        bytes_written=sum(p.bytes_written for p in parts),
+                        write_latencies=tuple(x for p in parts for x in p.write_latencies),
+                        wall_seconds=max(p.wall_seconds for p in parts))
+
+
 def _check_mode(mode: str) -> None:
     if mode not in MODES:
         raise DlioError(f"--dlio-generate {mode!r}: use auto, always or never")
@@ -134,7 +155,7 @@ async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode:
     t0 = time.perf_counter()
     files = dataset_files(cfg)
     mine = files_for_rank(files, comm.rank, comm.size)
-    listing = await list_dataset(store, files)
+    listing = await shared_listing(store, files, comm)
     if mode == "never":
         msg = not_enough_message(files, listing, store.uri)
         if msg:
@@ -183,7 +204,7 @@ async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode:
 async def cleanup(cfg: WorkloadConfig, store: ObjectStore, comm: Comm) -> int:
     """Delete exactly this rank's generated files, sidecars and markers (``dataset.keep_files: false``)."""
     files = files_for_rank(dataset_files(cfg), comm.rank, comm.size)
-    listing = await list_dataset(store, files)
+    listing = await shared_listing(store, dataset_files(cfg), comm)
     deleted = 0
     for f in files:
         keys = [f.key, *f.sidecars] + [marker_key(f.key, s) for s in listing.markers.get(f.key, ())]

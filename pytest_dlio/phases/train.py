@@ -12,7 +12,6 @@ are async and fetch the format's read unit; a heavy format's decoding runs in a 
 from __future__ import annotations
 
 import asyncio
-import math
 import secrets
 import time
 from collections import OrderedDict
@@ -85,8 +84,10 @@ def epoch_order(cfg: WorkloadConfig, epoch: int, rank: int, size: int, *, shared
 
     ``file_shuffle`` permutes the file list (identically on every rank: seeded by ``train.seed``,
     ``+epoch`` when ``seed_change_epoch``; ``random`` uses ``shared_seed``, drawn once per run and
-    shared by all ranks) before the rank takes its contiguous ceil(N/P) block; ``sample_shuffle``
-    then permutes the rank's block. A block shorter than the steps need (N not divisible by P) wraps.
+    shared by all ranks) before the rank takes its contiguous block of floor(N/P) samples;
+    ``sample_shuffle`` then permutes the rank's block. Flooring is DLIO's fix for the barrier deadlock
+    of mlcommons/storage #455 (ceil gave the last rank a batch fewer): every rank owns the same number
+    of samples, at least ``steps * batch_size``, and the N mod P left over are not read that epoch.
     """
     ds, rd, tr = cfg.dataset, cfg.reader, cfg.train
     spf = ds.num_samples_per_file
@@ -101,16 +102,36 @@ def epoch_order(cfg: WorkloadConfig, epoch: int, rank: int, size: int, *, shared
         frng = np.random.default_rng([seed if rd.file_shuffle == "seed" else shared_seed + epoch, 1])
         files = frng.permutation(files)
     samples = (files[:, None] * spf + np.arange(spf, dtype=np.int64)[None, :]).ravel()
-    n = samples.size
-    spp = math.ceil(n / size) if n else 0
-    mine = samples[rank * spp:min((rank + 1) * spp, n)]
+    spp = samples.size // size
+    mine = samples[rank * spp:(rank + 1) * spp]
     srng = _rng(rd.sample_shuffle if shuffle else "off", seed, (rank, 2))
     if srng is not None:
         mine = srng.permutation(mine)
     need = steps * bs
-    if need == 0 or mine.size == 0:
-        return mine[:0]
-    return mine[:need] if mine.size >= need else np.resize(mine, need)
+    if need > mine.size:
+        raise DlioError(f"{steps} steps of batch {bs} need {need} samples per rank but each of {size} ranks "
+                        f"owns {mine.size} of {samples.size}; lower train.total_training_steps or the rank count")
+    return mine[:need]
+
+
+def coverage_problem(read: list[np.ndarray], total: int, steps: int, batch_size: int, epoch: int) -> str | None:
+    """None when, over all ranks, every sample was read at most once and each rank read ``steps`` full
+    batches (the shard maths: floor(N/P) samples per rank, ``steps * batch_size`` of them read), else what
+    was wrong — DLIO's sharding check, exact instead of a sum of indices."""
+    counts = np.zeros(total, dtype=np.int64)
+    for r, idx in enumerate(read):
+        if idx.size != steps * batch_size:
+            return (f"coverage check, epoch {epoch}: rank {r} read {idx.size} samples, expected "
+                    f"{steps} steps x batch {batch_size} = {steps * batch_size}")
+        if idx.size and (idx.min() < 0 or idx.max() >= total):
+            return f"coverage check, epoch {epoch}: rank {r} read a sample outside 0..{total - 1}"
+        np.add.at(counts, idx, 1)
+    twice = np.flatnonzero(counts > 1)
+    if twice.size:
+        who = [r for r, idx in enumerate(read) if np.isin(twice[0], idx)]
+        return (f"coverage check, epoch {epoch}: {twice.size} samples were read more than once (sample "
+                f"{int(twice[0])} {int(counts[twice[0]])} times, by ranks {who}); each sample belongs to one rank")
+    return None
 
 
 # ---------------------------------------------------------------- reading ----
@@ -370,6 +391,17 @@ async def _shared_seed(comm: Comm) -> int:
     return int(await comm.broadcast(secrets.randbits(48) if comm.rank == 0 else 0))
 
 
+async def _check_coverage(comm: Comm, read: np.ndarray, total: int, steps: int, batch_size: int,
+                          epoch: int) -> None:
+    """Each epoch: rank 0 checks what every rank read against the shard maths; every rank fails alike."""
+    everyone = await comm.gather(read)
+    problem = coverage_problem(everyone, total, steps, batch_size, epoch) if everyone is not None else None
+    if comm.size > 1:
+        problem = await comm.broadcast(problem)
+    if problem:
+        raise DlioError(problem)
+
+
 async def _eval(cfg: WorkloadConfig, loader: Loader, comm: Comm, clock: Clock, epoch: int, seed: int,
                 rng: np.random.Generator, progress: ProgressFn | None = None) -> EvalRun:
     steps = cfg.eval_steps(comm.size)
@@ -405,7 +437,16 @@ async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
     train_files = dataset_files(cfg, "train")
     do_eval = cfg.workflow.evaluation and cfg.dataset.num_files_eval > 0 and cfg.eval_steps(comm.size) > 0
     eval_files = dataset_files(cfg, "eval") if do_eval else []
-    await check_dataset(store, train_files + eval_files)
+    problem = None
+    if comm.rank == 0:  # one rank lists the dataset and tells the others (no LIST storm at scale)
+        try:
+            await check_dataset(store, train_files + eval_files)
+        except DlioError as exc:
+            problem = str(exc)
+    if comm.size > 1:
+        problem = await comm.broadcast(problem)
+    if problem:
+        raise DlioError(problem)
     tl = Timeline(rank=comm.rank, steps_per_epoch=steps, eval_steps=cfg.eval_steps(comm.size),
                   batch_size=rd.batch_size, batch_size_eval=rd.batch_size_eval,
                   record_size=float(cfg.dataset.record_length_bytes),
@@ -431,10 +472,12 @@ async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
             ep = Epoch(e, clock.now())
             block = Block(1, ep.t_start)
             it = loader.batches(order, rd.batch_size)
+            taken = 0
             try:
                 for step in range(1, steps + 1):
                     t0 = clock.now()
                     await anext(it)
+                    taken += 1
                     t1 = clock.now()
                     await emulate(cfg.train.computation_time.sample(rng))
                     t2 = clock.now()
@@ -458,6 +501,8 @@ async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
             if block is not None and block.steps:
                 block.t_end = clock.now()
                 ep.blocks.append(block)
+            await _check_coverage(comm, order[:taken * rd.batch_size], cfg.total_samples_train, steps,
+                                  rd.batch_size, e)
             if eval_loader is not None and e >= next_eval:
                 ep.eval = await _eval(cfg, eval_loader, comm, clock, e, seed, rng, progress)
                 next_eval += cfg.evaluation.epochs_between_evals
@@ -474,8 +519,10 @@ async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
          samples_per_second=counted * rd.batch_size * comm.size / proc_sum if proc_sum else None)
     gathered = await comm.gather(tl)
     metrics = compute_metrics(gathered if gathered else [tl], cfg.metric.au)
+    if comm.size > 1:  # every rank holds the run's metrics (DLIO allreduces them), so every AU gate agrees
+        metrics = await comm.broadcast(metrics)
     return TrainRun(tl, metrics, loader.stats, tl.t_start, tl.t_end)
 
 
-__all__ = ["Loader", "TrainRun", "check_dataset", "dataset_files", "dataset_keys", "decode_sample", "emulate",
+__all__ = ["Loader", "TrainRun", "check_dataset", "coverage_problem", "dataset_files", "dataset_keys", "decode_sample", "emulate",
            "epoch_order", "run_training"]

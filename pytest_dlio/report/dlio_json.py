@@ -60,17 +60,36 @@ def host_info() -> dict[str, Any]:
     }
 
 
-def summary_dict(cfg: WorkloadConfig, m: TrainMetrics, t_start: float, t_end: float) -> dict[str, Any]:
-    """summary.json content: DLIO HEAD's keys, then ours under ``pytest_dlio``."""
+def merge_hosts(infos: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every rank's :func:`host_info` → one entry per distinct host (in rank order), DLIO's per-host lists."""
+    seen: dict[str, dict[str, Any]] = {}
+    for info in infos:
+        seen.setdefault(str(info["hostname"]), info)
+    hosts = list(seen.values())
+    return {
+        "hostname": hosts[0]["hostname"],
+        "num_hosts": len(hosts),
+        "host_cpu_count": [h["host_cpu_count"][0] for h in hosts],
+        "host_processor_name": [h["host_processor_name"][0] for h in hosts],
+        "host_memory_GB": [h["host_memory_GB"][0] for h in hosts],
+    }
+
+
+def summary_dict(cfg: WorkloadConfig, m: TrainMetrics, t_start: float, t_end: float,
+                 hosts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """summary.json content: DLIO HEAD's keys, then ours under ``pytest_dlio``.
+
+    ``hosts`` is every rank's :func:`host_info` (default: this host only)."""
     ds = cfg.dataset
     p = m.num_accelerators
-    host = host_info()
-    data_gb = float(p * ds.num_samples_per_file * ds.num_files_train // p * ds.record_length_bytes / 1024**3)
+    host = merge_hosts(hosts or [host_info()])
+    per_host = max(1, p // host["num_hosts"])  # DLIO's ppn: processes per node
+    data_gb = float(per_host * ds.num_samples_per_file * ds.num_files_train // p * ds.record_length_bytes / 1024**3)
     return {
         "start": stamp(t_start),
         "end": stamp(t_end),
         "num_accelerators": p,
-        "num_hosts": 1,
+        "num_hosts": host["num_hosts"],
         "hostname": host["hostname"],
         "num_files_train": ds.num_files_train,
         "num_files_eval": ds.num_files_eval,

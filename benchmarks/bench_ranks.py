@@ -1,0 +1,160 @@
+"""Local ranks: aggregate read throughput and the per-step barrier, as ratios from one run on this machine.
+
+1. Local files, hot page cache, no compute: aggregate read MiB/s (all bytes over the slowest's span) of 1, 2 and 4 local ranks (``LocalWorld``,
+   the processes ``--dlio-ranks N`` starts) ÷ the same number of plain reader processes, each reading its
+   contiguous shard whole with the same thread count (target >= 0.9 at every count).
+   One rank in this process (no hub) is printed too, so the read path's own cost is told apart.
+2. The per-step barrier: each step's proc time minus its load and compute (DLIO's proc includes the
+   barrier), median over every step of every rank, with 1, 2 and 4 local ranks and 1 ms of compute.
+
+    python benchmarks/bench_ranks.py [--files 64] [--mib 4] [--threads 2] [--batch 4] [--ranks 1,2,4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from pytest_dlio.config.model import Dataset, Reader, TimeSpec, Train, Workflow, WorkloadConfig
+from pytest_dlio.engine import RunSettings
+from pytest_dlio.engine.runner import compose
+from pytest_dlio.ranks.local import LocalWorld
+
+
+def cfg_for(files: int, rl: int, bs: int, threads: int, compute: float, epochs: int) -> WorkloadConfig:
+    return WorkloadConfig(
+        framework="pytorch",
+        dataset=Dataset(
+            format="npy",
+            num_files_train=files,
+            num_samples_per_file=1,
+            record_length_bytes=rl,
+            data_folder="data/bench_ranks",
+        ),
+        reader=Reader(
+            data_loader="pytorch", batch_size=bs, read_threads=threads, prefetch_size=max(2, threads)
+        ),
+        train=Train(epochs=epochs, computation_time=TimeSpec(mean=compute)),
+        workflow=Workflow(train=True, generate_data=True),
+    )
+
+
+def run_world(
+    cfg: WorkloadConfig, root: Path, ranks: int, tag: str
+) -> tuple[dict[str, float | int | str], Path]:
+    settings = RunSettings(data_root=root, output_root=root / "out" / tag, ranks=ranks, ranks_explicit=True)
+    with LocalWorld(cfg, settings, size=ranks, name="bench") as world:
+        for phase in ("datagen", "train"):
+            res = compose(phase, world.run(phase))
+            if res.failure:
+                raise SystemExit(f"{phase} failed with {ranks} ranks: {res.failure}")
+    return dict(res.properties), settings.output / "bench"
+
+
+def in_process(cfg: WorkloadConfig, root: Path) -> float:
+    """MiB/s of the same training run as one rank in this process (SingleComm: no hub, no barrier cost)."""
+    import asyncio
+
+    from pytest_dlio.engine import Workload
+    from pytest_dlio.storage.session import StorageSession
+
+    settings = RunSettings(data_root=root, output_root=root / "out" / "alone")
+    res = asyncio.run(Workload(cfg, settings, StorageSession(root), name="bench").run("train"))
+    props = dict(res.properties)
+    return float(props["read_bytes"]) / 2**20 / float(props["train_seconds"])
+
+
+def _plain_reader(args: tuple[list[str], int, Any]) -> tuple[int, float, float]:
+    paths, threads, start = args
+
+    def read(p: str) -> int:
+        with open(p, "rb", buffering=0) as f:
+            return len(f.read())
+
+    start.wait()  # every process starts together, like ranks after their first barrier
+    t = time.time()
+    with ThreadPoolExecutor(threads) as pool:
+        total = sum(pool.map(read, paths))
+    return total, t, time.time()
+
+
+def plain_processes(paths: list[Path], procs: int, threads: int, epochs: int) -> float:
+    """Aggregate MiB/s of ``procs`` processes, each reading its contiguous shard ``epochs`` times: all bytes
+    over the span from the first start to the last end."""
+    per = len(paths) // procs
+    shards = [[str(p) for p in paths[r * per : (r + 1) * per]] * epochs for r in range(procs)]
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager, ctx.Pool(procs) as pool:
+        start = manager.Barrier(procs)
+        done = pool.map(_plain_reader, [(s, threads, start) for s in shards])
+    return sum(d[0] for d in done) / 2**20 / (max(d[2] for d in done) - min(d[1] for d in done))
+
+
+def barrier_ms(out: Path, ranks: int) -> float:
+    """Median proc − load − compute over every step of every rank (what the barrier added), in ms."""
+    extra = []
+    for r in range(ranks):
+        doc = json.loads((out / f"{r}_output.json").read_text())
+        for e, d in doc.items():
+            if not e.isdigit():
+                continue
+            for b in d["proc"]:
+                extra += [
+                    p - lo - c for p, lo, c in zip(d["proc"][b], d["load"][b], d["compute"][b], strict=True)
+                ]
+    return 1000 * statistics.median(extra)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--files", type=int, default=64)
+    ap.add_argument("--mib", type=float, default=4.0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=4, help="samples per step (one barrier per step)")
+    ap.add_argument("--ranks", default="1,2,4")
+    a = ap.parse_args()
+    counts = [int(x) for x in a.ranks.split(",")]
+    with tempfile.TemporaryDirectory(prefix="bench-ranks-") as tmp:
+        root = Path(tmp)
+        cfg = cfg_for(
+            a.files, int(a.mib * 2**20), bs=a.batch, threads=a.threads, compute=0.0, epochs=a.epochs
+        )
+        print(
+            f"read throughput: {a.files} npy files of {a.mib:g} MiB, batch {a.batch}, read_threads {a.threads}, "
+            f"{a.epochs} epochs, hot page cache"
+        )
+        run_world(cfg, root, 1, "warm")  # generates the dataset and warms the page cache
+        paths = sorted((root / "data" / "bench_ranks" / "train").glob("*.npy"))
+        alone = in_process(cfg, root)
+        raw1 = plain_processes(paths, 1, a.threads, a.epochs)
+        print(
+            f"  in this process, no hub: {alone:8.1f} MiB/s vs 1 plain reader process {raw1:8.1f} MiB/s "
+            f"-> ratio {alone / raw1:.2f} (the read path alone, for attribution)"
+        )
+        for n in counts:
+            props, _ = run_world(cfg, root, n, f"read{n}")
+            ours = float(props["read_bytes"]) / 2**20 / float(props["train_seconds"])  # slowest rank's span
+            raw = plain_processes(paths, n, a.threads, a.epochs)
+            print(
+                f"  {n} rank(s): {ours:8.1f} MiB/s vs {n} plain reader process(es) {raw:8.1f} MiB/s "
+                f"-> ratio {ours / raw:.2f}"
+            )
+        small = cfg_for(256, 4096, bs=4, threads=a.threads, compute=0.001, epochs=1)
+        print("per-step barrier: 256 files of 4 KiB, batch 4, 1 ms compute")
+        for n in counts:
+            _, out = run_world(small, root / "barrier", n, f"barrier{n}")
+            print(f"  {n} rank(s): barrier median {barrier_ms(out, n):.3f} ms per step")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
