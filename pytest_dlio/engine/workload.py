@@ -24,7 +24,7 @@ from pytest_dlio.engine.settings import RunSettings
 from pytest_dlio.errors import DlioError
 from pytest_dlio.ranks import Comm, RankOfWorld, SingleComm
 from pytest_dlio.report import results as report
-from pytest_dlio.report.dlio_json import deep_merge, summary_dict, write_rank_files, write_summary
+from pytest_dlio.report.dlio_json import EXTRA_KEY, deep_merge, summary_dict, write_rank_files, write_summary
 from pytest_dlio.report.results import PhaseResult
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from pytest_dlio.phases.train import TrainRun
     from pytest_dlio.storage.base import ObjectStore
     from pytest_dlio.storage.session import StorageSession
+    from pytest_dlio.storage.stats import Retries
 
 Progress = Callable[[str], None]
 
@@ -101,6 +102,9 @@ class Workload:
         self.saves: CheckpointStats | None = None  # written during training (or checkpoint-only writes)
         self.loads: CheckpointStats | None = None
         self.summary: dict[str, Any] = {}  # summary.json as built so far (written, never read back)
+        #: Storage retries per phase (train: the dataset's store; checkpoint_write: the checkpoints' store,
+        #: also when the saves happened during training).
+        self.retries: dict[str, Retries] = {}
         self._checkpoint_note: str | None = None  # training's checkpoints: one process emulating rank 0
 
     @classmethod
@@ -190,7 +194,7 @@ class Workload:
             stats = await generate(self.cfg, store, comm=self.comm, mode=self.settings.generate,
                                    progress=self.progress)
         self.datagen_stats = stats
-        return report.datagen_result(stats)
+        return report.with_retries(report.datagen_result(stats), self._retried("datagen", store))
 
     async def train(self) -> PhaseResult:
         from pytest_dlio.phases.train import run_training
@@ -207,11 +211,12 @@ class Workload:
 
                 await cleanup(cfg, store, self.comm)
         self.train_run = run
+        retries = self._retried("train", store)
         write_rank_files(self.output_dir, run.timeline)
         self._add_to_summary(summary_dict(cfg, run.metrics, run.t_start, run.t_end))
         if self.saves is not None:
             self._add_to_summary({"metric": self.saves.metric})
-        result = report.train_result(run.metrics)
+        result = report.with_retries(report.train_result(run.metrics), retries)
         result.lines.append(f"DLIO output: {self.output_dir}")
         return result
 
@@ -226,6 +231,7 @@ class Workload:
             run = await run_training(self.cfg, store, comm=self.comm, on_checkpoint=hooks.on_step,
                                      on_epoch_end=hooks.on_epoch_end)
         self.saves = ckpt.stats()
+        self._retried("checkpoint_write", ckstore)
         self._checkpoint_note = note
         return run
 
@@ -233,7 +239,7 @@ class Workload:
         m = self.metrics
         if m is None:
             raise DlioError("no training metrics: the train phase did not run")
-        return report.au_result(m, self.cfg.metric.au)
+        return report.au_result(m, self.cfg.metric.au, self.retries.get("train"))
 
     async def checkpoint_write(self) -> PhaseResult:
         from pytest_dlio.phases.checkpoint import write_checkpoints
@@ -244,13 +250,16 @@ class Workload:
                 raise DlioError("no checkpoint was written during training (check checkpoint_after_epoch, "
                                 "epochs_between_checkpoints and steps_between_checkpoints against train.epochs)")
             stats, note = self.saves, self._checkpoint_note
+            retries = self.retries["checkpoint_write"]
         else:
             comm, note = self.checkpoint_comm()
             async with await self.open_checkpoints() as store:
                 stats = await write_checkpoints(self.cfg, store, comm=comm)
             self.saves = stats
+            retries = self._retried("checkpoint_write", store)
         self._add_to_summary({"metric": stats.metric})
-        return report.checkpoint_result("checkpoint_write", stats, (note,) if note else ())
+        return report.with_retries(report.checkpoint_result("checkpoint_write", stats, (note,) if note else ()),
+                                   retries)
 
     async def checkpoint_read(self) -> PhaseResult:
         from pytest_dlio.phases.checkpoint import read_checkpoints
@@ -262,11 +271,20 @@ class Workload:
             stats = await read_checkpoints(self.cfg, store, comm=comm, verify=self.settings.verify,
                                            drop_caches=self.settings.drop_caches, epoch_steps=saved)
         self.loads = stats
+        retries = self._retried("checkpoint_read", store)
         self._add_to_summary({"metric": stats.metric})
-        return report.checkpoint_result("checkpoint_read", stats, (note,) if note else ())
+        return report.with_retries(report.checkpoint_result("checkpoint_read", stats, (note,) if note else ()),
+                                   retries)
+
+    def _retried(self, phase: str, store: ObjectStore) -> Retries:
+        """Record the retries ``store`` made as ``phase``'s (stores are opened per phase)."""
+        self.retries[phase] = retries = store.retries.snapshot()
+        return retries
 
     def _add_to_summary(self, part: dict[str, Any]) -> None:
         """Merge a phase's part into the in-memory summary and write summary.json from it (rank 0 only)."""
         deep_merge(self.summary, part)
+        self.summary.setdefault(EXTRA_KEY, {})["storage_retries"] = {
+            phase: report.retries_json(r) for phase, r in self.retries.items()}
         if self.comm.rank == 0:
             write_summary(self.output_dir, self.summary)
