@@ -28,6 +28,8 @@ from pytest_dlio.storage.factory import open_store
 from pytest_dlio.storage.session import StorageSession
 from pytest_dlio.storage.settings import StoreOptions
 from pytest_dlio.testing.faultproxy import Fault, FaultProxy
+from tests._junit import properties_by_name, read_cases
+from tests.conftest import run
 from tests.test_train_loop import make_cfg
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
@@ -61,15 +63,17 @@ def uri(backend: str) -> str:
 
 def run_through(emulators: Emulators, backend: str, faults: list[Fault], body: Any,
                 **raw: Any) -> tuple[Any, FaultProxy]:
-    """A store through a fresh proxy: write DATA under "obj", arm ``faults``, run ``body(store)``, then
-    disarm what is left and delete what was written. Returns (body's result, the proxy)."""
+    """A store through a fresh proxy: write DATA under "obj", arm ``faults``, run ``body(store)`` (or
+    ``body(store, proxy)`` when ``faults`` is empty), then disarm what is left and delete what was written.
+    Returns (body's result, the proxy)."""
+    with_proxy = not faults
     with FaultProxy(upstream(emulators, backend)) as proxy:
         async def go() -> Any:
             async with open_store(uri(backend), options(backend, proxy.endpoint, **raw)) as store:
                 await store.put("obj", DATA)
                 proxy.add(*faults)
                 try:
-                    return await body(store)
+                    return await (body(store, proxy) if with_proxy else body(store))
                 finally:
                     proxy.disarm()
                     await store.delete_prefix("")
@@ -77,21 +81,30 @@ def run_through(emulators: Emulators, backend: str, faults: list[Fault], body: A
         return asyncio.run(go()), proxy
 
 
+async def make_bucket(root: str, proxy: FaultProxy) -> None:
+    """Create the bucket of ``root`` (a configured endpoint is never created by a run)."""
+    async with open_store(root, options("s3", proxy.endpoint)) as store:
+        await store.exists("any")  # the first request creates the bucket
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_5xx_and_resets_are_survived_and_counted_by_cause(emulators, backend):
-    faults = [Fault("status", 3, method="GET", status=503, every=2),
-              Fault("status", 2, method="GET", status=500, every=2), Fault("reset", 2, method="GET")]
+    rounds = [Fault("status", 2, method="GET", status=503, every=2), Fault("status", 1, method="GET", status=500),
+              Fault("reset", 2, method="GET")]
 
-    async def body(store: ObjectStore) -> tuple[list[bytes], Any]:
-        got = [bytes(await store.get("obj")) for _ in range(6)]
+    async def body(store: ObjectStore, proxy: FaultProxy) -> tuple[list[bytes], Any]:
+        got = []
+        for fault in rounds:  # one kind at a time, so each faulted request is retried once
+            proxy.add(fault)
+            got += [bytes(await store.get("obj")) for _ in range(2)]
         got.append(bytes(await store.get_range("obj", 1000, 5000)))
         return got, store.retries.snapshot()
 
-    (got, retries), proxy = run_through(emulators, backend, faults, body)
+    (got, retries), proxy = run_through(emulators, backend, [], body)
     assert got[:6] == [DATA] * 6 and got[6] == DATA[1000:6000]
-    assert proxy.injected == {"status": 5, "reset": 2} and proxy.remaining() == 0
+    assert proxy.injected == {"status": 3, "reset": 2} and proxy.remaining() == 0
     # each 5xx cost one retry; of the two resets of one GET, aiohttp re-sent the first by itself (unseen)
-    assert dict(retries.by_cause) == {"503": 3, "500": 2, "reset": 1}
+    assert dict(retries.by_cause) == {"503": 2, "500": 1, "reset": 1}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -188,8 +201,7 @@ def test_a_workload_reports_retries_per_phase_and_au_blames_them(emulators, tmp_
         wl = Workload(cfg, settings, StorageSession(settings.data_root, where, environment=env), name="w")
 
         async def go() -> tuple[Any, Any, Any]:
-            async with open_store(where, options("s3", proxy.endpoint)):
-                pass  # the bucket exists from here on (a configured endpoint never creates it)
+            await make_bucket(where, proxy)
             dg = await wl.run("datagen")
             proxy.add(Fault("status", 4, method="GET", status=503, every=2),
                       Fault("reset", 2, method="GET"))
@@ -209,3 +221,37 @@ def test_a_workload_reports_retries_per_phase_and_au_blames_them(emulators, tmp_
     assert doc["pytest_dlio"]["storage_retries"]["datagen"]["total"] == 0
     assert au.failure is not None and "storage retries during training" in au.failure
     assert "the storage was failing, not just slow" in au.failure and "too slow" not in au.failure
+
+
+TINY = """
+model: {name: tiny}
+framework: pytorch
+workflow: {generate_data: true, train: true}
+dataset: {data_folder: data/tiny, format: npz, num_files_train: 8, record_length_bytes: 4096}
+reader: {data_loader: pytorch, batch_size: 2, read_threads: 2}
+train: {epochs: 1, computation_time: 0.0}
+metric: {au: 0.99}
+"""
+
+
+def test_retries_reach_junit_and_the_au_item_as_users_see_them(emulators, pytester, monkeypatch):
+    with FaultProxy(emulators.s3_endpoint()) as proxy:
+        root = f"s3://dlio-faults/{uuid.uuid4().hex[:10]}"
+
+        asyncio.run(make_bucket(root, proxy))
+        for var, value in {"AWS_ENDPOINT_URL": proxy.endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                           "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+            monkeypatch.setenv(var, value)
+        # only the training reads of data files (datagen lists and writes; it does not GET .npz files)
+        proxy.add(Fault("status", 3, method="GET", path=".npz", status=503, every=2))
+        pytester.makefile(".yaml", tiny=TINY)
+        result = run(pytester, "--dlio-config", "tiny.yaml", "--dlio-storage", root, "--junitxml=out.xml",
+                     "--dlio-output", "out", "-rP")  # -rP: the sections of passed items too
+    assert proxy.injected == {"status": 3}
+    result.assert_outcomes(passed=3, failed=1)  # schema, datagen, train pass; au fails (no compute at all)
+    props = properties_by_name(pytester.path / "out.xml")
+    assert props["datagen"]["storage_retries"] == "0"
+    assert props["train"]["storage_retries"] == "3" and props["train"]["storage_retries_503"] == "3"
+    result.stdout.fnmatch_lines(["*storage retries: 3 (503 ×3) — survived, but each one cost time*"])
+    au = next(c for c in read_cases(pytester.path / "out.xml") if c.outcome == "failed")
+    assert "3 (503 ×3) storage retries during training: the storage was failing, not just slow" in au.message
