@@ -98,13 +98,16 @@ def test_5xx_and_resets_are_survived_and_counted_by_cause(emulators, backend):
             proxy.add(fault)
             got += [bytes(await store.get("obj")) for _ in range(2)]
         got.append(bytes(await store.get_range("obj", 1000, 5000)))
+        proxy.add(Fault("status", 1, method="PUT", status=503))
+        await store.put("again", DATA[::-1])  # an upload is retried too, its body sent again whole
+        got.append(bytes(await store.get("again")))
         return got, store.retries.snapshot()
 
     (got, retries), proxy = run_through(emulators, backend, [], body)
-    assert got[:6] == [DATA] * 6 and got[6] == DATA[1000:6000]
-    assert proxy.injected == {"status": 3, "reset": 2} and proxy.remaining() == 0
+    assert got[:6] == [DATA] * 6 and got[6] == DATA[1000:6000] and got[7] == DATA[::-1]
+    assert proxy.injected == {"status": 4, "reset": 2} and proxy.remaining() == 0
     # each 5xx cost one retry; of the two resets of one GET, aiohttp re-sent the first by itself (unseen)
-    assert dict(retries.by_cause) == {"503": 2, "500": 1, "reset": 1}
+    assert dict(retries.by_cause) == {"503": 3, "500": 1, "reset": 1}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -161,20 +164,28 @@ def test_a_refused_connection_fails_within_a_bounded_time_saying_what_to_change(
     raw = ({"endpoint_url": closed, "access_key_id": "k", "secret_access_key": "not-shown-1234"} if backend == "s3"
            else {"connection_string": azurite_connection_string(closed)})
 
-    async def go() -> str:
+    option = "s3_max_attempts" if backend == "s3" else "max_attempts"
+
+    async def go() -> tuple[str, str]:
         async with open_store(uri(backend), StoreOptions.from_storage_options(raw)) as store:
-            with pytest.raises(StorageError) as info:
+            with pytest.raises(StorageError) as got:
                 await store.get("x")
-            return str(info.value)
+        # a listing (datagen's first request) says the same; 2 attempts keep this part short
+        async with open_store(uri(backend), StoreOptions.from_storage_options(raw | {option: 2})) as store:
+            with pytest.raises(StorageError) as listed:
+                [k async for k in store.list()]
+        return str(got.value), str(listed.value)
 
     t0 = time.monotonic()
-    message = asyncio.run(go())
+    message, listing = asyncio.run(go())
     elapsed = time.monotonic() - t0
     assert elapsed < 30, f"a refused connection took {elapsed:.1f} s to report"  # a hang guard, not a speed claim
-    option = "s3_max_attempts" if backend == "s3" else "max_attempts"
+    assert message.startswith(f"get {backend}://dlio-faults/")
     assert "gave up after 5 attempts" in message and f"storage_options.{option}=5" in message
     assert "connect_timeout=5 s" in message and closed.split("//")[1] in message
-    assert "not-shown-1234" not in message
+    assert listing.startswith(f"list {backend}://dlio-faults/") and f"storage_options.{option}=2" in listing
+    assert "gave up after 2 attempts" in listing or "gave up after up to 2 attempts" in listing
+    assert "not-shown-1234" not in message + listing
 
 
 def test_storage_options_reject_a_bad_connect_timeout():

@@ -209,12 +209,14 @@ class AzureStore(ObjectStore):
     async def _list(self, prefix: str) -> AsyncIterator[tuple[str, int]]:
         cc = await self.container_client()
         cut = len(self._prefix)
+        t0 = time.monotonic()  # the time of the request in flight, not the caller's between names
         try:
             async for blob in cc.list_blobs(name_starts_with=self._prefix + prefix,
                                             results_per_page=self.options.list_page_size):
                 yield blob.name[cut:], int(blob.size)
+                t0 = time.monotonic()
         except Exception as exc:
-            raise self._error(exc, "list", prefix or None) from exc
+            raise self._error(exc, "list", prefix or None, time.monotonic() - t0) from exc
 
     async def _delete(self, key: str) -> None:
         from azure.core.exceptions import ResourceNotFoundError

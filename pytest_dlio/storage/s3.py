@@ -179,12 +179,14 @@ class S3Store(ObjectStore):
         page_size = self.options.list_page_size
         pages = client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=self._prefix + prefix, PaginationConfig={"PageSize": page_size})
+        t0 = time.monotonic()  # the time of the request in flight, not the caller's between pages
         try:
             async for page in pages:
                 for obj in page.get("Contents", ()):
                     yield obj["Key"][cut:], int(obj["Size"])
+                t0 = time.monotonic()
         except Exception as exc:
-            raise self._error(exc, "list", prefix or None) from exc
+            raise self._error(exc, "list", prefix or None, time.monotonic() - t0) from exc
 
     async def _delete(self, key: str) -> None:
         k = self._key(key)
