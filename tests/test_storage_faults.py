@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pytest_dlio.config.model import Metric
+from pytest_dlio.config.model import Metric, Workflow
 from pytest_dlio.engine import RunSettings, Workload
 from pytest_dlio.errors import StorageError
 from pytest_dlio.storage.base import ObjectStore
@@ -266,3 +266,32 @@ def test_retries_reach_junit_and_the_au_item_as_users_see_them(emulators, pytest
     result.stdout.fnmatch_lines(["*storage retries: 3 (503 ×3) — survived, but each one cost time*"])
     au = next(c for c in read_cases(pytester.path / "out.xml") if c.outcome == "failed")
     assert "3 (503 ×3) storage retries during training: the storage was failing, not just slow" in au.message
+
+
+def test_checkpoint_phases_count_their_own_retries(emulators, tmp_path: Path):
+    """checkpoint_write through PUT 503s and checkpoint_read through truncated bodies: both pass, each
+    reports its own retries, and the verified read returned the bytes written."""
+    from tests.test_checkpoint_backends import CFG
+
+    cfg = replace(CFG, workflow=Workflow(train=False, checkpoint=True), checkpoint=replace(
+        CFG.checkpoint, checkpoint_folder="ckpt", num_checkpoints_write=1, num_checkpoints_read=1))
+    with FaultProxy(emulators.s3_endpoint()) as proxy:
+        env = Environment(environ={"AWS_ENDPOINT_URL": proxy.endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                                   "AWS_SECRET_ACCESS_KEY": "testing"})
+        where = f"s3://dlio-faults/{uuid.uuid4().hex[:10]}"
+        settings = RunSettings(data_root=tmp_path / "root", output_root=tmp_path / "out")  # verify: on
+        wl = Workload(cfg, settings, StorageSession(settings.data_root, where, environment=env), name="ck")
+
+        async def go() -> tuple[Any, Any]:
+            await make_bucket(where, proxy)
+            proxy.add(Fault("status", 2, method="PUT", status=503, every=2))
+            write = await wl.run("checkpoint_write")
+            proxy.add(Fault("truncate", 2, method="GET", every=2))
+            return write, await wl.run("checkpoint_read")
+
+        write, read = asyncio.run(go())
+    assert proxy.injected == {"status": 2, "truncate": 2}
+    assert write.ok and read.ok, (write.failure, read.failure)
+    assert write.value("storage_retries") == 2 and write.value("storage_retries_503") == 2
+    assert read.value("storage_retries") == 2 and read.value("storage_retries_truncated") == 2
+    assert read.value("checkpoint_size_GB") == write.value("checkpoint_size_GB") > 0
