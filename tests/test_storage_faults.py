@@ -10,7 +10,6 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from pytest_dlio.storage.base import ObjectStore
 from pytest_dlio.storage.credentials import Environment
 from pytest_dlio.storage.emulators import Emulators, azurite_connection_string, find_azurite, free_port
 from pytest_dlio.storage.factory import open_store
+from pytest_dlio.storage.pytest_plugin import get_storage_session
 from pytest_dlio.storage.session import StorageSession
 from pytest_dlio.storage.settings import StoreOptions
 from pytest_dlio.testing.faultproxy import Fault, FaultProxy
@@ -37,11 +37,10 @@ BACKENDS = ["s3", pytest.param("az", marks=pytest.mark.skipif(find_azurite() is 
 DATA = np.random.default_rng(7).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
 
 
-@pytest.fixture(scope="module")
-def emulators() -> Iterator[Emulators]:
-    em = Emulators()
-    yield em
-    em.close()
+@pytest.fixture
+def emulators(request: pytest.FixtureRequest) -> Emulators:
+    """The test session's moto and Azurite (shared with the other storage tests and xdist workers)."""
+    return get_storage_session(request.config).emulators
 
 
 def upstream(emulators: Emulators, backend: str) -> str:

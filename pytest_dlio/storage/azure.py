@@ -163,8 +163,8 @@ class AzureStore(ObjectStore):
                     cut.counted = True  # type: ignore[attr-defined]  # the log handler counted it
                     raise cut from exc
                 raise
-            expected = int(getattr(stream, "size", -1) or 0)
-            if len(data) != expected:
+            expected = getattr(stream, "size", None)  # the bytes the service announced for this download
+            if expected is not None and len(data) != expected:
                 raise Truncated(f"got {len(data):,} of {expected:,} bytes")
             return bytes(data)
 
