@@ -277,7 +277,7 @@ def _counting_retry(max_attempts: int, counter: RetryCounter) -> Any:
     at most ``max_attempts`` attempts in all, counting each retry it makes by cause."""
     from azure.storage.blob.aio import ExponentialRetry
 
-    class CountingRetry(ExponentialRetry):  # type: ignore[misc]
+    class CountingRetry(ExponentialRetry):
         def get_backoff_time(self, settings: Any) -> float:
             return min(8.0, 0.25 * 2 ** max(0, settings["count"] - 1)) * random.uniform(0.5, 1.5)
 
