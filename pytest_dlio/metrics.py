@@ -12,10 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pytest_dlio.timeline import Block, EvalRun, Timeline
+
+if TYPE_CHECKING:
+    from pytest_dlio.storage.stats import Retries
 
 MIB = 1024 * 1024
 
@@ -297,8 +301,12 @@ def compute_metrics(timelines: Sequence[Timeline], au_threshold: float) -> Train
     return combine([rank_metrics(t) for t in timelines], record_size=record_size, au_threshold=au_threshold)
 
 
-def au_verdict(metrics: TrainMetrics, threshold: float) -> str | None:
-    """None when mean training AU meets ``threshold`` (a fraction like DLIO's ``metric.au``), else why not."""
+def au_verdict(metrics: TrainMetrics, threshold: float, retries: Retries | None = None) -> str | None:
+    """None when mean training AU meets ``threshold`` (a fraction like DLIO's ``metric.au``), else why not.
+
+    ``retries``: the storage retries made during training; when there were any, the verdict blames them
+    (the storage was failing) rather than bandwidth.
+    """
     need = threshold * 100.0
     got = metrics.train_au_mean_percentage
     if got >= need:
@@ -311,6 +319,10 @@ def au_verdict(metrics: TrainMetrics, threshold: float) -> str | None:
         f"({share(metrics.io_wait_seconds):.1f} %, mean {metrics.io_wait_mean_ms:.2f} ms/step, "
         f"max {metrics.io_wait_max_ms:.2f} ms) against {metrics.compute_seconds:.3f} s of compute "
         f"({share(metrics.compute_seconds):.1f} %); reads p99 {metrics.read_latency_p99_ms:.2f} ms, "
-        f"{metrics.read_MB_per_second_actual:.1f} MB/s actual — storage is too slow for this workload "
-        "(raise reader.read_threads / prefetch_size, or use faster storage)"
+        f"{metrics.read_MB_per_second_actual:.1f} MB/s actual — " + (
+            f"{retries.describe()} storage retries during training: the storage was failing, not just slow "
+            "(see storage_retries on the train item; fix the storage or its endpoint before tuning reads)"
+            if retries else
+            "storage is too slow for this workload (raise reader.read_threads / prefetch_size, or use faster "
+            "storage)")
     )

@@ -61,8 +61,10 @@ class Tuning:
     part_size: int | None = None
     #: Parts, blocks or ranges in flight per object.
     concurrency: int | None = None
-    #: Connect and read timeout in seconds.
+    #: Read timeout in seconds (and the connect timeout when ``connect_timeout`` is not given).
     timeout: float | None = None
+    #: Connect timeout in seconds.
+    connect_timeout: float | None = None
     #: Keys per list request.
     list_page_size: int | None = None
 
@@ -235,6 +237,7 @@ _KEYS: dict[str, tuple[str, str, _Parse]] = {
     "part_size": ("tuning", "part_size", _whole(S3_MIN_PART, 5 * GiB, " bytes (5 MiB, S3's least part, to 5 GiB)")),
     "concurrency": ("tuning", "concurrency", _whole(1, 1024)),
     "timeout": ("tuning", "timeout", _seconds),
+    "connect_timeout": ("tuning", "connect_timeout", _seconds),
     "list_page_size": ("tuning", "list_page_size", _whole(1, 5000, " (S3 serves at most 1000, Azure 5000)")),
     "columns": ("", "columns", _columns),
     "storage_library": ("", "storage_library", _choice("s3dlio", "minio", "s3torchconnector", "direct")),

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from pytest_dlio.report.identity import RunIdentity
     from pytest_dlio.storage.base import ObjectStore
     from pytest_dlio.storage.session import StorageSession
+    from pytest_dlio.storage.stats import Retries
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,9 @@ class Workload:
         # DLIO's files as {rank}_timeseries.json and {rank}_latency_histograms.json
         self.timeseries: dict[str, dict[str, Any]] = {}
         self.histograms: dict[str, dict[str, Any]] = {}
+        #: Storage retries per phase (train: the dataset's store; checkpoint_write: the checkpoints' store,
+        #: also when the saves happened during training).
+        self.retries: dict[str, Retries] = {}
         self._checkpoint_note: str | None = None  # training's checkpoints: one process emulating rank 0
         self._identity: RunIdentity | None = None
         self._last_repeat = True  # False while a repeated train run is not the last (keep the dataset)
@@ -262,7 +266,7 @@ class Workload:
             everyone = await self.comm.gather(stats)
             stats = await self.comm.broadcast(merge_stats(everyone) if everyone else stats)
         self.datagen_stats = stats
-        return report.datagen_result(stats)
+        return report.with_retries(report.datagen_result(stats), self._retried("datagen", store))
 
     async def train(self) -> PhaseResult:
         from pytest_dlio.phases.train import run_training
@@ -279,6 +283,7 @@ class Workload:
 
                 await cleanup(cfg, store, self.comm)
         self.train_run = run
+        retries = self._retried("train", store)
         write_rank_files(self.output_dir, run.timeline)
         hosts = await self.comm.gather(host_info())
         self._add_to_summary(summary_dict(cfg, run.metrics, run.t_start, run.t_end, hosts=hosts))
@@ -289,7 +294,7 @@ class Workload:
             self._add_series("eval", run.timeline.eval_reads, run.t_end)
         if self.saves is not None:
             self._add_checkpoint_histograms(self.saves)
-        result = report.train_result(run.metrics)
+        result = report.with_retries(report.train_result(run.metrics), retries)
         result.lines.append(f"DLIO output: {self.output_dir}")
         return result
 
@@ -304,6 +309,7 @@ class Workload:
             run = await run_training(self.cfg, store, comm=self.comm, on_checkpoint=hooks.on_step,
                                      on_epoch_end=hooks.on_epoch_end, progress=self.progress)
         self.saves = ckpt.stats()
+        self._retried("checkpoint_write", ckstore)
         self._checkpoint_note = note
         return run
 
@@ -313,7 +319,7 @@ class Workload:
             raise DlioError("no training metrics: the train phase did not run")
         if len(self._train_metrics) > 1:
             return report.au_runs_result(self._train_metrics, self.cfg.metric.au)
-        return report.au_result(m, self.cfg.metric.au)
+        return report.au_result(m, self.cfg.metric.au, self.retries.get("train"))
 
     async def checkpoint_write(self) -> PhaseResult:
         from pytest_dlio.phases.checkpoint import write_checkpoints
@@ -327,14 +333,17 @@ class Workload:
             if len(self._save_results) > 1:  # --dlio-runs: training (and its saves) ran several times
                 done = [(self._run_label(i), r) for i, r in enumerate(self._save_results)]
                 return self._aggregate("checkpoint_write", done)
+            retries = self.retries["checkpoint_write"]
         else:
             comm, note = self.checkpoint_comm()
             async with await self.open_checkpoints() as store:
                 stats = await write_checkpoints(self.cfg, store, comm=comm, progress=self.progress)
             self.saves = stats
             self._add_checkpoint_histograms(stats)
+            retries = self._retried("checkpoint_write", store)
         self._add_to_summary({"metric": stats.metric})
-        return report.checkpoint_result("checkpoint_write", stats, (note,) if note else ())
+        return report.with_retries(report.checkpoint_result("checkpoint_write", stats, (note,) if note else ()),
+                                   retries)
 
     async def checkpoint_read(self) -> PhaseResult:
         from pytest_dlio.phases.checkpoint import read_checkpoints
@@ -348,8 +357,15 @@ class Workload:
                                            progress=self.progress)
         self.loads = stats
         self._add_checkpoint_histograms(stats)
+        retries = self._retried("checkpoint_read", store)
         self._add_to_summary({"metric": stats.metric})
-        return report.checkpoint_result("checkpoint_read", stats, (note,) if note else ())
+        return report.with_retries(report.checkpoint_result("checkpoint_read", stats, (note,) if note else ()),
+                                   retries)
+
+    def _retried(self, phase: str, store: ObjectStore) -> Retries:
+        """Record the retries ``store`` made as ``phase``'s (stores are opened per phase)."""
+        self.retries[phase] = retries = store.retries.snapshot()
+        return retries
 
     @property
     def output_dir(self) -> Path:
@@ -537,5 +553,7 @@ class Workload:
             elif self.cfg.checkpoint_only:
                 doc["end"] = dlio_stamp(now)
             deep_merge(doc, part)
+            doc.setdefault(EXTRA_KEY, {})["storage_retries"] = {
+                phase: report.retries_json(r) for phase, r in self.retries.items()}
         if self.comm.rank == 0:
             write_summary(self.output_dir, docs[-1])

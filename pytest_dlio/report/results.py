@@ -17,6 +17,7 @@ from pytest_dlio.report.table import metric_lines
 if TYPE_CHECKING:
     from pytest_dlio.phases.checkpoint import CheckpointStats
     from pytest_dlio.phases.datagen import DatagenStats
+    from pytest_dlio.storage.stats import Retries
 
 Property = tuple[str, int | float | str]
 
@@ -66,14 +67,15 @@ def train_result(m: TrainMetrics) -> PhaseResult:
     return PhaseResult("train", m.properties(), metric_lines(m))
 
 
-def au_result(m: TrainMetrics, threshold: float) -> PhaseResult:
-    """The AU gate: mean train AU against ``metric.au`` (a fraction), failing with where the time went."""
+def au_result(m: TrainMetrics, threshold: float, retries: Retries | None = None) -> PhaseResult:
+    """The AU gate: mean train AU against ``metric.au`` (a fraction), failing with where the time went
+    (``retries``: the storage retries made during training, blamed when there were any)."""
     props: list[Property] = [
         ("train_au_mean_percentage", float(m.train_au_mean_percentage)),
         ("au_threshold_percentage", float(threshold * 100)),
         ("train_au_meet_expectation", "success" if m.train_au_mean_percentage >= threshold * 100 else "fail"),
     ]
-    return PhaseResult("au", props, failure=au_verdict(m, threshold))
+    return PhaseResult("au", props, failure=au_verdict(m, threshold, retries))
 
 
 def au_runs_result(runs: list[TrainMetrics], threshold: float) -> PhaseResult:
@@ -109,3 +111,18 @@ def checkpoint_result(phase: str, stats: CheckpointStats, notes: tuple[str, ...]
     if stats.potential_caching is not None:
         props.append(("potential_caching", int(stats.potential_caching)))
     return PhaseResult(phase, props, [*lines, *stats.notes, *notes], stats.failure)
+
+
+def with_retries(result: PhaseResult, retries: Retries) -> PhaseResult:
+    """``result`` with the phase's storage retries: the ``storage_retries`` property (0 included), one
+    ``storage_retries_<cause>`` property per cause, and a line when there were any."""
+    result.properties.append(("storage_retries", retries.total))
+    result.properties += [(f"storage_retries_{cause}", n) for cause, n in retries.by_cause]
+    if retries:
+        result.lines.append(f"storage retries: {retries.describe()} — survived, but each one cost time")
+    return result
+
+
+def retries_json(retries: Retries) -> dict[str, int | dict[str, int]]:
+    """A phase's retries for summary.json: ``{"total": n, "by_cause": {cause: n}}``."""
+    return {"total": retries.total, "by_cause": dict(retries.by_cause)}

@@ -5,13 +5,26 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import contextvars
+import logging
+import random
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pytest_dlio.errors import NotFound, StorageError
 from pytest_dlio.storage.base import Buffer, ObjectStore, Writer, gather_bounded
 from pytest_dlio.storage.settings import StoreOptions
+from pytest_dlio.storage.stats import (
+    RetryCounter,
+    Truncated,
+    exception_cause,
+    gave_up,
+    http_cause,
+    retry_truncated,
+)
 from pytest_dlio.storage.uri import parse_uri, scrub
 
 T = TypeVar("T")
@@ -58,8 +71,9 @@ class AzureStore(ObjectStore):
         s, o = self._settings, self.options
         kw: dict[str, Any] = {"max_single_put_size": self.block_size, "max_block_size": self.block_size,
                               "max_single_get_size": self.block_size, "max_chunk_get_size": self.block_size,
-                              "connection_timeout": o.timeout, "read_timeout": o.timeout,
-                              "retry_total": s.max_attempts}
+                              "connection_timeout": o.connect_timeout, "read_timeout": o.timeout,
+                              "retry_policy": _counting_retry(s.max_attempts, self.retries)}
+        _count_truncations()
         if s.api_version:
             kw["api_version"] = s.api_version
         if s.connection_string:
@@ -98,7 +112,7 @@ class AzureStore(ObjectStore):
     def _key(self, key: str) -> str:
         return self._prefix + key
 
-    def _error(self, exc: BaseException, op: str, key: str | None) -> StorageError:
+    def _error(self, exc: BaseException, op: str, key: str | None, elapsed: float | None = None) -> StorageError:
         code = str(getattr(exc, "error_code", "") or "")
         status = getattr(exc, "status_code", None)
         if code == "ContainerNotFound":
@@ -111,16 +125,50 @@ class AzureStore(ObjectStore):
                                                    "(AZURE_STORAGE_* env vars or storage_options)")
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         text = f"{code}: {first}" if code else f"{type(exc).__name__}: {first}"
+        if elapsed is not None:
+            o = self.options
+            text += "; " + gave_up(getattr(exc, "dlio_attempts", None), elapsed, "max_attempts",
+                                   self._settings.max_attempts, o.connect_timeout, o.timeout)
+        if type(exc).__name__ in ("ServiceRequestError", "ServiceRequestTimeoutError"):
+            text += ("; check the connection string's BlobEndpoint / storage_options.account_url and that "
+                     "the server is up")
         return StorageError(self.uri, op, key, scrub(text, self.options.secrets()))
 
     async def _call(self, op: str, key: str | None, fn: Callable[[Any], Awaitable[T]]) -> T:
-        cc = await self.container_client()
+        t0 = time.monotonic()
+        call = _Call(self.retries)
+        token = _CALL.set(call)
         try:
+            cc = await self.container_client()
             return await fn(cc)
         except StorageError:
             raise
         except Exception as exc:  # azure-core/aiohttp errors of every kind
-            raise self._error(exc, op, key) from exc
+            with contextlib.suppress(AttributeError, TypeError):
+                exc.dlio_attempts = getattr(exc, "dlio_attempts", None) or call.attempts  # type: ignore[attr-defined]
+            raise self._error(exc, op, key, time.monotonic() - t0) from exc
+        finally:
+            _CALL.reset(token)
+
+    async def _download(self, cc: Any, key: str, **kw: Any) -> bytes:
+        """One download, checked against the length the service announced; a short body is retried."""
+
+        async def once() -> bytes:
+            try:
+                stream = await cc.download_blob(key, max_concurrency=self.options.concurrency, **kw)
+                data = await stream.readall()
+            except Exception as exc:
+                if exception_cause(exc) == "truncated":  # azure-storage-blob's own re-reads ran out
+                    cut = Truncated(f"the body broke off ({type(exc).__name__})")
+                    cut.counted = True  # type: ignore[attr-defined]  # the log handler counted it
+                    raise cut from exc
+                raise
+            expected = getattr(stream, "size", None)  # the bytes the service announced for this download
+            if expected is not None and len(data) != expected:
+                raise Truncated(f"got {len(data):,} of {expected:,} bytes")
+            return bytes(data)
+
+        return await retry_truncated(once, self._settings.max_attempts, self.retries.add)
 
     # ---- primitives ----
     async def _put(self, key: str, data: Buffer, fsync: bool) -> None:
@@ -132,24 +180,18 @@ class AzureStore(ObjectStore):
     async def _get(self, key: str) -> Buffer:
         k = self._key(key)
 
-        async def _get(cc: Any) -> bytes:
-            stream = await cc.download_blob(k, max_concurrency=self.options.concurrency)
-            return await stream.readall()
-
-        return await self._call("get", key, _get)
+        return await self._call("get", key, lambda cc: self._download(cc, k))
 
     async def _get_range(self, key: str, start: int, length: int) -> Buffer:
         k = self._key(key)
 
         async def _get(cc: Any) -> bytes:
             try:
-                stream = await cc.download_blob(k, offset=start, length=length,
-                                                max_concurrency=self.options.concurrency)
+                return await self._download(cc, k, offset=start, length=length)
             except Exception as exc:
                 if getattr(exc, "error_code", None) == "InvalidRange" or getattr(exc, "status_code", 0) == 416:
                     return b""
                 raise
-            return await stream.readall()
 
         return await self._call("get_range", key, _get)
 
@@ -167,12 +209,14 @@ class AzureStore(ObjectStore):
     async def _list(self, prefix: str) -> AsyncIterator[tuple[str, int]]:
         cc = await self.container_client()
         cut = len(self._prefix)
+        t0 = time.monotonic()  # the time of the request in flight, not the caller's between names
         try:
             async for blob in cc.list_blobs(name_starts_with=self._prefix + prefix,
                                             results_per_page=self.options.list_page_size):
                 yield blob.name[cut:], int(blob.size)
+                t0 = time.monotonic()
         except Exception as exc:
-            raise self._error(exc, "list", prefix or None) from exc
+            raise self._error(exc, "list", prefix or None, time.monotonic() - t0) from exc
 
     async def _delete(self, key: str) -> None:
         from azure.core.exceptions import ResourceNotFoundError
@@ -198,6 +242,56 @@ class AzureStore(ObjectStore):
         # docstring inherited
         await self._stack.aclose()
         self._cc = None
+
+
+@dataclass
+class _Call:
+    """One store call in flight: its store's retry counter, and the attempts made when it gave up."""
+
+    retries: RetryCounter
+    attempts: int | None = None
+
+
+#: The store call running in this task (azure-core logs truncated bodies; the retry policy gives up).
+_CALL: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("dlio_azure_call", default=None)
+
+
+class _TruncationCounter(logging.Handler):
+    """azure-core logs "Incomplete download." for each body that broke off, then azure-storage-blob reads
+    it again (up to 3 times): count each as a ``truncated`` retry of the store running in this task."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        call = _CALL.get()
+        if call is not None and record.getMessage() == "Incomplete download.":
+            call.retries.add("truncated")
+
+
+def _count_truncations() -> None:
+    log = logging.getLogger("azure.core.pipeline.transport._aiohttp")
+    if not any(isinstance(h, _TruncationCounter) for h in log.handlers):
+        log.addHandler(_TruncationCounter(logging.WARNING))
+
+
+def _counting_retry(max_attempts: int, counter: RetryCounter) -> Any:
+    """azure-storage-blob's retry policy with botocore-like backoffs (0.25 s doubling to at most 8 s, ±50 %),
+    at most ``max_attempts`` attempts in all, counting each retry it makes by cause."""
+    from azure.storage.blob.aio import ExponentialRetry
+
+    class CountingRetry(ExponentialRetry):
+        def get_backoff_time(self, settings: Any) -> float:
+            return min(8.0, 0.25 * 2 ** max(0, settings["count"] - 1)) * random.uniform(0.5, 1.5)
+
+        def increment(self, settings: Any, request: Any, response: Any = None, error: Any = None) -> bool:
+            again = bool(super().increment(settings, request, response=response, error=error))
+            if again:
+                counter.add(exception_cause(error) if error is not None
+                            else http_cause(getattr(response, "status_code", None)))
+            elif (call := _CALL.get()) is not None:
+                call.attempts = settings["count"] + 1
+            return again
+
+    retries = max(0, max_attempts - 1)
+    return CountingRetry(retry_total=retries, retry_connect=retries, retry_read=retries, retry_status=retries)
 
 
 class AzureWriter(Writer):

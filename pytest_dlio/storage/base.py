@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Self, TypeVar
 
 from pytest_dlio.errors import NotFound, StorageError
+from pytest_dlio.storage.stats import RetryCounter
 
 Buffer = bytes | bytearray | memoryview
 T = TypeVar("T")
@@ -110,6 +111,8 @@ class ObjectStore(abc.ABC):
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
+        #: Retries this store made, by cause (object stores count them; shared with wrappers).
+        self.retries = RetryCounter()
 
     def __str__(self) -> str:
         return self.uri

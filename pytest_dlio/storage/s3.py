@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from pytest_dlio.errors import NotFound, StorageError
 from pytest_dlio.storage.base import Buffer, ObjectStore, Writer, gather_bounded
 from pytest_dlio.storage.settings import S3_MIN_PART, StoreOptions
+from pytest_dlio.storage.stats import Truncated, exception_cause, gave_up, http_cause, retry_truncated
 from pytest_dlio.storage.uri import scrub
 
 T = TypeVar("T")
@@ -42,8 +44,8 @@ class S3Store(ObjectStore):
         from aiobotocore.config import AioConfig
         s = self._settings
         config = AioConfig(
-            retries={"max_attempts": s.max_attempts, "mode": "standard"},
-            connect_timeout=self.options.timeout, read_timeout=self.options.timeout,
+            retries={"total_max_attempts": s.max_attempts, "mode": "standard"},
+            connect_timeout=self.options.connect_timeout, read_timeout=self.options.timeout,
             max_pool_connections=max(16, self.options.concurrency * 2, self.options.threads * 2),
             s3={"addressing_style": "path" if s.path_style else "auto"},
             request_checksum_calculation="when_required", response_checksum_validation="when_required",
@@ -55,9 +57,17 @@ class S3Store(ObjectStore):
             client = await self._stack.enter_async_context(ctx)
         except Exception as exc:
             raise self._error(exc, "connect", None) from exc
+        client.meta.events.register("needs-retry.s3", _note_cause)
+        client.meta.events.register("request-created.s3", self._count_retry)
         if self.options.create_missing:
             await self._ensure_bucket(client)
         return client
+
+    def _count_retry(self, request: Any, **_: Any) -> None:
+        """botocore creates a request per attempt; an attempt after the first is a retry of ``cause``."""
+        context = getattr(request, "context", None) or {}
+        if context.get("retries", {}).get("attempt", 1) > 1:
+            self.retries.add(context.pop("dlio_retry_cause", "other"))
 
     async def _ensure_bucket(self, client: Any) -> None:
         from botocore.exceptions import ClientError
@@ -74,7 +84,7 @@ class S3Store(ObjectStore):
     def _key(self, key: str) -> str:
         return self._prefix + key
 
-    def _error(self, exc: BaseException, op: str, key: str | None) -> StorageError:
+    def _error(self, exc: BaseException, op: str, key: str | None, elapsed: float | None = None) -> StorageError:
         code = _code(exc)
         if code in _MISSING_CODES:
             return NotFound(self.uri, op, key)
@@ -85,18 +95,23 @@ class S3Store(ObjectStore):
             return StorageError(self.uri, op, key, f"{code}: check the credentials (storage_options "
                                                    "access_key_id/secret_access_key or AWS_* env vars)")
         text = f"{code}: {exc}" if code else f"{type(exc).__name__}: {exc}"
+        if elapsed is not None:
+            o = self.options
+            text += "; " + gave_up(_attempts(exc), elapsed, "s3_max_attempts", self._settings.max_attempts,
+                                   o.connect_timeout, o.timeout)
         if type(exc).__name__ in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError"):
             text += "; check storage_options.endpoint_url / AWS_ENDPOINT_URL and that the server is up"
         return StorageError(self.uri, op, key, scrub(text, self.options.secrets()))
 
     async def _call(self, op: str, key: str | None, fn: Callable[[Any], Awaitable[T]]) -> T:
         client = await self.client()
+        t0 = time.monotonic()
         try:
             return await fn(client)
         except StorageError:
             raise
         except Exception as exc:  # botocore/aiohttp errors of every kind
-            raise self._error(exc, op, key) from exc
+            raise self._error(exc, op, key, time.monotonic() - t0) from exc
 
     # ---- primitives ----
     async def _put(self, key: str, data: Buffer, fsync: bool) -> None:
@@ -137,14 +152,21 @@ class S3Store(ObjectStore):
                 if byte_range and _code(exc) == "InvalidRange":  # past the end of (or an) empty object
                     return b""
                 raise
-            async with r["Body"] as body:
-                data = await body.read()
+            expected = int(r.get("ContentLength", -1))
+            try:
+                async with r["Body"] as body:
+                    data = await body.read()
+            except Exception as exc:  # the connection closed mid-body (aiohttp/botocore streaming errors)
+                raise Truncated(f"the body broke off ({type(exc).__name__}: {exc})") from exc
+            if 0 <= expected != len(data):
+                raise Truncated(f"got {len(data):,} of {expected:,} bytes (Content-Length)")
             if not byte_range or "ContentRange" in r:
                 return data
             # A server that ignores Range returns the whole object; cut it here.
             return data[start:] if start < 0 else data[start:start + (length or 0)]
 
-        return await self._call(op, key, _get)
+        return await self._call(op, key, lambda c: retry_truncated(
+            lambda: _get(c), self._settings.max_attempts, self.retries.add))
 
     async def _size(self, key: str) -> int:
         k = self._key(key)
@@ -157,12 +179,14 @@ class S3Store(ObjectStore):
         page_size = self.options.list_page_size
         pages = client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=self._prefix + prefix, PaginationConfig={"PageSize": page_size})
+        t0 = time.monotonic()  # the time of the request in flight, not the caller's between pages
         try:
             async for page in pages:
                 for obj in page.get("Contents", ()):
                     yield obj["Key"][cut:], int(obj["Size"])
+                t0 = time.monotonic()
         except Exception as exc:
-            raise self._error(exc, "list", prefix or None) from exc
+            raise self._error(exc, "list", prefix or None, time.monotonic() - t0) from exc
 
     async def _delete(self, key: str) -> None:
         k = self._key(key)
@@ -197,6 +221,27 @@ def _session() -> Any:
 
         _SESSION = get_session()
     return _SESSION
+
+
+def _note_cause(request_dict: dict[str, Any], response: Any = None, caught_exception: BaseException | None = None,
+                attempts: int = 1, **_: Any) -> None:
+    """Remember why an attempt failed (a retry, if botocore makes one, is counted under this cause)."""
+    context = request_dict.get("context", {})
+    if caught_exception is not None:
+        context["dlio_retry_cause"] = exception_cause(caught_exception)
+        with contextlib.suppress(AttributeError, TypeError):
+            caught_exception.dlio_attempts = attempts  # type: ignore[attr-defined]
+    elif response is not None and getattr(response[0], "status_code", 200) >= 400:
+        context["dlio_retry_cause"] = http_cause(response[0].status_code)
+    else:
+        context.pop("dlio_retry_cause", None)
+
+
+def _attempts(exc: BaseException) -> int | None:
+    meta = (getattr(exc, "response", None) or {}).get("ResponseMetadata", {})
+    if "RetryAttempts" in meta:
+        return int(meta["RetryAttempts"]) + 1
+    return getattr(exc, "dlio_attempts", None)
 
 
 def _code(exc: BaseException) -> str:

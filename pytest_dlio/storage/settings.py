@@ -20,7 +20,8 @@ class StoreOptions:
     threads: int = 8  # file/direct thread pool size (set from reader.read_threads)
     part_size: int = 8 * MiB  # S3 multipart part / Azure staged block size
     concurrency: int = 8  # parts, blocks or ranges in flight per object
-    timeout: float = 60.0  # connect/read timeout in seconds
+    timeout: float = 60.0  # read timeout in seconds
+    connect_timeout: float = 5.0  # connect timeout in seconds (a refused or unreachable endpoint fails fast)
     list_page_size: int = 1000  # keys per list request (S3 caps at 1000, Azure at 5000)
     credentials: Credentials = field(default_factory=Credentials)
     #: Create the bucket/container when missing; only ever True for the embedded emulators.
@@ -34,6 +35,8 @@ class StoreOptions:
         t, default = options.tuning, cls()
         return cls(threads=threads, part_size=t.part_size or default.part_size,
                    concurrency=t.concurrency or default.concurrency, timeout=t.timeout or default.timeout,
+                   connect_timeout=t.connect_timeout or min(t.timeout or default.connect_timeout,
+                                                            default.connect_timeout),
                    list_page_size=t.list_page_size or default.list_page_size, credentials=credentials)
 
     @classmethod

@@ -24,6 +24,7 @@ class WrapperStore(ObjectStore):
         self.supports_listing = store.supports_listing
         self.page_cached = store.page_cached
         self.concurrency = store.concurrency
+        self.retries = store.retries  # one count for the store and every wrapper around it
 
     @property
     def local_root(self) -> Path | None:
