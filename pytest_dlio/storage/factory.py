@@ -11,16 +11,27 @@ from pytest_dlio.storage.settings import StoreOptions
 from pytest_dlio.storage.uri import parse_throttle, parse_uri
 
 _EXTRAS = {"s3": ("aiobotocore", "s3"), "az": ("azure.storage.blob", "azure")}
+#: ``storage_library`` -> (module it needs, pip extra) for s3:// stores; anything else uses aiobotocore.
+S3_LIBRARIES = {"s3dlio": ("s3dlio", "s3dlio"), "minio": ("minio", "minio"),
+                "s3torchconnector": ("s3torchconnectorclient", "s3torchconnector")}
+
+
+def s3_library(opts: StoreOptions) -> str:
+    """The client library an s3:// store opened with ``opts`` uses."""
+    return opts.library if opts.library in S3_LIBRARIES else "aiobotocore"
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 def require_extra(uri: str, scheme: str) -> None:
     """StorageError naming the pip extra when the scheme's client library is not installed."""
     module, extra = _EXTRAS[scheme]
-    try:
-        found = importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        found = False
-    if not found or (scheme == "az" and importlib.util.find_spec("aiohttp") is None):
+    if not _installed(module) or (scheme == "az" and not _installed("aiohttp")):
         raise StorageError(uri, "open", reason=f"{module} is not installed; pip install 'pytest-dlio[{extra}]'")
 
 
@@ -54,9 +65,30 @@ def _backend(uri: str, opts: StoreOptions) -> ObjectStore:
         return MemoryStore(uri, p.netloc, p.path)
     require_extra(uri, p.scheme)
     if p.scheme == "s3":
-        from pytest_dlio.storage.s3 import S3Store
-
-        return S3Store(uri, p.netloc, p.path, opts)
+        return _s3_backend(uri, p.netloc, p.path, opts)
     from pytest_dlio.storage.azure import AzureStore
 
     return AzureStore(uri, opts)
+
+
+def _s3_backend(uri: str, bucket: str, prefix: str, opts: StoreOptions) -> ObjectStore:
+    library = s3_library(opts)
+    if library == "aiobotocore":
+        from pytest_dlio.storage.s3 import S3Store
+
+        return S3Store(uri, bucket, prefix, opts)
+    module, extra = S3_LIBRARIES[library]
+    if not _installed(module):
+        raise StorageError(uri, "open", reason=f"storage_library {library}: {module} is not installed; "
+                                               f"pip install 'pytest-dlio[{extra}]'")
+    if library == "s3dlio":
+        from pytest_dlio.storage.s3_s3dlio import S3dlioStore
+
+        return S3dlioStore(uri, bucket, prefix, opts)
+    if library == "minio":
+        from pytest_dlio.storage.s3_minio import MinioStore
+
+        return MinioStore(uri, bucket, prefix, opts)
+    from pytest_dlio.storage.s3_torch import S3TorchStore
+
+    return S3TorchStore(uri, bucket, prefix, opts)
