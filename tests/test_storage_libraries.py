@@ -45,7 +45,7 @@ class TestMinioStore(_LibraryStore):
     library = "minio"
 
 
-LIBRARIES = ["s3dlio", "minio"]
+LIBRARIES = ["s3dlio", "minio", "s3torchconnector"]
 
 
 @pytest.mark.parametrize("library", LIBRARIES)
@@ -121,3 +121,7 @@ def test_v3_workload_runs_end_to_end_on_s3dlio(pytester: pytest.Pytester, monkey
     assert int(props["datagen"]["datagen_files_written"]) > 0 and int(props["datagen"]["datagen_bytes"]) > 0
     assert float(props["train"]["train_io_mean_MB_per_second"]) > 0
     assert "S3: embedded moto" in out and "Traceback" not in out
+
+
+class TestS3TorchConnectorStore(_LibraryStore):
+    library = "s3torchconnector"
