@@ -205,8 +205,9 @@ class RawMinio(_RawThreaded):
         from minio import Minio
 
         o = self.opts = opts.s3
-        self.client = Minio(o.endpoint_url.split("//")[1], access_key=o.access_key_id, secret_key=o.secret_access_key,
-                            secure=False, region=o.region, http_client=urllib3.PoolManager(maxsize=concurrency))
+        self.client = Minio(o.endpoint_url.split("//")[1], access_key=o.access_key_id,
+                            secret_key=o.secret_access_key, secure=False, region=o.region,
+                            http_client=urllib3.PoolManager(maxsize=concurrency))
         self.bucket = bucket
 
     def _put(self, i: int, data: bytes) -> None:
@@ -301,7 +302,7 @@ async def bench_backend(name: str, uri: str, session: StorageSession, args: argp
         raw = await RawAzure(opts, uri.split("/")[2]).open()
     else:
         raw = RawMem()
-    best = {"ours_put": 0.0, "raw_put": 0.0, "ours_get": 0.0, "raw_get": 0.0, "boto_put": 0.0, "boto_get": 0.0}
+    best = dict.fromkeys(("ours_put", "raw_put", "ours_get", "raw_get", "boto_put", "boto_get"), 0.0)
     total_mb = args.size * args.count / 1e6
     try:
         for _ in range(args.rounds):
@@ -349,19 +350,21 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="dlio-bench-", dir=args.dir or Path.cwd()))
     session = StorageSession(scratch / "root")
     uris = {"file": f"file://{scratch}/file", "direct": f"direct://{scratch}/direct", "mem": "mem://bench/x",
-            "s3": args.s3_uri, "az": args.az_uri, **{lib: f"{args.s3_uri}-{lib.lower()}" for lib in LIBRARIES}}
+            "s3": args.s3_uri, "az": args.az_uri,
+            **{lib: f"{args.s3_uri}-{lib.lower()}" for lib in LIBRARIES}}
     print(f"object {args.size} B x {args.count}, concurrency {args.concurrency}, best of {args.rounds} "
           f"(MB/s; ratio = ours / raw)")
     print(f"os.getloadavg() before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"{'backend':16} {'put ours':>9} {'put raw':>9} {'ratio':>6}   {'get ours':>9} {'get raw':>9} {'ratio':>6}"
-          f"   {'put ÷ aiobotocore raw':>21} {'get ÷ aiobotocore raw':>21}")
+    print(f"{'backend':16} {'put ours':>9} {'put raw':>9} {'ratio':>6}   {'get ours':>9} {'get raw':>9} "
+          f"{'ratio':>6}   {'put ÷ aiobotocore raw':>21} {'get ÷ aiobotocore raw':>21}")
     try:
         for name in args.backends.split(","):
             r = asyncio.run(bench_backend(name, uris[name], session, args, scratch))
             vs_boto = (f"   {r['ours_put'] / r['boto_put']:21.2f} {r['ours_get'] / r['boto_get']:21.2f}"
                        if r["boto_put"] else "")
             print(f"{name:16} {r['ours_put']:9.1f} {r['raw_put']:9.1f} {r['ours_put'] / r['raw_put']:6.2f}   "
-                  f"{r['ours_get']:9.1f} {r['raw_get']:9.1f} {r['ours_get'] / r['raw_get']:6.2f}{vs_boto}", flush=True)
+                  f"{r['ours_get']:9.1f} {r['raw_get']:9.1f} {r['ours_get'] / r['raw_get']:6.2f}{vs_boto}",
+                  flush=True)
         for line in session.header_lines()[2:]:
             print(line)
         print(f"os.getloadavg() after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

@@ -4,6 +4,7 @@ suite against the embedded moto, reports itself, and fails with the extra to ins
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -49,8 +50,9 @@ LIBRARIES = ["s3dlio", "minio", "s3torchconnector"]
 
 
 @pytest.mark.parametrize("library", LIBRARIES)
-def test_library_objects_are_plain_s3_objects(library: str, request: pytest.FixtureRequest,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_library_objects_are_plain_s3_objects(
+    library: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # what one library writes (single PUT and multipart) the default aiobotocore client reads back unchanged
     from pytest_dlio.storage.pytest_plugin import get_storage_session
     from pytest_dlio.storage.s3 import S3Store
@@ -70,7 +72,7 @@ def test_library_objects_are_plain_s3_objects(library: str, request: pytest.Fixt
             await ours.put("small", small)
             async with await ours.open_writer("large") as w:
                 for i in range(0, len(large), 3 * 2**20):
-                    await w.write(memoryview(large)[i:i + 3 * 2**20])
+                    await w.write(memoryview(large)[i : i + 3 * 2**20])
             assert {k: n async for k, n in plain.list()} == {"small": 1000, "large": len(large)}
             assert bytes(await plain.get("small")) == small and bytes(await plain.get("large")) == large
         finally:
@@ -81,14 +83,22 @@ def test_library_objects_are_plain_s3_objects(library: str, request: pytest.Fixt
     asyncio.run(go())
 
 
-@pytest.mark.parametrize(("library", "module", "extra"), [
-    ("s3dlio", "s3dlio", "s3dlio"), ("minio", "minio", "minio"),
-    ("s3torchconnector", "s3torchconnectorclient", "s3torchconnector")])
-def test_missing_library_names_its_extra(library: str, module: str, extra: str,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("library", "module", "extra"),
+    [
+        ("s3dlio", "s3dlio", "s3dlio"),
+        ("minio", "minio", "minio"),
+        ("s3torchconnector", "s3torchconnectorclient", "s3torchconnector"),
+    ],
+)
+def test_missing_library_names_its_extra(
+    library: str, module: str, extra: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(sys.modules, module, None)
     opts = StoreOptions(library=library)
-    with pytest.raises(StorageError, match=rf"{module} is not installed; pip install 'pytest-dlio\[{extra}\]'"):
+    with pytest.raises(
+        StorageError, match=rf"{module} is not installed; pip install 'pytest-dlio\[{extra}\]'"
+    ):
         open_store("s3://b/p", opts)
 
 
@@ -103,16 +113,29 @@ def test_flat_storage_library_key_is_honoured(tmp_path: Path) -> None:
     assert session.library(f"file://{tmp_path}", flat) == "posix"
 
 
-def test_v3_workload_runs_end_to_end_on_s3dlio(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_v3_workload_runs_end_to_end_on_s3dlio(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A real subprocess: s3dlio keeps one S3 client per process, bound to that run's own embedded moto.
     for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     result = pytester.runpytest_subprocess(
-        *FAST, "-p", "no:xdist", "--dlio-config", str(CONFIGS / "mlperf_storage_v3.0/unet3d_h100.yaml"),
-        "--dlio-scale", "smoke", "--dlio-storage", "s3://dlio-e2e-s3dlio/run",
-        "--dlio-set", "storage.storage_options.storage_library=s3dlio",
-        "--dlio-data-root", str(pytester.path / ".dlio"), "--junitxml=out.xml")
+        *FAST,
+        "-p",
+        "no:xdist",
+        "--dlio-config",
+        str(CONFIGS / "mlperf_storage_v3.0/unet3d_h100.yaml"),
+        "--dlio-scale",
+        "smoke",
+        "--dlio-storage",
+        "s3://dlio-e2e-s3dlio/run",
+        "--dlio-set",
+        "storage.storage_options.storage_library=s3dlio",
+        "--dlio-data-root",
+        str(pytester.path / ".dlio"),
+        "--junitxml=out.xml",
+    )
     out = result.stdout.str()
     assert not not_passed(pytester.path / "out.xml"), out[-4000:]
     props = {c.name: c.properties for c in read_cases(pytester.path / "out.xml")}
@@ -125,3 +148,42 @@ def test_v3_workload_runs_end_to_end_on_s3dlio(pytester: pytest.Pytester, monkey
 
 class TestS3TorchConnectorStore(_LibraryStore):
     library = "s3torchconnector"
+
+
+def test_exported_settings_are_not_mistaken_for_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    # s3dlio gets the embedded moto's endpoint through AWS_ENDPOINT_URL; a later session must still see
+    # "no endpoint configured" (and start its own emulator), and the user's own values as they were
+    from pytest_dlio.storage import _awsenv
+    from pytest_dlio.storage.credentials import Environment
+
+    monkeypatch.setattr(_awsenv, "_EXPORTED", {})
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    _awsenv.export(
+        "s3://b/p", "s3dlio", {"AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_REGION": "us-east-1"}
+    )
+    assert os.environ["AWS_ENDPOINT_URL"] == "http://127.0.0.1:1" and os.environ["AWS_REGION"] == "us-east-1"
+    env = Environment.capture()
+    assert env.get("AWS_ENDPOINT_URL") is None and env.get("AWS_REGION") == "eu-west-3"
+    monkeypatch.setenv("AWS_REGION", "ap-south-1")  # changed since: the user's (or a test's) value counts
+    assert Environment.capture().get("AWS_REGION") == "ap-south-1"
+
+
+def test_second_set_of_settings_fails_naming_variables_not_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_dlio.storage import _awsenv
+
+    monkeypatch.setattr(_awsenv, "_EXPORTED", {})
+    for var in ("AWS_ENDPOINT_URL", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    first = {"AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_SECRET_ACCESS_KEY": "s3cr3t-one"}
+    _awsenv.export("s3://a/p", "s3dlio", first)
+    _awsenv.export("s3://a/q", "s3dlio", first)  # the same settings again: fine
+    with pytest.raises(StorageError) as info:
+        _awsenv.export(
+            "s3://b/p",
+            "s3dlio",
+            {"AWS_ENDPOINT_URL": "http://127.0.0.1:2", "AWS_SECRET_ACCESS_KEY": "s3cr3t-two"},
+        )
+    text = str(info.value)
+    assert "AWS_ENDPOINT_URL, AWS_SECRET_ACCESS_KEY" in text and "once per process" in text
+    assert "s3cr3t" not in text and "127.0.0.1" not in text

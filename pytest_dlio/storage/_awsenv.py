@@ -1,4 +1,4 @@
-"""S3 settings for client libraries that read them only from the process environment (s3dlio, s3torchconnector).
+"""S3 settings for client libraries that read them only from the environment (s3dlio, s3torchconnector).
 
 s3dlio builds one S3 client per process from ``AWS_*`` variables; the AWS CRT behind s3torchconnector reads
 its credentials there too. The backend exports the settings the session resolved (options, env, ``.env``,
@@ -25,26 +25,35 @@ _EXPORTED: dict[str, tuple[str | None, str | None]] = {}
 def aws_variables(s3: S3Settings, *, endpoint: bool) -> dict[str, str | None]:
     """The ``AWS_*`` variables that say ``s3`` (with ``AWS_ENDPOINT_URL`` when ``endpoint``)."""
     values: dict[str, str | None] = {
-        "AWS_ACCESS_KEY_ID": s3.access_key_id, "AWS_SECRET_ACCESS_KEY": s3.secret_access_key,
-        "AWS_SESSION_TOKEN": s3.session_token, "AWS_REGION": s3.region}
+        "AWS_ACCESS_KEY_ID": s3.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": s3.secret_access_key,
+        "AWS_SESSION_TOKEN": s3.session_token,
+        "AWS_REGION": s3.region,
+    }
     if endpoint:
         values["AWS_ENDPOINT_URL"] = s3.endpoint_url
     return values
 
 
 def export(uri: str, library: str, values: Mapping[str, str | None]) -> None:
-    """Set (None: unset) each variable in ``os.environ``; StorageError when one was exported with another value.
+    """Set (None: unset) each variable in ``os.environ``; StorageError when one was set to another value.
 
     The error names the variables only, never a value.
     """
     with _LOCK:
         clash = sorted(n for n, v in values.items() if n in _EXPORTED and _EXPORTED[n][1] != v)
         if clash:
-            raise StorageError(uri, "open", reason=(
-                f"{library} reads {', '.join(clash)} from the process environment and builds its S3 client "
-                "once per process; this process already set them for a store with another endpoint or "
-                "credentials. Run this workload in a pytest process of its own, or use storage_library "
-                "minio or the default (aiobotocore), which take settings per store"))
+            raise StorageError(
+                uri,
+                "open",
+                reason=(
+                    f"{library} reads {', '.join(clash)} from the process environment and builds its S3 "
+                    "client "
+                    "once per process; this process already set them for a store with another endpoint or "
+                    "credentials. Run this workload in a pytest process of its own, or use storage_library "
+                    "minio or the default (aiobotocore), which take settings per store"
+                ),
+            )
         for name, value in values.items():
             if name not in _EXPORTED:
                 _EXPORTED[name] = (os.environ.get(name), value)
@@ -55,7 +64,7 @@ def export(uri: str, library: str, values: Mapping[str, str | None]) -> None:
 
 
 def as_before(environ: Mapping[str, str]) -> dict[str, str]:
-    """``environ`` with each variable pytest-dlio exported (and that still holds its value) as it was before."""
+    """``environ`` with each variable pytest-dlio exported (still holding its value) as it was before."""
     out = dict(environ)
     with _LOCK:
         for name, (before, value) in _EXPORTED.items():

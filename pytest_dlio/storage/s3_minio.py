@@ -47,13 +47,21 @@ class MinioStore(ObjectStore):
         s = self.options.s3
         url = urlsplit(s.endpoint_url or "https://s3.amazonaws.com")
         http = urllib3.PoolManager(
-            maxsize=self._threads + 1, timeout=urllib3.Timeout(connect=self.options.timeout,
-                                                               read=self.options.timeout),
-            retries=urllib3.Retry(total=max(0, s.max_attempts - 1), backoff_factor=0.2,
-                                  status_forcelist=(500, 502, 503, 504)))
-        client = Minio(url.netloc, access_key=s.access_key_id, secret_key=s.secret_access_key,
-                       session_token=s.session_token, secure=url.scheme == "https", region=s.region,
-                       http_client=http)
+            maxsize=self._threads + 1,
+            timeout=urllib3.Timeout(connect=self.options.timeout, read=self.options.timeout),
+            retries=urllib3.Retry(
+                total=max(0, s.max_attempts - 1), backoff_factor=0.2, status_forcelist=(500, 502, 503, 504)
+            ),
+        )
+        client = Minio(
+            url.netloc,
+            access_key=s.access_key_id,
+            secret_key=s.secret_access_key,
+            session_token=s.session_token,
+            secure=url.scheme == "https",
+            region=s.region,
+            http_client=http,
+        )
         if self.options.create_missing and not client.bucket_exists(self.bucket):
             client.make_bucket(self.bucket)
         return client
@@ -84,8 +92,9 @@ class MinioStore(ObjectStore):
         import io
 
         k, n = self._key(key), len(data)
-        await self._run("put", key, lambda c: c.put_object(self.bucket, k, io.BytesIO(data), n,
-                                                           part_size=self.part_size))
+        await self._run(
+            "put", key, lambda c: c.put_object(self.bucket, k, io.BytesIO(data), n, part_size=self.part_size)
+        )
 
     async def _get(self, key: str) -> Buffer:
         return await self._read("get", key, 0, 0)
@@ -122,7 +131,9 @@ class MinioStore(ObjectStore):
         full, cut = self._prefix + prefix, len(self._prefix)
 
         def page(c: Any) -> builtins.list[tuple[str, int]]:
-            return [(o.object_name[cut:], int(o.size)) for o in c.list_objects(self.bucket, full, recursive=True)]
+            return [
+                (o.object_name[cut:], int(o.size)) for o in c.list_objects(self.bucket, full, recursive=True)
+            ]
 
         for item in await self._run("list", prefix or None, page):
             yield item
@@ -142,8 +153,12 @@ class MinioStore(ObjectStore):
 
         failed = await self._run("delete_prefix", prefix or None, remove)
         if failed:
-            raise StorageError(self.uri, "delete_prefix", prefix or None,
-                               f"{len(failed)} of {len(keys)} deletes failed, e.g. {failed[0]}")
+            raise StorageError(
+                self.uri,
+                "delete_prefix",
+                prefix or None,
+                f"{len(failed)} of {len(keys)} deletes failed, e.g. {failed[0]}",
+            )
         return len(keys)
 
     async def _open_writer(self, key: str, fsync: bool) -> Writer:
@@ -190,8 +205,9 @@ class MinioWriter(Writer):
     def _start(self) -> None:
         s, k = self._store, self._store._key(self._key)
         client = s._client
-        self._upload = s._pool.submit(lambda: client.put_object(s.bucket, k, self._stream, -1,
-                                                                part_size=s.part_size))
+        self._upload = s._pool.submit(
+            lambda: client.put_object(s.bucket, k, self._stream, -1, part_size=s.part_size)
+        )
 
     async def _put_chunk(self, chunk: bytes | None | type[_Abort]) -> None:
         if self._upload is None:

@@ -1,4 +1,4 @@
-"""``s3://`` through s3dlio (MLPerf Storage v3.0's ``storage_library: s3dlio``, the Rust library of dl-driver).
+"""``s3://`` through s3dlio (MLPerf v3.0's ``storage_library: s3dlio``, the Rust library of dl-driver).
 
 s3dlio's asyncio calls (``put_bytes_async``, ``get_async``, ``get_range_async``, ``head_async``) run on its
 own Tokio runtime and return zero-copy ``BytesView`` buffers; listing, deleting and the multipart writer
@@ -105,8 +105,9 @@ class S3dlioStore(ObjectStore):
 
     async def _get_range(self, key: str, start: int, length: int) -> Buffer:
         try:
-            view = await self._call("get_range", key,
-                                    lambda: self._lib.get_range_async(self._uri(key), start, length))
+            view = await self._call(
+                "get_range", key, lambda: self._lib.get_range_async(self._uri(key), start, length)
+            )
         except StorageError as exc:
             if isinstance(exc.__cause__, Exception) and _code(exc.__cause__) == "InvalidRange":
                 return b""  # at or past the end (or an empty object); a missing key is NotFound above
@@ -126,15 +127,15 @@ class S3dlioStore(ObjectStore):
         full = self._prefix + prefix
         # s3dlio lists a directory (a key ending in '/'), and reads * ? [ as a glob: list the longest
         # glob-free directory above the prefix and keep the keys that start with it.
-        folder = full[:full.rfind("/") + 1]
+        folder = full[: full.rfind("/") + 1]
         glob = _GLOB.search(folder)
         if glob:
-            folder = folder[:folder.rfind("/", 0, glob.start()) + 1]
+            folder = folder[: folder.rfind("/", 0, glob.start()) + 1]
         root, cut = f"s3://{self.bucket}/", len(f"s3://{self.bucket}/") + len(self._prefix)
         uris = await self._blocking("list", prefix or None, self._lib.list, root + folder, True)
         uris = [u for u in uris if u.startswith(root + full)]
         for i in range(0, len(uris), _STAT_BATCH):
-            batch = uris[i:i + _STAT_BATCH]
+            batch = uris[i : i + _STAT_BATCH]
             for u, size in zip(batch, await self._sizes(batch, prefix), strict=True):
                 if size is not None:
                     yield u[cut:], size
@@ -144,8 +145,10 @@ class S3dlioStore(ObjectStore):
             metas = await self._call("list", prefix or None, lambda: self._lib.stat_many_async(uris))
             return [int(m["size"]) for m in metas]
         except StorageError:  # one was deleted since the listing: look each up, skipping the missing
-            metas = await gather_bounded((self._call("list", prefix or None, lambda u=u: self._lib.head_async(u))
-                                          for u in uris), self.concurrency)
+            metas = await gather_bounded(
+                (self._call("list", prefix or None, lambda u=u: self._lib.head_async(u)) for u in uris),
+                self.concurrency,
+            )
             return [None if m is None else int(m.size) for m in metas]
 
     async def _delete(self, key: str) -> None:
@@ -181,8 +184,13 @@ class S3dlioWriter(Writer):
             self._buf += data
             return
         if self._mpu is None:
-            self._mpu = await s._blocking("open_writer", self._key, lambda: s._lib.MultipartUploadWriter(
-                s.bucket, s._prefix + self._key, part_size=s.part_size, max_in_flight=s.concurrency))
+            self._mpu = await s._blocking(
+                "open_writer",
+                self._key,
+                lambda: s._lib.MultipartUploadWriter(
+                    s.bucket, s._prefix + self._key, part_size=s.part_size, max_in_flight=s.concurrency
+                ),
+            )
             if self._buf:
                 head, self._buf = bytes(self._buf), bytearray()
                 await s._blocking("write", self._key, self._mpu.write, head)

@@ -33,7 +33,9 @@ class S3TorchStore(ObjectStore):
         self.bucket, self._prefix, self.options = bucket, f"{prefix}/" if prefix else "", options
         self.part_size = max(S3_MIN_PART, options.part_size)
         self.concurrency = options.concurrency
-        self._pool = ThreadPoolExecutor(max(options.concurrency, options.threads), thread_name_prefix="dlio-crt")
+        self._pool = ThreadPoolExecutor(
+            max(options.concurrency, options.threads), thread_name_prefix="dlio-crt"
+        )
         self._client: Any = None
         self._lock = asyncio.Lock()
 
@@ -45,9 +47,14 @@ class S3TorchStore(ObjectStore):
 
         s = self.options.s3
         _awsenv.export(self.uri, "s3torchconnector", _awsenv.aws_variables(s, endpoint=False))
-        client = MountpointS3Client(s.region, user_agent_prefix="pytest-dlio", part_size=self.part_size,
-                                    endpoint=s.endpoint_url, force_path_style=s.path_style,
-                                    max_attempts=s.max_attempts)
+        client = MountpointS3Client(
+            s.region,
+            user_agent_prefix="pytest-dlio",
+            part_size=self.part_size,
+            endpoint=s.endpoint_url,
+            force_path_style=s.path_style,
+            max_attempts=s.max_attempts,
+        )
         if self.options.create_missing:
             self._create_bucket()
         return client
@@ -58,8 +65,12 @@ class S3TorchStore(ObjectStore):
 
         s = self.options.s3
         c = botocore.session.get_session().create_client(
-            "s3", region_name=s.region, endpoint_url=s.endpoint_url, aws_access_key_id=s.access_key_id,
-            aws_secret_access_key=s.secret_access_key)
+            "s3",
+            region_name=s.region,
+            endpoint_url=s.endpoint_url,
+            aws_access_key_id=s.access_key_id,
+            aws_secret_access_key=s.secret_access_key,
+        )
         try:
             c.create_bucket(Bucket=self.bucket)
         except c.exceptions.BucketAlreadyOwnedByYou:
@@ -68,7 +79,13 @@ class S3TorchStore(ObjectStore):
     def _error(self, exc: BaseException, op: str, key: str | None) -> StorageError:
         text = f"{type(exc).__name__}: {exc}"
         code = "NoSuchKey" if any(m in str(exc) for m in _MISSING) else ""
-        for c in ("NoSuchBucket", "InvalidRange", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+        for c in (
+            "NoSuchBucket",
+            "InvalidRange",
+            "AccessDenied",
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+        ):
             if c in str(exc):
                 code = c
         return s3_error(self.uri, op, key, code, text, self.bucket, self.options.secrets())
@@ -104,8 +121,11 @@ class S3TorchStore(ObjectStore):
     async def _get_range(self, key: str, start: int, length: int) -> Buffer:
         k = self._key(key)
         try:
-            return await self._run("get_range", key,
-                                   lambda c: b"".join(c.get_object(self.bucket, k, start=start, end=start + length)))
+            return await self._run(
+                "get_range",
+                key,
+                lambda c: b"".join(c.get_object(self.bucket, k, start=start, end=start + length)),
+            )
         except StorageError as exc:
             if "InvalidRange" in str(exc.__cause__):
                 return b""  # at or past the end, or an empty object
@@ -123,8 +143,11 @@ class S3TorchStore(ObjectStore):
         page_size = self.options.list_page_size
 
         def listing(c: Any) -> builtins.list[tuple[str, int]]:
-            return [(o.key[cut:], int(o.size)) for page in c.list_objects(self.bucket, full, "", page_size)
-                    for o in page.object_info]
+            return [
+                (o.key[cut:], int(o.size))
+                for page in c.list_objects(self.bucket, full, "", page_size)
+                for o in page.object_info
+            ]
 
         for item in await self._run("list", prefix or None, listing):
             yield item
