@@ -187,3 +187,41 @@ def test_second_set_of_settings_fails_naming_variables_not_values(monkeypatch: p
     text = str(info.value)
     assert "AWS_ENDPOINT_URL, AWS_SECRET_ACCESS_KEY" in text and "once per process" in text
     assert "s3cr3t" not in text and "127.0.0.1" not in text
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_workloads_run_on_each_library(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, library: str
+) -> None:
+    # parquet (footers, row-group ranges), indexed binary (many ranges) and llama3 checkpoints (streamed
+    # writes of numpy buffers): what the conformance suite does not exercise the way workloads do
+    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    configs = [
+        "mlperf_storage_v3.0/flux_b200.yaml",
+        "mlperf_storage_v3.0/llama3_8b.yaml",
+        "dlio/megatron_deepspeed_LLNL.yaml",
+    ]
+    args = [a for c in configs for a in ("--dlio-config", str(CONFIGS / c))]
+    result = pytester.runpytest_subprocess(
+        *FAST,
+        "-p",
+        "no:xdist",
+        *args,
+        "--dlio-scale",
+        "1e-9",
+        "--dlio-storage",
+        f"s3://dlio-e2e-{library}/run",
+        "--dlio-set",
+        f"storage.storage_options.storage_library={library}",
+        "--dlio-data-root",
+        str(pytester.path / ".dlio"),
+        "--junitxml=out.xml",
+    )
+    out = result.stdout.str()
+    cases = read_cases(pytester.path / "out.xml")
+    assert not not_passed(pytester.path / "out.xml"), out[-4000:]
+    io_items = [c for c in cases if c.name in ("datagen", "train", "checkpoint_write", "checkpoint_read")]
+    assert len(io_items) == 8, out[-4000:]  # flux: datagen+train; llama3: write+read; megatron: all four
+    assert {c.properties["storage_library"] for c in io_items} == {library}

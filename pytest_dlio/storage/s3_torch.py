@@ -107,9 +107,11 @@ class S3TorchStore(ObjectStore):
     async def _put(self, key: str, data: Buffer, fsync: bool) -> None:
         k = self._key(key)
 
+        body = data if isinstance(data, bytes) else bytes(data)  # the CRT stream takes bytes only
+
         def put(c: Any) -> None:
             stream = c.put_object(self.bucket, k)
-            stream.write(data)
+            stream.write(body)
             stream.close()
 
         await self._run("put", key, put)
