@@ -13,9 +13,12 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from pytest_dlio.errors import StorageError
-from pytest_dlio.storage.credentials import S3Settings
+
+if TYPE_CHECKING:  # credentials.py imports this module (Environment.capture reads as_before)
+    from pytest_dlio.storage.credentials import S3Settings
 
 _LOCK = threading.Lock()
 #: name -> (value before pytest-dlio set it, value it set); None: unset.

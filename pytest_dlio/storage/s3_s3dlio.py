@@ -145,11 +145,11 @@ class S3dlioStore(ObjectStore):
             metas = await self._call("list", prefix or None, lambda: self._lib.stat_many_async(uris))
             return [int(m["size"]) for m in metas]
         except StorageError:  # one was deleted since the listing: look each up, skipping the missing
-            metas = await gather_bounded(
-                (self._call("list", prefix or None, lambda u=u: self._lib.head_async(u)) for u in uris),
-                self.concurrency,
-            )
-            return [None if m is None else int(m.size) for m in metas]
+            heads = await gather_bounded((self._head(u, prefix) for u in uris), self.concurrency)
+            return [None if m is None else int(m.size) for m in heads]
+
+    async def _head(self, uri: str, prefix: str) -> Any:
+        return await self._call("list", prefix or None, lambda: self._lib.head_async(uri))
 
     async def _delete(self, key: str) -> None:
         await self._blocking("delete", key, self._lib.delete, self._uri(key))
