@@ -29,6 +29,9 @@ class RunSettings:
     verify: bool = True
     drop_caches: bool = False
     storage_uri: str | None = None
+    runs: int = 1  # measured phases (train, checkpoints) run this many scored times, a new seed each
+    warmup: bool = False  # and once more first, unscored (MLPerf: one warm-up, then five)
+    results_dir: Path | None = None  # mlpstorage's results tree (report/results_tree.py), when given
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_root", Path(self.data_root).resolve())
