@@ -1,6 +1,11 @@
 """Our ObjectStore get/put throughput per backend divided by a raw loop over the same client library.
 
     python benchmarks/bench_storage.py --backends file,direct,s3,az --size 4MiB --count 64 --concurrency 8
+    python benchmarks/bench_storage.py --backends s3,s3dlio,minio,s3torchconnector   # storage_library
+
+``s3dlio``, ``minio`` and ``s3torchconnector`` are s3:// stores with that ``storage_library``; each is
+compared with a raw loop of the same library and, in the last two columns, with a raw aiobotocore loop
+on the same endpoint.
 
 Each round runs ours and the raw baseline back to back in the same process, on the same target; the
 best of ``--rounds`` is kept for each. S3 and Azure use the embedded moto/Azurite unless
@@ -24,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from pytest_dlio.config.model import StorageConfig
 from pytest_dlio.storage.base import ObjectStore
 from pytest_dlio.storage.session import StorageSession
 from pytest_dlio.storage.settings import StoreOptions
@@ -156,6 +162,106 @@ class RawAzure:
         await self.service.close()
 
 
+class RawS3dlio:
+    """s3dlio put_bytes_async/get_async (its own Tokio runtime, zero-copy BytesView)."""
+
+    def __init__(self, bucket: str) -> None:
+        import s3dlio
+
+        self.lib, self.bucket = s3dlio, bucket
+
+    async def put(self, i: int, data: bytes) -> None:
+        await self.lib.put_bytes_async(f"s3://{self.bucket}/raw/{i}", data)
+
+    async def get(self, i: int) -> Any:
+        return (await self.lib.get_async(f"s3://{self.bucket}/raw/{i}")).memoryview()
+
+    async def delete(self, i: int) -> None:
+        await asyncio.to_thread(self.lib.delete, f"s3://{self.bucket}/raw/{i}")
+
+    async def close(self) -> None:
+        pass
+
+
+class _RawThreaded:
+    """A blocking client's put/get on a thread pool of ``concurrency`` threads."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.pool = ThreadPoolExecutor(concurrency)
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    async def close(self) -> None:
+        self.pool.shutdown()
+
+
+class RawMinio(_RawThreaded):
+    """minio put_object/get_object on a thread pool."""
+
+    def __init__(self, opts: StoreOptions, bucket: str, concurrency: int) -> None:
+        super().__init__(concurrency)
+        import urllib3
+        from minio import Minio
+
+        o = self.opts = opts.s3
+        self.client = Minio(o.endpoint_url.split("//")[1], access_key=o.access_key_id,
+                            secret_key=o.secret_access_key, secure=False, region=o.region,
+                            http_client=urllib3.PoolManager(maxsize=concurrency))
+        self.bucket = bucket
+
+    def _put(self, i: int, data: bytes) -> None:
+        import io
+
+        self.client.put_object(self.bucket, f"raw/{i}", io.BytesIO(data), len(data))
+
+    def _get(self, i: int) -> bytes:
+        r = self.client.get_object(self.bucket, f"raw/{i}")
+        try:
+            return r.data
+        finally:
+            r.close()
+            r.release_conn()
+
+    async def put(self, i: int, data: bytes) -> None:
+        await self._run(self._put, i, data)
+
+    async def get(self, i: int) -> bytes:
+        return await self._run(self._get, i)
+
+    async def delete(self, i: int) -> None:
+        await self._run(self.client.remove_object, self.bucket, f"raw/{i}")
+
+
+class RawS3Torch(_RawThreaded):
+    """s3torchconnectorclient's MountpointS3Client put_object stream / get_object on a thread pool."""
+
+    def __init__(self, opts: StoreOptions, bucket: str, concurrency: int) -> None:
+        super().__init__(concurrency)
+        from s3torchconnectorclient._mountpoint_s3_client import MountpointS3Client
+
+        o = opts.s3
+        self.client = MountpointS3Client(o.region, endpoint=o.endpoint_url, force_path_style=True)
+        self.bucket = bucket
+
+    def _put(self, i: int, data: bytes) -> None:
+        stream = self.client.put_object(self.bucket, f"raw/{i}")
+        stream.write(data)
+        stream.close()
+
+    async def put(self, i: int, data: bytes) -> None:
+        await self._run(self._put, i, data)
+
+    async def get(self, i: int) -> bytes:
+        return await self._run(lambda: b"".join(self.client.get_object(self.bucket, f"raw/{i}")))
+
+    async def delete(self, i: int) -> None:
+        await self._run(self.client.delete_object, self.bucket, f"raw/{i}")
+
+
+LIBRARIES = ("s3dlio", "minio", "s3torchconnector")
+
+
 class RawMem:
     """A bare dict: the floor the mem:// backend can be compared with."""
 
@@ -176,9 +282,17 @@ class RawMem:
 async def bench_backend(name: str, uri: str, session: StorageSession, args: argparse.Namespace,
                         scratch: Path) -> dict[str, float]:
     data = np.random.default_rng(0).integers(0, 256, args.size, dtype=np.uint8).tobytes()
-    store: ObjectStore = await session.open(uri, threads=args.concurrency)
-    opts = session.options_for(uri, threads=args.concurrency)
-    if name in ("file", "direct"):
+    cfg = StorageConfig(storage_options=(("storage_library", name),)) if name in LIBRARIES else None
+    store: ObjectStore = await session.open(uri, cfg, threads=args.concurrency)
+    opts = session.options_for(uri, cfg, threads=args.concurrency)
+    boto: RawS3 | None = None
+    if name in LIBRARIES:
+        await store.put("warm", b"x")  # creates the bucket on the emulator (and exports s3dlio's settings)
+        bucket = uri.split("/")[2]
+        raw = (RawS3dlio(bucket) if name == "s3dlio" else RawMinio(opts, bucket, args.concurrency)
+               if name == "minio" else RawS3Torch(opts, bucket, args.concurrency))
+        boto = await RawS3(opts, bucket, args.concurrency).open()
+    elif name in ("file", "direct"):
         raw: Any = RawFile(scratch / f"raw-{name}", args.concurrency, direct=name == "direct")
     elif name == "s3":
         await store.put("warm", b"x")  # creates the bucket on the emulator
@@ -188,7 +302,7 @@ async def bench_backend(name: str, uri: str, session: StorageSession, args: argp
         raw = await RawAzure(opts, uri.split("/")[2]).open()
     else:
         raw = RawMem()
-    best = {"ours_put": 0.0, "raw_put": 0.0, "ours_get": 0.0, "raw_get": 0.0}
+    best = dict.fromkeys(("ours_put", "raw_put", "ours_get", "raw_get", "boto_put", "boto_get"), 0.0)
     total_mb = args.size * args.count / 1e6
     try:
         for _ in range(args.rounds):
@@ -200,9 +314,18 @@ async def bench_backend(name: str, uri: str, session: StorageSession, args: argp
             best["ours_get"] = max(best["ours_get"], total_mb / t)
             t = await timed(lambda i: raw.get(i), args.count, args.concurrency)
             best["raw_get"] = max(best["raw_get"], total_mb / t)
+            if boto is not None:
+                t = await timed(lambda i: boto.put(i, data), args.count, args.concurrency)
+                best["boto_put"] = max(best["boto_put"], total_mb / t)
+                t = await timed(lambda i: boto.get(i), args.count, args.concurrency)
+                best["boto_get"] = max(best["boto_get"], total_mb / t)
     finally:
         await store.delete_prefix("obj/")
         await store.delete("warm")
+        if boto is not None:
+            for i in range(args.count):
+                await raw.delete(i)  # boto wrote the same raw/ keys: one delete covers both
+            await boto.close()
         if name in ("s3", "az"):
             for i in range(args.count):
                 await (raw.client.delete_object(Bucket=raw.bucket, Key=f"raw/{i}") if name == "s3"
@@ -227,17 +350,24 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="dlio-bench-", dir=args.dir or Path.cwd()))
     session = StorageSession(scratch / "root")
     uris = {"file": f"file://{scratch}/file", "direct": f"direct://{scratch}/direct", "mem": "mem://bench/x",
-            "s3": args.s3_uri, "az": args.az_uri}
+            "s3": args.s3_uri, "az": args.az_uri,
+            **{lib: f"{args.s3_uri}-{lib.lower()}" for lib in LIBRARIES}}
     print(f"object {args.size} B x {args.count}, concurrency {args.concurrency}, best of {args.rounds} "
           f"(MB/s; ratio = ours / raw)")
-    print(f"{'backend':8} {'put ours':>9} {'put raw':>9} {'ratio':>6}   {'get ours':>9} {'get raw':>9} {'ratio':>6}")
+    print(f"os.getloadavg() before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"{'backend':16} {'put ours':>9} {'put raw':>9} {'ratio':>6}   {'get ours':>9} {'get raw':>9} "
+          f"{'ratio':>6}   {'put ÷ aiobotocore raw':>21} {'get ÷ aiobotocore raw':>21}")
     try:
         for name in args.backends.split(","):
             r = asyncio.run(bench_backend(name, uris[name], session, args, scratch))
-            print(f"{name:8} {r['ours_put']:9.1f} {r['raw_put']:9.1f} {r['ours_put'] / r['raw_put']:6.2f}   "
-                  f"{r['ours_get']:9.1f} {r['raw_get']:9.1f} {r['ours_get'] / r['raw_get']:6.2f}", flush=True)
+            vs_boto = (f"   {r['ours_put'] / r['boto_put']:21.2f} {r['ours_get'] / r['boto_get']:21.2f}"
+                       if r["boto_put"] else "")
+            print(f"{name:16} {r['ours_put']:9.1f} {r['raw_put']:9.1f} {r['ours_put'] / r['raw_put']:6.2f}   "
+                  f"{r['ours_get']:9.1f} {r['raw_get']:9.1f} {r['ours_get'] / r['raw_get']:6.2f}{vs_boto}",
+                  flush=True)
         for line in session.header_lines()[2:]:
             print(line)
+        print(f"os.getloadavg() after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         session.close()
         shutil.rmtree(scratch, ignore_errors=True)

@@ -78,8 +78,8 @@ class StorageOptions:
     tuning: Tuning = field(default_factory=Tuning)
     #: ``columns``: the parquet columns a read selects (DLIO's key); None: decided by dataset.parquet.
     columns: tuple[str, ...] | None = None
-    #: ``storage_library`` (MLPerf v3.0: s3dlio, minio, s3torchconnector, direct); accepted, reported, and
-    #: not used to pick a client: every s3:// store uses aiobotocore.
+    #: ``storage_library`` (MLPerf v3.0: s3dlio, minio, s3torchconnector, direct): the client library of
+    #: s3:// stores (``storage/factory.py``); None or direct: aiobotocore.
     storage_library: str | None = None
     #: ``uri_scheme``: the scheme ``storage_type: s3`` folders resolve to (s3 or az; default s3).
     uri_scheme: str | None = None

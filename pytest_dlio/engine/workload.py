@@ -190,6 +190,9 @@ class Workload:
             result = await steps[phase]()
         else:
             raise DlioError(f"unknown phase {phase!r}; phases are {', '.join(p.name for p in self.phases)}")
+        if phase in steps:
+            uri = self.checkpoint_uri() if phase.startswith("checkpoint") else self.data_uri()
+            result.properties.append(("storage_library", self.storage.library(uri, self.cfg.storage)))
         self.results[phase] = result
         return result
 
@@ -213,17 +216,24 @@ class Workload:
         return out
 
     # ---- stores ----
-    async def open_data(self) -> ObjectStore:
-        """The store rooted at the dataset folder (O_DIRECT when ``reader.odirect`` on local files)."""
+    def data_uri(self) -> str:
+        """The dataset folder's URI (direct:// when ``reader.odirect`` on local files)."""
         cfg = self.cfg
         uri = self.storage.resolve(cfg.dataset.data_folder, cfg.storage)
         if cfg.reader.odirect and uri.startswith("file://"):
             uri = "direct://" + uri.removeprefix("file://")
-        return await self.storage.open(uri, cfg.storage, threads=max(1, cfg.reader.read_threads))
+        return uri
+
+    def checkpoint_uri(self) -> str:
+        return self.storage.resolve(self.cfg.checkpoint.checkpoint_folder, self.cfg.storage)
+
+    async def open_data(self) -> ObjectStore:
+        """The store rooted at the dataset folder (O_DIRECT when ``reader.odirect`` on local files)."""
+        return await self.storage.open(self.data_uri(), self.cfg.storage,
+                                       threads=max(1, self.cfg.reader.read_threads))
 
     async def open_checkpoints(self) -> ObjectStore:
-        uri = self.storage.resolve(self.cfg.checkpoint.checkpoint_folder, self.cfg.storage)
-        return await self.storage.open(uri, self.cfg.storage, threads=8)
+        return await self.storage.open(self.checkpoint_uri(), self.cfg.storage, threads=8)
 
     def checkpoint_comm(self) -> tuple[Comm, str | None]:
         """The world a checkpoint phase runs in, and a note when one process stands in for rank 0 of more."""

@@ -47,7 +47,10 @@ class Environment:
     @classmethod
     def capture(cls, cwd: Path | None = None) -> Environment:
         """A snapshot of ``os.environ`` and of ``.env`` in ``cwd`` (default: the working folder)."""
-        return cls(MappingProxyType(dict(os.environ)),
+        # Values pytest-dlio itself exported for s3dlio/s3torchconnector are not configuration.
+        from pytest_dlio.storage._awsenv import as_before
+
+        return cls(MappingProxyType(as_before(os.environ)),
                    MappingProxyType(read_dotenv((cwd or Path.cwd()) / ".env")))
 
     def get(self, *names: str) -> str | None:

@@ -17,6 +17,14 @@ _EXTRAS = {
     "moto": (("moto", "flask", "flask_cors"), "emulators",
              "; or point at a real endpoint (storage_options.endpoint_url or AWS_ENDPOINT_URL)"),
 }
+#: ``storage_library`` -> (module it needs, pip extra) for s3:// stores; anything else uses aiobotocore.
+S3_LIBRARIES = {"s3dlio": ("s3dlio", "s3dlio"), "minio": ("minio", "minio"),
+                "s3torchconnector": ("s3torchconnectorclient", "s3torchconnector")}
+
+
+def s3_library(opts: StoreOptions) -> str:
+    """The client library an s3:// store opened with ``opts`` uses."""
+    return opts.library if opts.library in S3_LIBRARIES else "aiobotocore"
 
 
 def _installed(module: str) -> bool:
@@ -67,9 +75,30 @@ def _backend(uri: str, opts: StoreOptions) -> ObjectStore:
         return MemoryStore(uri, p.netloc, p.path)
     require_extra(uri, p.scheme)
     if p.scheme == "s3":
-        from pytest_dlio.storage.s3 import S3Store
-
-        return S3Store(uri, p.netloc, p.path, opts)
+        return _s3_backend(uri, p.netloc, p.path, opts)
     from pytest_dlio.storage.azure import AzureStore
 
     return AzureStore(uri, opts)
+
+
+def _s3_backend(uri: str, bucket: str, prefix: str, opts: StoreOptions) -> ObjectStore:
+    library = s3_library(opts)
+    if library == "aiobotocore":
+        from pytest_dlio.storage.s3 import S3Store
+
+        return S3Store(uri, bucket, prefix, opts)
+    module, extra = S3_LIBRARIES[library]
+    if not _installed(module):
+        raise StorageError(uri, "open", reason=f"storage_library {library}: {module} is not installed; "
+                                               f"pip install 'pytest-dlio[{extra}]'")
+    if library == "s3dlio":
+        from pytest_dlio.storage.s3_s3dlio import S3dlioStore
+
+        return S3dlioStore(uri, bucket, prefix, opts)
+    if library == "minio":
+        from pytest_dlio.storage.s3_minio import MinioStore
+
+        return MinioStore(uri, bucket, prefix, opts)
+    from pytest_dlio.storage.s3_torch import S3TorchStore
+
+    return S3TorchStore(uri, bucket, prefix, opts)

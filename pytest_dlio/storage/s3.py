@@ -86,14 +86,6 @@ class S3Store(ObjectStore):
 
     def _error(self, exc: BaseException, op: str, key: str | None, elapsed: float | None = None) -> StorageError:
         code = _code(exc)
-        if code in _MISSING_CODES:
-            return NotFound(self.uri, op, key)
-        if code == "NoSuchBucket":
-            return StorageError(self.uri, op, key, f"bucket {self.bucket!r} does not exist; create it or fix "
-                                                   "the URI")
-        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "Forbidden"):
-            return StorageError(self.uri, op, key, f"{code}: check the credentials (storage_options "
-                                                   "access_key_id/secret_access_key or AWS_* env vars)")
         text = f"{code}: {exc}" if code else f"{type(exc).__name__}: {exc}"
         if elapsed is not None:
             o = self.options
@@ -101,7 +93,7 @@ class S3Store(ObjectStore):
                                    o.connect_timeout, o.timeout)
         if type(exc).__name__ in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError"):
             text += "; check storage_options.endpoint_url / AWS_ENDPOINT_URL and that the server is up"
-        return StorageError(self.uri, op, key, scrub(text, self.options.secrets()))
+        return s3_error(self.uri, op, key, code, text, self.bucket, self.options.secrets())
 
     async def _call(self, op: str, key: str | None, fn: Callable[[Any], Awaitable[T]]) -> T:
         client = await self.client()
@@ -242,6 +234,22 @@ def _attempts(exc: BaseException) -> int | None:
     if "RetryAttempts" in meta:
         return int(meta["RetryAttempts"]) + 1
     return getattr(exc, "dlio_attempts", None)
+
+
+def s3_error(uri: str, op: str, key: str | None, code: str, text: str, bucket: str,
+             secrets: tuple[str, ...]) -> StorageError:
+    """An S3 error ``code`` (NoSuchKey, AccessDenied, ...) as NotFound or a StorageError saying what to fix.
+
+    Shared by every S3 client library's backend; ``text`` (scrubbed of ``secrets``) is the fallback reason.
+    """
+    if code in _MISSING_CODES:
+        return NotFound(uri, op, key)
+    if code == "NoSuchBucket":
+        return StorageError(uri, op, key, f"bucket {bucket!r} does not exist; create it or fix the URI")
+    if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "Forbidden"):
+        return StorageError(uri, op, key, f"{code}: check the credentials (storage_options "
+                                          "access_key_id/secret_access_key or AWS_* env vars)")
+    return StorageError(uri, op, key, scrub(text, secrets))
 
 
 def _code(exc: BaseException) -> str:

@@ -18,7 +18,7 @@ from pytest_dlio.storage.emulators import (
     azurite_connection_string,
     ensure_azurite,
 )
-from pytest_dlio.storage.factory import open_store, require_extra
+from pytest_dlio.storage.factory import open_store, require_extra, s3_library
 from pytest_dlio.storage.settings import StoreOptions
 from pytest_dlio.storage.uri import (
     is_uri,
@@ -35,6 +35,13 @@ if TYPE_CHECKING:
 
 _LOCAL = {"local_fs": "file", "parallel_fs": "file", "direct_fs": "direct"}
 _LABELS = {"moto": "S3: embedded moto", "azurite": "Azure: embedded Azurite"}
+#: The client behind each scheme but s3:// (where ``storage_library`` picks one), as items report it.
+_CLIENTS = {"file": "posix", "direct": "o_direct", "mem": "memory", "az": "azure-storage-blob"}
+
+
+def _library(storage: StorageConfig | None) -> str | None:
+    """``storage.storage_options.storage_library``, else DLIO's flat ``storage.storage_library``."""
+    return (storage.options.storage_library or storage.storage_library) if storage else None
 
 
 def needs_moto(opts: StoreOptions) -> bool:
@@ -108,7 +115,7 @@ class StorageSession:
     def options_for(self, uri: str, storage: StorageConfig | None = None, threads: int = 8) -> StoreOptions:
         """StoreOptions for ``uri``; swaps in an embedded emulator when nothing is configured (may start it)."""
         typed = storage.options if storage else StorageOptions()
-        opts = StoreOptions.from_config(typed, self.credentials(typed), threads)
+        opts = StoreOptions.from_config(typed, self.credentials(typed), threads).with_(library=_library(storage))
         scheme = parse_uri(uri).scheme
         if scheme == "s3":
             require_extra(uri, "s3")
@@ -127,6 +134,13 @@ class StorageSession:
                 opts = opts.with_(credentials=replace(opts.credentials, azure=azure), create_missing=True,
                                   emulator="azurite")
         return opts
+
+    def library(self, uri: str, storage: StorageConfig | None = None) -> str:
+        """The client library a store for ``uri`` uses (the items' ``storage_library`` property)."""
+        scheme = parse_uri(split_query(uri)[0]).scheme
+        if scheme == "s3":
+            return s3_library(StoreOptions(library=_library(storage)))
+        return _CLIENTS.get(scheme, scheme)
 
     async def open(self, uri: str, storage: StorageConfig | None = None, *, threads: int = 8) -> ObjectStore:
         """A new store for ``uri`` bound to the running event loop; the caller closes it."""

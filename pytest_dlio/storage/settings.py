@@ -28,6 +28,8 @@ class StoreOptions:
     create_missing: bool = False
     #: Set by the session when the endpoint is an embedded emulator (for header lines and messages).
     emulator: str | None = None
+    #: ``storage_library``: the S3 client library (s3dlio, minio, s3torchconnector); None: aiobotocore.
+    library: str | None = None
 
     @classmethod
     def from_config(cls, options: StorageOptions, credentials: Credentials, threads: int = 8) -> StoreOptions:
@@ -37,7 +39,8 @@ class StoreOptions:
                    concurrency=t.concurrency or default.concurrency, timeout=t.timeout or default.timeout,
                    connect_timeout=t.connect_timeout or min(t.timeout or default.connect_timeout,
                                                             default.connect_timeout),
-                   list_page_size=t.list_page_size or default.list_page_size, credentials=credentials)
+                   list_page_size=t.list_page_size or default.list_page_size, credentials=credentials,
+                   library=options.storage_library)
 
     @classmethod
     def from_storage_options(cls, raw: Mapping[str, Any], env: Environment | None = None,

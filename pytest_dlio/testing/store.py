@@ -107,6 +107,24 @@ class StoreTests:
 
         self.run(make_store, body)
 
+    @pytest.mark.parametrize("size", [1000, 9 * MiB + 1], ids=["small", "above-part-size"])
+    def test_any_buffer_and_reused_buffers(self, make_store: Any, size: int) -> None:
+        # Buffer is bytes | bytearray | memoryview; a caller may reuse its buffer once the call returns
+        async def body(store: ObjectStore, p: str) -> None:
+            data = payload(size + 2, 7)
+            await store.put(f"{p}/mv", np.frombuffer(data, np.uint8).data[1:-1])
+            await store.put(f"{p}/ba", bytearray(data))
+            buf = bytearray(data[: size // 2])
+            async with await store.open_writer(f"{p}/w") as writer:
+                await writer.write(memoryview(buf))
+                buf[:] = data[size // 2 : size // 2 * 2]  # refilled in place once write returned
+                await writer.write(buf)
+            assert bytes(await store.get(f"{p}/mv")) == data[1:-1]
+            assert bytes(await store.get(f"{p}/ba")) == data
+            assert bytes(await store.get(f"{p}/w")) == data[: size // 2 * 2]
+
+        self.run(make_store, body)
+
     # ---- ranges ----
     #: (name, start, length) against a 10 000-byte object; one object serves every case.
     RANGES = [("start", 0, 100), ("start-page", 0, 4096), ("middle", 5000, 3000), ("middle-aligned", 4096, 4096),
