@@ -91,6 +91,9 @@ def add_dlio_options(addoption: Callable[..., Any], addini: Callable[..., Any] |
                    "without touching storage.")
     addoption("--dlio-no-verify", action="store_true", default=False,
               help="skip checksum verification of checkpoint read-back.")
+    addoption("--dlio-verify-data", action="store_true", default=False,
+              help="datagen auto reads every complete file whole to check its content (sampled digest and "
+                   "the format's checksums: npz zip CRCs, tfrecord record CRCs), not only sampled blocks.")
     addoption("--dlio-drop-caches", action="store_true", default=False,
               help="drop the page cache between checkpoint write and read (needs root).")
     addoption("--dlio-full-trace", action="store_true", default=False,

@@ -30,6 +30,7 @@ def settings_from(config: pytest.Config) -> RunSettings:
         generate=opt("dlio_generate"),
         verify=not opt("dlio_no_verify"),
         drop_caches=opt("dlio_drop_caches"),
+        verify_data=opt("dlio_verify_data"),
         storage_uri=opt("dlio_storage"),
     )
 

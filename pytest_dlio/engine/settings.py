@@ -29,6 +29,7 @@ class RunSettings:
     verify: bool = True
     drop_caches: bool = False
     storage_uri: str | None = None
+    verify_data: bool = False  # datagen auto reads every complete file whole to check its content
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_root", Path(self.data_root).resolve())

@@ -14,6 +14,8 @@ drives it the same way::
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +104,9 @@ class Workload:
         self.loads: CheckpointStats | None = None
         self.summary: dict[str, Any] = {}  # summary.json as built so far (written, never read back)
         self._checkpoint_note: str | None = None  # training's checkpoints: one process emulating rank 0
+        # names what this run writes (the manifest of written keys): unique per process, rank and workload
+        self.run_id = (f"{self.name}-{os.uname().nodename}-{os.getpid()}-{time.strftime('%Y%m%dT%H%M%S')}"
+                       f"-rank{self.comm.rank}")
 
     @classmethod
     def load(cls, path: str | Path, settings: RunSettings, storage: StorageSession, **kw: Any) -> Workload:
@@ -183,12 +188,15 @@ class Workload:
 
     # ---- phases ----
     async def datagen(self) -> PhaseResult:
-        from pytest_dlio.phases.datagen import generate
+        from pytest_dlio.phases.datagen import generate, manifest_key
 
         self._single_rank()
+        # keep_files: false deletes what this run wrote, so the store keeps that list while it writes
+        manifest = None if self.cfg.dataset.keep_files else manifest_key(self.run_id)
         async with await self.open_data() as store:
             stats = await generate(self.cfg, store, comm=self.comm, mode=self.settings.generate,
-                                   progress=self.progress)
+                                   progress=self.progress, manifest=manifest,
+                                   verify_data=self.settings.verify_data)
         self.datagen_stats = stats
         return report.datagen_result(stats)
 
@@ -205,7 +213,7 @@ class Workload:
             if not cfg.dataset.keep_files:
                 from pytest_dlio.phases.datagen import cleanup
 
-                await cleanup(cfg, store, self.comm)
+                deleted = await cleanup(store, self.datagen_stats, self.comm)
         self.train_run = run
         write_rank_files(self.output_dir, run.timeline)
         self._add_to_summary(summary_dict(cfg, run.metrics, run.t_start, run.t_end))
@@ -213,6 +221,9 @@ class Workload:
             self._add_to_summary({"metric": self.saves.metric})
         result = report.train_result(run.metrics)
         result.lines.append(f"DLIO output: {self.output_dir}")
+        if not cfg.dataset.keep_files:
+            result.lines.append(f"dataset.keep_files: false: deleted the {deleted} files this run wrote "
+                                "(files that were there before are kept)")
         return result
 
     async def _train_with_checkpoints(self, store: ObjectStore) -> TrainRun:

@@ -7,13 +7,21 @@ Complete is judged as training judges it (``phases/dataset.py``): the key exists
 size, the format's prediction or, for formats whose size depends on the encoded content (hdf5, csv,
 jpeg, png, parquet), the size in the empty marker object ``.dlio/sizes/{key}@{size}`` datagen writes
 after the file; every sidecar exists with its exact size. Files are written whole and atomically
-(``ObjectStore.put`` / a committed ``Writer``), sidecars first, then the file, then its marker, so a
-killed run leaves only files that ``auto`` recognises as missing or incomplete and rewrites.
+(``ObjectStore.put`` / a committed ``Writer``), sidecars first, then the file, then its markers, so a
+killed run leaves only files that ``auto`` recognises as missing or incomplete and rewrites. Beyond size,
+``auto`` checks sampled blocks of complete files against the digest marker datagen wrote with each file
+(``phases/dataset.py``: what is and isn't verified) and rewrites a damaged file.
+
+Every key a run puts (sidecars, files, markers) is in ``DatagenStats.written_keys``; with ``manifest``
+the run also keeps that list on the store (``.dlio/written/<run>.json``, rewritten every few seconds and
+at the end), so ``dataset.keep_files: false`` deletes exactly what this run wrote — never a file that was
+there before — and what a killed run wrote can still be found.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import time
@@ -25,7 +33,15 @@ from pytest_dlio.config.model import WorkloadConfig
 from pytest_dlio.errors import DlioError
 from pytest_dlio.formats import Encoded, get_format
 from pytest_dlio.layout import DataFile, dataset_files, files_for_rank
-from pytest_dlio.phases.dataset import MARKER_PREFIX, Listing, list_dataset, marker_key, not_enough_message
+from pytest_dlio.phases.dataset import (
+    Listing,
+    content_problems,
+    digest_key,
+    digest_of_parts,
+    list_dataset,
+    marker_key,
+    not_enough_message,
+)
 from pytest_dlio.randbytes import file_rng, new_nonce
 from pytest_dlio.ranks import Comm
 from pytest_dlio.storage.base import ObjectStore
@@ -34,6 +50,12 @@ MODES = ("auto", "always", "never")
 STREAM_ABOVE = 8 << 20  # multi-part files above this stream through a Writer (no join copy)
 MEMORY_BUDGET = 1 << 30  # encoded bytes in flight at once (bounds concurrency for huge files)
 PROGRESS_EVERY = 5.0  # seconds
+WRITTEN_PREFIX = ".dlio/written/"  # per-run manifests of the keys a run wrote
+
+
+def manifest_key(run_id: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
+    return f"{WRITTEN_PREFIX}{safe}.json"
 
 
 @dataclass(frozen=True)
@@ -47,6 +69,9 @@ class DatagenStats:
     bytes_written: int  # every byte put to storage: files and their sidecars
     write_latencies: tuple[float, ...]  # seconds per file written (sidecars, file, marker)
     wall_seconds: float
+    written_keys: tuple[str, ...] = ()  # every key this run put: sidecars, files, markers
+    manifest: str | None = None  # where the list of written keys is kept on the store (None: nowhere)
+    files_damaged: int = 0  # complete by size but damaged content, rewritten
 
     @property
     def mib_per_second(self) -> float:
@@ -75,8 +100,9 @@ def preflight(store: ObjectStore, todo: list[DataFile], listing: Listing) -> Non
                         "(--dlio-scale) or point --dlio-storage elsewhere")
 
 
-def _encode(f: DataFile, cfg: WorkloadConfig, nonce: int) -> Encoded:
-    return get_format(cfg.dataset.format).encode(f, cfg.dataset, file_rng(nonce, f.position))
+def _encode(f: DataFile, cfg: WorkloadConfig, nonce: int) -> tuple[Encoded, str]:
+    enc = get_format(cfg.dataset.format).encode(f, cfg.dataset, file_rng(nonce, f.position))
+    return enc, digest_of_parts(enc.parts, enc.size)
 
 
 def _coalesce(parts: list, target: int = 8 << 20) -> Iterator:
@@ -97,12 +123,17 @@ def _coalesce(parts: list, target: int = 8 << 20) -> Iterator:
         yield b"".join(batch)
 
 
-async def write_file(store: ObjectStore, f: DataFile, enc: Encoded, listing: Listing) -> int:
-    """Sidecars, then the file, then its size marker; returns bytes written."""
+async def write_file(store: ObjectStore, f: DataFile, enc: Encoded, listing: Listing,
+                     digest: str | None = None, wrote: list[str] | None = None) -> int:
+    """Sidecars, then the file, then its size and digest markers; returns bytes written. Each key put is
+    appended to ``wrote`` before the put starts (a killed put may have left it)."""
+    wrote = [] if wrote is None else wrote
     written = 0
     for key, data in enc.sidecars.items():
+        wrote.append(key)
         await store.put(key, data)
         written += len(data)
+    wrote.append(f.key)
     size = enc.size
     if len(enc.parts) > 1 and size > STREAM_ABOVE:
         async with await store.open_writer(f.key) as w:
@@ -114,8 +145,35 @@ async def write_file(store: ObjectStore, f: DataFile, enc: Encoded, listing: Lis
     if f.expected_size is None:
         for stale in listing.markers.get(f.key, set()) - {size}:
             await store.delete(marker_key(f.key, stale))
+        wrote.append(marker_key(f.key, size))
         await store.put(marker_key(f.key, size), b"")
+    if digest is not None:
+        for old in listing.digests.get(f.key, set()) - {digest}:
+            await store.delete(digest_key(f.key, old))
+        wrote.append(digest_key(f.key, digest))
+        await store.put(digest_key(f.key, digest), b"")
     return written
+
+
+class Manifest:
+    """The keys a run wrote, kept on the store at ``key`` (rewritten at most every ``every`` seconds)."""
+
+    def __init__(self, store: ObjectStore, key: str | None, every: float = PROGRESS_EVERY) -> None:
+        self.store, self.key, self.every = store, key, every
+        self.keys: list[str] = []
+        self._saved_at = -1.0
+        self._saved_len = -1
+
+    async def save(self, done: bool = False, force: bool = False) -> None:
+        if self.key is None or not self.keys or len(self.keys) == self._saved_len:
+            return
+        now = time.monotonic()
+        if not force and now - self._saved_at < self.every:
+            return
+        self._saved_at, self._saved_len = now, len(self.keys)
+        doc = {"writer": {"pid": os.getpid(), "host": os.uname().nodename}, "done": done,
+               "keys": sorted(set(self.keys))}
+        await self.store.put(self.key, json.dumps(doc).encode())
 
 
 def in_flight(cfg: WorkloadConfig, todo: list[DataFile]) -> int:
@@ -126,8 +184,10 @@ def in_flight(cfg: WorkloadConfig, todo: list[DataFile]) -> int:
 
 
 async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode: str = "auto",
-                   progress: Callable[[str], None] | None = None) -> DatagenStats:
-    """Write this rank's files of the dataset (see the module docstring for modes and resumption)."""
+                   progress: Callable[[str], None] | None = None, manifest: str | None = None,
+                   verify_data: bool = False) -> DatagenStats:
+    """Write this rank's files of the dataset (see the module docstring for modes, resumption, content
+    checks and the manifest of written keys; ``verify_data`` reads every complete file whole)."""
     _check_mode(mode)
     t0 = time.perf_counter()
     files = dataset_files(cfg)
@@ -140,6 +200,16 @@ async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode:
         todo: list[DataFile] = []
     else:
         todo = mine if mode == "always" else [f for f in mine if not listing.complete(f)]
+    damaged = 0
+    if mode == "auto":
+        skipped = set(f.key for f in todo)
+        bad = await content_problems(store, [f for f in mine if f.key not in skipped], listing,
+                                     cfg.dataset.format, full=verify_data)
+        damaged = len(bad)
+        if bad and progress is not None:
+            progress(f"{damaged} damaged files to rewrite, first {bad[0]}")
+        bad_keys = {p.key for p in bad}
+        todo = [f for f in mine if f.key in skipped or f.key in bad_keys]
     preflight(store, todo, listing)
 
     nonce = new_nonce()
@@ -149,14 +219,19 @@ async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode:
     last = [time.perf_counter()]
     queue = iter(todo)
     loop = asyncio.get_running_loop()
+    record = Manifest(store, manifest)
 
     async def worker(pool: ThreadPoolExecutor) -> None:
         for f in queue:
-            enc = await loop.run_in_executor(pool, _encode, f, cfg, nonce)
+            enc, digest = await loop.run_in_executor(pool, _encode, f, cfg, nonce)
             t = time.perf_counter()
+            if not record.keys:
+                record.keys.append(f.key)
+                await record.save(force=True)  # on the store before the first byte of data
             # await first, then add: ``totals["bytes"] += await …`` reads the total before the await and
             # loses the updates of every worker that finished meanwhile
-            written = await write_file(store, f, enc, listing)
+            written = await write_file(store, f, enc, listing, digest, record.keys)
+            await record.save()
             totals["bytes"] += written
             latencies.append(time.perf_counter() - t)
             totals["files"] += 1
@@ -170,23 +245,29 @@ async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode:
 
     workers = max(1, min(limit, len(todo)))
     with ThreadPoolExecutor(max_workers=min(workers, os.cpu_count() or 2), thread_name_prefix="dlio-gen") as pool:
-        await asyncio.gather(*(worker(pool) for _ in range(workers)))
+        ok = False
+        try:
+            await asyncio.gather(*(worker(pool) for _ in range(workers)))
+            ok = True
+        finally:
+            await asyncio.shield(record.save(done=ok, force=True))
     await comm.barrier()
     return DatagenStats(format=cfg.dataset.format, files_planned=len(mine), files_written=int(totals["files"]),
                         files_skipped=len(mine) - len(todo), bytes_written=int(totals["bytes"]),
-                        write_latencies=tuple(latencies), wall_seconds=time.perf_counter() - t0)
+                        write_latencies=tuple(latencies), wall_seconds=time.perf_counter() - t0,
+                        written_keys=tuple(dict.fromkeys(record.keys)),
+                        manifest=manifest if record.keys else None, files_damaged=damaged)
 
 
-async def cleanup(cfg: WorkloadConfig, store: ObjectStore, comm: Comm) -> int:
-    """Delete exactly this rank's generated files, sidecars and markers (``dataset.keep_files: false``)."""
-    files = files_for_rank(dataset_files(cfg), comm.rank, comm.size)
-    listing = await list_dataset(store, files)
+async def cleanup(store: ObjectStore, stats: DatagenStats | None, comm: Comm) -> int:
+    """``dataset.keep_files: false``: delete exactly the keys this run wrote (``stats.written_keys``) and
+    its manifest; a file that was there before the run, complete or not, is never touched."""
     deleted = 0
-    for f in files:
-        keys = [f.key, *f.sidecars] + [marker_key(f.key, s) for s in listing.markers.get(f.key, ())]
-        for k in keys:
-            if k in listing.sizes or k.startswith(MARKER_PREFIX):
-                await store.delete(k)
-                deleted += 1
+    if stats is not None:
+        for k in stats.written_keys:
+            await store.delete(k)
+            deleted += 1
+        if stats.manifest is not None:
+            await store.delete(stats.manifest)
     await comm.barrier()
     return deleted
