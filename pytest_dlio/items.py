@@ -5,7 +5,9 @@ record what it returns; the work itself is the engine's."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import signal
+import threading
+from collections.abc import Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -115,11 +117,37 @@ class SchemaItem(DlioItem):
             self.add_report_section("call", "dlio plan", "\n".join(plan_lines(wl.cfg, wl.settings.ranks)))
 
 
+def run_phase(coro: Coroutine[Any, Any, Any]) -> Any:
+    """``asyncio.run(coro)``, where SIGTERM cancels the phase — its writers abort, its stores close — and
+    then ends the session as Ctrl-C does (KeyboardInterrupt)."""
+    stopped: list[int] = []
+
+    async def main() -> Any:
+        loop, task = asyncio.get_running_loop(), asyncio.current_task()
+        hook = threading.current_thread() is threading.main_thread()
+        previous = signal.getsignal(signal.SIGTERM) if hook else None
+        if hook:
+            loop.add_signal_handler(signal.SIGTERM, lambda: (stopped.append(1), task and task.cancel()))
+        try:
+            return await coro
+        finally:
+            if hook:
+                loop.remove_signal_handler(signal.SIGTERM)
+                signal.signal(signal.SIGTERM, previous)
+
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError:
+        if stopped:
+            raise KeyboardInterrupt("SIGTERM") from None
+        raise
+
+
 class PhaseItem(DlioItem):
     """One engine phase (datagen, train, au, checkpoint_write, checkpoint_read) run on its own event loop."""
 
     def check(self) -> None:
-        self.record(asyncio.run(self.workload.run(self.name)))
+        self.record(run_phase(self.workload.run(self.name)))
 
     def record(self, result: PhaseResult) -> None:
         for key, value in result.properties:
