@@ -31,6 +31,7 @@ def settings_from(config: pytest.Config) -> RunSettings:
         verify=not opt("dlio_no_verify"),
         drop_caches=opt("dlio_drop_caches"),
         verify_data=opt("dlio_verify_data"),
+        max_bytes=opt("dlio_max_bytes"),
         storage_uri=opt("dlio_storage"),
     )
 

@@ -30,6 +30,7 @@ class RunSettings:
     drop_caches: bool = False
     storage_uri: str | None = None
     verify_data: bool = False  # datagen auto reads every complete file whole to check its content
+    max_bytes: int | None = None  # cap on a dataset / a run's checkpoints on any target (phases/capacity.py)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_root", Path(self.data_root).resolve())

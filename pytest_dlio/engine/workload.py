@@ -194,6 +194,8 @@ class Workload:
         # keep_files: false deletes what this run wrote, so the store keeps that list while it writes
         manifest = None if self.cfg.dataset.keep_files else manifest_key(self.run_id)
         async with await self.open_data() as store:
+            if self.settings.generate != "never":
+                self._check_fits("the dataset", store)
             stats = await generate(self.cfg, store, comm=self.comm, mode=self.settings.generate,
                                    progress=self.progress, manifest=manifest,
                                    verify_data=self.settings.verify_data)
@@ -232,6 +234,7 @@ class Workload:
 
         ck_comm, note = self.checkpoint_comm()
         async with await self.open_checkpoints() as ckstore:
+            self._check_fits("the checkpoints", ckstore, ck_comm)
             ckpt = Checkpointer(self.cfg, ckstore, comm=ck_comm)
             hooks = _TrainingCheckpoints(self.cfg, ckpt, self.cfg.steps_per_epoch(self.comm.size))
             run = await run_training(self.cfg, store, comm=self.comm, on_checkpoint=hooks.on_step,
@@ -258,6 +261,7 @@ class Workload:
         else:
             comm, note = self.checkpoint_comm()
             async with await self.open_checkpoints() as store:
+                self._check_fits("the checkpoints", store, comm)
                 stats = await write_checkpoints(self.cfg, store, comm=comm)
             self.saves = stats
         self._add_to_summary({"metric": stats.metric})
@@ -275,6 +279,17 @@ class Workload:
         self.loads = stats
         self._add_to_summary({"metric": stats.metric})
         return report.checkpoint_result("checkpoint_read", stats, (note,) if note else ())
+
+    def _check_fits(self, what: str, store: ObjectStore, comm: Comm | None = None) -> None:
+        """Refuse, before any write, a dataset or checkpoint plan the target can never hold."""
+        from pytest_dlio.phases import capacity
+
+        if what == "the dataset":
+            need = capacity.dataset_bytes(self.cfg)
+        else:
+            c = comm or self.comm
+            need = capacity.checkpoint_bytes(self.cfg, c.size, c.rank)
+        capacity.check_fits(f"{self.name}: {what}", need, store, self.settings.max_bytes)
 
     def _add_to_summary(self, part: dict[str, Any]) -> None:
         """Merge a phase's part into the in-memory summary and write summary.json from it (rank 0 only)."""
