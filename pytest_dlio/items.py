@@ -126,8 +126,13 @@ def run_phase(coro: Coroutine[Any, Any, Any]) -> Any:
         loop, task = asyncio.get_running_loop(), asyncio.current_task()
         hook = threading.current_thread() is threading.main_thread()
         previous = signal.getsignal(signal.SIGTERM) if hook else None
+        def stop() -> None:
+            stopped.append(signal.SIGTERM)
+            if task is not None:
+                task.cancel()
+
         if hook:
-            loop.add_signal_handler(signal.SIGTERM, lambda: (stopped.append(1), task and task.cancel()))
+            loop.add_signal_handler(signal.SIGTERM, stop)
         try:
             return await coro
         finally:

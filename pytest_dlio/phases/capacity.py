@@ -57,6 +57,7 @@ def _filesystem(root: Path) -> tuple[int, Path]:
 def limit(store: ObjectStore, max_bytes: int | None) -> tuple[int, str, str] | None:
     """(bytes the target can hold at most, why, how to go beyond), None when unbounded."""
     root = store.local_root
+    found: tuple[int, str, str] | None
     if root is not None:
         total, probe = _filesystem(root)
         found = (total, f"the filesystem of {probe} is {human(total)} in all", "point --dlio-storage elsewhere")
