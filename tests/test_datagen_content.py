@@ -115,3 +115,40 @@ def test_auto_reads_no_more_than_its_budget(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setattr(dataset.ObjectStore, "get_ranges", spy)
     assert gen(c, tmp_path).files_written == 0
     assert len(seen) == 3 and len(set(seen)) == 3
+
+
+GEN_ONLY = """
+model:
+  name: gen
+framework: pytorch
+workflow:
+  generate_data: true
+  train: false
+dataset:
+  data_folder: data/gen
+  format: npz
+  num_files_train: 3
+  num_files_eval: 0
+  record_length_bytes: 1048576
+"""
+
+
+def test_damage_is_reported_as_the_user_sees_it(pytester: pytest.Pytester) -> None:
+    from tests._junit import properties_by_name
+    from tests.conftest import run
+
+    pytester.makefile(".yaml", gen=GEN_ONLY)
+
+    def datagen(*args: str) -> dict[str, str]:
+        run(pytester, "--dlio-config", "gen.yaml", "--dlio-data-root", "root", "--junitxml=out.xml",
+            *args).assert_outcomes(passed=2)
+        return properties_by_name(pytester.path / "out.xml")["datagen"]
+
+    assert datagen()["datagen_files_written"] == "3"
+    victim = sorted((pytester.path / "root/data/gen/train").glob("*.npz"))[1]
+    size = victim.stat().st_size
+    flip(victim, sample_ranges(size)[0][1] + 10)  # outside the sampled blocks: only a whole read sees it
+    assert datagen()["datagen_files_damaged"] == "0"
+    props = datagen("--dlio-verify-data")
+    assert (props["datagen_files_damaged"], props["datagen_files_written"], props["datagen_files_skipped"]) == (
+        "1", "1", "2")

@@ -192,7 +192,7 @@ async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode:
     t0 = time.perf_counter()
     files = dataset_files(cfg)
     mine = files_for_rank(files, comm.rank, comm.size)
-    listing = await list_dataset(store, files)
+    listing = await list_dataset(store, files, digests=True)
     if mode == "never":
         msg = not_enough_message(files, listing, store.uri)
         if msg:

@@ -161,7 +161,7 @@ class Listing:
         return [p for p in map(self.problem, files) if p is not None]
 
 
-async def list_dataset(store: ObjectStore, files: list[DataFile]) -> Listing:
+async def list_dataset(store: ObjectStore, files: list[DataFile], *, digests: bool = False) -> Listing:
     """One listing per top-level prefix the dataset uses (a size request per key on a store that
     cannot list; markers are then unknown)."""
     keys = [f.key for f in files] + [s for f in files for s in f.sidecars]
@@ -175,7 +175,9 @@ async def list_dataset(store: ObjectStore, files: list[DataFile]) -> Listing:
 
         await asyncio.gather(*(one(k) for k in keys))
         return Listing(objects)
-    for p in sorted({k.split("/", 1)[0] + "/" for k in keys} | {MARKER_PREFIX, DIGEST_PREFIX}):
+    # digest markers only when asked (datagen): training judges by size and need not list them
+    extra = {MARKER_PREFIX, DIGEST_PREFIX} if digests else {MARKER_PREFIX}
+    for p in sorted({k.split("/", 1)[0] + "/" for k in keys} | extra):
         async for k, size in store.list(p):
             objects[k] = size
     return Listing(objects)
