@@ -167,6 +167,20 @@ def test_sigterm_mid_datagen_leaves_only_whole_files(tmp_path: Path) -> None:
     assert len(list(data.rglob("*.npz"))) == 40
 
 
+def test_sigkill_mid_datagen_leaves_a_manifest_naming_what_it_was_writing(tmp_path: Path) -> None:
+    data = tmp_path / "root/data/dg"
+    proc = start(tmp_path, "dg", DATAGEN, "--dlio-set", "dataset.keep_files=false",
+                 "--dlio-storage", f"file://{tmp_path}/root?bandwidth_mib_s=8")
+    wait_for(lambda: data.exists() and len(list(data.rglob("*.npz"))) >= 2, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    (manifest,) = (data / ".dlio/written").glob("dg-*.json")
+    doc = json.loads(manifest.read_text())
+    assert doc["done"] is False and doc["writer"]["pid"] == proc.pid
+    on_disk = {p.relative_to(data).as_posix() for p in data.rglob("*.npz")}
+    assert on_disk and on_disk <= set(doc["planned"]) and len(doc["planned"]) == 40
+
+
 # ---- the sweeps, on real names and real processes ----
 
 def name_for(pid: int, host: str | None = None, start: int | None = None) -> str:

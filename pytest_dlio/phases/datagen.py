@@ -13,9 +13,9 @@ killed run leaves only files that ``auto`` recognises as missing or incomplete a
 (``phases/dataset.py``: what is and isn't verified) and rewrites a damaged file.
 
 Every key a run puts (sidecars, files, markers) is in ``DatagenStats.written_keys``; with ``manifest``
-the run also keeps that list on the store (``.dlio/written/<run>.json``, rewritten every few seconds and
-at the end), so ``dataset.keep_files: false`` deletes exactly what this run wrote — never a file that was
-there before — and what a killed run wrote can still be found.
+the run also keeps a list on the store (``.dlio/written/<run>.json``: before writing, the files it is
+going to write; at the end, the keys it wrote), so ``dataset.keep_files: false`` deletes exactly what
+this run wrote — never a file that was there before — and what a killed run wrote can still be found.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ from pytest_dlio.errors import DlioError
 from pytest_dlio.formats import Encoded, get_format
 from pytest_dlio.layout import DataFile, dataset_files, files_for_rank
 from pytest_dlio.phases.dataset import (
+    DIGEST_PREFIX,
+    MARKER_PREFIX,
     Listing,
     content_problems,
     digest_key,
@@ -156,24 +158,28 @@ async def write_file(store: ObjectStore, f: DataFile, enc: Encoded, listing: Lis
 
 
 class Manifest:
-    """The keys a run wrote, kept on the store at ``key`` (rewritten at most every ``every`` seconds)."""
+    """The keys a run writes, kept on the store at ``key``: before the first write, every file the run is
+    going to write (its ``planned`` files and sidecars; their markers are ``.dlio/sizes/{key}@*`` and
+    ``.dlio/digests/{key}@*``), so a killed run's list is complete; at the end, exactly what it wrote."""
 
-    def __init__(self, store: ObjectStore, key: str | None, every: float = PROGRESS_EVERY) -> None:
-        self.store, self.key, self.every = store, key, every
-        self.keys: list[str] = []
-        self._saved_at = -1.0
-        self._saved_len = -1
+    def __init__(self, store: ObjectStore, key: str | None) -> None:
+        self.store, self.key = store, key
+        self.keys: list[str] = []  # in memory, as written
 
-    async def save(self, done: bool = False, force: bool = False) -> None:
-        if self.key is None or not self.keys or len(self.keys) == self._saved_len:
-            return
-        now = time.monotonic()
-        if not force and now - self._saved_at < self.every:
-            return
-        self._saved_at, self._saved_len = now, len(self.keys)
-        doc = {"writer": {"pid": os.getpid(), "host": os.uname().nodename}, "done": done,
-               "keys": sorted(set(self.keys))}
-        await self.store.put(self.key, json.dumps(doc).encode())
+    async def _put(self, doc: dict[str, object]) -> None:
+        if self.key is not None:
+            doc = {"writer": {"pid": os.getpid(), "host": os.uname().nodename}, **doc}
+            await self.store.put(self.key, json.dumps(doc).encode())
+
+    async def plan(self, todo: list[DataFile]) -> None:
+        if todo:
+            planned = sorted({k for f in todo for k in (f.key, *f.sidecars)})
+            await self._put({"done": False, "planned": planned,
+                             "markers": [f"{MARKER_PREFIX}{{key}}@*", f"{DIGEST_PREFIX}{{key}}@*"]})
+
+    async def finish(self, ok: bool) -> None:
+        if self.keys:
+            await self._put({"done": ok, "keys": sorted(set(self.keys))})
 
 
 def in_flight(cfg: WorkloadConfig, todo: list[DataFile]) -> int:
@@ -220,18 +226,15 @@ async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode:
     queue = iter(todo)
     loop = asyncio.get_running_loop()
     record = Manifest(store, manifest)
+    await record.plan(todo)  # on the store before the first byte of data
 
     async def worker(pool: ThreadPoolExecutor) -> None:
         for f in queue:
             enc, digest = await loop.run_in_executor(pool, _encode, f, cfg, nonce)
             t = time.perf_counter()
-            if not record.keys:
-                record.keys.append(f.key)
-                await record.save(force=True)  # on the store before the first byte of data
             # await first, then add: ``totals["bytes"] += await …`` reads the total before the await and
             # loses the updates of every worker that finished meanwhile
             written = await write_file(store, f, enc, listing, digest, record.keys)
-            await record.save()
             totals["bytes"] += written
             latencies.append(time.perf_counter() - t)
             totals["files"] += 1
@@ -250,13 +253,13 @@ async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode:
             await asyncio.gather(*(worker(pool) for _ in range(workers)))
             ok = True
         finally:
-            await asyncio.shield(record.save(done=ok, force=True))
+            await asyncio.shield(record.finish(ok))
     await comm.barrier()
     return DatagenStats(format=cfg.dataset.format, files_planned=len(mine), files_written=int(totals["files"]),
                         files_skipped=len(mine) - len(todo), bytes_written=int(totals["bytes"]),
                         write_latencies=tuple(latencies), wall_seconds=time.perf_counter() - t0,
                         written_keys=tuple(dict.fromkeys(record.keys)),
-                        manifest=manifest if record.keys else None, files_damaged=damaged)
+                        manifest=manifest if todo else None, files_damaged=damaged)
 
 
 async def cleanup(store: ObjectStore, stats: DatagenStats | None, comm: Comm) -> int:
