@@ -16,6 +16,8 @@ from pytest_dlio.errors import ConfigError, DlioError
 
 if TYPE_CHECKING:
     from pytest_dlio.engine.workload import Workload
+    from pytest_dlio.gating.datasize import Datasize
+    from pytest_dlio.gating.rules import Context
     from pytest_dlio.report.results import PhaseResult
     from pytest_dlio.session import DlioSession
 
@@ -31,11 +33,13 @@ class WorkloadFile(pytest.File):
         self.failed: list[str] = []  # names of items that failed, so later ones skip with a reason
 
     def collect(self) -> Iterator[pytest.Item]:
+        from pytest_dlio.engine.naming import workload_name
         from pytest_dlio.engine.workload import Workload
 
         st = self.state
         try:
             self.workload = Workload.load(self.path, st.settings, st.storage(),
+                                          name=workload_name(self.path, self.config.rootpath),
                                           progress=st.progress(f"{self.path.name}"))
         except ConfigError as exc:
             self.error = exc
@@ -44,10 +48,12 @@ class WorkloadFile(pytest.File):
                                      "pytest-dlio bug, please report it (--dlio-full-trace shows where)")
             self.error.__cause__ = exc
         yield SchemaItem.from_parent(self, name="schema")
-        if self.workload is None or st.plan_only:
+        if self.workload is None:
             return
-        for phase in self.workload.phases:
-            yield PhaseItem.from_parent(self, name=phase.name, needs=("schema", *phase.needs))
+        if not st.plan_only:
+            for phase in self.workload.phases:
+                yield PhaseItem.from_parent(self, name=phase.name, needs=("schema", *phase.needs))
+        yield from gating_items(self)
 
 
 class DlioItem(pytest.Item):
@@ -103,6 +109,7 @@ class SchemaItem(DlioItem):
             self.user_properties.append(("scale", src.scale))
         lines = [f"dialect: {src.dialect}"] + [f"note: {n}" for n in src.notes]
         self.add_report_section("call", "dlio", "\n".join(lines))
+        self.record_identity()
         problems = wl.problems()
         if problems:
             raise ConfigError(problems)
@@ -114,7 +121,15 @@ class SchemaItem(DlioItem):
         if st.plan_only:
             from pytest_dlio.checkpointing.plan import plan_lines
 
-            self.add_report_section("call", "dlio plan", "\n".join(plan_lines(wl.cfg, wl.settings.ranks)))
+            lines = plan_lines(wl.cfg, wl.settings.ranks) + gating_plan_lines(self.parent)
+            self.add_report_section("call", "dlio plan", "\n".join(lines))
+
+    def record_identity(self) -> None:
+        """What this workload's results are (version, config hash, scale, ranks, hosts, storage): JUnit
+        properties on the schema item, the same as summary.json's ``pytest_dlio.run``."""
+        ident = self.workload.identity(start_emulators=not self.parent.state.plan_only)
+        self.user_properties.append(("workload", self.workload.name))
+        self.user_properties.extend(ident.properties())
 
 
 def run_phase(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -161,3 +176,109 @@ class PhaseItem(DlioItem):
             self.add_report_section("call", "dlio", "\n".join(result.lines))
         if result.failure:
             raise DlioError(result.failure)
+
+
+# ---- gating items (pytest_dlio.gating does the work): stability, regression, mlperf_rules ----
+def gating_items(parent: WorkloadFile) -> Iterator[pytest.Item]:
+    """The items --dlio-runs, --dlio-compare and --dlio-mlperf add after a workload's phases."""
+    if parent.state.plan_only:  # nothing runs: only the rules can be judged
+        if parent.config.getoption("dlio_mlperf"):
+            yield MlperfRulesItem.from_parent(parent, name="mlperf_rules", needs=("schema",))
+        return
+    measured = tuple(p.name for p in parent.workload.phases if p.name != "au") if parent.workload else ()
+    if parent.config.getoption("dlio_runs") > 1:
+        yield StabilityItem.from_parent(parent, name="stability", needs=("schema", *measured))
+    if parent.config.getoption("dlio_compare"):
+        yield RegressionItem.from_parent(parent, name="regression", needs=("schema", *measured))
+    if parent.config.getoption("dlio_mlperf"):
+        yield MlperfRulesItem.from_parent(parent, name="mlperf_rules", needs=("schema",))
+
+
+def mlperf_context(parent: WorkloadFile) -> Context:
+    """What the MLPerf rules judge besides the config: division, overrides, cluster, runs, measured AU."""
+    from pytest_dlio.config.load import parse_override
+    from pytest_dlio.gating.rules import Context
+    from pytest_dlio.report.dlio_json import host_memory_gb
+
+    opt, wl = parent.config.getoption, parent.workload
+    assert wl is not None
+    au = wl.results["au"].value("train_au_mean_percentage") if "au" in wl.results else None
+    return Context(division=opt("dlio_mlperf") or "closed",
+                   overrides=tuple(".".join(parse_override(o)[0]) for o in wl.settings.overrides),
+                   accelerators=wl.settings.ranks, hosts=opt("dlio_hosts"),
+                   memory_gib_per_host=opt("dlio_host_memory_gb") or host_memory_gb(),
+                   runs=wl.settings.runs, warmup=wl.settings.warmup, drop_caches=wl.settings.drop_caches,
+                   measured_au_percentage=float(au) if isinstance(au, int | float) else None)
+
+
+def mlperf_datasize(parent: WorkloadFile) -> Datasize | None:
+    """How many training files MLPerf requires for this workload on this cluster (None: not training)."""
+    from pytest_dlio.gating.datasize import required_files
+
+    wl = parent.workload
+    if wl is None or not wl.cfg.workflow.train or wl.cfg.checkpoint_only:
+        return None
+    ctx = mlperf_context(parent)
+    return required_files(wl.cfg, accelerators=ctx.accelerators, hosts=ctx.hosts,
+                          memory_gib_per_host=ctx.memory_gib_per_host)
+
+
+def gating_plan_lines(parent: WorkloadFile) -> list[str]:
+    """The --dlio-plan line saying how many training files MLPerf requires on this cluster."""
+    size = mlperf_datasize(parent)
+    return [size.line()] if size is not None else []
+
+
+class RegressionItem(DlioItem):
+    """Fails when a figure got worse than --dlio-fail-on allows against the --dlio-compare baseline."""
+
+    def check(self) -> None:
+        from pytest_dlio.gating.compare import DEFAULT_FAIL_ON, against_baseline
+
+        path, doc = self.parent.state.baseline()
+        wl, opt = self.workload, self.config.getoption
+        figures = {k: v for result in wl.results.values() for k, v in result.properties}
+        result = against_baseline(doc, str(path), wl.name, wl.identity().as_dict(), figures,
+                                  opt("dlio_fail_on") or DEFAULT_FAIL_ON, explicit=bool(opt("dlio_fail_on")),
+                                  force=opt("dlio_compare_force"))
+        self.add_report_section("call", "dlio", "\n".join(result.lines))
+        self.user_properties.append(("regressions", len(result.failures)))
+        if result.failures:
+            raise DlioError(f"regression against baseline {doc.get('name')!r}: " + "; ".join(result.failures))
+
+
+class StabilityItem(DlioItem):
+    """Fails when a headline figure varies more across --dlio-runs than MLPerf allows (5 %)."""
+
+    def check(self) -> None:
+        from pytest_dlio.gating.stats import HEADLINE, STABILITY_LIMIT_PERCENT, unstable
+
+        problems: list[str] = []
+        for result in self.workload.results.values():
+            props = dict(result.properties)
+            problems += unstable(props)
+            for name in HEADLINE:
+                if f"{name}_cov" in props:
+                    self.user_properties.append((f"{name}_cov", props[f"{name}_cov"]))
+        self.user_properties.append(("stability_limit_percent", STABILITY_LIMIT_PERCENT))
+        if problems:
+            raise DlioError("not stable: " + "; ".join(problems))
+
+
+class MlperfRulesItem(DlioItem):
+    """Fails when the run would not be a valid MLPerf Storage run in the --dlio-mlperf division."""
+
+    def check(self) -> None:
+        from pytest_dlio.gating.rules import check
+
+        ctx = mlperf_context(self.parent)
+        found = check(self.workload.cfg, ctx)
+        self.user_properties.append(("mlperf_division", ctx.division))
+        self.user_properties.append(("mlperf_violations", len(found)))
+        size = mlperf_datasize(self.parent)
+        if size is not None:
+            self.user_properties.append(("mlperf_required_files_train", size.files))
+            self.add_report_section("call", "dlio", size.line())
+        if found:
+            raise DlioError(f"not a valid MLPerf Storage {ctx.division.upper()} run ({len(found)} rule(s)):\n"
+                            + "\n".join(f"  {v}" for v in found))

@@ -78,11 +78,85 @@ def parse_show_config(value: str) -> str:
     return value
 
 
+# ---- gating (baselines, repeated runs, MLPerf rules, results tree) ----
+def parse_baseline(value: str) -> str:
+    from pytest_dlio.gating.baseline import check_name
+
+    try:
+        return check_name(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_fail_on(value: str) -> Any:
+    from pytest_dlio.gating.compare import parse_fail_on as parse
+
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_division(value: str) -> str:
+    if value not in ("closed", "open"):
+        raise argparse.ArgumentTypeError(f"expected closed or open, got {value!r}")
+    return value
+
+
+def parse_memory_gib(value: str) -> float:
+    try:
+        gib = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected GiB of memory per host, e.g. 256, got {value!r}") from None
+    if not 0 < gib < 2**20:
+        raise argparse.ArgumentTypeError(f"expected GiB of memory per host in (0, 1048576), got {value!r}")
+    return gib
+
+
+def add_gating_options(addoption: Callable[..., Any]) -> None:
+    """Options of pytest_dlio.gating: baselines and regression items."""
+    addoption("--dlio-save", default=None, type=parse_baseline, metavar="NAME",
+              help="save every figure of this run, with machine info, version, config hash, scale, ranks and "
+                   "storage, as baseline NAME (<data root>/baselines/NAME.json; a path ending in .json is used "
+                   "as given).")
+    addoption("--dlio-compare", default=None, type=parse_baseline, metavar="NAME",
+              help="compare with baseline NAME: adds a 'regression' item per workload that fails when a figure "
+                   "got worse than --dlio-fail-on allows.")
+    addoption("--dlio-fail-on", action="append", default=[], type=parse_fail_on, metavar="METRIC:LIMIT",
+              help="how much METRIC may get worse than the baseline: METRIC:-10%% (percent) or METRIC:+2 "
+                   "(absolute); direction from the metric (lower throughput/AU, higher latency are worse). "
+                   "Repeatable. Default: AU -5%%, samples/s -10%%, checkpoint GB/s -10%%, read p99 +20%%.")
+    addoption("--dlio-runs", default=1, type=parse_ranks, metavar="N",
+              help="run each workload's measured phases (train, checkpoint write/read) N times, a new seed each "
+                   "run; figures become the mean, with _stdev and _cov (percent), and a 'stability' item fails "
+                   "when a headline figure varies more than 5 %% (MLPerf's limit). MLPerf: --dlio-runs 5 "
+                   "--dlio-warmup.")
+    addoption("--dlio-warmup", action="store_true", default=False,
+              help="run the measured phases once more first, unscored (MLPerf's warm-up run).")
+    addoption("--dlio-mlperf", default=None, type=parse_division, metavar="closed|open",
+              help="add an 'mlperf_rules' item per workload that fails, naming rule, value and fix, when the run "
+                   "would not be a valid MLPerf Storage v3.0 run in that division (overrides, dataset >= 5 x "
+                   "memory and 500 steps, AU, runs, checkpoint ranks/counts/fsync/cache).")
+    addoption("--dlio-hosts", default=1, type=parse_ranks, metavar="N",
+              help="client hosts the MLPerf rules and datasize assume (default 1: this host).")
+    addoption("--dlio-host-memory-gb", default=None, type=parse_memory_gib, metavar="GIB",
+              help="memory per client host for the MLPerf rules and datasize (default: this host's).")
+    addoption("--dlio-results-dir", default=None, metavar="DIR",
+              help="lay runs out as mlpstorage does: DIR/training/<model>/run/<YYYYMMDD_HHMMSS>/ and "
+                   "DIR/checkpointing/<model>/<ts>/, each with summary.json, per-rank files and "
+                   "dlio_config/{config,overrides}.yaml (one folder per --dlio-runs run).")
+    addoption("--dlio-compare-force", action="store_true", default=False,
+              help="compare even when the baseline's config hash, scale, ranks or hosts differ from this run's.")
+
+
 def add_dlio_options(addoption: Callable[..., Any], addini: Callable[..., Any] | None = None) -> None:
-    """Register every ``--dlio-*`` option (reusable by a future standalone CLI)."""
-    addoption("--dlio-config", action="append", default=[], metavar="PATH",
-              help="DLIO workload YAML, a folder of them (recursively) or a glob; repeatable. "
+    """Register every ``--dlio-*`` option with pytest (``addoption``/``addini`` of the ``dlio`` group)."""
+    addoption("--dlio-config", action="append", default=[], metavar="PATH|NAME",
+              help="DLIO workload YAML, a folder of them (recursively) or a glob, or a shipped workload name "
+                   "(mlperf-v3.0/unet3d_h100, a set such as mlperf-v3.0, or a glob over names); repeatable. "
                    "When given, only these configs are collected.")
+    addoption("--dlio-list-configs", action="store_true", default=False,
+              help="list the shipped workload sets and names (for --dlio-config) and exit.")
     addoption("--dlio-set", action="append", default=[], metavar="KEY=VALUE",
               help="override a config key, e.g. dataset.num_files_train=16 or DLIO's "
                    "++workload.dataset.num_files_train=16; the value is a YAML scalar. Repeatable.")
@@ -120,6 +194,7 @@ def add_dlio_options(addoption: Callable[..., Any], addini: Callable[..., Any] |
               help="drop the page cache between checkpoint write and read (needs root).")
     addoption("--dlio-full-trace", action="store_true", default=False,
               help="show full Python tracebacks for pytest-dlio errors (for debugging the plugin).")
+    add_gating_options(addoption)
     if addini is not None:
         addini("dlio_configs", type="paths", default=[],
                help="DLIO workload YAMLs/folders to collect (used when --dlio-config is not given).")

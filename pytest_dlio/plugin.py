@@ -34,11 +34,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_dlio_options(group.addoption, parser.addini)
 
 
-def _expand(spec: str) -> list[str]:
+def _expand(spec: str) -> tuple[list[str], bool]:
+    """The YAMLs/folders ``spec`` names: a path, folder or glob on disk wins; else a shipped workload name
+    (``mlperf-v3.0/unet3d_h100``). The flag says the paths came from the shipped catalog."""
     matches = sorted(glob.glob(spec, recursive=True)) if any(c in spec for c in "*?[") else [spec]
-    if not matches or not all(Path(m).exists() for m in matches):
-        raise pytest.UsageError(f"--dlio-config {spec}: no such file, folder or glob match")
-    return matches
+    if matches and all(Path(m).exists() for m in matches):
+        return matches, False
+    from pytest_dlio import workloads
+
+    try:
+        return [str(p) for p in workloads.resolve(spec)], True
+    except workloads.UnknownWorkload as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+@pytest.hookimpl
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if config.getoption("dlio_list_configs"):
+        from pytest_dlio import workloads
+
+        print("\n".join(workloads.listing()))
+        return 0
+    return None
 
 
 # tryfirst: the config paths must replace the command-line targets before pytest reads them.
@@ -46,7 +63,12 @@ def _expand(spec: str) -> list[str]:
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
     specs = early_config.known_args_namespace.dlio_config or []
     if specs:
-        paths = [p for spec in specs for p in _expand(spec)]
+        from pytest_dlio.workloads import ROOT
+
+        # Shipped names are collected from the catalog's root (only the named files are targets), so their
+        # node ids read `mlperf_storage_v3.0/unet3d_h100.yaml::train` even with the package outside rootdir.
+        expanded = [_expand(spec) for spec in specs]
+        paths = list(dict.fromkeys(str(ROOT) if named else p for found, named in expanded for p in found))
         positional = set(early_config.known_args_namespace.file_or_dir or [])
         args[:] = [a for a in args if a not in positional] + paths
 
@@ -56,7 +78,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from pytest_dlio.session import STASH_KEY, DlioSession
 
     specs = config.getoption("dlio_config") or []
-    targets = [Path(p).resolve() for s in specs for p in _expand(s)]
+    targets = [Path(p).resolve() for s in specs for p in _expand(s)[0]]
     if not specs and not config.args_source == pytest.Config.ArgsSource.ARGS:
         targets = [Path(p).resolve() for p in config.getini("dlio_configs")]
         config.args.extend(str(t) for t in targets)
@@ -117,6 +139,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     state = config.stash.get(STASH_KEY, None)
     if state is not None:
         write_summary(terminalreporter, state.summary_lines(), state.rows)
+        for line in state.notes:  # gating: e.g. where a baseline was saved
+            terminalreporter.write_line(line)
 
 
 # optionalhook: pytest-xdist may be absent. A workload's items (schema → datagen → train → au → checkpoint)
@@ -132,12 +156,16 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 @pytest.hookimpl
 def pytest_report_header(config: pytest.Config) -> list[str]:
+    from pytest_dlio import __version__
     from pytest_dlio.session import STASH_KEY
 
     state = config.stash.get(STASH_KEY, None)
-    if state is None or not config.stash.get(_TARGETS, []):
-        return []
-    lines = [f"dlio output: {state.output_root}"]
-    if state.scale is not None:
-        lines.append(f"dlio scale: {state.scale} (workloads shrunk; every report says by how much)")
+    targets = config.stash.get(_TARGETS, [])
+    if not targets and not config.getoption("dlio_storage"):
+        return []  # only sessions that use pytest-dlio get its lines
+    lines = [f"pytest-dlio {__version__}"]
+    if state is not None and targets:
+        lines.append(f"dlio output: {state.output_root}")
+        if state.scale is not None:
+            lines.append(f"dlio scale: {state.scale} (workloads shrunk; every report says by how much)")
     return lines

@@ -91,7 +91,7 @@ def _xor_blocks(out: np.ndarray, rng: np.random.Generator) -> None:
     """Each row of ``out`` (nblocks, 512 words) = a pool block XOR a fresh random 64-bit key."""
     pool = _pool()
     size, nblocks = pool.shape[0], out.shape[0]
-    keys = rng.integers(0, np.iinfo(np.uint64).max, size=nblocks, dtype=np.uint64, endpoint=True)
+    keys = np.asarray(rng.integers(0, np.iinfo(np.uint64).max, size=nblocks, dtype=np.uint64, endpoint=True))
     k, start = 0, int(rng.integers(0, size))
     while k < nblocks:
         s = (start + k) % size

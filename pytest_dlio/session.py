@@ -33,7 +33,22 @@ def settings_from(config: pytest.Config) -> RunSettings:
         verify_data=opt("dlio_verify_data"),
         max_bytes=opt("dlio_max_bytes"),
         storage_uri=opt("dlio_storage"),
+        runs=opt("dlio_runs"),  # gating: repeated runs
+        warmup=opt("dlio_warmup"),
+        results_dir=Path(opt("dlio_results_dir")).resolve() if opt("dlio_results_dir") else None,
     )
+
+
+def check_gating_options(config: pytest.Config) -> None:
+    """Options that mean nothing alone are usage errors, not silently ignored."""
+    opt = config.getoption
+    if opt("dlio_save") and opt("dlio_plan"):
+        raise pytest.UsageError("--dlio-save with --dlio-plan would save a baseline without figures; run the "
+                                "workloads to save one")
+    if not opt("dlio_compare"):
+        for name, given in (("--dlio-fail-on", opt("dlio_fail_on")), ("--dlio-compare-force", opt("dlio_compare_force"))):
+            if given:
+                raise pytest.UsageError(f"{name} needs --dlio-compare NAME (the baseline to compare with)")
 
 
 class DlioSession:
@@ -41,11 +56,13 @@ class DlioSession:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        check_gating_options(config)
         self.settings = settings_from(config)
         self.show_config: str | None = config.getoption("dlio_show_config")
         self.plan_only: bool = config.getoption("dlio_plan")
         self.rows: list[dict[str, Any]] = []  # terminal summary rows, filled from reports (xdist-safe)
         self.texts: list[tuple[str, str, str]] = []  # (nodeid, title, text) for config/plan sections
+        self.notes: list[str] = []  # lines for the end of the terminal summary (e.g. baseline saved)
 
     @property
     def output_root(self) -> Path:
@@ -70,7 +87,52 @@ class DlioSession:
 
         return say
 
+    # ---- gating: the --dlio-compare baseline (read once per process), --dlio-save (controller) ----
+    def baseline(self) -> tuple[Path, dict[str, Any]]:
+        """The --dlio-compare baseline's path and document; DlioError (each time asked) when unreadable."""
+        from pytest_dlio.errors import DlioError
+        from pytest_dlio.gating.baseline import baseline_path, load
+
+        if not hasattr(self, "_baseline"):
+            path = baseline_path(self.config.getoption("dlio_compare"), self.settings.data_root)
+            try:
+                self._baseline: tuple[Path, dict[str, Any]] | DlioError = (path, load(path))
+            except DlioError as exc:
+                self._baseline = exc
+        if isinstance(self._baseline, DlioError):
+            raise self._baseline
+        return self._baseline
+
+    @pytest.hookimpl
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        name = self.config.getoption("dlio_save")
+        if not name or hasattr(self.config, "workerinput"):
+            return  # under xdist the controller saves, from the reports every worker sent
+        from pytest_dlio.gating.baseline import baseline_path, build, save, workloads_from_rows
+
+        workloads = workloads_from_rows(self.rows)
+        path = save(baseline_path(name, self.settings.data_root), build(name, workloads))
+        failed = sum(1 for w in workloads.values() for outcome in w["items"].values() if outcome == "failed")
+        self.notes.append(f"dlio baseline {name!r} saved: {path} ({len(workloads)} workloads"
+                          + (f"; {failed} item(s) failed — their figures are saved as measured)" if failed else ")"))
+
     # ---- reporting (controller side; fed from reports so it works under xdist) ----
+    @pytest.hookimpl
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """Session-level JUnit properties: which pytest-dlio, storage and scale produced this report."""
+        from _pytest.junitxml import xml_key
+
+        from pytest_dlio import __version__
+        from pytest_dlio.report.identity import public_uri
+
+        xml = self.config.stash.get(xml_key, None)
+        if xml is None or hasattr(self.config, "workerinput"):
+            return
+        xml.add_global_property("pytest_dlio_version", __version__)
+        xml.add_global_property("dlio_storage", public_uri(self.settings.storage_uri or "from each config"))
+        xml.add_global_property("dlio_scale", str(self.settings.scale or 1.0))
+        xml.add_global_property("dlio_ranks", self.settings.ranks)
+
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call":

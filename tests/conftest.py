@@ -10,7 +10,7 @@ import numpy  # noqa: F401
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = ROOT / "mlcommons_configs"
+CONFIGS = ROOT / "pytest_dlio" / "workloads"
 BAD = ROOT / "fixtures" / "bad_configs"
 
 

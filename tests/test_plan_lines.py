@@ -19,7 +19,7 @@ from pytest_dlio.config.model import (
     WorkloadConfig,
 )
 
-V3 = Path(__file__).resolve().parent.parent / "mlcommons_configs" / "mlperf_storage_v3.0"
+V3 = Path(__file__).resolve().parent.parent / "pytest_dlio" / "workloads" / "mlperf_storage_v3.0"
 
 
 @pytest.mark.parametrize(("name", "ranks", "gib", "params"), [

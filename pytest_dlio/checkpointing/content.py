@@ -47,9 +47,9 @@ class ChunkSource:
             pattern = self._ones.get(dtype)
             if pattern is None:
                 pattern = self._ones[dtype] = ones_pattern(dtype, self.chunk)
-            return memoryview(pattern)[:nbytes]
+            return pattern.data[:nbytes]  # 1-D uint8: a byte-addressed view
         np.bitwise_xor(self._base, np.uint64((n * _GOLDEN) & _MASK), out=self._words)
-        return memoryview(self._buf)[:nbytes]
+        return self._buf.data[:nbytes]
 
     def next(self, nbytes: int, dtype: str = "int8") -> memoryview:
         """The next chunk of content (at most one chunk of bytes)."""

@@ -109,7 +109,7 @@ def _build(cls: type, data: dict[str, Any], path: Path_) -> Any:
         elif sub == ("dataset", "parquet", "columns"):
             kwargs[f.name] = tuple(model.ParquetColumn(**c) for c in value)
         elif target is not None:
-            kwargs[f.name] = _build(target, value or {}, sub)
+            kwargs[f.name] = _build(typing.cast(type, target), value or {}, sub)
         elif isinstance(value, list):
             kwargs[f.name] = tuple(value)
         elif hint is float or "float" in str(hint):

@@ -49,7 +49,8 @@ def _custom_loader_sampler(cfg: WorkloadConfig, given: set[tuple[str, ...]]) -> 
 
 @rule
 def _parallelism(cfg: WorkloadConfig, given: set[tuple[str, ...]]) -> list[Problem]:
-    m, par, out = cfg.model, cfg.model.parallelism, []
+    m, par = cfg.model, cfg.model.parallelism
+    out: list[Problem] = []
     if 0 < m.num_layers < par.pipeline:
         out.append((("model", "num_layers"), f"model.num_layers: {m.num_layers} must be ≥ "
                     f"model.parallelism.pipeline ({par.pipeline}): every pipeline stage needs a layer"))
@@ -68,7 +69,8 @@ def _parallelism(cfg: WorkloadConfig, given: set[tuple[str, ...]]) -> list[Probl
 
 @rule
 def _checkpoint_counts(cfg: WorkloadConfig, given: set[tuple[str, ...]]) -> list[Problem]:
-    ck, out = cfg.checkpoint, []
+    ck = cfg.checkpoint
+    out: list[Problem] = []
     if ck.num_checkpoints_write > 0 and ck.num_checkpoints_read > ck.num_checkpoints_write:
         out.append((("checkpoint", "num_checkpoints_read"), f"checkpoint.num_checkpoints_read: "
                     f"{ck.num_checkpoints_read} cannot be larger than num_checkpoints_write "
@@ -88,7 +90,8 @@ def _checkpoint_counts(cfg: WorkloadConfig, given: set[tuple[str, ...]]) -> list
 
 @rule
 def _record_dims(cfg: WorkloadConfig, given: set[tuple[str, ...]]) -> list[Problem]:
-    ds, out = cfg.dataset, []
+    ds = cfg.dataset
+    out: list[Problem] = []
     if ds.record_dims and ds.format == "hdf5" and ds.record_dims[0] % ds.hdf5.num_dset_per_record:
         out.append((("dataset", "hdf5", "num_dset_per_record"), f"dataset.hdf5.num_dset_per_record: "
                     f"{ds.hdf5.num_dset_per_record} must divide record_dims[0] ({ds.record_dims[0]})"))
@@ -107,7 +110,8 @@ def _record_dims(cfg: WorkloadConfig, given: set[tuple[str, ...]]) -> list[Probl
 
 @rule
 def _formats(cfg: WorkloadConfig, given: set[tuple[str, ...]]) -> list[Problem]:
-    ds, out = cfg.dataset, []
+    ds = cfg.dataset
+    out: list[Problem] = []
     if ds.format == "hdf5_opt":
         out.append((("dataset", "format"), "dataset.format: hdf5_opt has no generator or reader in DLIO; "
                     "use hdf5"))
@@ -127,7 +131,8 @@ def _formats(cfg: WorkloadConfig, given: set[tuple[str, ...]]) -> list[Problem]:
 def _enough_to_train(cfg: WorkloadConfig, given: set[tuple[str, ...]]) -> list[Problem]:
     if not cfg.workflow.train:
         return []
-    ds, out = cfg.dataset, []
+    ds = cfg.dataset
+    out: list[Problem] = []
     if not any(p[0] == "dataset" for p in given):
         return [(("workflow", "train"), "workflow.train: true but the config has no dataset section (DLIO "
                  "would silently train on its defaults: 8 tfrecord files of 64 KiB); add one, or set "

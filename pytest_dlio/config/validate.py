@@ -150,7 +150,7 @@ def _message(err: Any, marks: Marks) -> tuple[Path_, str]:
         return path, f"{dotted}: unknown key{_suggest(path)}"
     if rule == "type":
         kinds = constraint if isinstance(constraint, list) else [constraint]
-        want = " or ".join(_TYPE_WORDS.get(k, k) for k in kinds)
+        want = " or ".join(str(_TYPE_WORDS.get(k, k)) for k in kinds)
         allowed = (sub_schema(path[:-1]) or {}).get(path[-1], {}).get("allowed")
         if allowed and all(isinstance(a, str) for a in allowed):
             want = "one of " + ", ".join(allowed)

@@ -9,11 +9,27 @@ from pytest_dlio.config.load import load
 from pytest_dlio.config.model import WorkloadConfig
 from pytest_dlio.config.scale import factor_for, scale_config
 from pytest_dlio.engine.settings import SCALE_PRESETS, RunSettings
+from pytest_dlio.errors import DlioError
+
+
+def workload_path(spec: str | Path) -> Path:
+    """A path on disk, else a shipped workload's name (``dlio/unet3d_h100``, ``mlperf-v3.0/llama3_8b``)."""
+    path = Path(spec)
+    if path.exists():
+        return path
+    from pytest_dlio.workloads import resolve
+
+    found = resolve(str(spec))  # UnknownWorkload (a DlioError) with suggestions when nothing matches
+    if len(found) != 1:
+        raise DlioError(f"{spec}: names {len(found)} shipped workloads; name one (e.g. {found[0].parent.name}/"
+                        f"{found[0].stem})")
+    return found[0]
 
 
 def load_workload(path: str | Path, settings: RunSettings) -> WorkloadConfig:
-    """Load, validate, override and scale one workload YAML (ConfigError with every problem located)."""
-    cfg = load(path, list(settings.overrides))
+    """Load, validate, override and scale one workload YAML, by path or shipped name (ConfigError with every
+    problem located)."""
+    cfg = load(workload_path(path), list(settings.overrides))
     scale = settings.scale
     if scale is not None:
         factor = factor_for(cfg, SCALE_PRESETS[scale]) if isinstance(scale, str) else scale

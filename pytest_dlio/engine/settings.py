@@ -29,6 +29,9 @@ class RunSettings:
     verify: bool = True
     drop_caches: bool = False
     storage_uri: str | None = None
+    runs: int = 1  # measured phases (train, checkpoints) run this many scored times, a new seed each
+    warmup: bool = False  # and once more first, unscored (MLPerf: one warm-up, then five)
+    results_dir: Path | None = None  # mlpstorage's results tree (report/results_tree.py), when given
     verify_data: bool = False  # datagen auto reads every complete file whole to check its content
     max_bytes: int | None = None  # cap on a dataset / a run's checkpoints on any target (phases/capacity.py)
 

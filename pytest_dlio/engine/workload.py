@@ -10,6 +10,11 @@ drives it the same way::
     storage = StorageSession(settings.data_root)
     wl = Workload.load("unet3d_h100.yaml", settings, storage)
     results = asyncio.run(wl.run_all())
+
+With ``settings.runs`` > 1 or ``settings.warmup``, ``run`` repeats the measured phases (train; checkpoint
+write/read of checkpoint-only workloads) with a new seed each (:meth:`Workload.repeat`) and returns each
+figure's mean, ``_stdev`` and ``_cov``. With ``settings.results_dir``, each run's DLIO files go to a
+timestamp folder of mlpstorage's results tree (``report/results_tree.py``) instead of ``home``.
 """
 
 from __future__ import annotations
@@ -26,7 +31,15 @@ from pytest_dlio.engine.settings import RunSettings
 from pytest_dlio.errors import DlioError
 from pytest_dlio.ranks import Comm, RankOfWorld, SingleComm
 from pytest_dlio.report import results as report
-from pytest_dlio.report.dlio_json import deep_merge, summary_dict, write_rank_files, write_summary
+from pytest_dlio.report.dlio_json import (
+    EXTRA_KEY,
+    deep_merge,
+    run_summary,
+    summary_dict,
+    write_rank_files,
+    write_summary,
+)
+from pytest_dlio.report.dlio_json import stamp as dlio_stamp
 from pytest_dlio.report.results import PhaseResult
 
 if TYPE_CHECKING:
@@ -35,6 +48,7 @@ if TYPE_CHECKING:
     from pytest_dlio.phases.checkpoint import Checkpointer, CheckpointStats
     from pytest_dlio.phases.datagen import DatagenStats
     from pytest_dlio.phases.train import TrainRun
+    from pytest_dlio.report.identity import RunIdentity
     from pytest_dlio.storage.base import ObjectStore
     from pytest_dlio.storage.session import StorageSession
 
@@ -69,6 +83,22 @@ def plan(cfg: WorkloadConfig) -> list[Phase]:
     return out
 
 
+#: Phases --dlio-runs repeats (checkpoint_write only when checkpoint-only: training's saves repeat with train).
+REPEATED = ("train", "checkpoint_write", "checkpoint_read")
+
+
+#: Seed distance between repeated runs: larger than any epoch count, since DLIO adds the epoch to the seed
+#: (``seed_change_epoch``) and run k's epoch 2 must not replay run k+1's epoch 1.
+SEED_STRIDE = 10_007
+
+
+def with_seed(cfg: WorkloadConfig, run: int) -> WorkloadConfig:
+    """``cfg`` for repeated run ``run`` (0 = as written): ``train.seed`` moved so each run shuffles anew."""
+    import dataclasses
+
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=cfg.train.seed + SEED_STRIDE * run))
+
+
 class _TrainingCheckpoints:
     """Training's checkpoint hooks: step-based saves, and DLIO's epoch-end saves at step max_steps + 1."""
 
@@ -96,7 +126,11 @@ class Workload:
         self.comm: Comm = comm or SingleComm()
         self.name = name or Path(cfg.source.path).stem or "workload"
         self.progress = progress
-        self.output_dir = settings.output / self.name
+        self.home = settings.output / self.name  # this workload's folder under --dlio-output
+        self._label: str | None = None  # the repeated run in progress ("warmup", "run1", ..), if any
+        self._run_dirs: dict[str, Path] = {}  # --dlio-results-dir: each run's timestamped folder
+        self._run_summaries: dict[str, dict[str, Any]] = {}  # each repeated run's own summary.json
+        self._t_label: float | None = None  # when the repeated run in progress started
         self.results: dict[str, PhaseResult] = {}
         self.datagen_stats: DatagenStats | None = None
         self.train_run: TrainRun | None = None
@@ -107,6 +141,11 @@ class Workload:
         # names what this run writes (the manifest of written keys): unique per process, rank and workload
         self.run_id = (f"{self.name}-{os.uname().nodename}-{os.getpid()}-{time.strftime('%Y%m%dT%H%M%S')}"
                        f"-rank{self.comm.rank}")
+        self._identity: RunIdentity | None = None
+        self._last_repeat = True  # False while a repeated train run is not the last (keep the dataset)
+        self._train_metrics: list[TrainMetrics] = []  # each scored train run's metrics (--dlio-runs)
+        self._save_results: list[PhaseResult] = []  # each train run's checkpoint saves (--dlio-runs)
+        self._t_first: float | None = None  # when this workload's first phase started
 
     @classmethod
     def load(cls, path: str | Path, settings: RunSettings, storage: StorageSession, **kw: Any) -> Workload:
@@ -128,10 +167,14 @@ class Workload:
 
     async def run(self, phase: str) -> PhaseResult:
         """Run one phase (its prerequisites must have run) and remember its result."""
+        if self._t_first is None:
+            self._t_first = time.time()
         steps = {"datagen": self.datagen, "train": self.train, "checkpoint_write": self.checkpoint_write,
                  "checkpoint_read": self.checkpoint_read}
         if phase == "au":
             result = self.au()
+        elif phase in steps and self.repeats > 1 and phase in REPEATED and not self._saved_in_training(phase):
+            result = await self.repeat(phase, steps[phase])
         elif phase in steps:
             result = await steps[phase]()
         else:
@@ -212,7 +255,8 @@ class Workload:
                 run = await self._train_with_checkpoints(store)
             else:
                 run = await run_training(cfg, store, comm=self.comm)
-            if not cfg.dataset.keep_files:
+            deleted: int | None = None
+            if not cfg.dataset.keep_files and self._last_repeat:
                 from pytest_dlio.phases.datagen import cleanup
 
                 deleted = await cleanup(store, self.datagen_stats, self.comm)
@@ -223,9 +267,9 @@ class Workload:
             self._add_to_summary({"metric": self.saves.metric})
         result = report.train_result(run.metrics)
         result.lines.append(f"DLIO output: {self.output_dir}")
-        if not cfg.dataset.keep_files:
-            result.lines.append(f"dataset.keep_files: false: deleted the {deleted} files this run wrote "
-                                "(files that were there before are kept)")
+        if deleted is not None:
+            result.lines.append(f"dataset.keep_files: false: deleted the {deleted} objects this run wrote "
+                                "(its files, sidecars and markers; files that were there before are kept)")
         return result
 
     async def _train_with_checkpoints(self, store: ObjectStore) -> TrainRun:
@@ -247,6 +291,8 @@ class Workload:
         m = self.metrics
         if m is None:
             raise DlioError("no training metrics: the train phase did not run")
+        if len(self._train_metrics) > 1:
+            return report.au_runs_result(self._train_metrics, self.cfg.metric.au)
         return report.au_result(m, self.cfg.metric.au)
 
     async def checkpoint_write(self) -> PhaseResult:
@@ -258,6 +304,9 @@ class Workload:
                 raise DlioError("no checkpoint was written during training (check checkpoint_after_epoch, "
                                 "epochs_between_checkpoints and steps_between_checkpoints against train.epochs)")
             stats, note = self.saves, self._checkpoint_note
+            if len(self._save_results) > 1:  # --dlio-runs: training (and its saves) ran several times
+                done = [(self._run_label(i), r) for i, r in enumerate(self._save_results)]
+                return self._aggregate("checkpoint_write", done)
         else:
             comm, note = self.checkpoint_comm()
             async with await self.open_checkpoints() as store:
@@ -291,8 +340,120 @@ class Workload:
             need = capacity.checkpoint_bytes(self.cfg, c.size, c.rank)
         capacity.check_fits(f"{self.name}: {what}", need, store, self.settings.max_bytes)
 
+    @property
+    def output_dir(self) -> Path:
+        """Where DLIO's files for the run in progress go: ``home`` (and ``home/run1``.. when repeating), or
+        with ``results_dir`` a fresh mlpstorage timestamp folder per run (made when first written).
+        Across repeated runs the aggregate (``pytest_dlio.runs``) goes to ``home``."""
+        if self._label is None and self.repeats > 1:
+            return self.home
+        if self.settings.results_dir is None:
+            return self.home / self._label if self._label else self.home
+        label = self._label or "single"
+        if label not in self._run_dirs:
+            from pytest_dlio.report.results_tree import new_run_dir, write_dlio_config, write_metadata
+
+            path = self._run_dirs[label] = new_run_dir(self.settings.results_dir, self.cfg)
+            write_dlio_config(path, self.cfg, self.settings.overrides)
+            write_metadata(path, self.cfg, self.settings.ranks, self.identity().as_dict())
+        return self._run_dirs[label]
+
+    # ---- repeated runs (--dlio-runs N, --dlio-warmup) ----
+    @property
+    def repeats(self) -> int:
+        return self.settings.runs + int(self.settings.warmup)
+
+    def _saved_in_training(self, phase: str) -> bool:
+        return phase == "checkpoint_write" and self.cfg.workflow.train
+
+    async def repeat(self, phase: str, once: Callable[[], Any]) -> PhaseResult:
+        """Run ``phase`` warm-up + N times, a new seed and output folder (``warmup``, ``run1``..) each run;
+        the result holds each figure's mean, ``_stdev`` and ``_cov`` over the scored runs."""
+        self.identity()  # from the config as written, before seeds move
+        base_cfg = self.cfg
+        done: list[tuple[str, PhaseResult]] = []
+        warm = int(self.settings.warmup)
+        try:
+            for i in range(self.repeats):
+                label = self._run_label(i)
+                self.cfg, self._label, self._t_label = with_seed(base_cfg, i), label, time.time()
+                self._last_repeat = i == self.repeats - 1
+                result = await once()
+                done.append((label, result))
+                if phase == "train":
+                    if i >= warm and self.metrics is not None:
+                        self._train_metrics.append(self.metrics)
+                    if self.saves is not None:
+                        self._save_results.append(report.checkpoint_result("checkpoint_write", self.saves))
+                if result.failure:
+                    break
+        finally:
+            self.cfg, self._label, self._last_repeat = base_cfg, None, True
+        return self._aggregate(phase, done)
+
+    def _run_label(self, i: int) -> str:
+        warm = int(self.settings.warmup)
+        return "warmup" if i < warm else f"run{i + 1 - warm}"
+
+    def _aggregate(self, phase: str, done: list[tuple[str, PhaseResult]]) -> PhaseResult:
+        from pytest_dlio.gating.stats import repeated_result
+
+        result = repeated_result(phase, done)
+        self._add_to_summary({EXTRA_KEY: {"runs": {phase: dict(result.properties)}}})
+        return result
+
+    # ---- what the result is ----
+    def storage_uri(self) -> str:
+        """The URI this workload's data (or, checkpoint-only, its checkpoints) lives at (may hold no secret)."""
+        cfg = self.cfg
+        folder = cfg.checkpoint.checkpoint_folder if cfg.checkpoint_only else cfg.dataset.data_folder
+        try:
+            return self.storage.resolve(folder, cfg.storage)
+        except DlioError as exc:
+            return f"unresolved ({exc})"
+
+    def identity(self, *, start_emulators: bool = True) -> RunIdentity:
+        """Version, config hash, scale, ranks, hosts, storage URI and emulator (cached once storage is known).
+
+        ``start_emulators=False`` (plans) never starts an emulator: it names one only if it is already up.
+        """
+        from pytest_dlio.report.identity import identify
+
+        if self._identity is not None:
+            return self._identity
+        uri = self.storage_uri()
+        emulator: str | None
+        scheme = uri.split("://", 1)[0]
+        if start_emulators:
+            try:
+                emulator = self.storage.options_for(uri, self.cfg.storage).emulator
+            except DlioError:
+                emulator = "unknown"
+        else:
+            running = self.storage.emulators.running()
+            emulator = {"s3": "moto", "az": "azurite"}.get(scheme)
+            emulator = emulator if emulator in running else None
+        ident = identify(self.cfg, ranks=self.settings.ranks, hosts=1, storage_uri=uri, emulator=emulator)
+        if start_emulators:
+            self._identity = ident
+        return ident
+
     def _add_to_summary(self, part: dict[str, Any]) -> None:
-        """Merge a phase's part into the in-memory summary and write summary.json from it (rank 0 only)."""
-        deep_merge(self.summary, part)
+        """Merge a phase's part into the in-memory summary and write summary.json from it (rank 0 only).
+
+        A repeated run (``--dlio-runs``) also has a summary of its own, written to its own folder;
+        ``summary`` then holds the latest run's figures and, once the runs are done, their statistics."""
+        now = time.time()
+        docs = [self.summary]
+        if self._label is not None:
+            docs.append(self._run_summaries.setdefault(self._label, {}))
+        for doc in docs:
+            if not doc:  # what every summary says, training or checkpoint-only
+                ident = self.identity().as_dict()
+                start = self._t_label if self._label is not None and doc is docs[-1] else self._t_first
+                deep_merge(doc, run_summary(self.cfg, self.settings.ranks, ident, start or now, now))
+            elif self.cfg.checkpoint_only:
+                doc["end"] = dlio_stamp(now)
+            deep_merge(doc, part)
         if self.comm.rank == 0:
-            write_summary(self.output_dir, self.summary)
+            write_summary(self.output_dir, docs[-1])

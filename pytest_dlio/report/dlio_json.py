@@ -87,6 +87,25 @@ def summary_dict(cfg: WorkloadConfig, m: TrainMetrics, t_start: float, t_end: fl
     }
 
 
+def run_summary(cfg: WorkloadConfig, num_accelerators: int, identity: dict[str, Any], t_start: float,
+                t_end: float) -> dict[str, Any]:
+    """The part of summary.json every workload has, training or not: when, on what hosts and accelerators,
+    and what the result is (``pytest_dlio.run``: version, config hash, scale, ranks, hosts, storage)."""
+    host = host_info()
+    return {
+        "start": stamp(t_start),
+        "end": stamp(t_end),
+        "num_accelerators": num_accelerators,
+        "num_hosts": identity.get("hosts", 1),
+        "hostname": host["hostname"],
+        "host_cpu_count": host["host_cpu_count"],
+        "host_processor_name": host["host_processor_name"],
+        "host_memory_GB": host["host_memory_GB"],
+        EXTRA_KEY: {"config": cfg.source.path, "dialect": cfg.source.dialect, "scale": cfg.source.scale,
+                    "run": identity},
+    }
+
+
 def write_json(path: Path, doc: dict[str, Any]) -> Path:
     """Write ``doc`` to ``path`` atomically (temporary file, then rename): never a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)

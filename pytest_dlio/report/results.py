@@ -79,6 +79,22 @@ def au_result(m: TrainMetrics, threshold: float) -> PhaseResult:
     return PhaseResult("au", props, failure=au_verdict(m, threshold))
 
 
+def au_runs_result(runs: list[TrainMetrics], threshold: float) -> PhaseResult:
+    """The AU gate over repeated runs: every scored run must reach ``metric.au`` (as MLPerf requires)."""
+    need = threshold * 100
+    mean = float(np.mean([m.train_au_mean_percentage for m in runs]))
+    below = [(i, v) for i, m in enumerate(runs, 1) if (v := au_verdict(m, threshold)) is not None]
+    props: list[Property] = [
+        ("train_au_mean_percentage", mean),
+        ("au_threshold_percentage", float(need)),
+        ("train_au_meet_expectation", "fail" if below else "success"),
+        ("runs_below_au", len(below)),
+    ]
+    lines = [f"run {i}: AU {m.train_au_mean_percentage:.2f} %" for i, m in enumerate(runs, 1)]
+    failure = "; ".join(f"run {i} of {len(runs)}: {v}" for i, v in below) or None
+    return PhaseResult("au", props, lines, failure)
+
+
 def checkpoint_result(phase: str, stats: CheckpointStats, notes: tuple[str, ...] = ()) -> PhaseResult:
     """DLIO's checkpoint figures for ``checkpoint_write`` / ``checkpoint_read``."""
     metric = stats.metric

@@ -101,8 +101,6 @@ class Writer(abc.ABC):
 class ObjectStore(abc.ABC):
     """Async key → bytes store rooted at a URI. One instance per event loop."""
 
-    #: Required alignment of offsets/lengths for efficient I/O (4096 for O_DIRECT, 1 otherwise).
-    alignment: int = 1
     #: Whether ``list`` is supported (all built-in backends: yes).
     supports_listing: bool = True
     #: Whether reads may be served from the OS page cache (file:// yes; O_DIRECT and object stores no).

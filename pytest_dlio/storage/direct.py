@@ -130,7 +130,6 @@ def _read(path: Path, start: int, length: int | None, suffix: bool = False) -> m
 class DirectStore(FileStore):
     """O_DIRECT files under a root folder; support is probed once per folder."""
 
-    alignment = ALIGN
 
     async def _check(self, op: str, key: str | None) -> None:
         reason = await self._io.run(op, key, probe, self.root)

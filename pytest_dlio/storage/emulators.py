@@ -22,11 +22,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from pytest_dlio.errors import StorageError
+from pytest_dlio.storage import azurite_npm
 from pytest_dlio.storage._watchdog import _alive
 
-AZURITE_INSTALL = "bash .ci/install_azurite.sh"
+AZURITE_INSTALL = azurite_npm.INSTALL_COMMAND
 # Azurite's well-known development account: a public constant documented by Microsoft, not a secret.
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -54,28 +56,33 @@ def port_open(port: int) -> bool:
 
 
 def find_azurite(extra_roots: tuple[Path, ...] = ()) -> str | None:
-    """Path of ``azurite-blob``: $DLIO_AZURITE, ``.ci/node/bin`` under the cwd/rootdir/repo, else PATH."""
+    """Path of ``azurite-blob``: $DLIO_AZURITE, ``.ci/node/bin`` under the cwd/rootdir/repo, the per-user
+    cache (``python -m pytest_dlio install-azurite``), else PATH."""
     if os.environ.get("DLIO_AZURITE"):
         return os.environ["DLIO_AZURITE"]
     for root in (*extra_roots, Path.cwd(), _REPO_ROOT):
         candidate = root / ".ci" / "node" / "bin" / "azurite-blob"
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
-    return shutil.which("azurite-blob")
+    return azurite_npm.cached_binary() or shutil.which("azurite-blob")
 
 
-def azurite_missing_reason() -> str:
-    """The message given when Azurite is needed but not installed."""
-    return (f"Azure Blob emulator Azurite not found (needs Node 20+); install it with `{AZURITE_INSTALL}` "
-            "or configure real Azure credentials (AZURE_STORAGE_CONNECTION_STRING)")
+def azurite_missing_reason(why: str | None = None) -> str:
+    """The message given when Azurite is needed, not installed, and can't be installed (``why``) here."""
+    because = f" and can't be installed here ({why})" if why else ""
+    return (f"Azure Blob emulator Azurite not found{because}; install Node.js {azurite_npm.MIN_NODE}+ with npm "
+            f"and run `{AZURITE_INSTALL}`, or configure real Azure credentials (AZURE_STORAGE_CONNECTION_STRING)")
 
 
-def skip_without_azurite() -> None:
-    """pytest.skip with the install command when Azurite is not installed (for Azure-only items/tests)."""
-    if find_azurite() is None:
-        import pytest
-
-        pytest.skip(azurite_missing_reason())
+def ensure_azurite(uri: str = "az://") -> str:
+    """``azurite-blob``, installing the pinned version from npm into the per-user cache on first need."""
+    found = find_azurite()
+    if found is not None:
+        return found
+    why = azurite_npm.cannot_install_reason()
+    if why is not None:
+        raise StorageError(uri, "start emulator", reason=azurite_missing_reason(why))
+    return str(azurite_npm.install())
 
 
 def azurite_connection_string(endpoint: str) -> str:
@@ -89,11 +96,8 @@ def _moto_cmd(port: int) -> list[str]:
 
 
 def _azurite_cmd(port: int) -> list[str]:
-    binary = find_azurite()
-    if binary is None:
-        raise StorageError("az://", "start emulator", reason=azurite_missing_reason())
-    return [binary, "--silent", "--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck",
-            "--loose", "--blobHost", "127.0.0.1", "--blobPort", str(port)]
+    return [ensure_azurite(), "--silent", "--inMemoryPersistence", "--disableTelemetry",
+            "--skipApiVersionCheck", "--loose", "--blobHost", "127.0.0.1", "--blobPort", str(port)]
 
 
 class Emulators:
@@ -151,7 +155,7 @@ class Emulators:
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
     # ---- internals ----
-    def _read(self, name: str) -> dict[str, object] | None:
+    def _read(self, name: str) -> dict[str, Any] | None:
         try:
             return json.loads((self.state_dir / f"{name}.json").read_text())
         except (OSError, ValueError):
@@ -174,7 +178,7 @@ class Emulators:
             if info and port_open(int(info["port"])):
                 endpoint = str(info["endpoint"])
             else:
-                endpoint = self._start(name, cmd)  # type: ignore[arg-type]
+                endpoint = self._start(name, cmd)
             self._started[name] = endpoint
             return endpoint
 
@@ -189,7 +193,7 @@ class Emulators:
                 # The watchdog ends the emulator if the owner dies without cleaning up (SIGKILL, timeout).
                 watched = [sys.executable, "-m", "pytest_dlio.storage._watchdog", str(self._owner_pid()), "--",
                            *cmd(port)]  # type: ignore[operator]
-                proc = subprocess.Popen(watched, stdin=subprocess.DEVNULL, stdout=log,  # type: ignore[operator]
+                proc = subprocess.Popen(watched, stdin=subprocess.DEVNULL, stdout=log,
                                         stderr=subprocess.STDOUT, env=env, start_new_session=True)
             except OSError as exc:
                 raise StorageError(f"{name}://", "start emulator", reason=str(exc.strerror)) from exc

@@ -10,18 +10,31 @@ from pytest_dlio.storage.base import ObjectStore
 from pytest_dlio.storage.settings import StoreOptions
 from pytest_dlio.storage.uri import parse_throttle, parse_uri
 
-_EXTRAS = {"s3": ("aiobotocore", "s3"), "az": ("azure.storage.blob", "azure")}
+#: What each need imports and the pip extra that installs it (``moto``: the embedded S3 emulator's server).
+_EXTRAS = {
+    "s3": (("aiobotocore",), "s3", ""),
+    "az": (("azure.storage.blob", "aiohttp"), "azure", ""),
+    "moto": (("moto", "flask", "flask_cors"), "emulators",
+             "; or point at a real endpoint (storage_options.endpoint_url or AWS_ENDPOINT_URL)"),
+}
 
 
-def require_extra(uri: str, scheme: str) -> None:
-    """StorageError naming the pip extra when the scheme's client library is not installed."""
-    module, extra = _EXTRAS[scheme]
+def _installed(module: str) -> bool:
     try:
-        found = importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        found = False
-    if not found or (scheme == "az" and importlib.util.find_spec("aiohttp") is None):
-        raise StorageError(uri, "open", reason=f"{module} is not installed; pip install 'pytest-dlio[{extra}]'")
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
+
+
+def require_extra(uri: str, need: str) -> None:
+    """StorageError naming the pip extra when a module ``need`` (a scheme, or ``moto``) imports is missing."""
+    modules, extra, alternative = _EXTRAS[need]
+    missing = [m for m in modules if not _installed(m)]
+    if missing:
+        names, verb = ", ".join(missing), "is" if len(missing) == 1 else "are"
+        what = f"no S3 endpoint is configured and the embedded emulator needs {names}, which {verb}" \
+            if need == "moto" else f"{names} {verb}"
+        raise StorageError(uri, "open", reason=f"{what} not installed; pip install 'pytest-dlio[{extra}]'{alternative}")
 
 
 def open_store(uri: str, options: StoreOptions | None = None) -> ObjectStore:

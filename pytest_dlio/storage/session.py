@@ -16,7 +16,7 @@ from pytest_dlio.storage.emulators import (
     MOTO_KEY,
     Emulators,
     azurite_connection_string,
-    find_azurite,
+    ensure_azurite,
 )
 from pytest_dlio.storage.factory import open_store, require_extra
 from pytest_dlio.storage.file import remove_stale_temps
@@ -115,6 +115,7 @@ class StorageSession:
         if scheme == "s3":
             require_extra(uri, "s3")
             if needs_moto(opts):
+                require_extra(uri, "moto")
                 s3 = replace(opts.s3, endpoint_url=self.emulators.s3_endpoint(), access_key_id=MOTO_KEY,
                              secret_access_key=MOTO_KEY, session_token=None, region="us-east-1", path_style=True)
                 opts = opts.with_(credentials=replace(opts.credentials, s3=s3), create_missing=True,
@@ -122,10 +123,7 @@ class StorageSession:
         elif scheme == "az":
             require_extra(uri, "az")
             if needs_azurite(opts):
-                if find_azurite() is None:
-                    from pytest_dlio.storage.emulators import azurite_missing_reason
-
-                    raise StorageError(uri, "open", reason=azurite_missing_reason())
+                ensure_azurite(uri)  # installs the pinned Azurite from npm on first need, or says how
                 conn = azurite_connection_string(self.emulators.azure_endpoint())
                 azure = replace(opts.azure, connection_string=conn, account=AZURITE_ACCOUNT)
                 opts = opts.with_(credentials=replace(opts.credentials, azure=azure), create_missing=True,

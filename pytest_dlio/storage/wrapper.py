@@ -21,7 +21,6 @@ class WrapperStore(ObjectStore):
         super().__init__(uri or store.uri)
         self.store = store
         # capabilities are the wrapped store's
-        self.alignment = store.alignment
         self.supports_listing = store.supports_listing
         self.page_cached = store.page_cached
         self.concurrency = store.concurrency

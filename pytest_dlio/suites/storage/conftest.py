@@ -1,4 +1,5 @@
-"""Storage conformance suite: ``pytest suites/storage --dlio-storage URI`` checks any backend.
+"""Storage conformance suite, checks any backend: ``pytest --pyargs pytest_dlio.suites.storage --dlio-storage URI``
+(from a clone: ``pytest pytest_dlio/suites/storage --dlio-storage URI``).
 
 Without ``--dlio-storage`` it runs against a temporary ``file://`` folder. Objects go under a unique
 prefix per test and are deleted afterwards; nothing else in the target is touched.
