@@ -239,3 +239,32 @@ def test_dead_sessions_emulator_folder_is_removed(tmp_path: Path) -> None:
     proc.wait()
     assert remove_dead_scratch(tmp_path) == [folder]
     assert live.exists() and fresh.exists() and other.exists()
+
+
+def test_a_writer_cancelled_while_its_temp_file_opens_leaves_nothing(tmp_path: Path) -> None:
+    """Ctrl-C / SIGTERM can land while the open of a writer's temp file runs in its thread."""
+    import asyncio
+    import threading
+
+    from pytest_dlio.storage._pool import BlockingPool
+
+    tmp = filestore.temp_path(tmp_path / "ck.pt")
+    opening = threading.Event()
+
+    def slow_open() -> int:
+        opening.set()
+        time.sleep(0.3)
+        return os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o644)
+
+    async def main() -> None:
+        pool = BlockingPool(f"file://{tmp_path}", 2)
+        task = asyncio.ensure_future(filestore.open_temp(pool, "ck.pt", tmp, slow_open))
+        while not opening.is_set():
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        pool.shutdown()
+
+    asyncio.run(main())
+    assert not tmp.exists() and list(tmp_path.iterdir()) == []

@@ -9,6 +9,7 @@ host with that start time — or, written from another host, untouched for :data
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import re
@@ -17,7 +18,7 @@ import stat
 import time
 import uuid
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from pytest_dlio.storage._pool import BlockingPool
@@ -79,6 +80,22 @@ def abandoned(name: str, mtime: float, now: float | None = None) -> bool:
     if host == _host_tag():
         return not _alive(pid, start)
     return (time.time() if now is None else now) - mtime > STALE_AFTER
+
+
+async def open_temp(pool: BlockingPool, key: str, tmp: Path, opener: Callable[[], int]) -> int:
+    """Run ``opener`` (creates ``tmp``, returns its fd) on ``pool``; when the caller is cancelled meanwhile
+    (Ctrl-C, SIGTERM), the open still finishes in its thread, so close and remove what it made."""
+    fut = asyncio.ensure_future(pool.run("open_writer", key, opener))
+    try:
+        return await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        try:
+            fd = await fut
+        except BaseException:
+            raise asyncio.CancelledError from None
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def remove_stale_temps(root: Path) -> list[Path]:
@@ -255,7 +272,7 @@ class FileStore(ObjectStore):
             path.parent.mkdir(parents=True, exist_ok=True)
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
 
-        fd = await self._io.run("open_writer", key, _open)
+        fd = await open_temp(self._io, key, tmp, _open)
         return FileWriter(self, key, path, tmp, fd, fsync)
 
     async def close(self) -> None:
