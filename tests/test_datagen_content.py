@@ -39,12 +39,13 @@ def stamps(root: Path, c: WorkloadConfig) -> dict[str, int]:
 
 @pytest.mark.parametrize("fmt", ["npz", "tfrecord"])
 def test_auto_rewrites_only_the_byte_flipped_file(tmp_path: Path, fmt: str) -> None:
-    c = cfg(format=fmt, num_samples_per_file=2)
+    c = cfg(format=fmt, num_samples_per_file=2, record_length_bytes=1 << 20)
     gen(c, tmp_path)
     victim = dataset_files(c)[2]
     path = tmp_path / victim.key
     before = stamps(tmp_path, c)
-    flip(path, path.stat().st_size // 2)  # inside a record (tfrecord) / a member (npz); the file is sampled whole
+    off, n = sample_ranges(path.stat().st_size)[1]
+    flip(path, off + n // 2)  # inside a sampled block: a record's data (tfrecord) / a member (npz)
     stats = gen(c, tmp_path)
     assert (stats.files_written, stats.files_damaged) == (1, 1)
     after = stamps(tmp_path, c)
@@ -89,6 +90,16 @@ def test_flip_inside_a_sampled_block_of_a_large_file_is_caught_by_auto(tmp_path:
     assert gen(c, tmp_path).files_written == 1
 
 
+def test_small_files_get_no_digest_marker(tmp_path: Path) -> None:
+    """Below DIGEST_MIN one more object per file costs more than checking it is worth (documented)."""
+    c = cfg()  # 4 KiB records: files far below 1 MiB
+    stats = gen(c, tmp_path)
+    assert not any(k.startswith(dataset.DIGEST_PREFIX) for k in stats.written_keys)
+    big = cfg(record_length_bytes=dataset.DIGEST_MIN)
+    marked = [k for k in gen(big, tmp_path / "big").written_keys if k.startswith(dataset.DIGEST_PREFIX)]
+    assert len(marked) == 4
+
+
 def test_file_without_digest_is_checked_by_its_format_crc_under_verify_data(tmp_path: Path) -> None:
     c = cfg()
     gen(c, tmp_path)
@@ -101,10 +112,9 @@ def test_file_without_digest_is_checked_by_its_format_crc_under_verify_data(tmp_
 
 
 def test_auto_reads_no_more_than_its_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    c = cfg(num_files_train=8)
+    c = cfg(num_files_train=8, record_length_bytes=1 << 20)
     gen(c, tmp_path)
-    size = (tmp_path / dataset_files(c)[0].key).stat().st_size
-    monkeypatch.setattr(dataset, "VERIFY_FLOOR", 3 * size)  # room for three files' samples
+    monkeypatch.setattr(dataset, "VERIFY_FLOOR", 3 * 4 * BLOCK)  # room for three files' samples
     seen: list[str] = []
     real = dataset.ObjectStore.get_ranges
 

@@ -182,7 +182,7 @@ def test_cleanup_removes_exactly_the_generated_files(files: ObjectStore, tmp_pat
     keep = tmp_path / "data/train/notes.txt"
     keep.write_text("mine")
     stats = asyncio.run(generate(c, files, comm=SingleComm()))
-    assert asyncio.run(cleanup(files, stats, SingleComm())) == 18  # 6 files + 6 size + 6 digest markers
+    assert asyncio.run(cleanup(files, stats, SingleComm())) == 12  # 6 files + 6 size markers
     assert [k for k in objects(files)] == ["train/notes.txt"] and keep.read_text() == "mine"
 
 

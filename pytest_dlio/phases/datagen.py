@@ -34,6 +34,7 @@ from pytest_dlio.errors import DlioError
 from pytest_dlio.formats import Encoded, get_format
 from pytest_dlio.layout import DataFile, dataset_files, files_for_rank
 from pytest_dlio.phases.dataset import (
+    DIGEST_MIN,
     DIGEST_PREFIX,
     MARKER_PREFIX,
     Listing,
@@ -102,9 +103,9 @@ def preflight(store: ObjectStore, todo: list[DataFile], listing: Listing) -> Non
                         "(--dlio-scale) or point --dlio-storage elsewhere")
 
 
-def _encode(f: DataFile, cfg: WorkloadConfig, nonce: int) -> tuple[Encoded, str]:
+def _encode(f: DataFile, cfg: WorkloadConfig, nonce: int) -> tuple[Encoded, str | None]:
     enc = get_format(cfg.dataset.format).encode(f, cfg.dataset, file_rng(nonce, f.position))
-    return enc, digest_of_parts(enc.parts, enc.size)
+    return enc, digest_of_parts(enc.parts, enc.size) if enc.size >= DIGEST_MIN else None
 
 
 def _coalesce(parts: list, target: int = 8 << 20) -> Iterator:
