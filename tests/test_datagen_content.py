@@ -11,11 +11,17 @@ import pytest
 
 from pytest_dlio.config.model import Dataset, Reader, WorkloadConfig
 from pytest_dlio.layout import dataset_files
-from pytest_dlio.phases import dataset
+from pytest_dlio.phases import datagen, dataset
 from pytest_dlio.phases.datagen import DatagenStats, generate
 from pytest_dlio.phases.dataset import BLOCK, sample_ranges
 from pytest_dlio.ranks import SingleComm
 from pytest_dlio.storage.factory import open_store
+
+
+@pytest.fixture(autouse=True)
+def _digest_from_1mib(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Digests from 1 MiB files here (shipped: 8 MiB), so these tests write megabytes, not hundreds."""
+    monkeypatch.setattr(datagen, "DIGEST_MIN", 1 << 20)
 
 
 def cfg(**ds: Any) -> WorkloadConfig:
@@ -92,10 +98,10 @@ def test_flip_inside_a_sampled_block_of_a_large_file_is_caught_by_auto(tmp_path:
 
 def test_small_files_get_no_digest_marker(tmp_path: Path) -> None:
     """Below DIGEST_MIN one more object per file costs more than checking it is worth (documented)."""
-    c = cfg()  # 4 KiB records: files far below 1 MiB
+    c = cfg()  # 4 KiB records: files far below DIGEST_MIN
     stats = gen(c, tmp_path)
     assert not any(k.startswith(dataset.DIGEST_PREFIX) for k in stats.written_keys)
-    big = cfg(record_length_bytes=dataset.DIGEST_MIN)
+    big = cfg(record_length_bytes=datagen.DIGEST_MIN)
     marked = [k for k in gen(big, tmp_path / "big").written_keys if k.startswith(dataset.DIGEST_PREFIX)]
     assert len(marked) == 4
 
