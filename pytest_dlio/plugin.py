@@ -20,8 +20,9 @@ _OLD_SIGTERM = pytest.StashKey[Any]()
 
 
 def _sigterm_as_sigint(signum: int, frame: Any) -> None:
-    """SIGTERM stops a DLIO session exactly as Ctrl-C does: whatever handles SIGINT now (asyncio's runner
-    cancels the running phase, so writers abort; pytest turns KeyboardInterrupt into a clean exit)."""
+    """SIGTERM between phases stops a DLIO session as Ctrl-C does: whatever handles SIGINT now, else
+    KeyboardInterrupt, which pytest turns into a clean exit. During a phase ``items.run_phase`` handles
+    SIGTERM instead: it cancels the phase (writers abort, stores close), then raises KeyboardInterrupt."""
     handler = signal.getsignal(signal.SIGINT)
     if callable(handler) and handler is not _sigterm_as_sigint:
         handler(signal.SIGINT, frame)
