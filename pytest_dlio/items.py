@@ -31,6 +31,7 @@ class WorkloadFile(pytest.File):
         self.workload: Workload | None = None
         self.error: ConfigError | None = None
         self.failed: list[str] = []  # names of items that failed, so later ones skip with a reason
+        self.schema_ran = False  # whether the schema item ran in this session (else items check the world)
 
     def collect(self) -> Iterator[pytest.Item]:
         from pytest_dlio.engine.naming import workload_name
@@ -40,7 +41,7 @@ class WorkloadFile(pytest.File):
         try:
             self.workload = Workload.load(self.path, st.settings, st.storage(),
                                           name=workload_name(self.path, self.config.rootpath),
-                                          progress=st.progress(f"{self.path.name}"))
+                                          progress=st.progress(self.path.stem))
         except ConfigError as exc:
             self.error = exc
         except Exception as exc:  # a bug reading one hostile file must not stop the session's other configs
@@ -50,7 +51,7 @@ class WorkloadFile(pytest.File):
         yield SchemaItem.from_parent(self, name="schema")
         if self.workload is None:
             return
-        if not st.plan_only:
+        if not (st.plan_only or st.show_config):  # plan / show-config: nothing touches storage
             for phase in self.workload.phases:
                 yield PhaseItem.from_parent(self, name=phase.name, needs=("schema", *phase.needs))
         yield from gating_items(self)
@@ -64,6 +65,8 @@ class DlioItem(pytest.Item):
     def __init__(self, *, needs: tuple[str, ...] = (), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.needs = needs
+        self.report_data: dict[str, Any] = {}  # what reports draw; attached to the report (see plugin.py)
+        self.ran_first: list[str] = []  # prerequisites this item ran itself (they were not selected)
 
     @property
     def workload(self) -> Workload:
@@ -74,6 +77,32 @@ class DlioItem(pytest.Item):
         failed = [n for n in self.needs if n in self.parent.failed]
         if failed:
             pytest.skip(f"not run: {failed[0]} failed")
+        self.run_prerequisites()
+
+    def run_prerequisites(self) -> None:
+        """Run the earlier phases this item needs that did not run in this session (``file.yaml::au`` alone,
+        ``--lf``), quietly, in order; skip naming the one that fails. Their figures stay off this item."""
+        if self.parent.workload is None or self.parent.error is not None:
+            return
+        wl = self.workload
+        missing = [n for n in self.needs if n != "schema" and n not in wl.results]
+        if "schema" in self.needs and not self.parent.schema_ran:
+            problems = wl.problems()
+            if problems:
+                pytest.skip(f"not run: schema fails ({problems[0]}); run {self.parent.nodeid}::schema for all")
+        for name in missing:
+            try:
+                result = asyncio.run(wl.run(name))
+            except DlioError as exc:
+                result_failure: str | None = str(exc)
+            else:
+                result_failure = result.failure
+            if result_failure:
+                self.parent.failed.append(name)
+                pytest.skip(f"not run: prerequisite {name} (run here because it was not selected) failed: "
+                            f"{result_failure}; run {self.parent.nodeid}::{name} to see it as an item")
+        if missing:
+            self.ran_first = missing
 
     def runtest(self) -> None:
         try:
@@ -81,6 +110,9 @@ class DlioItem(pytest.Item):
         except BaseException:
             self.parent.failed.append(self.name)
             raise
+        finally:
+            if self.parent.workload is not None:
+                self.report_data = self.workload.report_data(self.name)
 
     def check(self) -> None:  # pragma: no cover - each item overrides it
         raise NotImplementedError
@@ -91,13 +123,16 @@ class DlioItem(pytest.Item):
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self) -> tuple[Any, int, str]:
-        return self.path, 0, f"{self.path.name}::{self.name}"
+        # The failure headline. Not a suffix of the node id: pytest rewrites such a suffix's dots to "::" in
+        # -v lines (``x.yaml::au`` became ``x::yaml::au``); the stem names the workload as the summary does.
+        return self.path, 0, f"{self.path.stem}::{self.name}"
 
 
 class SchemaItem(DlioItem):
     """Passes when the config is valid; fails with every problem, each naming key and file:line:col."""
 
     def check(self) -> None:
+        self.parent.schema_ran = True
         if self.parent.error is not None:
             raise self.parent.error
         wl = self.workload
@@ -170,6 +205,8 @@ class PhaseItem(DlioItem):
         self.record(run_phase(self.workload.run(self.name)))
 
     def record(self, result: PhaseResult) -> None:
+        if self.ran_first:
+            result.lines.insert(0, f"ran first (not selected in this session): {', '.join(self.ran_first)}")
         for key, value in result.properties:
             self.user_properties.append((key, value))
         if result.lines:
@@ -181,6 +218,8 @@ class PhaseItem(DlioItem):
 # ---- gating items (pytest_dlio.gating does the work): stability, regression, mlperf_rules ----
 def gating_items(parent: WorkloadFile) -> Iterator[pytest.Item]:
     """The items --dlio-runs, --dlio-compare and --dlio-mlperf add after a workload's phases."""
+    if parent.state.show_config and not parent.state.plan_only:
+        return  # --dlio-show-config: only the schema item runs
     if parent.state.plan_only:  # nothing runs: only the rules can be judged
         if parent.config.getoption("dlio_mlperf"):
             yield MlperfRulesItem.from_parent(parent, name="mlperf_rules", needs=("schema",))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pytest_dlio.engine.settings import GENERATE_MODES, SCALE_PRESETS
@@ -49,6 +51,16 @@ def parse_size(value: str) -> int:
     return int(n * _UNITS[unit])
 
 
+def parse_interval(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {value!r}") from None
+    if not seconds >= 0:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {value!r}")
+    return seconds
+
+
 def parse_ranks(value: str) -> int:
     try:
         n = int(value)
@@ -72,10 +84,49 @@ def parse_storage(value: str) -> str:
     return value
 
 
-def parse_show_config(value: str) -> str:
-    if value not in ("yaml", "json"):
-        raise argparse.ArgumentTypeError(f"expected yaml or json, got {value!r}")
-    return value
+SHOW_CONFIG_FORMATS = ("yaml", "json")
+
+
+_HYDRA = re.compile(r"\+{0,2}[A-Za-z_][\w.]*=")  # DLIO's hydra override: ++key=value, +key=value, key=value
+
+
+def _show_config_value(args: list[str]) -> list[str]:
+    """``--dlio-show-config PATH`` (nargs="?" takes the path as its value): keep PATH as a positional argument."""
+    args = list(args)
+    for i, a in enumerate(args):
+        if a == "--dlio-show-config" and i + 1 < len(args) and not args[i + 1].startswith("-") \
+                and args[i + 1] not in SHOW_CONFIG_FORMATS:
+            args[i] = "--dlio-show-config=yaml"
+        elif a.startswith("--dlio-show-config=") and a.partition("=")[2] not in SHOW_CONFIG_FORMATS:
+            raise ValueError(f"{a}: expected --dlio-show-config, --dlio-show-config=yaml or --dlio-show-config=json")
+    return args
+
+
+def rewrite_args(args: list[str], positional: list[str], targets: list[Path], *, dlio: bool) -> list[str]:
+    """The command line pytest should parse (ValueError, saying what to do, for what cannot be kept).
+
+    ``--dlio-show-config PATH`` keeps PATH as a path; hydra overrides (``++key=value``, or ``key=value`` with
+    --dlio-config) become ``--dlio-set``; with --dlio-config (``targets``), node ids inside its targets stay
+    and replace the targets they select, and any other positional is refused (never silently dropped).
+    """
+    out = _show_config_value(args)
+    keep: list[str] = []
+    for a in positional:
+        if (a.startswith("+") or dlio) and _HYDRA.match(a) and not Path(a.partition("::")[0]).exists():
+            out[out.index(a)] = f"--dlio-set={a}"
+        elif dlio:
+            path = Path(a.partition("::")[0]).resolve()
+            if not any(path == t or t in path.parents for t in targets):
+                raise ValueError(
+                    f"positional argument {a!r} is not one of the --dlio-config workloads: pass it as "
+                    "--dlio-config, select an item as CONFIG.yaml::ITEM, or give a hydra override "
+                    "(++workload.key=value)")
+            keep.append(a)
+    if not dlio:
+        return out
+    chosen = {Path(a.partition("::")[0]).resolve() for a in keep}
+    configs = [str(t) for t in targets if not any(c == t or t in c.parents for c in chosen)]
+    return [a for a in out if a not in positional or a in keep] + configs
 
 
 # ---- gating (baselines, repeated runs, MLPerf rules, results tree) ----
@@ -160,8 +211,11 @@ def add_dlio_options(addoption: Callable[..., Any], addini: Callable[..., Any] |
     addoption("--dlio-set", action="append", default=[], metavar="KEY=VALUE",
               help="override a config key, e.g. dataset.num_files_train=16 or DLIO's "
                    "++workload.dataset.num_files_train=16; the value is a YAML scalar. Repeatable.")
-    addoption("--dlio-show-config", nargs="?", const="yaml", default=None, type=parse_show_config,
-              metavar="yaml|json", help="print each collected workload's normalised config (YAML or JSON).")
+    # nargs="?": a path after it is taken as its value; the plugin puts such a value back as a positional
+    # argument (pytest_load_initial_conftests), so the option works anywhere on the command line.
+    addoption("--dlio-show-config", nargs="?", const="yaml", default=None, metavar="yaml|json",
+              help="print each collected workload's normalised config (YAML or JSON) and run only its schema "
+                   "item: nothing touches storage.")
     addoption("--dlio-storage", default=None, type=parse_storage, metavar="URI",
               help="where data and checkpoints go: file:///path, direct:///path, s3://bucket/prefix, "
                    "az://container/prefix, az://account/container/prefix, mem://name.")
@@ -192,6 +246,14 @@ def add_dlio_options(addoption: Callable[..., Any], addini: Callable[..., Any] |
                    "the format's checksums: npz zip CRCs, tfrecord record CRCs), not only sampled blocks.")
     addoption("--dlio-drop-caches", action="store_true", default=False,
               help="drop the page cache between checkpoint write and read (needs root).")
+    addoption("--dlio-progress-interval", default=2.0, type=parse_interval, metavar="SECONDS",
+              help="seconds between live progress lines of one workload (default 2; 0: every update). "
+                   "-q turns progress off.")
+    addoption("--dlio-json", default=None, metavar="FILE",
+              help="write every workload's items, figures, per-epoch AU, per-second series and latency "
+                   "histograms as one JSON document (the data behind --dlio-html).")
+    addoption("--dlio-html", default=None, metavar="FILE",
+              help="write a self-contained HTML report with charts (no network needed to view it).")
     addoption("--dlio-full-trace", action="store_true", default=False,
               help="show full Python tracebacks for pytest-dlio errors (for debugging the plugin).")
     add_gating_options(addoption)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pytest_dlio.options import add_dlio_options
+from pytest_dlio.options import SHOW_CONFIG_FORMATS, add_dlio_options, rewrite_args
 
 pytest_plugins = [m for m in ["pytest_dlio.storage.pytest_plugin"] if importlib.util.find_spec(m)]
 _YAML = (".yaml", ".yml")
@@ -62,16 +62,24 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 # tryfirst: the config paths must replace the command-line targets before pytest reads them.
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
-    specs = early_config.known_args_namespace.dlio_config or []
+    ns = early_config.known_args_namespace
+    positional = list(ns.file_or_dir or [])
+    if ns.dlio_show_config is not None and ns.dlio_show_config not in SHOW_CONFIG_FORMATS:
+        positional.append(ns.dlio_show_config)  # --dlio-show-config PATH: PATH was taken as its value
+    specs = ns.dlio_config or []
+    targets: list[Path] = []
     if specs:
         from pytest_dlio.workloads import ROOT
 
         # Shipped names are collected from the catalog's root (only the named files are targets), so their
         # node ids read `mlperf_storage_v3.0/unet3d_h100.yaml::train` even with the package outside rootdir.
         expanded = [_expand(spec) for spec in specs]
-        paths = list(dict.fromkeys(str(ROOT) if named else p for found, named in expanded for p in found))
-        positional = set(early_config.known_args_namespace.file_or_dir or [])
-        args[:] = [a for a in args if a not in positional] + paths
+        targets = list(dict.fromkeys(ROOT if named else Path(p).resolve() for found, named in expanded
+                                     for p in found))
+    try:
+        args[:] = rewrite_args(args, positional, targets, dlio=bool(specs))
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 @pytest.hookimpl
@@ -83,6 +91,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if not specs and not config.args_source == pytest.Config.ArgsSource.ARGS:
         targets = [Path(p).resolve() for p in config.getini("dlio_configs")]
         config.args.extend(str(t) for t in targets)
+    elif not specs:  # `pytest unet3d.yaml` / `pytest unet3d.yaml::au`: a YAML named on the command line
+        named = [a.partition("::")[0] for a in config.args]
+        targets = [Path(a).resolve() for a in named if a.endswith(_YAML) and Path(a).is_file()]
     config.stash[_TARGETS] = targets
     state = config.stash[STASH_KEY] = DlioSession(config)
     config.pluginmanager.register(state, "dlio-session")  # receives the reports (controller side under xdist)
@@ -128,8 +139,41 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
         from pytest_dlio.items import WorkloadFile
         from pytest_dlio.session import STASH_KEY
 
-        return WorkloadFile.from_parent(parent, path=file_path, session_state=parent.config.stash[STASH_KEY])
+        state = parent.config.stash[STASH_KEY]
+        node = WorkloadFile.from_parent(parent, path=file_path, session_state=state)
+        if not node.nodeid:  # a YAML named outside the rootdir: pytest leaves its node id empty ("::au");
+            # an absolute one shows relative to the current folder in -v lines and reports
+            node = WorkloadFile.from_parent(parent, path=file_path, session_state=state, nodeid=str(file_path))
+        return node
     return None
+
+
+# The figures reports draw travel on the report itself (``report.dlio``): TestReport keeps extra attributes
+# through xdist's serialisation, and JUnit never sees them.
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    from pytest_dlio.items import DlioItem
+
+    if isinstance(item, DlioItem):
+        report.dlio = {"workload": item.parent.nodeid, "phase": item.name, **(item.report_data if
+                                                                             call.when == "call" else {})}
+        if call.when == "call" and item.config.pluginmanager.hasplugin("html"):
+            _html_extras(report)
+    return report
+
+
+def _html_extras(report: pytest.TestReport) -> None:
+    """pytest-html: the item's charts (the --dlio-html ones) as an extra of its row."""
+    from pytest_html import extras  # type: ignore[import-not-found, import-untyped, unused-ignore]
+
+    from pytest_dlio.report.html import charts_block, workload_charts
+    from pytest_dlio.report.rundoc import run_document
+
+    doc = run_document([{"nodeid": report.nodeid, "outcome": report.outcome, **report.dlio}])
+    block = charts_block(workload_charts(doc["workloads"][0]))
+    if block:
+        report.extras = [*getattr(report, "extras", []), extras.html(block)]  # type: ignore[attr-defined]
 
 
 @pytest.hookimpl
@@ -139,9 +183,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
     state = config.stash.get(STASH_KEY, None)
     if state is not None:
-        write_summary(terminalreporter, state.summary_lines(), state.rows)
-        for line in state.notes:  # gating: e.g. where a baseline was saved
-            terminalreporter.write_line(line)
+        write_summary(terminalreporter, state.summary_lines(), state.rows, [*state.written, *state.notes])
 
 
 # optionalhook: pytest-xdist may be absent. A workload's items (schema → datagen → train → au → checkpoint)

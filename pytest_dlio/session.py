@@ -6,12 +6,17 @@ collects what items reported (controller side under xdist). Workloads themselves
 
 from __future__ import annotations
 
+import contextlib
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pytest_dlio.engine.settings import RunSettings
+from pytest_dlio.progress import Progress, ProgressFn
+from pytest_dlio.report.progress_text import progress_line
 
 STASH_KEY = pytest.StashKey["DlioSession"]()
 
@@ -63,6 +68,8 @@ class DlioSession:
         self.rows: list[dict[str, Any]] = []  # terminal summary rows, filled from reports (xdist-safe)
         self.texts: list[tuple[str, str, str]] = []  # (nodeid, title, text) for config/plan sections
         self.notes: list[str] = []  # lines for the end of the terminal summary (e.g. baseline saved)
+        self.items: list[dict[str, Any]] = []  # every dlio item's outcome and figures (for JSON / HTML)
+        self.written: list[str] = []  # "dlio html report: PATH" lines for the terminal summary
 
     @property
     def output_root(self) -> Path:
@@ -77,15 +84,36 @@ class DlioSession:
 
         return get_storage_session(self.config)
 
-    def progress(self, label: str) -> Any:
-        """A callback writing progress lines for ``label`` to the terminal (none with ``-q``)."""
+    def progress(self, label: str) -> ProgressFn | None:
+        """The engine's progress callback for workload ``label``: one terminal line per workload at most every
+        ``--dlio-progress-interval`` seconds (0: every event, each phase's last included), written past
+        output capture so it shows without ``-s``; None with ``-q``. Terminal only, never reports or JUnit."""
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        verbose = self.config.getoption("verbose")
+        worker = getattr(self.config, "workerinput", {}).get("workerid")
+        if (reporter is None and worker is None) or verbose < 0:
+            return None
+        capman = self.config.pluginmanager.get_plugin("capturemanager")
+        interval = float(self.config.getoption("dlio_progress_interval"))
+        last: float | None = None  # when this workload's last line was written (its first waits one interval)
 
-        def say(text: str) -> None:
-            if reporter is not None and self.config.getoption("verbose") >= 0:
-                reporter.write_line(f"[dlio] {label}: {text}")
+        def show(event: Progress) -> None:
+            nonlocal last
+            now = time.monotonic()
+            if last is None:
+                last = now
+            if interval > 0 and (event.final or now - last < interval):
+                return
+            last = now
+            line = f"[dlio] {progress_line(label, event)}"
+            with capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext():
+                if worker is None and reporter is not None:
+                    reporter.write_line(line)
+                else:  # an xdist worker: its stderr is the controller's terminal (stdout is the channel)
+                    sys.stderr.write(f"{'' if verbose > 0 else chr(10)}{line} ({worker})\n")
+                    sys.stderr.flush()
 
-        return say
+        return show
 
     # ---- gating: the --dlio-compare baseline (read once per process), --dlio-save (controller) ----
     def baseline(self) -> tuple[Path, dict[str, Any]]:
@@ -103,8 +131,7 @@ class DlioSession:
             raise self._baseline
         return self._baseline
 
-    @pytest.hookimpl
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+    def _save_baseline(self) -> None:
         name = self.config.getoption("dlio_save")
         if not name or hasattr(self.config, "workerinput"):
             return  # under xdist the controller saves, from the reports every worker sent
@@ -135,15 +162,58 @@ class DlioSession:
 
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when != "call":
+        data = getattr(report, "dlio", None)
+        if report.when == "call":
+            for title, text in report.sections:
+                name = title.removeprefix("Captured ").removesuffix(" call")
+                if name in ("dlio config", "dlio plan"):
+                    self.texts.append((report.nodeid, name, text))
+        # one row per dlio item: its call, or the setup that skipped or failed it
+        if data is None or not (report.when == "call" or (report.when == "setup" and not report.passed)):
             return
-        for title, text in report.sections:
-            name = title.removeprefix("Captured ").removesuffix(" call")
-            if name in ("dlio config", "dlio plan"):
-                self.texts.append((report.nodeid, name, text))
         props = dict(report.user_properties)
-        if props:
-            self.rows.append({"nodeid": report.nodeid, "outcome": report.outcome, **props})
+        self.rows.append({"nodeid": report.nodeid, "outcome": report.outcome, "phase": data["phase"], **props})
+        message = None
+        if not report.passed:
+            message = (report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longreprtext)
+        self.items.append({"nodeid": report.nodeid, "outcome": report.outcome, "duration": report.duration,
+                           "message": message, "properties": props, **data})
+
+    def run_settings(self) -> dict[str, Any]:
+        """The run's settings for reports: secrets in --dlio-set values and URIs hidden."""
+        from pytest_dlio.config.secrets import SECRET_KEYS
+        from pytest_dlio.storage.uri import scrub
+
+        st = self.settings
+        sets = [f"{o.partition('=')[0]}=***" if o.partition("=")[0].rsplit(".", 1)[-1].lstrip("+") in SECRET_KEYS
+                else scrub(o) for o in st.overrides]
+        return {"scale": st.scale, "ranks": st.ranks, "storage": scrub(st.storage_uri) if st.storage_uri else None,
+                "data_root": str(st.data_root), "output": str(st.output), "generate": st.generate,
+                "overrides": sets}
+
+    @pytest.hookimpl
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if hasattr(self.config, "workerinput"):
+            return  # the controller writes the run's files from the reports it received
+        self._save_baseline()
+        self._write_run_reports()
+
+    def _write_run_reports(self) -> None:
+        json_path, html_path = self.config.getoption("dlio_json"), self.config.getoption("dlio_html")
+        if not (json_path or html_path):
+            return
+        import json
+
+        from pytest_dlio.report.html import render_html
+        from pytest_dlio.report.rundoc import run_document
+
+        doc = run_document(self.items, self.run_settings())
+        for path, text in ((json_path, lambda: json.dumps(doc, indent=1)), (html_path, lambda: render_html(doc))):
+            if path:  # files to share: plain writes, so the user's umask applies (not mkstemp's 0600)
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                Path(path).write_text(text(), encoding="utf-8")
+        self.written += [f"dlio {label} report: {Path(path).resolve()}"
+                         for label, path in (("json", json_path), ("html", html_path)) if path]
 
     def summary_lines(self) -> list[tuple[str, list[str]]]:
         return [(f"{title}: {nodeid.split('::')[0]}", text.rstrip("\n").split("\n"))

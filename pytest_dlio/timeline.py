@@ -66,14 +66,21 @@ class Epoch:
 
 @dataclass
 class Reads:
-    """Every storage read of the run: bytes and latency, as parallel lists (cheap to append)."""
+    """Every storage read of the run: bytes, latency and start time, as parallel lists (cheap to append).
+
+    ``start`` is ``time.perf_counter()`` at the read's start (0.0 when the caller gave none);
+    ``start + wall_offset`` is wall-clock time on the :class:`Clock` scale the rest of the timeline uses.
+    """
 
     nbytes: list[int] = field(default_factory=list)
     latency: list[float] = field(default_factory=list)
+    start: list[float] = field(default_factory=list)
+    wall_offset: float = field(default_factory=lambda: time.time() - time.perf_counter())
 
-    def add(self, nbytes: int, latency: float) -> None:
+    def add(self, nbytes: int, latency: float, start: float = 0.0) -> None:
         self.nbytes.append(nbytes)
         self.latency.append(latency)
+        self.start.append(start)
 
 
 @dataclass

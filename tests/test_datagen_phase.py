@@ -18,6 +18,7 @@ from pytest_dlio.layout import dataset_files
 from pytest_dlio.phases import datagen
 from pytest_dlio.phases.datagen import cleanup, generate
 from pytest_dlio.phases.dataset import DIGEST_PREFIX
+from pytest_dlio.progress import Progress
 from pytest_dlio.ranks import SingleComm
 from pytest_dlio.report.results import datagen_result
 from pytest_dlio.storage.base import ObjectStore
@@ -186,11 +187,13 @@ def test_cleanup_removes_exactly_the_generated_files(files: ObjectStore, tmp_pat
     assert [k for k in objects(files)] == ["train/notes.txt"] and keep.read_text() == "mine"
 
 
-def test_progress_is_reported(mem: ObjectStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(datagen, "PROGRESS_EVERY", 0.0)
-    said: list[str] = []
-    run(cfg(), mem, progress=said.append)
-    assert said and said[-1].startswith("generated 6/6 files")
+def test_progress_is_reported(mem: ObjectStore) -> None:
+    said: list[Progress] = []
+    props = run(cfg(), mem, progress=said.append)
+    last = said[-1]  # every phase ends with a final event, however fast it was
+    assert last.final and last.phase == "datagen" and last.unit == "B"
+    assert last.done == props["datagen_bytes"] == last.total and last.eta == 0
+    assert last.extra["files"] == last.extra["files_total"] == 6
 
 
 def test_large_multipart_file_streams_through_a_writer(files: ObjectStore, tmp_path: Path,

@@ -43,7 +43,7 @@ def test_save_then_compare_fast_slow_fast(pytester: pytest.Pytester) -> None:
     slow = run(pytester, "--dlio-config", "tiny.yaml", "--dlio-compare", "fast", "--dlio-set", SLOW,
                "--dlio-compare-force", "--dlio-fail-on", RULE, "--junitxml=slow.xml")
     slow.assert_outcomes(passed=4, failed=1)
-    slow.stdout.fnmatch_lines(["*tiny.yaml::regression*",
+    slow.stdout.fnmatch_lines(["*tiny::regression*",
                                "*regression against baseline 'fast': train_throughput_mean_samples_per_second: "
                                "baseline *, now *, change -*% (allowed -60 %)*"])
     assert "Traceback" not in slow.stdout.str()

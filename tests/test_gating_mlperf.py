@@ -26,7 +26,7 @@ def test_too_small_dataset_fails_the_memory_rule(pytester: pytest.Pytester) -> N
     result = _plan(pytester, "unet3d_b200.yaml", "--dlio-set", "dataset.num_files_train=16", *VALID_RUNS)
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines([
-        "*unet3d_b200.yaml::mlperf_rules*",
+        "*unet3d_b200::mlperf_rules*",
         "*not a valid MLPerf Storage CLOSED run (2 rule(s)):*",
         "*dataset >= 5 x client memory: dataset.num_files_train 16 < 9,375 files for 256.0 GiB of memory on 1 "
         "host(s) — fix: --dlio-set dataset.num_files_train=9375*",

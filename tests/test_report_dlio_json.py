@@ -17,7 +17,7 @@ from pytest_dlio.report.dlio_json import (
     write_rank_files,
     write_summary,
 )
-from pytest_dlio.report.table import metric_lines, render_table
+from pytest_dlio.report.table import LEGEND, metric_lines, render_table, short_ids
 from pytest_dlio.timeline import from_dict
 from tests.test_metrics_golden import AU_E1, AU_E2_R0, AU_E2_R1
 
@@ -113,14 +113,42 @@ def test_output_json_arrays(tmp_path):
 
 def test_render_table_aligns_rows():
     _, m = golden()
-    rows = [{"nodeid": "unet3d.yaml::train", "outcome": "passed", **dict(m.properties())},
-            {"nodeid": "llama.yaml::checkpoint_write", "outcome": "passed", "save_checkpoint_duration_mean_seconds": 1.0}]
+    rows = [{"nodeid": "configs/unet3d.yaml::train", "outcome": "passed", "phase": "train", **dict(m.properties())},
+            {"nodeid": "llama.yaml::checkpoint_write", "outcome": "passed", "phase": "checkpoint_write",
+             "save_checkpoint_io_mean_GB_per_second": 1.5, "save_checkpoint_file_latency_p99_ms": 12.25},
+            {"nodeid": "a.yaml::datagen", "outcome": "passed", "phase": "datagen", "datagen_files_written": 3,
+             "datagen_MiB_per_s": 42.25, "datagen_write_latency_p99_ms": 3.5},
+            {"nodeid": "b.yaml::datagen", "outcome": "passed", "phase": "datagen", "datagen_files_written": 0,
+             "datagen_MiB_per_s": 0.0, "datagen_write_latency_p99_ms": 0.0},
+            {"nodeid": "a.yaml::au", "outcome": "failed", "phase": "au", "train_au_mean_percentage": 12.5,
+             "au_threshold_percentage": 90.0}]
     lines = render_table(rows)
-    assert len(lines) == 4 and set(lines[1]) == {"-", " "}
-    au = "62.36"  # the golden run's mean AU (62.3597 %, worked by hand in test_metrics_golden)
+    assert len(lines) == 2 + len(rows) + len(LEGEND) and set(lines[1]) == {"-", " "}
+    assert all(len(line) <= 100 for line in lines)
+    au = "62.4"  # the golden run's mean AU (62.3597 %, worked by hand in test_metrics_golden)
     assert lines[0].index("AU %") + len("AU %") == lines[2].index(au) + len(au)  # right-aligned column
-    assert "AU fail" in lines[2] and "9.76" in lines[2]  # p99 of reads [1, 2, 3, 10, 4] ms = 4 + 0.96 x 6
-    assert lines[3].split()[1] == "-"
+    assert lines[2].startswith("unet3d::train ") and "9.76" in lines[2]  # p99 of reads [1, 2, 3, 10, 4] ms
+    assert f"{m.train_io_mean_MB_per_second:.1f}" in lines[2] and f"{m.read_MB_per_second_actual:.1f}" in lines[2]
+    assert lines[3].split()[-3:] == ["save", "1.50", "GB/s"] and "12.25" in lines[3]
+    assert lines[4].split()[-2:] == ["42.2", "MiB/s"] or lines[4].split()[-2:] == ["42.3", "MiB/s"]
+    # a workload's items stay together (under xdist reports of several workloads interleave)
+    assert lines[5].split() == ["a::au", "failed", "12.5", "need", "90", "%"]
+    assert lines[6].split() == ["b::datagen", "passed", "reused"]
+    assert any("nominal" in line and "record_length_bytes" in line for line in lines[-3:])
+
+
+def test_render_table_fits_100_columns_with_long_ids():
+    rows = [{"nodeid": f"mlcommons_configs/mlperf_storage_v3.0/{'x' * 60}_{i}.yaml::checkpoint_write",
+             "outcome": "passed", "save_checkpoint_io_mean_GB_per_second": 123.456} for i in range(2)]
+    lines = render_table(rows)
+    assert all(len(line) <= 100 for line in lines)
+    names = [line.split()[0] for line in lines[2:4]]
+    assert names[0] != names[1] and all(n.endswith("::checkpoint_write") and "…" in n for n in names)
+    assert all("save 123.46 GB/s" in line for line in lines[2:4])
+
+
+def test_short_ids_keep_the_folder_when_names_collide():
+    assert short_ids(["a/x.yaml::au", "b/x.yaml::au", "c/y.yaml::au"]) == ["a/x::au", "b/x::au", "y::au"]
 
 
 def test_metric_lines_name_dlio_metrics():

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_dlio.engine.load import load_workload, world_problems
 from pytest_dlio.engine.settings import RunSettings
-from pytest_dlio.errors import DlioError
+from pytest_dlio.errors import DlioError, StorageError
+from pytest_dlio.progress import ProgressFn
 from pytest_dlio.ranks import Comm, RankOfWorld, SingleComm
 from pytest_dlio.report import results as report
 from pytest_dlio.report.dlio_json import (
@@ -36,11 +37,13 @@ from pytest_dlio.report.dlio_json import (
     deep_merge,
     run_summary,
     summary_dict,
+    write_json,
     write_rank_files,
     write_summary,
 )
 from pytest_dlio.report.dlio_json import stamp as dlio_stamp
 from pytest_dlio.report.results import PhaseResult
+from pytest_dlio.report.series import latency_histogram, time_series
 
 if TYPE_CHECKING:
     from pytest_dlio.config.model import WorkloadConfig
@@ -51,8 +54,6 @@ if TYPE_CHECKING:
     from pytest_dlio.report.identity import RunIdentity
     from pytest_dlio.storage.base import ObjectStore
     from pytest_dlio.storage.session import StorageSession
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -121,11 +122,11 @@ class Workload:
     """One workload's run on one rank: its config, settings, storage, world and everything it found."""
 
     def __init__(self, cfg: WorkloadConfig, settings: RunSettings, storage: StorageSession, *,
-                 comm: Comm | None = None, name: str | None = None, progress: Progress | None = None) -> None:
+                 comm: Comm | None = None, name: str | None = None, progress: ProgressFn | None = None) -> None:
         self.cfg, self.settings, self.storage = cfg, settings, storage
         self.comm: Comm = comm or SingleComm()
         self.name = name or Path(cfg.source.path).stem or "workload"
-        self.progress = progress
+        self._progress = progress
         self.home = settings.output / self.name  # this workload's folder under --dlio-output
         self._label: str | None = None  # the repeated run in progress ("warmup", "run1", ..), if any
         self._run_dirs: dict[str, Path] = {}  # --dlio-results-dir: each run's timestamped folder
@@ -137,6 +138,10 @@ class Workload:
         self.saves: CheckpointStats | None = None  # written during training (or checkpoint-only writes)
         self.loads: CheckpointStats | None = None
         self.summary: dict[str, Any] = {}  # summary.json as built so far (written, never read back)
+        # this rank's read time series and per-phase latency histograms (report/series.py), written beside
+        # DLIO's files as {rank}_timeseries.json and {rank}_latency_histograms.json
+        self.timeseries: dict[str, dict[str, Any]] = {}
+        self.histograms: dict[str, dict[str, Any]] = {}
         self._checkpoint_note: str | None = None  # training's checkpoints: one process emulating rank 0
         # names what this run writes (the manifest of written keys): unique per process, rank and workload
         self.run_id = (f"{self.name}-{os.uname().nodename}-{os.getpid()}-{time.strftime('%Y%m%dT%H%M%S')}"
@@ -160,6 +165,11 @@ class Workload:
     def problems(self) -> list[str]:
         """What makes this workload impossible in this run's world (empty when it can run)."""
         return world_problems(self.cfg, self.settings)
+
+    @property
+    def progress(self) -> ProgressFn | None:
+        """The progress callback phases get: rank 0's only, so a workload shows one line, not one per rank."""
+        return self._progress if self.comm.rank == 0 else None
 
     @property
     def metrics(self) -> TrainMetrics | None:
@@ -243,6 +253,13 @@ class Workload:
                                    progress=self.progress, manifest=manifest,
                                    verify_data=self.settings.verify_data)
         self.datagen_stats = stats
+        self.histograms["datagen_write"] = latency_histogram(stats.write_latencies)
+        if stats.write_starts:
+            from pytest_dlio.timeline import Reads
+
+            writes = Reads(list(stats.write_bytes), list(stats.write_latencies), list(stats.write_starts))
+            self.timeseries["datagen_write"] = time_series(writes)
+        self._write_series()
         return report.datagen_result(stats)
 
     async def train(self) -> PhaseResult:
@@ -254,7 +271,7 @@ class Workload:
             if cfg.workflow.checkpoint:
                 run = await self._train_with_checkpoints(store)
             else:
-                run = await run_training(cfg, store, comm=self.comm)
+                run = await run_training(cfg, store, comm=self.comm, progress=self.progress)
             deleted: int | None = None
             if not cfg.dataset.keep_files and self._last_repeat:
                 from pytest_dlio.phases.datagen import cleanup
@@ -265,6 +282,11 @@ class Workload:
         self._add_to_summary(summary_dict(cfg, run.metrics, run.t_start, run.t_end))
         if self.saves is not None:
             self._add_to_summary({"metric": self.saves.metric})
+        self._add_series("train", run.timeline.reads, run.t_end)
+        if run.timeline.eval_reads.nbytes:
+            self._add_series("eval", run.timeline.eval_reads, run.t_end)
+        if self.saves is not None:
+            self._add_checkpoint_histograms(self.saves)
         result = report.train_result(run.metrics)
         result.lines.append(f"DLIO output: {self.output_dir}")
         if deleted is not None:
@@ -279,10 +301,10 @@ class Workload:
         ck_comm, note = self.checkpoint_comm()
         async with await self.open_checkpoints() as ckstore:
             self._check_fits("the checkpoints", ckstore, ck_comm)
-            ckpt = Checkpointer(self.cfg, ckstore, comm=ck_comm)
+            ckpt = Checkpointer(self.cfg, ckstore, comm=ck_comm, progress=self.progress)
             hooks = _TrainingCheckpoints(self.cfg, ckpt, self.cfg.steps_per_epoch(self.comm.size))
             run = await run_training(self.cfg, store, comm=self.comm, on_checkpoint=hooks.on_step,
-                                     on_epoch_end=hooks.on_epoch_end)
+                                     on_epoch_end=hooks.on_epoch_end, progress=self.progress)
         self.saves = ckpt.stats()
         self._checkpoint_note = note
         return run
@@ -311,8 +333,9 @@ class Workload:
             comm, note = self.checkpoint_comm()
             async with await self.open_checkpoints() as store:
                 self._check_fits("the checkpoints", store, comm)
-                stats = await write_checkpoints(self.cfg, store, comm=comm)
+                stats = await write_checkpoints(self.cfg, store, comm=comm, progress=self.progress)
             self.saves = stats
+            self._add_checkpoint_histograms(stats)
         self._add_to_summary({"metric": stats.metric})
         return report.checkpoint_result("checkpoint_write", stats, (note,) if note else ())
 
@@ -324,8 +347,10 @@ class Workload:
         saved = list(self.saves.saved) if self.cfg.workflow.train and self.saves is not None else None
         async with await self.open_checkpoints() as store:
             stats = await read_checkpoints(self.cfg, store, comm=comm, verify=self.settings.verify,
-                                           drop_caches=self.settings.drop_caches, epoch_steps=saved)
+                                           drop_caches=self.settings.drop_caches, epoch_steps=saved,
+                                           progress=self.progress)
         self.loads = stats
+        self._add_checkpoint_histograms(stats)
         self._add_to_summary({"metric": stats.metric})
         return report.checkpoint_result("checkpoint_read", stats, (note,) if note else ())
 
@@ -437,6 +462,77 @@ class Workload:
         if start_emulators:
             self._identity = ident
         return ident
+
+    # ---- what reports show (plain data) ----
+    def _add_series(self, split: str, reads: Any, t_end: float) -> None:
+        self.timeseries[f"{split}_read"] = time_series(reads, t_end)
+        self.histograms[f"{split}_read"] = latency_histogram(reads.latency)
+        self._write_series()
+
+    def _add_checkpoint_histograms(self, stats: CheckpointStats) -> None:
+        for kind, lat in stats.file_latencies.items():
+            if lat:
+                self.histograms[f"checkpoint_{kind}_file"] = latency_histogram(lat)
+        self._write_series()
+
+    def _write_series(self) -> None:
+        rank = self.comm.rank
+        if self.timeseries:
+            write_json(self.output_dir / f"{rank}_timeseries.json", {"rank": rank, **self.timeseries})
+        write_json(self.output_dir / f"{rank}_latency_histograms.json", {"rank": rank, **self.histograms})
+
+    def run_info(self) -> dict[str, Any]:
+        """What was run, for reports: config, scale, storage (no secrets), emulator, world. Touches no storage."""
+        from pytest_dlio.storage.uri import parse_uri, scrub
+
+        cfg, st = self.cfg, self.settings
+        info: dict[str, Any] = {"name": self.name, "config": str(cfg.source.path), "dialect": cfg.source.dialect,
+                                "scale": cfg.source.scale, "scale_option": st.scale, "ranks": st.ranks,
+                                "rank": self.comm.rank, "world": self.comm.size, "model": cfg.model.name,
+                                "format": cfg.dataset.format, "epochs": cfg.train.epochs,
+                                "output": str(self.output_dir)}
+        running = self.storage.emulators.running()
+        for key, folder in (("data", cfg.dataset.data_folder), ("checkpoints", cfg.checkpoint.checkpoint_folder)):
+            try:
+                uri = self.storage.resolve(folder, cfg.storage)
+            except (StorageError, DlioError) as exc:
+                info[f"{key}_uri"] = f"unresolved: {exc}"
+                continue
+            info[f"{key}_uri"] = scrub(uri)
+            scheme = parse_uri(uri).scheme
+            emulator = {"s3": "moto", "az": "azurite"}.get(scheme)
+            info[f"{key}_emulator"] = emulator if emulator in running else None
+        return info
+
+    def report_data(self, phase: str) -> dict[str, Any]:
+        """The figures a report draws for ``phase`` (per-epoch AU, series, histograms, checkpoint timings)."""
+        out: dict[str, Any] = {"run": self.run_info()}  # every phase: an emulator may have started since
+        if phase == "datagen" and "datagen_write" in self.histograms:
+            out["histograms"] = {"datagen_write": self.histograms["datagen_write"]}
+            if "datagen_write" in self.timeseries:
+                out["timeseries"] = {"datagen_write": self.timeseries["datagen_write"]}
+        elif phase == "train" and self.metrics is not None:
+            m = self.metrics
+            out["epochs"] = [{"epoch": i + 1, "au_percentage": au, "samples_per_second": thr}
+                             for i, (au, thr) in enumerate(zip(m.train_au_percentage,
+                                                               m.train_throughput_samples_per_second, strict=False))]
+            if m.eval_au_percentage:
+                out["eval_epochs"] = [{"index": i + 1, "au_percentage": au, "samples_per_second": thr}
+                                      for i, (au, thr) in enumerate(zip(m.eval_au_percentage,
+                                                                        m.eval_throughput_samples_per_second,
+                                                                        strict=False))]
+            out["timeseries"] = {k: v for k, v in self.timeseries.items() if k.endswith("_read")}
+            out["histograms"] = {k: v for k, v in self.histograms.items() if k.endswith("_read")}
+        elif phase in ("checkpoint_write", "checkpoint_read"):
+            kind, stats = ("save", self.saves) if phase == "checkpoint_write" else ("load", self.loads)
+            if stats is not None:
+                out["checkpoint"] = {"kind": kind, "durations_seconds": list(stats.durations.get(kind, ())),
+                                     "saved": [list(p) for p in stats.saved],
+                                     "size_GB": stats.metric.get("checkpoint_size_GB")}
+                key = f"checkpoint_{kind}_file"
+                if key in self.histograms:
+                    out["histograms"] = {key: self.histograms[key]}
+        return out
 
     def _add_to_summary(self, part: dict[str, Any]) -> None:
         """Merge a phase's part into the in-memory summary and write summary.json from it (rank 0 only).

@@ -25,6 +25,7 @@ from pytest_dlio.checkpointing.content import CHUNK, ChunkSource, first_differen
 from pytest_dlio.checkpointing.sizes import CkptFile, checkpoint_sizes, folder_name, rank_layout
 from pytest_dlio.config.model import WorkloadConfig
 from pytest_dlio.errors import DlioError, NotFound
+from pytest_dlio.progress import ProgressFn, Ticker
 from pytest_dlio.ranks import Comm
 from pytest_dlio.storage.base import ObjectStore
 
@@ -58,8 +59,10 @@ class Checkpointer:
     """Saves and loads this rank's checkpoint files; collects DLIO's checkpoint metrics."""
 
     def __init__(self, cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, fsync: bool | None = None,
-                 chunk: int = CHUNK) -> None:
+                 chunk: int = CHUNK, progress: ProgressFn | None = None) -> None:
         self.cfg, self.store, self.comm = cfg, store, comm
+        self.progress = progress
+        self._tick, self._moved, self._kind, self._index = Ticker(None, "checkpoint", 0, "B"), 0, "save", 0
         self.fsync = cfg.checkpoint.fsync if fsync is None else fsync
         self.layout = rank_layout(cfg, comm.size, comm.rank)
         self.size_gib = checkpoint_sizes(cfg, comm.size).checkpoint_size_gib
@@ -85,6 +88,7 @@ class Checkpointer:
         """Write one checkpoint (usable as training's ``on_checkpoint``); returns its duration in seconds."""
         if self.layout.files:
             _ = self.source  # make the random pool before the clock starts (DLIO allocates tensors up front)
+        self._begin("save")
         start = time.perf_counter()
         firsts = {}
         for f in self.layout.files:
@@ -93,6 +97,7 @@ class Checkpointer:
         if self.cfg.checkpoint.rank_sync:
             await self.comm.barrier()
         duration = time.perf_counter() - start
+        self._advance(0, final=True)
         self.saves.durations.append(duration)
         self.saves.nbytes += self.layout.total_bytes
         self.saved.append((epoch, step))
@@ -115,6 +120,7 @@ class Checkpointer:
                 data = self.source.next(min(left, self.chunk), f.dtype)
                 await writer.write(data)
                 left -= len(data)
+                self._advance(len(data))
         except BaseException:
             await writer.abort()
             raise
@@ -127,6 +133,7 @@ class Checkpointer:
         manifest: dict[str, Any] | None = None
         if verify and self.layout.files:
             manifest = await self._manifest(epoch, step)
+        self._begin("load")
         start = time.perf_counter()
         for f in self.layout.files:
             key = f"{folder_name(epoch, step)}/{f.name}"
@@ -136,6 +143,7 @@ class Checkpointer:
         if self.cfg.checkpoint.rank_sync:
             await self.comm.barrier()
         duration = time.perf_counter() - start
+        self._advance(0, final=True)
         self.loads.durations.append(duration)
         self.loads.nbytes += self.layout.total_bytes
         return duration
@@ -190,7 +198,18 @@ class Checkpointer:
                     source = None
             chunk_no += 1
             offset += len(data)
+            self._advance(len(data))
         self.loads.file_latencies.append(time.perf_counter() - t0)
+
+    # ---- progress ----
+    def _begin(self, kind: str) -> None:
+        count = len((self.saves if kind == "save" else self.loads).durations) + 1
+        self._tick = Ticker(self.progress, "checkpoint", self.layout.total_bytes, "B")
+        self._kind, self._index, self._moved = kind, count, 0
+
+    def _advance(self, nbytes: int, final: bool = False) -> None:
+        self._moved += nbytes
+        self._tick(self._moved, final=final, kind=self._kind, index=self._index)
 
     # ---- metrics ----
     def stats(self) -> CheckpointStats:
@@ -207,7 +226,10 @@ class Checkpointer:
             counts[kind] = len(t.durations)
         metric["checkpoint_rank_bytes"] = float(self.layout.total_bytes)
         return CheckpointStats(metric=metric, fsync=self.fsync, counts=counts, saved=tuple(self.saved),
-                               notes=tuple(self.notes), problems=tuple(self.problems))
+                               notes=tuple(self.notes), problems=tuple(self.problems),
+                               durations={"save": tuple(self.saves.durations), "load": tuple(self.loads.durations)},
+                               file_latencies={"save": tuple(self.saves.file_latencies),
+                                               "load": tuple(self.loads.file_latencies)})
 
 
 @dataclass(frozen=True)
@@ -221,6 +243,8 @@ class CheckpointStats:
     notes: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()  # verification failures (size or content)
     potential_caching: bool | None = None  # None: not a local page-cache question
+    durations: dict[str, tuple[float, ...]] = field(default_factory=dict)  # "save"/"load" → s per checkpoint
+    file_latencies: dict[str, tuple[float, ...]] = field(default_factory=dict)  # → s per file
 
     @property
     def failure(self) -> str | None:
@@ -237,11 +261,11 @@ def _pause(cfg: WorkloadConfig) -> float:
 
 async def write_checkpoints(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
                             epoch_steps: list[tuple[int, int]] | None = None,
-                            fsync: bool | None = None) -> CheckpointStats:
+                            fsync: bool | None = None, progress: ProgressFn | None = None) -> CheckpointStats:
     """Checkpoint-only saves: ``num_checkpoints_write`` checkpoints at epoch 1, steps 1..N (or ``epoch_steps``)."""
     if epoch_steps is None:
         epoch_steps = [(1, s) for s in range(1, cfg.checkpoint.num_checkpoints_write + 1)]
-    ckpt = Checkpointer(cfg, store, comm=comm, fsync=fsync)
+    ckpt = Checkpointer(cfg, store, comm=comm, fsync=fsync, progress=progress)
     for epoch, step in epoch_steps:
         await asyncio.sleep(_pause(cfg))
         await comm.barrier()
@@ -258,7 +282,8 @@ async def _present(store: ObjectStore, cfg: WorkloadConfig, comm: Comm, epoch: i
 
 async def read_checkpoints(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, verify: bool = True,
                            drop_caches: bool = False,
-                           epoch_steps: list[tuple[int, int]] | None = None) -> CheckpointStats:
+                           epoch_steps: list[tuple[int, int]] | None = None,
+                           progress: ProgressFn | None = None) -> CheckpointStats:
     """Checkpoint-only loads: ``num_checkpoints_read`` checkpoints at epoch 1, steps 1..N (or ``epoch_steps``,
     e.g. a training run's ``Checkpointer.saved``), verified by default."""
     if epoch_steps is None:
@@ -275,7 +300,7 @@ async def read_checkpoints(cfg: WorkloadConfig, store: ObjectStore, *, comm: Com
             f"checkpoint read: checkpoint.num_checkpoints_read is {len(wanted)} but only {found} checkpoint(s) "
             f"({folder_name(*wanted[0])}..) exist under {store.uri} for rank {comm.rank}; write them first "
             f"(checkpoint.num_checkpoints_write >= {len(wanted)}) or lower num_checkpoints_read")
-    ckpt = Checkpointer(cfg, store, comm=comm)
+    ckpt = Checkpointer(cfg, store, comm=comm, progress=progress)
     cache_note, caching = None, None
     if store.page_cached:
         if drop_caches and drop_page_cache():

@@ -25,7 +25,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -45,6 +45,7 @@ from pytest_dlio.phases.dataset import (
     marker_key,
     not_enough_message,
 )
+from pytest_dlio.progress import ProgressFn, Ticker
 from pytest_dlio.randbytes import file_rng, new_nonce
 from pytest_dlio.ranks import Comm
 from pytest_dlio.storage.base import ObjectStore
@@ -52,7 +53,6 @@ from pytest_dlio.storage.base import ObjectStore
 MODES = ("auto", "always", "never")
 STREAM_ABOVE = 8 << 20  # multi-part files above this stream through a Writer (no join copy)
 MEMORY_BUDGET = 1 << 30  # encoded bytes in flight at once (bounds concurrency for huge files)
-PROGRESS_EVERY = 5.0  # seconds
 WRITTEN_PREFIX = ".dlio/written/"  # per-run manifests of the keys a run wrote
 
 
@@ -72,6 +72,8 @@ class DatagenStats:
     bytes_written: int  # every byte put to storage: files and their sidecars
     write_latencies: tuple[float, ...]  # seconds per file written (sidecars, file, marker)
     wall_seconds: float
+    write_starts: tuple[float, ...] = ()  # time.perf_counter() at each file's start (same order)
+    write_bytes: tuple[int, ...] = ()  # bytes of each file written, sidecars included (same order)
     written_keys: tuple[str, ...] = ()  # every key this run put: sidecars, files, markers
     manifest: str | None = None  # where the list of written keys is kept on the store (None: nowhere)
     files_damaged: int = 0  # complete by size but damaged content, rewritten
@@ -191,7 +193,7 @@ def in_flight(cfg: WorkloadConfig, todo: list[DataFile]) -> int:
 
 
 async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode: str = "auto",
-                   progress: Callable[[str], None] | None = None, manifest: str | None = None,
+                   progress: ProgressFn | None = None, manifest: str | None = None,
                    verify_data: bool = False) -> DatagenStats:
     """Write this rank's files of the dataset (see the module docstring for modes, resumption, content
     checks and the manifest of written keys; ``verify_data`` reads every complete file whole)."""
@@ -213,8 +215,6 @@ async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode:
         bad = await content_problems(store, [f for f in mine if f.key not in skipped], listing,
                                      cfg.dataset.format, full=verify_data)
         damaged = len(bad)
-        if bad and progress is not None:
-            progress(f"{damaged} damaged files to rewrite, first {bad[0]}")
         bad_keys = {p.key for p in bad}
         todo = [f for f in mine if f.key in skipped or f.key in bad_keys]
     preflight(store, todo, listing)
@@ -222,8 +222,10 @@ async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode:
     nonce = new_nonce()
     limit = in_flight(cfg, todo)
     latencies: list[float] = []
+    starts: list[float] = []
+    sizes: list[int] = []
     totals = {"bytes": 0, "files": 0}
-    last = [time.perf_counter()]
+    tick = Ticker(progress, "datagen", sum(f.expected_size or f.raw_bytes for f in todo), "B")
     queue = iter(todo)
     loop = asyncio.get_running_loop()
     record = Manifest(store, manifest)
@@ -238,14 +240,11 @@ async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode:
             written = await write_file(store, f, enc, listing, digest, record.keys)
             totals["bytes"] += written
             latencies.append(time.perf_counter() - t)
+            starts.append(t)
+            sizes.append(written)
             totals["files"] += 1
             enc.release()
-            now = time.perf_counter()
-            if progress is not None and now - last[0] >= PROGRESS_EVERY:
-                last[0] = now
-                mib = totals["bytes"] / 2**20
-                progress(f"generated {totals['files']}/{len(todo)} files, {mib:.0f} MiB, "
-                         f"{mib / (now - t0):.1f} MiB/s")
+            tick(totals["bytes"], files=totals["files"], files_total=len(todo))
 
     workers = max(1, min(limit, len(todo)))
     with ThreadPoolExecutor(max_workers=min(workers, os.cpu_count() or 2), thread_name_prefix="dlio-gen") as pool:
@@ -255,10 +254,12 @@ async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode:
             ok = True
         finally:
             await asyncio.shield(record.finish(ok))
+    tick(totals["bytes"], final=True, files=totals["files"], files_total=len(todo))
     await comm.barrier()
     return DatagenStats(format=cfg.dataset.format, files_planned=len(mine), files_written=int(totals["files"]),
                         files_skipped=len(mine) - len(todo), bytes_written=int(totals["bytes"]),
                         write_latencies=tuple(latencies), wall_seconds=time.perf_counter() - t0,
+                        write_starts=tuple(starts), write_bytes=tuple(sizes),
                         written_keys=tuple(dict.fromkeys(record.keys)),
                         manifest=manifest if todo else None, files_damaged=damaged)
 

@@ -30,6 +30,7 @@ from pytest_dlio.formats import Format, ReadUnit, Spans, get_format, sample_of
 from pytest_dlio.layout import DataFile
 from pytest_dlio.metrics import TrainMetrics, compute_metrics
 from pytest_dlio.phases.dataset import check_dataset
+from pytest_dlio.progress import ProgressFn, Ticker
 from pytest_dlio.ranks import Comm
 from pytest_dlio.storage.base import Buffer, ObjectStore
 from pytest_dlio.timeline import Block, Clock, Epoch, EvalRun, Reads, Step, Timeline
@@ -165,13 +166,13 @@ class Loader:
     async def _get(self, key: str) -> Buffer:
         t = time.perf_counter()
         data = await self.store.get(key)
-        self.reads.add(len(data), time.perf_counter() - t)
+        self.reads.add(len(data), time.perf_counter() - t, t)
         return data
 
     async def _range(self, key: str, start: int, length: int) -> Buffer:
         t = time.perf_counter()
         data = await self.store.get_range(key, start, length)
-        self.reads.add(len(data), time.perf_counter() - t)
+        self.reads.add(len(data), time.perf_counter() - t, t)
         return data
 
     async def _file(self, key: str) -> Buffer:
@@ -370,8 +371,9 @@ async def _shared_seed(comm: Comm) -> int:
 
 
 async def _eval(cfg: WorkloadConfig, loader: Loader, comm: Comm, clock: Clock, epoch: int, seed: int,
-                rng: np.random.Generator) -> EvalRun:
+                rng: np.random.Generator, progress: ProgressFn | None = None) -> EvalRun:
     steps = cfg.eval_steps(comm.size)
+    tick = Ticker(progress, "eval", steps, "steps")
     order = epoch_order(cfg, epoch, comm.rank, comm.size, shared_seed=seed, split="eval")
     run = EvalRun(clock.now())
     it = loader.batches(order, cfg.reader.batch_size_eval)
@@ -383,6 +385,7 @@ async def _eval(cfg: WorkloadConfig, loader: Loader, comm: Comm, clock: Clock, e
             await emulate(cfg.evaluation.eval_time.sample(rng))
             t2 = clock.now()
             run.steps.append(Step(t0, t1 - t0, t2 - t1, t2 - t0))
+            tick(len(run.steps), final=len(run.steps) == steps, epoch=epoch)
     finally:
         await it.aclose()
     run.t_end = clock.now()
@@ -391,7 +394,7 @@ async def _eval(cfg: WorkloadConfig, loader: Loader, comm: Comm, clock: Clock, e
 
 async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
                        on_checkpoint: CheckpointHook | None = None, on_epoch_end: EpochHook | None = None,
-                       clock: Clock | None = None) -> TrainRun:
+                       clock: Clock | None = None, progress: ProgressFn | None = None) -> TrainRun:
     """Run every epoch on this rank and return its timeline and the (gathered) run metrics."""
     clock = clock or Clock()
     rd = cfg.reader
@@ -416,6 +419,11 @@ async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
     every = cfg.checkpoint.steps_between_checkpoints if on_checkpoint is not None else -1
     next_eval = cfg.evaluation.eval_after_epoch
     overall = 0
+    tick = Ticker(progress, "train", cfg.train.epochs * steps, "steps")
+    # compute and step seconds so far without each epoch's excluded first steps (as DLIO's metric): the
+    # progress line's running AU and samples/s
+    busy = proc_sum = 0.0
+    counted = 0
     tl.t_start = clock.now()
     try:
         for e in range(1, cfg.train.epochs + 1):
@@ -433,6 +441,11 @@ async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
                     await comm.barrier()  # a coroutine: the loader's reader tasks keep running meanwhile
                     block.steps.append(Step(t0, t1 - t0, t2 - t1, clock.now() - t0))
                     overall += 1
+                    if step > tl.exclude_start_steps:
+                        busy, proc_sum, counted = busy + t2 - t1, proc_sum + block.steps[-1].proc, counted + 1
+                    tick(overall, epoch=e, epochs=cfg.train.epochs, step=step, steps=steps,
+                         au_percent=100.0 * busy / proc_sum if proc_sum else None,
+                         samples_per_second=counted * rd.batch_size * comm.size / proc_sum if proc_sum else None)
                     if every > 0 and overall % every == 0 and on_checkpoint is not None:
                         block.t_end = clock.now()
                         ep.blocks.append(block)
@@ -446,7 +459,7 @@ async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
                 block.t_end = clock.now()
                 ep.blocks.append(block)
             if eval_loader is not None and e >= next_eval:
-                ep.eval = await _eval(cfg, eval_loader, comm, clock, e, seed, rng)
+                ep.eval = await _eval(cfg, eval_loader, comm, clock, e, seed, rng, progress)
                 next_eval += cfg.evaluation.epochs_between_evals
             ep.t_end = clock.now()
             tl.epochs.append(ep)
@@ -456,6 +469,9 @@ async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
     tl.t_end = clock.now()
+    tick(overall, final=True, epoch=cfg.train.epochs, epochs=cfg.train.epochs, step=steps, steps=steps,
+         au_percent=100.0 * busy / proc_sum if proc_sum else None,
+         samples_per_second=counted * rd.batch_size * comm.size / proc_sum if proc_sum else None)
     gathered = await comm.gather(tl)
     metrics = compute_metrics(gathered if gathered else [tl], cfg.metric.au)
     return TrainRun(tl, metrics, loader.stats, tl.t_start, tl.t_end)

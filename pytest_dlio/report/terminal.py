@@ -8,13 +8,15 @@ from typing import Any
 from pytest_dlio.report.table import render_table
 
 
-def write_summary(tr: Any, texts: Sequence[tuple[str, list[str]]], rows: Sequence[Mapping[str, Any]]) -> None:
+def write_summary(tr: Any, texts: Sequence[tuple[str, list[str]]], rows: Sequence[Mapping[str, Any]],
+                  written: Sequence[str] = ()) -> None:
     for title, lines in texts:
         tr.write_sep("-", title)
         for line in lines:
             tr.write_line(line)
-    shown = [r for r in rows if any(k.startswith(("train_", "save_", "load_", "files")) for k in r)]
-    if shown:
+    if rows:
         tr.write_sep("=", "dlio")
-        for line in render_table(shown):
+        for line in render_table(rows):
             tr.write_line(line)
+    for line in written:
+        tr.write_line(line)

@@ -41,7 +41,8 @@ def get_storage_session(config: pytest.Config) -> StorageSession:
 @pytest.hookimpl
 def pytest_configure(config: pytest.Config) -> None:
     session = get_storage_session(config)
-    if not hasattr(config, "workerinput"):
+    # --dlio-plan / --dlio-show-config run only schema items: nothing to store, so no emulator either
+    if not hasattr(config, "workerinput") and not (_option(config, "dlio_plan") or _option(config, "dlio_show_config")):
         session.start_needed_emulators()
 
 
