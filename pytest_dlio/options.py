@@ -32,6 +32,25 @@ def parse_scale(value: str) -> float | str:
     return factor
 
 
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+          "t": 10**12, "tb": 10**12, "p": 10**15, "pb": 10**15, "kib": 2**10, "mib": 2**20, "gib": 2**30,
+          "tib": 2**40, "pib": 2**50}
+
+
+def parse_size(value: str) -> int:
+    """A byte count: ``500000``, ``200GB``, ``1.5TiB``, ``2PB`` (decimal and binary units)."""
+    text = value.strip().lower().replace(" ", "")
+    num = text.rstrip("kmgtpib")
+    unit = text[len(num):]
+    try:
+        n = float(num)
+    except ValueError:
+        n = float("nan")
+    if unit not in _UNITS or not n > 0 or n == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a size such as 500GB, 2TiB or 1000000 (bytes), got {value!r}")
+    return int(n * _UNITS[unit])
+
+
 def parse_interval(value: str) -> float:
     try:
         seconds = float(value)
@@ -237,6 +256,12 @@ def add_dlio_options(addoption: Callable[..., Any], addini: Callable[..., Any] |
                    "without touching storage.")
     addoption("--dlio-no-verify", action="store_true", default=False,
               help="skip checksum verification of checkpoint read-back.")
+    addoption("--dlio-max-bytes", default=None, type=parse_size, metavar="SIZE",
+              help="the most a dataset or a run's checkpoints may take on the target (e.g. 50TB, 2PiB); "
+                   "object stores are capped at 10 TiB unless this raises it.")
+    addoption("--dlio-verify-data", action="store_true", default=False,
+              help="datagen auto reads every complete file whole to check its content (sampled digest and "
+                   "the format's checksums: npz zip CRCs, tfrecord record CRCs), not only sampled blocks.")
     addoption("--dlio-drop-caches", action="store_true", default=False,
               help="drop the page cache between checkpoint write and read (needs root).")
     addoption("--dlio-progress-interval", default=2.0, type=parse_interval, metavar="SECONDS",

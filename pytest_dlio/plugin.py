@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import glob
 import importlib.util
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,18 @@ from pytest_dlio.options import SHOW_CONFIG_FORMATS, add_dlio_options, rewrite_a
 pytest_plugins = [m for m in ["pytest_dlio.storage.pytest_plugin"] if importlib.util.find_spec(m)]
 _YAML = (".yaml", ".yml")
 _TARGETS = pytest.StashKey[list[Path]]()
+_OLD_SIGTERM = pytest.StashKey[Any]()
+
+
+def _sigterm_as_sigint(signum: int, frame: Any) -> None:
+    """SIGTERM between phases stops a DLIO session as Ctrl-C does: whatever handles SIGINT now, else
+    KeyboardInterrupt, which pytest turns into a clean exit. During a phase ``items.run_phase`` handles
+    SIGTERM instead: it cancels the phase (writers abort, stores close), then raises KeyboardInterrupt."""
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler) and handler is not _sigterm_as_sigint:
+        handler(signal.SIGINT, frame)
+    else:
+        raise KeyboardInterrupt
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -83,6 +97,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_TARGETS] = targets
     state = config.stash[STASH_KEY] = DlioSession(config)
     config.pluginmanager.register(state, "dlio-session")  # receives the reports (controller side under xdist)
+    if targets and threading.current_thread() is threading.main_thread():
+        config.stash[_OLD_SIGTERM] = signal.signal(signal.SIGTERM, _sigterm_as_sigint)
+
+
+@pytest.hookimpl
+def pytest_unconfigure(config: pytest.Config) -> None:
+    old = config.stash.get(_OLD_SIGTERM, None)
+    if old is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, old)
 
 
 class _RankZeroSpeaks:

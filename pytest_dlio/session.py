@@ -35,6 +35,8 @@ def settings_from(config: pytest.Config) -> RunSettings:
         generate=opt("dlio_generate"),
         verify=not opt("dlio_no_verify"),
         drop_caches=opt("dlio_drop_caches"),
+        verify_data=opt("dlio_verify_data"),
+        max_bytes=opt("dlio_max_bytes"),
         storage_uri=opt("dlio_storage"),
         runs=opt("dlio_runs"),  # gating: repeated runs
         warmup=opt("dlio_warmup"),

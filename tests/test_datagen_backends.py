@@ -40,16 +40,24 @@ def test_generate_resume_read_and_cleanup(request: pytest.FixtureRequest, uri: s
     async def main() -> None:
         store = await session.open(uri, None)
         try:
-            first = dict(datagen_result(await generate(cfg, store, comm=SingleComm())).properties)
+            run1 = await generate(cfg, store, comm=SingleComm())
+            first = dict(datagen_result(run1).properties)
             assert first["datagen_files_written"] == 3
             await store.delete(files[1].key)
-            again = dict(datagen_result(await generate(cfg, store, comm=SingleComm())).properties)
+            run2 = await generate(cfg, store, comm=SingleComm())
+            again = dict(datagen_result(run2).properties)
             assert again["datagen_files_written"] == 1 and again["datagen_files_skipped"] == 2
             for f in files:
                 assert await store.size(f.key) == f.expected_size
                 sidecars = {k: await store.get(k) for k in f.sidecars}
                 assert len(get_format(fmt).decode(await store.get(f.key), f, cfg.dataset, sidecars)) == spf
-            await cleanup(cfg, store, SingleComm())
+            # the second run wrote only the file it rewrote (its sidecars, its digest marker) and deletes only those
+            assert files[1].key in run2.written_keys and files[0].key not in run2.written_keys
+            assert await cleanup(store, run2, SingleComm()) == len(run2.written_keys)
+            replaced = f".dlio/digests/{files[1].key}@"  # the first run's digest of the file the second rewrote
+            left = {k for k in set(run1.written_keys) - set(run2.written_keys) if not k.startswith(replaced)}
+            assert {k async for k, _ in store.list("")} == left
+            await cleanup(store, run1, SingleComm())
             assert [k async for k, _ in store.list("")] == []
         finally:
             await store.close()

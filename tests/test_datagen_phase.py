@@ -17,6 +17,7 @@ from pytest_dlio.errors import DlioError
 from pytest_dlio.layout import dataset_files
 from pytest_dlio.phases import datagen
 from pytest_dlio.phases.datagen import cleanup, generate
+from pytest_dlio.phases.dataset import DIGEST_PREFIX
 from pytest_dlio.progress import Progress
 from pytest_dlio.ranks import SingleComm
 from pytest_dlio.ranks.inproc import InProcessWorld
@@ -42,7 +43,8 @@ async def listing(store: ObjectStore) -> dict[str, int]:
 
 
 def objects(store: ObjectStore) -> dict[str, int]:
-    return asyncio.run(listing(store))
+    """What the store holds, without the digest markers datagen writes beside every file."""
+    return {k: v for k, v in asyncio.run(listing(store)).items() if not k.startswith(DIGEST_PREFIX)}
 
 
 @pytest.fixture
@@ -92,7 +94,9 @@ def test_resume_rewrites_only_missing_and_truncated(files: ObjectStore, tmp_path
     assert props["datagen_files_written"] == 2 and props["datagen_files_skipped"] == 4
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert victim.stat().st_size == dataset_files(c)[4].expected_size
-    assert not [p for p in root.rglob("*") if p.is_file() and not p.name.endswith(".npz")]  # no temp files left
+    # no temp files left: only the files and their digest markers
+    assert not [p for p in root.rglob("*") if p.is_file() and not p.name.endswith(".npz")
+                and ".dlio/digests/" not in p.as_posix()]
 
 
 def test_content_sized_format_uses_markers(files: ObjectStore, tmp_path: Path) -> None:
@@ -174,8 +178,8 @@ def test_cleanup_removes_exactly_the_generated_files(files: ObjectStore, tmp_pat
     (tmp_path / "data/train").mkdir(parents=True)
     keep = tmp_path / "data/train/notes.txt"
     keep.write_text("mine")
-    run(c, files)
-    assert asyncio.run(cleanup(c, files, SingleComm())) == 12  # 6 files + 6 markers
+    stats = asyncio.run(generate(c, files, comm=SingleComm()))
+    assert asyncio.run(cleanup(files, stats, SingleComm())) == 12  # 6 files + 6 size markers
     assert [k for k in objects(files)] == ["train/notes.txt"] and keep.read_text() == "mine"
 
 

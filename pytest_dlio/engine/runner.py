@@ -8,6 +8,9 @@ because of them are counted, not repeated). Items call ``runner.run(phase)`` and
 from __future__ import annotations
 
 import asyncio
+import signal
+import threading
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_dlio.report.results import PhaseResult
@@ -67,7 +70,7 @@ class InProcess:
         self.wl = wl
 
     def run(self, phase: str) -> PhaseResult:
-        return asyncio.run(self.wl.run(phase))
+        return run_phase(self.wl.run(phase))
 
     def add_to_summary(self, part: dict[str, Any]) -> None:
         self.wl._add_to_summary(part)
@@ -135,7 +138,7 @@ class MpiRanks(InProcess):
     """
 
     def run(self, phase: str) -> PhaseResult:
-        return asyncio.run(self._run(phase))
+        return run_phase(self._run(phase))
 
     async def _run(self, phase: str) -> PhaseResult:
         comm: Any = self.wl.comm
@@ -178,3 +181,34 @@ def make_runner(wl: Workload) -> Runner:
 
 
 __all__ = ["InProcess", "LocalRanks", "MpiRanks", "Runner", "compose", "make_runner"]
+
+
+def run_phase(coro: Coroutine[Any, Any, Any]) -> Any:
+    """``asyncio.run(coro)``, where SIGTERM cancels the phase — its writers abort, its stores close — and
+    then ends the session as Ctrl-C does (KeyboardInterrupt)."""
+    stopped: list[int] = []
+
+    async def main() -> Any:
+        loop, task = asyncio.get_running_loop(), asyncio.current_task()
+        hook = threading.current_thread() is threading.main_thread()
+        previous = signal.getsignal(signal.SIGTERM) if hook else None
+        def stop() -> None:
+            stopped.append(signal.SIGTERM)
+            if task is not None:
+                task.cancel()
+
+        if hook:
+            loop.add_signal_handler(signal.SIGTERM, stop)
+        try:
+            return await coro
+        finally:
+            if hook:
+                loop.remove_signal_handler(signal.SIGTERM)
+                signal.signal(signal.SIGTERM, previous)
+
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError:
+        if stopped:
+            raise KeyboardInterrupt("SIGTERM") from None
+        raise

@@ -34,6 +34,8 @@ class RunSettings:
     results_dir: Path | None = None  # mlpstorage's results tree (report/results_tree.py), when given
     rank_timeout: float = 60.0  # seconds a local rank may go silent before it counts as hung
     mpi: bool = False  # this process is one rank of an MPI job (ranks = the MPI world size)
+    verify_data: bool = False  # datagen auto reads every complete file whole to check its content
+    max_bytes: int | None = None  # cap on a dataset / a run's checkpoints on any target (phases/capacity.py)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_root", Path(self.data_root).resolve())

@@ -19,6 +19,7 @@ timestamp folder of mlpstorage's results tree (``report/results_tree.py``) inste
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -134,6 +135,7 @@ class Workload:
         self._run_summaries: dict[str, dict[str, Any]] = {}  # each repeated run's own summary.json
         self._t_label: float | None = None  # when the repeated run in progress started
         self.results: dict[str, PhaseResult] = {}
+        self.datagen_written: DatagenStats | None = None  # this rank's own generation (its written keys)
         self.datagen_stats: DatagenStats | None = None
         self.train_run: TrainRun | None = None
         self.saves: CheckpointStats | None = None  # written during training (or checkpoint-only writes)
@@ -147,6 +149,9 @@ class Workload:
         #: also when the saves happened during training).
         self.retries: dict[str, Retries] = {}
         self._checkpoint_note: str | None = None  # training's checkpoints: one process emulating rank 0
+        # names what this run writes (the manifest of written keys): unique per process, rank and workload
+        self.run_id = (f"{self.name}-{os.uname().nodename}-{os.getpid()}-{time.strftime('%Y%m%dT%H%M%S')}"
+                       f"-rank{self.comm.rank}")
         self._identity: RunIdentity | None = None
         self._last_repeat = True  # False while a repeated train run is not the last (keep the dataset)
         self._train_metrics: list[TrainMetrics] = []  # each scored train run's metrics (--dlio-runs)
@@ -256,12 +261,18 @@ class Workload:
 
     # ---- phases ----
     async def datagen(self) -> PhaseResult:
-        from pytest_dlio.phases.datagen import generate
+        from pytest_dlio.phases.datagen import generate, manifest_key
 
         self._check_world()
+        # keep_files: false deletes what this run wrote, so the store keeps that list while it writes
+        manifest = None if self.cfg.dataset.keep_files else manifest_key(self.run_id)
         async with await self.open_data() as store:
+            if self.settings.generate != "never":
+                self._check_fits("the dataset", store)
             stats = await generate(self.cfg, store, comm=self.comm, mode=self.settings.generate,
-                                   progress=self.progress)
+                                   progress=self.progress, manifest=manifest,
+                                   verify_data=self.settings.verify_data)
+        self.datagen_written = stats  # this rank's own keys: what keep_files: false may delete
         # this rank's own series and histogram (the {rank}_*.json files are per rank) ...
         self.histograms["datagen_write"] = latency_histogram(stats.write_latencies)
         if stats.write_starts:
@@ -288,10 +299,11 @@ class Workload:
                 run = await self._train_with_checkpoints(store)
             else:
                 run = await run_training(cfg, store, comm=self.comm, progress=self.progress)
+            deleted: int | None = None
             if not cfg.dataset.keep_files and self._last_repeat:
                 from pytest_dlio.phases.datagen import cleanup
 
-                await cleanup(cfg, store, self.comm)
+                deleted = await cleanup(store, self.datagen_written, self.comm)
         self.train_run = run
         retries = self._retried("train", store)
         write_rank_files(self.output_dir, run.timeline)
@@ -306,6 +318,9 @@ class Workload:
             self._add_checkpoint_histograms(self.saves)
         result = report.with_retries(report.train_result(run.metrics), retries)
         result.lines.append(f"DLIO output: {self.output_dir}")
+        if deleted is not None:
+            result.lines.append(f"dataset.keep_files: false: deleted the {deleted} objects this run wrote "
+                                "(its files, sidecars and markers; files that were there before are kept)")
         return result
 
     async def _train_with_checkpoints(self, store: ObjectStore) -> TrainRun:
@@ -314,6 +329,7 @@ class Workload:
 
         ck_comm, note = self.checkpoint_comm()
         async with await self.open_checkpoints() as ckstore:
+            self._check_fits("the checkpoints", ckstore, ck_comm)
             ckpt = Checkpointer(self.cfg, ckstore, comm=ck_comm, progress=self.progress)
             hooks = _TrainingCheckpoints(self.cfg, ckpt, self.cfg.steps_per_epoch(self.comm.size))
             run = await run_training(self.cfg, store, comm=self.comm, on_checkpoint=hooks.on_step,
@@ -347,6 +363,7 @@ class Workload:
         else:
             comm, note = self.checkpoint_comm()
             async with await self.open_checkpoints() as store:
+                self._check_fits("the checkpoints", store, comm)
                 stats = await write_checkpoints(self.cfg, store, comm=comm, progress=self.progress)
             self.saves = stats
             self._add_checkpoint_histograms(stats)
@@ -376,6 +393,17 @@ class Workload:
         """Record the retries ``store`` made as ``phase``'s (stores are opened per phase)."""
         self.retries[phase] = retries = store.retries.snapshot()
         return retries
+
+    def _check_fits(self, what: str, store: ObjectStore, comm: Comm | None = None) -> None:
+        """Refuse, before any write, a dataset or checkpoint plan the target can never hold."""
+        from pytest_dlio.phases import capacity
+
+        if what == "the dataset":
+            need = capacity.dataset_bytes(self.cfg)
+        else:
+            c = comm or self.comm
+            need = capacity.checkpoint_bytes(self.cfg, c.size, c.rank)
+        capacity.check_fits(f"{self.name}: {what}", need, store, self.settings.max_bytes)
 
     @property
     def output_dir(self) -> Path:

@@ -7,13 +7,21 @@ Complete is judged as training judges it (``phases/dataset.py``): the key exists
 size, the format's prediction or, for formats whose size depends on the encoded content (hdf5, csv,
 jpeg, png, parquet), the size in the empty marker object ``.dlio/sizes/{key}@{size}`` datagen writes
 after the file; every sidecar exists with its exact size. Files are written whole and atomically
-(``ObjectStore.put`` / a committed ``Writer``), sidecars first, then the file, then its marker, so a
-killed run leaves only files that ``auto`` recognises as missing or incomplete and rewrites.
+(``ObjectStore.put`` / a committed ``Writer``), sidecars first, then the file, then its markers, so a
+killed run leaves only files that ``auto`` recognises as missing or incomplete and rewrites. Beyond size,
+``auto`` checks sampled blocks of complete files against the digest marker datagen wrote with each file
+(``phases/dataset.py``: what is and isn't verified) and rewrites a damaged file.
+
+Every key a run puts (sidecars, files, markers) is in ``DatagenStats.written_keys``; with ``manifest``
+the run also keeps a list on the store (``.dlio/written/<run>.json``: before writing, the files it is
+going to write; at the end, the keys it wrote), so ``dataset.keep_files: false`` deletes exactly what
+this run wrote — never a file that was there before — and what a killed run wrote can still be found.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import time
@@ -25,7 +33,18 @@ from pytest_dlio.config.model import WorkloadConfig
 from pytest_dlio.errors import DlioError
 from pytest_dlio.formats import Encoded, get_format
 from pytest_dlio.layout import DataFile, dataset_files, files_for_rank
-from pytest_dlio.phases.dataset import MARKER_PREFIX, Listing, list_dataset, marker_key, not_enough_message
+from pytest_dlio.phases.dataset import (
+    DIGEST_MIN,
+    DIGEST_PREFIX,
+    MARKER_PREFIX,
+    Listing,
+    content_problems,
+    digest_key,
+    digest_of_parts,
+    list_dataset,
+    marker_key,
+    not_enough_message,
+)
 from pytest_dlio.progress import ProgressFn, Ticker
 from pytest_dlio.randbytes import file_rng, new_nonce
 from pytest_dlio.ranks import Comm
@@ -34,6 +53,12 @@ from pytest_dlio.storage.base import ObjectStore
 MODES = ("auto", "always", "never")
 STREAM_ABOVE = 8 << 20  # multi-part files above this stream through a Writer (no join copy)
 MEMORY_BUDGET = 1 << 30  # encoded bytes in flight at once (bounds concurrency for huge files)
+WRITTEN_PREFIX = ".dlio/written/"  # per-run manifests of the keys a run wrote
+
+
+def manifest_key(run_id: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
+    return f"{WRITTEN_PREFIX}{safe}.json"
 
 
 @dataclass(frozen=True)
@@ -49,16 +74,19 @@ class DatagenStats:
     wall_seconds: float
     write_starts: tuple[float, ...] = ()  # time.perf_counter() at each file's start (same order)
     write_bytes: tuple[int, ...] = ()  # bytes of each file written, sidecars included (same order)
+    written_keys: tuple[str, ...] = ()  # every key this run put: sidecars, files, markers
+    manifest: str | None = None  # where the list of written keys is kept on the store (None: nowhere)
+    files_damaged: int = 0  # complete by size but damaged content, rewritten
 
     @property
     def mib_per_second(self) -> float:
         return self.bytes_written / 2**20 / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
 
-async def shared_listing(store: ObjectStore, files: list[DataFile], comm: Comm) -> Listing:
+async def shared_listing(store: ObjectStore, files: list[DataFile], comm: Comm, *, digests: bool = False) -> Listing:
     """Rank 0 lists, every rank gets its listing: one LIST per prefix however many ranks run (a LIST per
     rank at scale is what gave mlcommons/storage #667 its SlowDown storms)."""
-    listing = await list_dataset(store, files) if comm.rank == 0 else None
+    listing = await list_dataset(store, files, digests=digests) if comm.rank == 0 else None
     if comm.size == 1:
         assert listing is not None
         return listing
@@ -98,8 +126,9 @@ def preflight(store: ObjectStore, todo: list[DataFile], listing: Listing) -> Non
                         "(--dlio-scale) or point --dlio-storage elsewhere")
 
 
-def _encode(f: DataFile, cfg: WorkloadConfig, nonce: int) -> Encoded:
-    return get_format(cfg.dataset.format).encode(f, cfg.dataset, file_rng(nonce, f.position))
+def _encode(f: DataFile, cfg: WorkloadConfig, nonce: int) -> tuple[Encoded, str | None]:
+    enc = get_format(cfg.dataset.format).encode(f, cfg.dataset, file_rng(nonce, f.position))
+    return enc, digest_of_parts(enc.parts, enc.size) if enc.size >= DIGEST_MIN else None
 
 
 def _coalesce(parts: list, target: int = 8 << 20) -> Iterator:
@@ -120,12 +149,17 @@ def _coalesce(parts: list, target: int = 8 << 20) -> Iterator:
         yield b"".join(batch)
 
 
-async def write_file(store: ObjectStore, f: DataFile, enc: Encoded, listing: Listing) -> int:
-    """Sidecars, then the file, then its size marker; returns bytes written."""
+async def write_file(store: ObjectStore, f: DataFile, enc: Encoded, listing: Listing,
+                     digest: str | None = None, wrote: list[str] | None = None) -> int:
+    """Sidecars, then the file, then its size and digest markers; returns bytes written. Each key put is
+    appended to ``wrote`` before the put starts (a killed put may have left it)."""
+    wrote = [] if wrote is None else wrote
     written = 0
     for key, data in enc.sidecars.items():
+        wrote.append(key)
         await store.put(key, data)
         written += len(data)
+    wrote.append(f.key)
     size = enc.size
     if len(enc.parts) > 1 and size > STREAM_ABOVE:
         async with await store.open_writer(f.key) as w:
@@ -137,8 +171,39 @@ async def write_file(store: ObjectStore, f: DataFile, enc: Encoded, listing: Lis
     if f.expected_size is None:
         for stale in listing.markers.get(f.key, set()) - {size}:
             await store.delete(marker_key(f.key, stale))
+        wrote.append(marker_key(f.key, size))
         await store.put(marker_key(f.key, size), b"")
+    if digest is not None:
+        for old in listing.digests.get(f.key, set()) - {digest}:
+            await store.delete(digest_key(f.key, old))
+        wrote.append(digest_key(f.key, digest))
+        await store.put(digest_key(f.key, digest), b"")
     return written
+
+
+class Manifest:
+    """The keys a run writes, kept on the store at ``key``: before the first write, every file the run is
+    going to write (its ``planned`` files and sidecars; their markers are ``.dlio/sizes/{key}@*`` and
+    ``.dlio/digests/{key}@*``), so a killed run's list is complete; at the end, exactly what it wrote."""
+
+    def __init__(self, store: ObjectStore, key: str | None) -> None:
+        self.store, self.key = store, key
+        self.keys: list[str] = []  # in memory, as written
+
+    async def _put(self, doc: dict[str, object]) -> None:
+        if self.key is not None:
+            doc = {"writer": {"pid": os.getpid(), "host": os.uname().nodename}, **doc}
+            await self.store.put(self.key, json.dumps(doc).encode())
+
+    async def plan(self, todo: list[DataFile]) -> None:
+        if todo:
+            planned = sorted({k for f in todo for k in (f.key, *f.sidecars)})
+            await self._put({"done": False, "planned": planned,
+                             "markers": [f"{MARKER_PREFIX}{{key}}@*", f"{DIGEST_PREFIX}{{key}}@*"]})
+
+    async def finish(self, ok: bool) -> None:
+        if self.keys:
+            await self._put({"done": ok, "keys": sorted(set(self.keys))})
 
 
 def in_flight(cfg: WorkloadConfig, todo: list[DataFile]) -> int:
@@ -149,13 +214,15 @@ def in_flight(cfg: WorkloadConfig, todo: list[DataFile]) -> int:
 
 
 async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode: str = "auto",
-                   progress: ProgressFn | None = None) -> DatagenStats:
-    """Write this rank's files of the dataset (see the module docstring for modes and resumption)."""
+                   progress: ProgressFn | None = None, manifest: str | None = None,
+                   verify_data: bool = False) -> DatagenStats:
+    """Write this rank's files of the dataset (see the module docstring for modes, resumption, content
+    checks and the manifest of written keys; ``verify_data`` reads every complete file whole)."""
     _check_mode(mode)
     t0 = time.perf_counter()
     files = dataset_files(cfg)
     mine = files_for_rank(files, comm.rank, comm.size)
-    listing = await shared_listing(store, files, comm)
+    listing = await shared_listing(store, files, comm, digests=True)
     if mode == "never":
         msg = not_enough_message(files, listing, store.uri)
         if msg:
@@ -163,6 +230,14 @@ async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode:
         todo: list[DataFile] = []
     else:
         todo = mine if mode == "always" else [f for f in mine if not listing.complete(f)]
+    damaged = 0
+    if mode == "auto":
+        skipped = set(f.key for f in todo)
+        bad = await content_problems(store, [f for f in mine if f.key not in skipped], listing,
+                                     cfg.dataset.format, full=verify_data)
+        damaged = len(bad)
+        bad_keys = {p.key for p in bad}
+        todo = [f for f in mine if f.key in skipped or f.key in bad_keys]
     preflight(store, todo, listing)
 
     nonce = new_nonce()
@@ -174,14 +249,16 @@ async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode:
     tick = Ticker(progress, "datagen", sum(f.expected_size or f.raw_bytes for f in todo), "B")
     queue = iter(todo)
     loop = asyncio.get_running_loop()
+    record = Manifest(store, manifest)
+    await record.plan(todo)  # on the store before the first byte of data
 
     async def worker(pool: ThreadPoolExecutor) -> None:
         for f in queue:
-            enc = await loop.run_in_executor(pool, _encode, f, cfg, nonce)
+            enc, digest = await loop.run_in_executor(pool, _encode, f, cfg, nonce)
             t = time.perf_counter()
             # await first, then add: ``totals["bytes"] += await …`` reads the total before the await and
             # loses the updates of every worker that finished meanwhile
-            written = await write_file(store, f, enc, listing)
+            written = await write_file(store, f, enc, listing, digest, record.keys)
             totals["bytes"] += written
             latencies.append(time.perf_counter() - t)
             starts.append(t)
@@ -192,25 +269,31 @@ async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode:
 
     workers = max(1, min(limit, len(todo)))
     with ThreadPoolExecutor(max_workers=min(workers, os.cpu_count() or 2), thread_name_prefix="dlio-gen") as pool:
-        await asyncio.gather(*(worker(pool) for _ in range(workers)))
+        ok = False
+        try:
+            await asyncio.gather(*(worker(pool) for _ in range(workers)))
+            ok = True
+        finally:
+            await asyncio.shield(record.finish(ok))
     tick(totals["bytes"], final=True, files=totals["files"], files_total=len(todo))
     await comm.barrier()
     return DatagenStats(format=cfg.dataset.format, files_planned=len(mine), files_written=int(totals["files"]),
                         files_skipped=len(mine) - len(todo), bytes_written=int(totals["bytes"]),
                         write_latencies=tuple(latencies), wall_seconds=time.perf_counter() - t0,
-                        write_starts=tuple(starts), write_bytes=tuple(sizes))
+                        write_starts=tuple(starts), write_bytes=tuple(sizes),
+                        written_keys=tuple(dict.fromkeys(record.keys)),
+                        manifest=manifest if todo else None, files_damaged=damaged)
 
 
-async def cleanup(cfg: WorkloadConfig, store: ObjectStore, comm: Comm) -> int:
-    """Delete exactly this rank's generated files, sidecars and markers (``dataset.keep_files: false``)."""
-    files = files_for_rank(dataset_files(cfg), comm.rank, comm.size)
-    listing = await shared_listing(store, dataset_files(cfg), comm)
+async def cleanup(store: ObjectStore, stats: DatagenStats | None, comm: Comm) -> int:
+    """``dataset.keep_files: false``: delete exactly the keys this run wrote (``stats.written_keys``) and
+    its manifest; a file that was there before the run, complete or not, is never touched."""
     deleted = 0
-    for f in files:
-        keys = [f.key, *f.sidecars] + [marker_key(f.key, s) for s in listing.markers.get(f.key, ())]
-        for k in keys:
-            if k in listing.sizes or k.startswith(MARKER_PREFIX):
-                await store.delete(k)
-                deleted += 1
+    if stats is not None:
+        for k in stats.written_keys:
+            await store.delete(k)
+            deleted += 1
+        if stats.manifest is not None:
+            await store.delete(stats.manifest)
     await comm.barrier()
     return deleted

@@ -52,6 +52,7 @@ def datagen_result(stats: DatagenStats) -> PhaseResult:
         ("datagen_files_planned", stats.files_planned),
         ("datagen_files_written", stats.files_written),
         ("datagen_files_skipped", stats.files_skipped),
+        ("datagen_files_damaged", stats.files_damaged),
         ("datagen_bytes", stats.bytes_written),
         ("datagen_MiB_per_s", round(float(mib_s), 3)),
         ("datagen_write_latency_p50_ms", round(float(np.percentile(lat_ms, 50)), 3)),
@@ -60,6 +61,8 @@ def datagen_result(stats: DatagenStats) -> PhaseResult:
     ]
     lines = [f"datagen ({stats.format}): {stats.files_written} files written, {stats.files_skipped} already "
              f"complete, {stats.bytes_written / 2**20:.1f} MiB at {mib_s:.1f} MiB/s in {stats.wall_seconds:.2f} s"]
+    if stats.files_damaged:
+        lines.append(f"datagen: {stats.files_damaged} complete-sized files had damaged content and were rewritten")
     return PhaseResult("datagen", props, lines)
 
 

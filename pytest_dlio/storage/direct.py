@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pytest_dlio.errors import StorageError
 from pytest_dlio.storage.base import Buffer, Writer
-from pytest_dlio.storage.file import FileStore, commit, temp_path
+from pytest_dlio.storage.file import FileStore, commit, open_temp, temp_path
 
 ALIGN = 4096
 CHUNK = 4 * 2**20  # bounded staging buffer per write call / writer
@@ -164,7 +164,7 @@ class DirectStore(FileStore):
             path.parent.mkdir(parents=True, exist_ok=True)
             return _open_direct(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
 
-        fd = await self._io.run("open_writer", key, _open)
+        fd = await open_temp(self._io, key, tmp, _open)
         return DirectWriter(self, key, path, tmp, fd, fsync)
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from pytest_dlio.errors import StorageError
 from pytest_dlio.storage import azurite_npm
+from pytest_dlio.storage._watchdog import _alive
 
 AZURITE_INSTALL = azurite_npm.INSTALL_COMMAND
 # Azurite's well-known development account: a public constant documented by Microsoft, not a secret.
@@ -33,6 +34,8 @@ AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 MOTO_KEY = "testing"  # dummy credentials moto accepts
 _START_TIMEOUT = 30.0
+SCRATCH_PREFIX = "dlio-emulators-"
+_UNOWNED_AFTER = 3600.0  # a scratch folder without an owner file this old was never set up: remove it
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -110,7 +113,8 @@ class Emulators:
     def state_dir(self) -> Path:
         """The shared folder (pids, endpoints, lock), created on first use."""
         if self._state_dir is None:
-            self._state_dir = Path(tempfile.mkdtemp(prefix="dlio-emulators-"))
+            remove_dead_scratch()
+            self._state_dir = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
             (self._state_dir / "owner").write_text(str(os.getpid()))
         return self._state_dir
 
@@ -207,6 +211,28 @@ class Emulators:
             _stop(proc.pid)
             last = (self.state_dir / f"{name}.log").read_text(errors="replace")[-300:].strip()
         raise StorageError(f"{name}://", "start emulator", reason=f"did not come up on 127.0.0.1: {last}")
+
+
+def remove_dead_scratch(tmp: Path | None = None) -> list[Path]:
+    """Remove the emulator scratch folders (``dlio-emulators-*`` in the temp folder) of sessions whose
+    owner process is dead (SIGKILL, a crash): our folders only, never one of a live session."""
+    removed: list[Path] = []
+    for folder in Path(tmp or tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*"):
+        try:
+            if not folder.is_dir() or folder.is_symlink() or folder.stat().st_uid != os.getuid():
+                continue
+            owner = folder / "owner"
+            if owner.exists():
+                text = owner.read_text().strip()
+                if not text.isdigit() or _alive(int(text)):
+                    continue
+            elif time.time() - folder.stat().st_mtime < _UNOWNED_AFTER:
+                continue  # being set up right now
+        except OSError:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
 
 
 def _stop(pid: int) -> None:

@@ -1,23 +1,120 @@
-"""``file:///abs/path``: POSIX files through a thread pool; writes land atomically via a temp name."""
+"""``file:///abs/path``: POSIX files through a thread pool; writes land atomically via a temp name.
+
+A temp name says who writes it: ``.{name}.dlio-tmp-{pid}-{host}-{start}-{random}`` (``host``: a hash of
+the host name, ``start``: the writer process's start time, so a reused pid is not mistaken for it). A
+killed writer's temp files are removed by :func:`remove_stale_temps` (the next run's first open of the
+store): only names of exactly this form, and only when the writer is dead — its pid is not alive on this
+host with that start time — or, written from another host, untouched for :data:`STALE_AFTER` seconds.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
+import re
+import socket
 import stat
+import time
 import uuid
-from collections.abc import AsyncIterator
+import zlib
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from pytest_dlio.storage._pool import BlockingPool
 from pytest_dlio.storage.base import Buffer, ObjectStore, Writer
 
 TMP_MARK = ".dlio-tmp-"
+STALE_AFTER = 24 * 3600.0  # seconds untouched after which another host's temp file counts as abandoned
+_TMP_NAME = re.compile(r"\.dlio-tmp-(\d+)-([0-9a-f]{8})-(\d+)-[0-9a-f]{12}$")
+
+
+def _host_tag() -> str:
+    return f"{zlib.crc32(socket.gethostname().encode()):08x}"
+
+
+def process_start(pid: int) -> int:
+    """A process's start time in clock ticks since boot (Linux /proc), 0 when unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat_line = f.read()
+    except OSError:
+        return 0
+    # the command name (field 2) may hold spaces and parentheses: fields are counted after its last ')'
+    fields = stat_line[stat_line.rfind(b")") + 2:].split()
+    return int(fields[19]) if len(fields) > 19 else 0
+
+
+_ME = (os.getpid(), process_start(os.getpid()))
+
+
+def _writer_tag() -> str:
+    global _ME
+    if _ME[0] != os.getpid():  # forked since import
+        _ME = (os.getpid(), process_start(os.getpid()))
+    return f"{_ME[0]}-{_host_tag()}-{_ME[1]}"
 
 
 def temp_path(path: Path) -> Path:
-    """A unique hidden sibling of ``path`` that listing ignores."""
-    return path.with_name(f".{path.name}{TMP_MARK}{uuid.uuid4().hex[:12]}")
+    """A unique hidden sibling of ``path`` that listing ignores, naming its writer (module docstring)."""
+    return path.with_name(f".{path.name}{TMP_MARK}{_writer_tag()}-{uuid.uuid4().hex[:12]}")
+
+
+def _alive(pid: int, start: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    now = process_start(pid)
+    return not (start and now and now != start)  # same pid, another start: the pid was reused
+
+
+def abandoned(name: str, mtime: float, now: float | None = None) -> bool:
+    """True when ``name`` is a pytest-dlio temp file whose writer is gone (see the module docstring)."""
+    m = _TMP_NAME.search(name)
+    if m is None:
+        return False  # not a name we make: never touched
+    pid, host, start = int(m[1]), m[2], int(m[3])
+    if host == _host_tag():
+        return not _alive(pid, start)
+    return (time.time() if now is None else now) - mtime > STALE_AFTER
+
+
+async def open_temp(pool: BlockingPool, key: str, tmp: Path, opener: Callable[[], int]) -> int:
+    """Run ``opener`` (creates ``tmp``, returns its fd) on ``pool``; when the caller is cancelled meanwhile
+    (Ctrl-C, SIGTERM), the open still finishes in its thread, so close and remove what it made."""
+    fut = asyncio.ensure_future(pool.run("open_writer", key, opener))
+    try:
+        return await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        try:
+            fd = await fut
+        except BaseException:
+            raise asyncio.CancelledError from None
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def remove_stale_temps(root: Path) -> list[Path]:
+    """Delete the temp files of dead writers under ``root`` (a killed run's leftovers); returns them."""
+    removed: list[Path] = []
+    if not root.is_dir():
+        return removed
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            if TMP_MARK not in name:
+                continue
+            full = Path(dirpath) / name
+            try:
+                if abandoned(name, full.lstat().st_mtime):
+                    full.unlink()
+                    removed.append(full)
+            except FileNotFoundError:
+                continue
+    return removed
 
 
 def fsync_dir(path: Path) -> None:
@@ -175,7 +272,7 @@ class FileStore(ObjectStore):
             path.parent.mkdir(parents=True, exist_ok=True)
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
 
-        fd = await self._io.run("open_writer", key, _open)
+        fd = await open_temp(self._io, key, tmp, _open)
         return FileWriter(self, key, path, tmp, fd, fsync)
 
     async def close(self) -> None:

@@ -19,6 +19,7 @@ from pytest_dlio.storage.emulators import (
     ensure_azurite,
 )
 from pytest_dlio.storage.factory import open_store, require_extra, s3_library
+from pytest_dlio.storage.file import remove_stale_temps
 from pytest_dlio.storage.settings import StoreOptions
 from pytest_dlio.storage.uri import (
     is_uri,
@@ -70,6 +71,7 @@ class StorageSession:
         self.emulators = emulators or Emulators()
         self._environment = environment
         self._credentials: dict[StorageOptions, Credentials] = {}
+        self._swept: set[Path] = set()  # local roots already cleared of dead writers' temp files
 
     # ---- folder → URI ----
     def resolve(self, folder: str, storage: StorageConfig | None = None) -> str:
@@ -145,7 +147,14 @@ class StorageSession:
     async def open(self, uri: str, storage: StorageConfig | None = None, *, threads: int = 8) -> ObjectStore:
         """A new store for ``uri`` bound to the running event loop; the caller closes it."""
         opts = await asyncio.to_thread(self.options_for, uri, storage, threads)
-        return open_store(uri, opts)
+        store = open_store(uri, opts)
+        root = store.local_root
+        if root is not None and root not in self._swept:
+            # a killed run's temp files go on the next run's first open of the same folder (only ours,
+            # only of dead writers: storage/file.py)
+            self._swept.add(root)
+            await asyncio.to_thread(remove_stale_temps, root)
+        return store
 
     def start_needed_emulators(self) -> None:
         """Start the emulator --dlio-storage needs up front (so the header can name it)."""
