@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -184,13 +185,15 @@ class S3Store(ObjectStore):
         k = self._key(key)
         await self._call("delete", key, lambda c: c.delete_object(Bucket=self.bucket, Key=k))
 
+    def _delete_batch(self, client: Any, *, batch: dict[str, Any]) -> Any:
+        return client.delete_objects(Bucket=self.bucket, Delete=batch)
+
     async def delete_prefix(self, prefix: str) -> int:
         # docstring inherited
         keys = [self._prefix + k async for k, _ in self.list(prefix)]
         for i in range(0, len(keys), 1000):
-            batch = {"Objects": [{"Key": k} for k in keys[i:i + 1000]], "Quiet": True}
-            await self._call("delete_prefix", prefix or None,
-                             lambda c, b=batch: c.delete_objects(Bucket=self.bucket, Delete=b))
+            batch: dict[str, Any] = {"Objects": [{"Key": k} for k in keys[i:i + 1000]], "Quiet": True}
+            await self._call("delete_prefix", prefix or None, functools.partial(self._delete_batch, batch=batch))
         return len(keys)
 
     async def _open_writer(self, key: str, fsync: bool) -> Writer:
