@@ -25,8 +25,7 @@ import numpy as np
 from pytest_dlio import layout
 from pytest_dlio.config.model import Dataset, Reader, TimeSpec, Train, Workflow, WorkloadConfig
 from pytest_dlio.formats import get_format
-from pytest_dlio.phases.loader import dataset_keys
-from pytest_dlio.phases.train import run_training
+from pytest_dlio.phases.train import dataset_keys, run_training
 from pytest_dlio.ranks import SingleComm
 from pytest_dlio.storage import open_store
 

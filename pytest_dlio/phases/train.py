@@ -1,8 +1,12 @@
-"""The training loop: what DLIO's training loop does to storage (dlio.md §3.4), timed into a Timeline.
+"""The training phase: what DLIO's training loop does to storage (dlio.md §3.4), timed into a Timeline.
 
-Per epoch: the rank's sample order (``phases.sampler``), batches from the ``phases.loader``, emulated
-compute per step (a measured sleep), a barrier per step, optional step-based checkpoint callbacks that
-split the epoch into blocks, and evaluation after the configured epochs.
+Per epoch: the rank's sample order (index sampler: a contiguous block of ceil(N/P) samples per rank,
+with ``file_shuffle``/``sample_shuffle`` meaning what DLIO documents — off, seeded, or random), batches
+read by ``read_threads`` concurrent reader tasks with at most ``max(prefetch_size, read_threads)``
+batches of read-ahead, emulated compute per step (a measured sleep), optional step-based checkpoint
+callbacks that split the epoch into blocks, and evaluation after the configured epochs. Storage calls
+are async and fetch the format's read unit; a heavy format's decoding runs in a thread pool sized by
+``read_threads`` (inline when it is 0, like DLIO's zero workers), a light one's inline as a view.
 """
 
 from __future__ import annotations
@@ -10,26 +14,350 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from pytest_dlio.config.model import WorkloadConfig
+from pytest_dlio import layout
+from pytest_dlio.config.model import Dataset, TimeSpec, WorkloadConfig
 from pytest_dlio.errors import DlioError
+from pytest_dlio.formats import Format, ReadUnit, Spans, get_format, sample_of
+from pytest_dlio.layout import DataFile
 from pytest_dlio.metrics import TrainMetrics, compute_metrics
 from pytest_dlio.phases.dataset import check_dataset
-from pytest_dlio.phases.loader import Loader, LoaderStats, dataset_files
-from pytest_dlio.phases.sampler import coverage_problem, epoch_order
 from pytest_dlio.progress import ProgressFn, Ticker
 from pytest_dlio.ranks import Comm
-from pytest_dlio.storage.base import ObjectStore
-from pytest_dlio.timeline import Block, Clock, Epoch, EvalRun, Step, Timeline
+from pytest_dlio.storage.base import Buffer, ObjectStore
+from pytest_dlio.timeline import Block, Clock, Epoch, EvalRun, Reads, Step, Timeline
 
 CheckpointHook = Callable[[int, int], Awaitable[None]]
 EpochHook = Callable[[int], Awaitable[None]]
 
+
+# ---------------------------------------------------------------- dataset layout (adapter) ----
+def dataset_files(cfg: WorkloadConfig, split: str = "train") -> list[DataFile]:
+    """The split's files as datagen writes them (``layout.dataset_files``), in DLIO's sorted order."""
+    want = "train" if split == "train" else "valid"
+    return [f for f in layout.dataset_files(cfg) if f.split == want]
+
+
+def dataset_keys(cfg: WorkloadConfig, split: str = "train") -> list[str]:
+    """DLIO's file names under the data folder (dlio.md §3.2)."""
+    return layout.split_keys(cfg.dataset, "train" if split == "train" else "valid")
+
+
+def decode_file(f: DataFile, ds: Dataset, data: Buffer, sidecars: dict[str, Buffer] | None,
+                sample: int = 0) -> Sequence[object]:
+    """What DLIO's reader makes of an opened file: its samples (DlioError naming the file, and the
+    ``sample`` being read, when the bytes don't parse)."""
+    try:
+        return get_format(ds.format).decode(data, f, ds, sidecars)
+    except DlioError:
+        raise
+    except Exception as exc:  # any parse failure of a damaged file
+        raise DlioError(f"{f.key}: cannot decode sample {sample} as {ds.format} ({type(exc).__name__}: "
+                        f"{exc}); regenerate the dataset with the datagen item") from None
+
+
+def decode_sample(f: DataFile, ds: Dataset, data: Buffer, sample: int,
+                  sidecars: dict[str, Buffer] | None = None) -> object:
+    """Sample ``sample`` of an opened file (the file decoded for it alone)."""
+    return sample_of(decode_file(f, ds, data, sidecars, sample), f, sample)
+
+
+# ---------------------------------------------------------------- sampling ----
+def _rng(mode: str, seed: int, salt: tuple[int, ...]) -> np.random.Generator | None:
+    if mode == "off":
+        return None
+    if mode == "seed":
+        return np.random.default_rng([seed, *salt])
+    return np.random.default_rng()  # random: unseeded
+
+
+def epoch_order(cfg: WorkloadConfig, epoch: int, rank: int, size: int, *, shared_seed: int,
+                steps: int | None = None, split: str = "train") -> np.ndarray:
+    """Global sample indices this rank reads in ``epoch``, in order (``steps * batch_size`` of them).
+
+    ``file_shuffle`` permutes the file list (identically on every rank: seeded by ``train.seed``,
+    ``+epoch`` when ``seed_change_epoch``; ``random`` uses ``shared_seed``, drawn once per run and
+    shared by all ranks) before the rank takes its contiguous block of floor(N/P) samples;
+    ``sample_shuffle`` then permutes the rank's block. Flooring is DLIO's fix for the barrier deadlock
+    of mlcommons/storage #455 (ceil gave the last rank a batch fewer): every rank owns the same number
+    of samples, at least ``steps * batch_size``, and the N mod P left over are not read that epoch.
+    """
+    ds, rd, tr = cfg.dataset, cfg.reader, cfg.train
+    spf = ds.num_samples_per_file
+    nfiles = ds.num_files_train if split == "train" else ds.num_files_eval
+    bs = rd.batch_size if split == "train" else rd.batch_size_eval
+    if steps is None:
+        steps = cfg.steps_per_epoch(size) if split == "train" else cfg.eval_steps(size)
+    seed = tr.seed + (epoch if tr.seed_change_epoch else 0)
+    shuffle = split == "train"
+    files = np.arange(nfiles, dtype=np.int64)
+    if shuffle and rd.file_shuffle != "off":
+        frng = np.random.default_rng([seed if rd.file_shuffle == "seed" else shared_seed + epoch, 1])
+        files = frng.permutation(files)
+    samples = (files[:, None] * spf + np.arange(spf, dtype=np.int64)[None, :]).ravel()
+    spp = samples.size // size
+    mine = samples[rank * spp:(rank + 1) * spp]
+    srng = _rng(rd.sample_shuffle if shuffle else "off", seed, (rank, 2))
+    if srng is not None:
+        mine = srng.permutation(mine)
+    need = steps * bs
+    if need > mine.size:
+        raise DlioError(f"{steps} steps of batch {bs} need {need} samples per rank but each of {size} ranks "
+                        f"owns {mine.size} of {samples.size}; lower train.total_training_steps or the rank count")
+    return mine[:need]
+
+
+def coverage_problem(read: list[np.ndarray], total: int, steps: int, batch_size: int, epoch: int) -> str | None:
+    """None when, over all ranks, every sample was read at most once and each rank read ``steps`` full
+    batches (the shard maths: floor(N/P) samples per rank, ``steps * batch_size`` of them read), else what
+    was wrong — DLIO's sharding check, exact instead of a sum of indices."""
+    counts = np.zeros(total, dtype=np.int64)
+    for r, idx in enumerate(read):
+        if idx.size != steps * batch_size:
+            return (f"coverage check, epoch {epoch}: rank {r} read {idx.size} samples, expected "
+                    f"{steps} steps x batch {batch_size} = {steps * batch_size}")
+        if idx.size and (idx.min() < 0 or idx.max() >= total):
+            return f"coverage check, epoch {epoch}: rank {r} read a sample outside 0..{total - 1}"
+        np.add.at(counts, idx, 1)
+    twice = np.flatnonzero(counts > 1)
+    if twice.size:
+        who = [r for r, idx in enumerate(read) if np.isin(twice[0], idx)]
+        return (f"coverage check, epoch {epoch}: {twice.size} samples were read more than once (sample "
+                f"{int(twice[0])} {int(counts[twice[0]])} times, by ranks {who}); each sample belongs to one rank")
+    return None
+
+
+# ---------------------------------------------------------------- reading ----
+@dataclass
+class LoaderStats:
+    """How far ahead the readers got (the prefetch bound is asserted on this)."""
+
+    max_ahead: int = 0
+    batches: int = 0
+
+
+class Loader:
+    """Reads batches of samples from a store: concurrent reader tasks, bounded read-ahead, in-order delivery.
+
+    What a sample read fetches is the format's read unit: the whole file (decoded once per fetch when it
+    holds several samples), the sample's own byte range (indexed_binary, located by its index), or its
+    row group's column chunks (parquet, located by the footer). Heavy decodes run in ``pool``.
+    """
+
+    def __init__(self, cfg: WorkloadConfig, store: ObjectStore, files: list[DataFile], reads: Reads,
+                 pool: ThreadPoolExecutor | None, rng: np.random.Generator) -> None:
+        rd = cfg.reader
+        self.store, self.files, self.reads, self.pool = store, files, reads, pool
+        self.keys = [f.key for f in files]
+        self.ds = cfg.dataset
+        self.format: Format = get_format(cfg.dataset.format)
+        self._side: dict[str, dict[str, Buffer]] = {}
+        self.spf = cfg.dataset.num_samples_per_file
+        self.threads = rd.read_threads
+        self.capacity = max(rd.prefetch_size, rd.read_threads, 1)
+        self.memory = rd.read_type == "memory"
+        self.preprocess: TimeSpec = rd.preprocess_time
+        self.rng = rng
+        self.stats = LoaderStats()
+        self._cache: dict[str, asyncio.Task[Buffer]] = {}
+        self._left: dict[str, int] = {}
+        # on_demand with several samples per file: the most recently fetched files (a reader streams a
+        # file once while consecutive samples come from it; a jump to another file refetches, as DLIO's
+        # on_demand readers reopen files)
+        self._recent: OrderedDict[str, asyncio.Task[Buffer]] = OrderedDict()
+        self._recent_cap = max(2, 2 * max(1, rd.read_threads))
+        self._spans: dict[str, Spans] = {}
+        self._units: OrderedDict[tuple[str, int], asyncio.Task[object]] = OrderedDict()
+        # files holding several samples: each fetched file is decoded once and its samples served from
+        # that (DLIO's readers keep an opened file while its samples are read; reparsing the file for
+        # every sample made a 1251-sample tfrecord cost O(n^2) CRC checks)
+        self._decoded: OrderedDict[str, tuple[Buffer, asyncio.Future[Sequence[object]]]] = OrderedDict()
+        self.columns: list[str] | None = list(cfg.storage.options.columns or ()) or None
+        # whole files unless the unit is a range that read_type allows (memory reads indexed files whole)
+        unit = self.format.read_unit
+        self.unit = ReadUnit.FILE if unit is ReadUnit.SAMPLE_RANGE and self.memory else unit
+
+    async def _get(self, key: str) -> Buffer:
+        t = time.perf_counter()
+        data = await self.store.get(key)
+        self.reads.add(len(data), time.perf_counter() - t, t)
+        return data
+
+    async def _range(self, key: str, start: int, length: int) -> Buffer:
+        t = time.perf_counter()
+        data = await self.store.get_range(key, start, length)
+        self.reads.add(len(data), time.perf_counter() - t, t)
+        return data
+
+    async def _file(self, key: str) -> Buffer:
+        if not self.memory and self.spf > 1:
+            task = self._recent.get(key)
+            if task is None:
+                task = self._recent[key] = asyncio.ensure_future(self._get(key))
+                while len(self._recent) > self._recent_cap:
+                    self._recent.popitem(last=False)
+            else:
+                self._recent.move_to_end(key)
+            return await task
+        if not self.memory:
+            return await self._get(key)
+        task = self._cache.get(key)
+        if task is None:
+            task = self._cache[key] = asyncio.ensure_future(self._get(key))
+        try:
+            return await task
+        finally:
+            self._left[key] -= 1
+            if self._left[key] <= 0:
+                self._cache.pop(key, None)
+
+    async def _sidecars(self, f: DataFile) -> dict[str, Buffer] | None:
+        """The file's small index objects, read once per run (DLIO keeps its index in memory too)."""
+        if not f.sidecars:
+            return None
+        side = self._side.get(f.key)
+        if side is None:
+            side = self._side[f.key] = {k: await self._get(k) for k in f.sidecars}
+        return side
+
+    async def _decode(self, fn: Callable[..., Any], *args: object) -> Any:
+        """``fn(*args)`` in the pool for a heavy format, else inline on the event loop."""
+        if self.pool is not None and self.format.heavy:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+        return fn(*args)
+
+    async def _locate(self, f: DataFile) -> Spans:
+        """The byte ranges of the file's read units, found once per run (index objects, or the footer)."""
+        spans = self._spans.get(f.key)
+        if spans is not None:
+            return spans
+        fmt = self.format
+        if self.unit is ReadUnit.SAMPLE_RANGE:
+            side = await self._sidecars(f)
+            spans = fmt.sample_spans(f, side or {})
+        else:
+            size = await self.store.size(f.key)
+            tail = bytes(await self._range(f.key, max(0, size - fmt.footer_tail), fmt.footer_tail))
+            n = fmt.footer_length(tail)
+            footer = bytes(await self._range(f.key, max(0, size - n), n))
+            spans = fmt.row_group_spans(footer, size, self.ds, self.columns)
+        self._spans[f.key] = spans
+        return spans
+
+    async def _unit(self, f: DataFile, sample: int) -> object:
+        """A ranged read unit: exactly its bytes, decoded as DLIO's reader does. A row group serves all
+        its rows, so consecutive rows of one group share one read."""
+        spans = await self._locate(f)
+        if self.unit is ReadUnit.SAMPLE_RANGE:  # unit i is sample i
+            return await self._read_unit(f, sample, *sample_of(spans.spans, f, sample))
+        u = spans.unit_of(sample)
+        task = self._units.get((f.key, u))
+        if task is None:
+            task = asyncio.ensure_future(self._read_unit(f, sample, *spans.spans[u]))
+            self._units[(f.key, u)] = task
+            while len(self._units) > self._recent_cap:
+                self._units.popitem(last=False)
+        return await task
+
+    async def _read_unit(self, f: DataFile, sample: int, start: int, length: int) -> object:
+        data = await self._range(f.key, start, length)
+        if len(data) != length:
+            raise DlioError(f"{f.key}: sample {sample} at offset {start} (+{length}) is past the end of the "
+                            "file; regenerate it with --dlio-generate auto")
+        return self.format.decode_span(data, f, self.ds)  # a view or a count: inline
+
+    async def _from_file(self, f: DataFile, sample: int) -> object:
+        data = await self._file(f.key)
+        side = await self._sidecars(f)
+        if self.spf == 1:
+            return await self._decode(decode_sample, f, self.ds, data, sample, side)
+        entry = self._decoded.get(f.key)
+        if entry is None or entry[0] is not data:  # decoded once per fetched buffer
+            task = asyncio.ensure_future(self._decode(decode_file, f, self.ds, data, side, sample))
+            entry = self._decoded[f.key] = (data, task)
+            while len(self._decoded) > self._recent_cap:
+                self._decoded.popitem(last=False)
+        else:
+            self._decoded.move_to_end(f.key)
+        return sample_of(await asyncio.shield(entry[1]), f, sample)
+
+    async def _sample(self, idx: int) -> object:
+        f = self.files[idx // self.spf]
+        if self.unit is ReadUnit.FILE:
+            out = await self._from_file(f, idx % self.spf)
+        else:
+            out = await self._unit(f, idx % self.spf)
+        if not self.preprocess.is_zero:
+            await asyncio.sleep(self.preprocess.sample(self.rng))
+        return out
+
+    async def _batch(self, indices: np.ndarray) -> list[object]:
+        return [await self._sample(int(i)) for i in indices]
+
+    async def batches(self, order: np.ndarray, batch_size: int) -> AsyncGenerator[list[object], None]:
+        """Yield ``len(order) // batch_size`` batches in order."""
+        n = len(order) // batch_size
+        parts = [order[b * batch_size:(b + 1) * batch_size] for b in range(n)]
+        self._recent.clear()
+        self._units.clear()
+        self._decoded.clear()
+        if self.memory:
+            self._cache.clear()
+            self._left = {}
+            for f in (order[:n * batch_size] // self.spf).tolist():
+                k = self.keys[f]
+                self._left[k] = self._left.get(k, 0) + 1
+        if self.threads <= 0:  # DLIO's 0 workers: read on the step's own path, no read-ahead
+            for p in parts:
+                self.stats.batches += 1
+                yield await self._batch(p)
+            return
+        loop = asyncio.get_running_loop()
+        futures: dict[int, asyncio.Future[list[object]]] = {b: loop.create_future() for b in range(n)}
+        slots = asyncio.Semaphore(self.capacity)
+        state = {"next": 0, "consumed": 0}
+
+        async def worker() -> None:
+            while True:
+                await slots.acquire()
+                b = state["next"]
+                if b >= n:
+                    slots.release()
+                    return
+                state["next"] = b + 1
+                self.stats.max_ahead = max(self.stats.max_ahead, b + 1 - state["consumed"])
+                fut = futures[b]
+                try:
+                    fut.set_result(await self._batch(parts[b]))
+                except Exception as exc:  # delivered to the step loop in order
+                    fut.set_exception(exc)
+                del fut  # a finished batch is owned by the step loop alone
+
+        tasks = [asyncio.create_task(worker()) for _ in range(self.threads)]
+        try:
+            for b in range(n):
+                batch = await futures[b]
+                del futures[b]  # drop our reference: a consumed batch must be freeable
+                state["consumed"] = b + 1
+                slots.release()
+                self.stats.batches += 1
+                yield batch
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for f in futures.values():
+                if f.done() and not f.cancelled():
+                    f.exception()  # mark retrieved
+                else:
+                    f.cancel()
 
 
 # ---------------------------------------------------------------- compute emulation ----
@@ -196,4 +524,5 @@ async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
     return TrainRun(tl, metrics, loader.stats, tl.t_start, tl.t_end)
 
 
-__all__ = ["CheckpointHook", "EpochHook", "TrainRun", "emulate", "run_training"]
+__all__ = ["Loader", "TrainRun", "check_dataset", "coverage_problem", "dataset_files", "dataset_keys", "decode_sample", "emulate",
+           "epoch_order", "run_training"]
