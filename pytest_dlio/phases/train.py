@@ -32,6 +32,7 @@ from pytest_dlio.metrics import TrainMetrics, compute_metrics
 from pytest_dlio.phases.dataset import check_dataset
 from pytest_dlio.ranks import Comm
 from pytest_dlio.storage.base import Buffer, ObjectStore
+from pytest_dlio.storage.file import FileStore
 from pytest_dlio.timeline import Block, Clock, Epoch, EvalRun, Reads, Step, Timeline
 
 CheckpointHook = Callable[[int, int], Awaitable[None]]
@@ -130,7 +131,7 @@ class Loader:
     """
 
     def __init__(self, cfg: WorkloadConfig, store: ObjectStore, files: list[DataFile], reads: Reads,
-                 pool: ThreadPoolExecutor | None, rng: np.random.Generator) -> None:
+                 pool: ThreadPoolExecutor | None, rng: np.random.Generator, *, recycle: bool = False) -> None:
         rd = cfg.reader
         self.store, self.files, self.reads, self.pool = store, files, reads, pool
         self.keys = [f.key for f in files]
@@ -161,10 +162,20 @@ class Loader:
         # whole files unless the unit is a range that read_type allows (memory reads indexed files whole)
         unit = self.format.read_unit
         self.unit = ReadUnit.FILE if unit is ReadUnit.SAMPLE_RANGE and self.memory else unit
+        # recycle: a batch is dropped by its consumer once it asks for the next one (the training loop
+        # does), so one-sample files on a file store are read into pooled buffers handed back then; a
+        # fresh multi-MiB buffer per read (page zeroing, faults) was the read path's largest cost
+        self.pooled = (recycle and isinstance(store, FileStore) and self.spf == 1 and not self.memory
+                       and self.unit is ReadUnit.FILE)
 
-    async def _get(self, key: str) -> Buffer:
+    async def _get(self, key: str, held: list[Callable[[], None]] | None = None) -> Buffer:
         t = time.perf_counter()
-        data = await self.store.get(key)
+        if held is not None and self.pooled:
+            got = await self.store.get_pooled(key)  # type: ignore[attr-defined]  # FileStore (self.pooled)
+            held.append(got.release)
+            data = got.data
+        else:
+            data = await self.store.get(key)
         self.reads.add(len(data), time.perf_counter() - t)
         return data
 
@@ -174,7 +185,7 @@ class Loader:
         self.reads.add(len(data), time.perf_counter() - t)
         return data
 
-    async def _file(self, key: str) -> Buffer:
+    async def _file(self, key: str, held: list[Callable[[], None]] | None = None) -> Buffer:
         if not self.memory and self.spf > 1:
             task = self._recent.get(key)
             if task is None:
@@ -185,7 +196,7 @@ class Loader:
                 self._recent.move_to_end(key)
             return await task
         if not self.memory:
-            return await self._get(key)
+            return await self._get(key, held)
         task = self._cache.get(key)
         if task is None:
             task = self._cache[key] = asyncio.ensure_future(self._get(key))
@@ -251,8 +262,8 @@ class Loader:
                             "file; regenerate it with --dlio-generate auto")
         return self.format.decode_span(data, f, self.ds)  # a view or a count: inline
 
-    async def _from_file(self, f: DataFile, sample: int) -> object:
-        data = await self._file(f.key)
+    async def _from_file(self, f: DataFile, sample: int, held: list[Callable[[], None]] | None = None) -> object:
+        data = await self._file(f.key, held)
         side = await self._sidecars(f)
         if self.spf == 1:
             return await self._decode(decode_sample, f, self.ds, data, sample, side)
@@ -266,18 +277,18 @@ class Loader:
             self._decoded.move_to_end(f.key)
         return sample_of(await asyncio.shield(entry[1]), f, sample)
 
-    async def _sample(self, idx: int) -> object:
+    async def _sample(self, idx: int, held: list[Callable[[], None]] | None = None) -> object:
         f = self.files[idx // self.spf]
         if self.unit is ReadUnit.FILE:
-            out = await self._from_file(f, idx % self.spf)
+            out = await self._from_file(f, idx % self.spf, held)
         else:
             out = await self._unit(f, idx % self.spf)
         if not self.preprocess.is_zero:
             await asyncio.sleep(self.preprocess.sample(self.rng))
         return out
 
-    async def _batch(self, indices: np.ndarray) -> list[object]:
-        return [await self._sample(int(i)) for i in indices]
+    async def _batch(self, indices: np.ndarray, held: list[Callable[[], None]] | None = None) -> list[object]:
+        return [await self._sample(int(i), held) for i in indices]
 
     async def batches(self, order: np.ndarray, batch_size: int) -> AsyncGenerator[list[object], None]:
         """Yield ``len(order) // batch_size`` batches in order."""
@@ -292,10 +303,27 @@ class Loader:
             for f in (order[:n * batch_size] // self.spf).tolist():
                 k = self.keys[f]
                 self._left[k] = self._left.get(k, 0) + 1
+        held: dict[int, list[Callable[[], None]]] = {}  # pooled buffers each batch holds until consumed
+
+        def hold(b: int) -> list[Callable[[], None]] | None:
+            if not self.pooled:
+                return None
+            out = held[b] = []
+            return out
+
+        def release(b: int) -> None:
+            for give_back in held.pop(b, ()):
+                give_back()
+
         if self.threads <= 0:  # DLIO's 0 workers: read on the step's own path, no read-ahead
-            for p in parts:
-                self.stats.batches += 1
-                yield await self._batch(p)
+            try:
+                for b, p in enumerate(parts):
+                    self.stats.batches += 1
+                    yield await self._batch(p, hold(b))
+                    release(b)  # the consumer asked for the next batch: it is done with this one
+            finally:
+                for b in list(held):
+                    release(b)
             return
         loop = asyncio.get_running_loop()
         futures: dict[int, asyncio.Future[list[object]]] = {b: loop.create_future() for b in range(n)}
@@ -313,7 +341,7 @@ class Loader:
                 self.stats.max_ahead = max(self.stats.max_ahead, b + 1 - state["consumed"])
                 fut = futures[b]
                 try:
-                    fut.set_result(await self._batch(parts[b]))
+                    fut.set_result(await self._batch(parts[b], hold(b)))
                 except Exception as exc:  # delivered to the step loop in order
                     fut.set_exception(exc)
                 del fut  # a finished batch is owned by the step loop alone
@@ -327,6 +355,8 @@ class Loader:
                 slots.release()
                 self.stats.batches += 1
                 yield batch
+                del batch
+                release(b)  # the consumer asked for the next batch: it is done with this one
         finally:
             for t in tasks:
                 t.cancel()
@@ -336,6 +366,8 @@ class Loader:
                     f.exception()  # mark retrieved
                 else:
                     f.cancel()
+            for b in list(held):
+                release(b)
 
 
 # ---------------------------------------------------------------- compute emulation ----
@@ -411,8 +443,9 @@ async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
     seed = await _shared_seed(comm)
     rng = np.random.default_rng([cfg.train.seed, comm.rank, 3])
     pool = ThreadPoolExecutor(rd.read_threads, thread_name_prefix="dlio-read") if rd.read_threads > 0 else None
-    loader = Loader(cfg, store, train_files, tl.reads, pool, rng)
-    eval_loader = Loader(cfg, store, eval_files, tl.eval_reads, pool, rng) if do_eval else None
+    # the step loops below drop each batch before asking for the next: the loaders may recycle buffers
+    loader = Loader(cfg, store, train_files, tl.reads, pool, rng, recycle=True)
+    eval_loader = Loader(cfg, store, eval_files, tl.eval_reads, pool, rng, recycle=True) if do_eval else None
     every = cfg.checkpoint.steps_between_checkpoints if on_checkpoint is not None else -1
     next_eval = cfg.evaluation.eval_after_epoch
     overall = 0

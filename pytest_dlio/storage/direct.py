@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pytest_dlio.errors import StorageError
 from pytest_dlio.storage.base import Buffer, Writer
-from pytest_dlio.storage.file import FileStore, _size, commit, temp_path
+from pytest_dlio.storage.file import FileStore, Pooled, _size, commit, temp_path
 
 ALIGN = 4096
 CHUNK = 4 * 2**20  # bounded staging buffer per write call / writer
@@ -150,6 +150,10 @@ class DirectStore(FileStore):
     async def get(self, key: str) -> Buffer:
         # docstring inherited
         return await self._io.run("get", key, _read, self.path("get", key), 0, None)
+
+    async def get_pooled(self, key: str) -> Pooled:
+        """O_DIRECT reads bring their own aligned buffer: ``get``'s bytes, nothing to hand back."""
+        return Pooled(await self.get(key))
 
     async def get_range(self, key: str, start: int, length: int) -> Buffer:
         # docstring inherited

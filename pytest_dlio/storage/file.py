@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -68,6 +69,70 @@ def _get(path: Path) -> bytes:
         return f.read()
 
 
+POOL_MIN = 1 << 20  # whole-object reads this large go into pooled buffers (below, a fresh bytes is cheap)
+
+
+class BufferPool:
+    """Reusable bytearrays for large whole-object reads, shared by a store's threads.
+
+    A fresh multi-MiB buffer per read costs the kernel's page zeroing and faulting on top of the copy
+    (the read's own cost for page-cached data); a returned buffer is faulted in already. ``take`` hands
+    out the smallest free buffer that fits (or a new one); at most ``keep`` free buffers are kept.
+    """
+
+    def __init__(self, keep: int = 16) -> None:
+        self.keep = keep
+        self._free: list[bytearray] = []
+        self._lock = threading.Lock()
+        self.allocated = 0  # buffers ever made (a test checks reuse through it)
+
+    def take(self, n: int) -> bytearray:
+        with self._lock:
+            fits = [b for b in self._free if n <= len(b) <= 2 * n]
+            if fits:
+                buf = min(fits, key=len)
+                self._free.remove(buf)
+                return buf
+            self.allocated += 1
+        return bytearray(-(-n // 65536) * 65536)
+
+    def give(self, buf: bytearray) -> None:
+        with self._lock:
+            if len(self._free) < self.keep:
+                self._free.append(buf)
+
+
+class Pooled:
+    """A whole object read into a pooled buffer: ``data`` is valid until ``release()``, which hands the
+    buffer back for the next read (views of ``data`` must not be used after it)."""
+
+    __slots__ = ("_buf", "_pool", "data")
+
+    def __init__(self, data: Buffer, buf: bytearray | None = None, pool: BufferPool | None = None) -> None:
+        self.data, self._buf, self._pool = data, buf, pool
+
+    def release(self) -> None:
+        buf, self._buf = self._buf, None
+        if buf is not None and self._pool is not None:
+            self._pool.give(buf)
+
+
+def _get_pooled(path: Path, pool: BufferPool) -> Pooled:
+    with open(path, "rb", buffering=0) as f:
+        n = os.fstat(f.fileno()).st_size
+        if n < POOL_MIN:
+            return Pooled(f.read())
+        buf = pool.take(n)
+        view = memoryview(buf)[:n]
+        got = 0
+        while got < n:
+            k = f.readinto(view[got:])
+            if not k:
+                break
+            got += k
+        return Pooled(view[:got], buf, pool)
+
+
 def _get_range(path: Path, start: int, length: int) -> bytes:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -120,6 +185,7 @@ class FileStore(ObjectStore):
         self.root = root
         self._io = BlockingPool(uri, threads)
         self._dirs: set[Path] = set()  # folders known to exist: saves a mkdir per put
+        self._buffers: BufferPool | None = None  # get_pooled's buffers, made on first use
 
     def path(self, op: str, key: str) -> Path:
         """The file for ``key``."""
@@ -132,6 +198,15 @@ class FileStore(ObjectStore):
     async def get(self, key: str) -> Buffer:
         # docstring inherited
         return await self._io.run("get", key, _get, self.path("get", key))
+
+    async def get_pooled(self, key: str) -> Pooled:
+        """Read a whole object into a reused buffer (file stores only; the training loader uses it).
+
+        Same bytes and errors as ``get``; the caller calls ``release()`` once it no longer uses ``data``.
+        """
+        if self._buffers is None:
+            self._buffers = BufferPool()
+        return await self._io.run("get", key, _get_pooled, self.path("get", key), self._buffers)
 
     async def get_range(self, key: str, start: int, length: int) -> Buffer:
         # docstring inherited
