@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import mmap
 import sys
 import tempfile
 import threading
@@ -69,13 +70,14 @@ def plain_loop(paths: list[Path], threads: int) -> float:
 
 
 def readinto_loop(paths: list[Path], threads: int, size: int) -> float:
-    """Bytes/s of the same loop reading into one reused buffer per thread (no allocation per read)."""
+    """Bytes/s of the same loop reading into one reused page-aligned buffer per thread (an anonymous
+    mmap: no allocation per read; a malloc'd bytearray is slower here than a fresh read)."""
     local = threading.local()
 
     def read(p: Path) -> int:
         buf = getattr(local, "buf", None)
         if buf is None:
-            buf = local.buf = bytearray(size)
+            buf = local.buf = mmap.mmap(-1, size)
         with open(p, "rb", buffering=0) as f:
             return f.readinto(buf)
 
@@ -85,7 +87,7 @@ def readinto_loop(paths: list[Path], threads: int, size: int) -> float:
     return total / (time.perf_counter() - t)
 
 
-def throughput(root: Path, files: int, mib: int, threads: int, reps: int, fmt: str) -> list[str]:
+def throughput(root: Path, files: int, mib: int, threads: int, reps: int, fmt: str) -> tuple[list[str], float]:
     cfg = cfg_for(files=files, spf=1, rl=mib * 2**20, bs=1, threads=threads, compute=0.0, epochs=3, fmt=fmt)
     run_phases(cfg, root, "datagen")  # generate, and warm the page cache
     data = root / "data"
@@ -100,9 +102,9 @@ def throughput(root: Path, files: int, mib: int, threads: int, reps: int, fmt: s
     got = interleave({"ours": ours, "plain": lambda: plain_loop(every, threads),
                       "readinto": lambda: readinto_loop(every, threads, size)}, reps)
     what = f"{fmt} train reads, local files, hot cache, {files} x {mib} MiB, {threads} threads, no compute"
-    line, _ = ratio_line(f"{what} (read_MB_per_second_actual ÷ f.read() loop)", got["ours"], got["plain"], 0.9)
-    line2, _ = ratio_line("    same ÷ readinto-a-reused-buffer loop", got["ours"], got["readinto"], 0.9)
-    return [line, line2]
+    line, ratio = ratio_line(f"{what} (read_MB_per_second_actual ÷ f.read() loop)", got["ours"], got["plain"], 0.9)
+    line2, _ = ratio_line("    same ÷ readinto-a-reused-mmap loop", got["ours"], got["readinto"], 0.9)
+    return [line, line2], ratio
 
 
 def main() -> int:
@@ -123,10 +125,10 @@ def main() -> int:
                   f"measured/configured compute {mean:.4f} (target within 1 %) {load()}")
             ok = au >= 99 and abs(mean - 1) <= 0.01
         for fmt in a.formats.split(","):
-            lines = throughput(Path(d) / fmt, a.files, a.mib, a.threads, a.reps, fmt)
+            lines, ratio = throughput(Path(d) / fmt, a.files, a.mib, a.threads, a.reps, fmt)
             for line in lines:
                 print(line)
-            ok = ok and float(lines[0].split("ratio best-of ")[1].split()[0]) >= 0.9
+            ok = ok and ratio >= 0.9
     return 0 if ok else 1
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import stat
 import threading
@@ -73,20 +74,23 @@ POOL_MIN = 1 << 20  # whole-object reads this large go into pooled buffers (belo
 
 
 class BufferPool:
-    """Reusable bytearrays for large whole-object reads, shared by a store's threads.
+    """Reusable page-aligned buffers (anonymous mmaps) for large whole-object reads, shared by a store's
+    threads.
 
-    A fresh multi-MiB buffer per read costs the kernel's page zeroing and faulting on top of the copy
-    (the read's own cost for page-cached data); a returned buffer is faulted in already. ``take`` hands
-    out the smallest free buffer that fits (or a new one); at most ``keep`` free buffers are kept.
+    A fresh multi-MiB buffer per read costs page zeroing and faulting on top of the copy (the read's own
+    cost for page-cached data); a returned buffer is faulted in already. Page alignment matters as much:
+    measured here, ``readinto`` a malloc'd bytearray or numpy array runs at half the speed of ``readinto``
+    an mmap (or of a fresh ``f.read()``). ``take`` hands out the smallest free buffer that fits (or a new
+    one); at most ``keep`` free buffers are kept.
     """
 
     def __init__(self, keep: int = 16) -> None:
         self.keep = keep
-        self._free: list[bytearray] = []
+        self._free: list[mmap.mmap] = []
         self._lock = threading.Lock()
         self.allocated = 0  # buffers ever made (a test checks reuse through it)
 
-    def take(self, n: int) -> bytearray:
+    def take(self, n: int) -> mmap.mmap:
         with self._lock:
             fits = [b for b in self._free if n <= len(b) <= 2 * n]
             if fits:
@@ -94,9 +98,9 @@ class BufferPool:
                 self._free.remove(buf)
                 return buf
             self.allocated += 1
-        return bytearray(-(-n // 65536) * 65536)
+        return mmap.mmap(-1, -(-n // 65536) * 65536)
 
-    def give(self, buf: bytearray) -> None:
+    def give(self, buf: mmap.mmap) -> None:
         with self._lock:
             if len(self._free) < self.keep:
                 self._free.append(buf)
@@ -108,7 +112,7 @@ class Pooled:
 
     __slots__ = ("_buf", "_pool", "data")
 
-    def __init__(self, data: Buffer, buf: bytearray | None = None, pool: BufferPool | None = None) -> None:
+    def __init__(self, data: Buffer, buf: mmap.mmap | None = None, pool: BufferPool | None = None) -> None:
         self.data, self._buf, self._pool = data, buf, pool
 
     def release(self) -> None:
