@@ -69,6 +69,20 @@ def local_root(store: ObjectStore) -> Path | None:
     return Path(p.path) if p.scheme in ("file", "direct") else None
 
 
+SPLIT_FOLDERS = ("train", "valid")
+
+
+def make_split_folders(store: ObjectStore) -> None:
+    """On a local filesystem, both split folders DLIO walks, even when empty: DLIO 2.0.0 lists
+    ``{data_folder}/valid`` whatever ``num_files_eval`` is, and fails on a dataset without it. Object stores
+    have no folders (DLIO lists prefixes there), so nothing is made."""
+    root = local_root(store)
+    if root is None:
+        return
+    for name in SPLIT_FOLDERS:
+        (root / name).mkdir(parents=True, exist_ok=True)
+
+
 def preflight(store: ObjectStore, todo: list[DataFile], listing: Listing) -> None:
     """Fail before writing when a local filesystem can't hold what is planned."""
     root = local_root(store)
@@ -179,6 +193,8 @@ async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode:
                 progress(f"generated {totals['files']}/{len(todo)} files, {mib:.0f} MiB, "
                          f"{mib / (now - t0):.1f} MiB/s")
 
+    if mode != "never":
+        await asyncio.to_thread(make_split_folders, store)
     workers = max(1, min(limit, len(todo)))
     with ThreadPoolExecutor(max_workers=min(workers, os.cpu_count() or 2), thread_name_prefix="dlio-gen") as pool:
         await asyncio.gather(*(worker(pool) for _ in range(workers)))
