@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from pytest_dlio.config.model import Dataset, Reader, WorkloadConfig
-from pytest_dlio.errors import NotFound
+from pytest_dlio.errors import DlioError, NotFound
 from pytest_dlio.formats import get_format
 from pytest_dlio.layout import dataset_files
 from pytest_dlio.phases.train import Loader, epoch_order
@@ -122,3 +122,35 @@ def test_direct_store_pooled_read_is_its_aligned_read(tmp_path: Path) -> None:
             got.release()
 
     asyncio.run(go())
+
+
+def _npz(x: np.ndarray, compressed: bool = False) -> bytes:
+    buf = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buf, x=x, y=np.zeros(x.shape[-1], dtype=np.int64))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_npz_decodes_numpys_own_files_as_a_view_or_through_numpy(compressed: bool) -> None:
+    from pytest_dlio.formats.npz import FORMAT, stored_member
+
+    x = np.random.default_rng(4).integers(0, 255, (6, 5, 3), dtype=np.uint8)
+    raw = _npz(x, compressed)
+    f = next(iter(dataset_files(WorkloadConfig(dataset=Dataset(format="npz", num_files_train=1)))))
+    for data in (raw, memoryview(bytearray(raw))):  # bytes, and a writable view like a pooled buffer
+        got = FORMAT.decode(data, f, Dataset(format="npz"))
+        assert len(got) == 3
+        for i in range(3):
+            np.testing.assert_array_equal(got[i], x[..., i])
+    assert (stored_member(raw, "x.npy") is None) is compressed  # stored members are viewed, not copied
+
+
+def test_npz_view_path_still_checks_the_crc() -> None:
+    from pytest_dlio.phases.train import decode_sample
+
+    x = np.arange(4096, dtype=np.uint8).reshape(64, 64, 1)
+    raw = bytearray(_npz(x))
+    raw[len(raw) // 3] ^= 0xFF  # inside x's payload
+    f = next(iter(dataset_files(WorkloadConfig(dataset=Dataset(format="npz", num_files_train=1)))))
+    with pytest.raises(DlioError, match="CRC"):
+        decode_sample(f, Dataset(format="npz"), bytes(raw), 0)
