@@ -75,6 +75,6 @@ def ratio_line(label: str, ours: list[float], base: list[float], target: float, 
     """``label: ours x, raw y, ratio best-of b (median of rounds m)`` and the best-of ratio."""
     best = max(ours) / max(base)
     med = statistics.median(o / b for o, b in zip(ours, base, strict=True))
-    line = (f"{label}: ours {max(ours) / scale:.0f} {unit}, raw {max(base) / scale:.0f} {unit}, ratio best-of "
+    line = (f"{label}: ours {max(ours) / scale:.4g} {unit}, raw {max(base) / scale:.4g} {unit}, ratio best-of "
             f"{best:.3f}, median of {len(ours)} rounds {med:.3f} (target >= {target}) {load()}")
     return line, best
