@@ -154,3 +154,25 @@ def test_npz_view_path_still_checks_the_crc() -> None:
     f = next(iter(dataset_files(WorkloadConfig(dataset=Dataset(format="npz", num_files_train=1)))))
     with pytest.raises(DlioError, match="CRC"):
         decode_sample(f, Dataset(format="npz"), bytes(raw), 0)
+
+
+def test_pooled_training_reports_the_bytes_on_disk(tmp_path: Path) -> None:
+    """Through run_training (pooled reads): read_bytes is every file's size once per epoch."""
+    from dataclasses import replace
+
+    from pytest_dlio.phases.train import run_training
+    from pytest_dlio.ranks import SingleComm
+
+    cfg = config(files=4, threads=2, record=POOL_MIN + 100)
+    cfg = replace(cfg, train=replace(cfg.train, epochs=2))
+
+    async def go() -> int:
+        async with open_store(tmp_path.as_uri()) as store:
+            await fill(store, cfg)
+            run = await run_training(cfg, store, comm=SingleComm())
+            assert store._buffers is not None and store._buffers.allocated < run.metrics.read_count
+            return run.metrics.read_bytes
+
+    read = asyncio.run(go())
+    on_disk = sum(p.stat().st_size for p in tmp_path.rglob("*.npy"))
+    assert on_disk > 4 * POOL_MIN and read == 2 * on_disk
