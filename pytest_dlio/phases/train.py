@@ -166,8 +166,9 @@ class Loader:
         unit = self.format.read_unit
         self.unit = ReadUnit.FILE if unit is ReadUnit.SAMPLE_RANGE and self.memory else unit
         # recycle: a batch is dropped by its consumer once it asks for the next one (the training loop
-        # does), so one-sample files on a file store are read into pooled buffers handed back then; a
-        # fresh multi-MiB buffer per read (page zeroing, faults) was the read path's largest cost
+        # does), so one-sample files on a file store are read into pooled page-aligned buffers handed
+        # back then (FileStore.get_pooled); a fresh multi-MiB buffer per read was the read path's largest
+        # cost
         self.pooled = (recycle and isinstance(store, FileStore) and self.spf == 1 and not self.memory
                        and self.unit is ReadUnit.FILE)
 
