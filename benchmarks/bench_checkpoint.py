@@ -1,9 +1,11 @@
 """Checkpoint write throughput ÷ a raw write+fsync loop of the same bytes, in the same run (target >= 0.9).
 
-The checkpoint side is ``write_checkpoints`` on a file:// store with ``fsync: true`` (random content made
-per chunk, CRC-32C per file, manifest). The raw side writes the same files, same sizes, same chunk size,
-from one pre-made random buffer with ``os.write`` then ``os.fsync``. Runs alternate; the best of each is
-compared (and the median of paired ratios shown), so machine noise hits both the same way.
+The checkpoint side is the checkpoint_write item's ``save_checkpoint_io_mean_GB_per_second`` (the engine on
+local files, ``fsync: true``, random content made per chunk, manifest). The raw side writes the same files,
+same sizes, same chunk size, from one pre-made random buffer with ``os.write`` then ``os.fsync``. Runs
+alternate; the best of each is compared (and the median of paired ratios shown), so machine noise hits
+both the same way. Warm loads (``load_checkpoint_io_mean_GB_per_second``, verified or not) ÷ a raw read
+loop of the same files.
 
     python benchmarks/bench_checkpoint.py [--mib 768] [--reps 5] [--dir /tmp]
 """
@@ -11,23 +13,26 @@ compared (and the median of paired ratios shown), so machine noise hits both the
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import figure, interleave, ratio_line, run_phases
 
 from pytest_dlio.checkpointing.content import CHUNK
 from pytest_dlio.checkpointing.sizes import rank_layout
-from pytest_dlio.config.model import Checkpoint, ModelConfig, Parallelism, Transformer, WorkloadConfig
-from pytest_dlio.phases.checkpoint import read_checkpoints, write_checkpoints
-from pytest_dlio.ranks import SingleComm
-from pytest_dlio.storage import open_store
+from pytest_dlio.config.model import (
+    Checkpoint,
+    ModelConfig,
+    Parallelism,
+    Transformer,
+    Workflow,
+    WorkloadConfig,
+)
 
 
 def config(mib: int) -> WorkloadConfig:
@@ -38,7 +43,8 @@ def config(mib: int) -> WorkloadConfig:
             model=ModelConfig(type="transformer", num_layers=8, parallelism=Parallelism(zero_stage=1),
                               transformer=Transformer(vocab_size=32000, hidden_size=hidden, ffn_hidden_size=4 * hidden,
                                                       num_attention_heads=8, num_kv_heads=8)),
-            checkpoint=Checkpoint(num_checkpoints_write=1, num_checkpoints_read=1, fsync=True))
+            checkpoint=Checkpoint(num_checkpoints_write=1, num_checkpoints_read=1, fsync=True),
+            workflow=Workflow(train=False, checkpoint=True))
         if rank_layout(cfg, 1, 0).total_bytes >= mib * 2**20:
             return cfg
         hidden += 128
@@ -61,45 +67,6 @@ def raw_write(folder: Path, sizes: list[int], buf: memoryview) -> float:
     return time.perf_counter() - start
 
 
-def ckpt_write(root: Path, cfg: WorkloadConfig, *, read: bool = False) -> tuple[float, float]:
-    """One checkpoint save (and optionally a verified load) through the phase; (save s, load s)."""
-
-    async def go() -> tuple[float, float]:
-        async with open_store(root.as_uri()) as store:
-            w = await write_checkpoints(cfg, store, comm=SingleComm())
-            load = 0.0
-            if read:
-                r = await read_checkpoints(cfg, store, comm=SingleComm())
-                assert r.failure is None, r.failure
-                load = float(r.summary["metric"]["load_checkpoint_duration_mean_seconds"])
-        return float(w.summary["metric"]["save_checkpoint_duration_mean_seconds"]), load
-
-    return asyncio.run(go())
-
-
-def read_ratios(root: Path, cfg: WorkloadConfig, reps: int = 3) -> tuple[float, float, float]:
-    """Warm-cache reads of one written checkpoint: (raw os.read loop, our load unverified, verified) seconds."""
-    files = sorted(p for p in (root / "global_epoch1_step1").iterdir() if not p.name.startswith("."))
-
-    def raw() -> float:
-        start = time.perf_counter()
-        for path in files:
-            with open(path, "rb", buffering=0) as f:
-                while f.read(CHUNK):
-                    pass
-        return time.perf_counter() - start
-
-    async def ours(verify: bool) -> float:
-        async with open_store(root.as_uri()) as store:
-            r = await read_checkpoints(cfg, store, comm=SingleComm(), verify=verify)
-        assert r.failure is None, r.failure
-        return float(r.summary["metric"]["load_checkpoint_duration_mean_seconds"])
-
-    raw()  # warm the page cache
-    return (min(raw() for _ in range(reps)), min(asyncio.run(ours(False)) for _ in range(reps)),
-            min(asyncio.run(ours(True)) for _ in range(reps)))
-
-
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mib", type=int, default=768)
@@ -110,32 +77,54 @@ def main() -> int:
     sizes = [f.nbytes for f in rank_layout(cfg, 1, 0).files]
     total = sum(sizes)
     buf = memoryview(np.random.default_rng(0).bytes(CHUNK))
-    raw, ours = [], []
     base = Path(tempfile.mkdtemp(prefix="bench-ckpt-", dir=a.dir))
+    n = iter(range(10**6))
+
+    def raw() -> float:
+        folder = base / f"raw{next(n)}"
+        rate = total / raw_write(folder, sizes, buf)
+        shutil.rmtree(folder)
+        return rate
+
+    def ours() -> float:  # the checkpoint_write item's save_checkpoint_io_mean_GB_per_second (GiB/s)
+        root = base / f"ck{next(n)}"
+        res = run_phases(cfg, root, "checkpoint_write")["checkpoint_write"]
+        assert figure(res, "checkpoint_rank_bytes") == total
+        shutil.rmtree(root)
+        return figure(res, "save_checkpoint_io_mean_GB_per_second") * 2**30
+
+    def raw_read(folder: Path) -> float:
+        files = sorted(p for p in folder.rglob("*.pt"))
+        start = time.perf_counter()
+        for path in files:
+            with open(path, "rb", buffering=0) as f:
+                while f.read(CHUNK):
+                    pass
+        return total / (time.perf_counter() - start)
+
     try:
         raw_write(base / "warm", sizes, buf)  # warm-up, untimed: first-touch and allocator effects
         shutil.rmtree(base / "warm")
-        for rep in range(a.reps):  # alternate so machine noise hits both sides alike
-            first, second = (raw, ours) if rep % 2 == 0 else (ours, raw)
-            for side in (first, second):
-                folder = base / f"{'raw' if side is raw else 'ck'}{rep}"
-                side.append(raw_write(folder, sizes, buf) if side is raw else ckpt_write(folder, cfg)[0])
-                shutil.rmtree(folder)
-        ckpt_write(base / "verify", cfg)
-        raw_read, plain_read, verified_read = read_ratios(base / "verify", cfg)
+        saves = interleave({"ours": ours, "raw": raw}, a.reps, before=os.sync)
+        for verify in (False, True):
+            root = base / f"read{int(verify)}"
+            run_phases(cfg, root, "checkpoint_write")
+            raw_read(root / "checkpoints")  # warm the page cache
+
+            def load(root: Path = root, verify: bool = verify) -> float:
+                res = run_phases(cfg, root, "checkpoint_read", verify=verify)["checkpoint_read"]
+                return figure(res, "load_checkpoint_io_mean_GB_per_second") * 2**30
+
+            got = interleave({"ours": load, "raw": lambda root=root: raw_read(root / "checkpoints")}, 3)
+            line, _ = ratio_line(f"warm load_checkpoint_io_mean_GB_per_second ÷ raw read loop (verify {verify})",
+                                 got["ours"], got["raw"], 0.9, "GiB/s", 2**30)
+            print(line)
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    gib = total / 2**30
-    raw_rate, our_rate = gib / min(raw), gib / min(ours)
-    ratio = our_rate / raw_rate
-    median_ratio = statistics.median(r / o for r, o in zip(raw, ours, strict=True))
     print(f"bytes per checkpoint: {total / 2**20:.0f} MiB in {len(sizes)} files, fsync on, chunk {CHUNK >> 20} MiB")
-    print(f"raw write+fsync: best {raw_rate:.3f} GiB/s  ({', '.join(f'{gib / t:.3f}' for t in raw)})")
-    print(f"checkpoint save: best {our_rate:.3f} GiB/s  ({', '.join(f'{gib / t:.3f}' for t in ours)})")
-    print(f"warm-cache read: raw {gib / raw_read:.3f} GiB/s, load {gib / plain_read:.3f} GiB/s "
-          f"(ratio {raw_read / plain_read:.3f}), load verifying every byte {gib / verified_read:.3f} GiB/s "
-          f"(ratio {raw_read / verified_read:.3f})")
-    print(f"ratio save/raw: best-of {ratio:.3f}, median of paired runs {median_ratio:.3f} (target >= 0.9)")
+    line, ratio = ratio_line("save_checkpoint_io_mean_GB_per_second ÷ raw write+fsync loop", saves["ours"],
+                             saves["raw"], 0.9, "GiB/s", 2**30)
+    print(line)
     return 0 if ratio >= 0.9 else 1
 
 

@@ -175,11 +175,18 @@ class TrainMetrics:
     train_seconds: float = 0.0
     steps: int = 0
     epochs: int = 0
+    shortest_block_steps: int = 0  # fewest steps in any rank's training block (checkpoints split epochs)
     per_rank: tuple[RankMetrics, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def has_eval(self) -> bool:
         return bool(self.eval_au_percentage)
+
+    @property
+    def throughput_meaningful(self) -> bool:
+        """False when some block had <= 2 steps: DLIO's ``(steps - 2) / time`` then gives 0 (or a negative
+        rate) for it, so ``train_throughput_*`` and ``train_io_*`` understate what was read."""
+        return self.shortest_block_steps > 2
 
     def dlio_metric(self) -> dict[str, object]:
         """summary.json's ``metric`` dict with DLIO HEAD's keys (eval keys only when eval ran)."""
@@ -224,6 +231,7 @@ class TrainMetrics:
             "compute_seconds": self.compute_seconds,
             "train_seconds": self.train_seconds,
             "steps": self.steps,
+            "train_throughput_meaningful": int(self.throughput_meaningful),
             "au_threshold_percentage": self.au_threshold_percentage,
         }
 
@@ -291,6 +299,7 @@ def combine(ranks: Sequence[RankMetrics], *, record_size: float, au_threshold: f
         io_wait_seconds=float(io_wait), compute_seconds=float(sum(r.compute_seconds for r in ranks)),
         train_seconds=float(max((r.train_seconds for r in ranks), default=0.0)),
         steps=int(steps), epochs=n_epochs, per_rank=tuple(ranks),
+        shortest_block_steps=min((b.steps for r in ranks for e in r.epochs for b in e.blocks), default=0),
         **kw,  # type: ignore[arg-type]
     )
 

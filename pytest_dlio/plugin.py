@@ -219,11 +219,12 @@ def _html_extras(report: pytest.TestReport) -> None:
 
 @pytest.hookimpl
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    from pytest_dlio.report.terminal import write_summary
     from pytest_dlio.session import STASH_KEY
 
     state = config.stash.get(STASH_KEY, None)
-    if state is not None:
+    if state is not None and (state.rows or state.texts or state.written or state.notes):
+        from pytest_dlio.report.terminal import write_summary  # only sessions with DLIO output pay for it
+
         write_summary(terminalreporter, state.summary_lines(), state.rows, [*state.written, *state.notes])
 
 

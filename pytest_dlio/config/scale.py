@@ -1,9 +1,17 @@
 """``--dlio-scale``: shrink a workload so its total bytes scale by a factor, keeping it meaningful.
 
-- Samples and record sizes both shrink; at least ``MIN_STEPS`` measured steps per rank and epoch remain
-  (DLIO's throughput formula needs ≥ 3: its numerator is ``steps - 2``).
-- Compute, eval and preprocess times scale with bytes per step, so the I/O-to-compute ratio, and so AU,
-  keeps its meaning.
+- Samples and record sizes both shrink; at least ``min_steps`` steps per rank and epoch remain: 4 (DLIO's
+  throughput formula needs ≥ 3: its numerator is ``steps - 2``) and more than twice the read-ahead depth,
+  so most batches are read while measured steps run, not all during the unmeasured first one.
+- Fewer steps rather than tinier ones: samples shrink first (down to ``min_steps`` steps), records only
+  when the budget still demands it.
+- Compute, eval and preprocess times scale with bytes per step, so the I/O-to-compute ratio (the
+  bandwidth an accelerator demands), and so AU, keeps its meaning.
+- Floor on compute per step: records shrink only as far as compute per step stays >= ``MIN_STEP_COMPUTE``
+  (10 ms): below it the harness's fixed per-step cost (the step loop, waking a reader, ~0.1–0.5 ms on a
+  loaded 2-core machine) would be a visible share of the step, and AU would measure the harness, not the
+  storage. The byte budget gives way (unet3d at ``smoke`` is 0.2–0.7 GB, not 8 MiB); a workload
+  whose full-size compute per step is already below the floor (dlrm: 0.375 ms) keeps full-size records.
 - Checkpoints scale too: ``model_size_bytes`` by the factor; transformer widths by √factor, so the
   parameter count scales by about the factor while layers, parallelism and file names stay DLIO's.
 - ``smoke`` also caps epochs at 2 (checkpoint triggers move inside them).
@@ -19,6 +27,8 @@ from pytest_dlio.config.model import ParquetColumn, WorkloadConfig
 MIN_STEPS = 4
 SMOKE_EPOCHS = 2
 MIN_RECORD = 64  # bytes: below this, per-request overhead is all a run would measure
+#: seconds of compute per training step below which records stop shrinking (see the module docstring)
+MIN_STEP_COMPUTE = 0.010
 
 
 def workload_bytes(cfg: WorkloadConfig) -> float:
@@ -36,6 +46,14 @@ def workload_bytes(cfg: WorkloadConfig) -> float:
     return float(m.model_size_bytes + sum(m.optimization_groups) + sum(m.layer_parameters))
 
 
+def min_steps(cfg: WorkloadConfig) -> int:
+    """Steps per epoch a scaled workload keeps: ``MIN_STEPS``, and more than twice the loader's read-ahead
+    (``max(prefetch_size, read_threads)`` batches) plus the excluded first step — with fewer, every batch is
+    read ahead while the first, unmeasured step waits, and AU measures nothing."""
+    rd = cfg.reader
+    return max(MIN_STEPS, 2 * max(rd.prefetch_size, rd.read_threads, 1) + 2)
+
+
 def factor_for(cfg: WorkloadConfig, budget: float) -> float:
     """The factor that brings ``cfg`` to about ``budget`` bytes (1.0 when it is already smaller)."""
     total = workload_bytes(cfg)
@@ -49,12 +67,21 @@ def scale_config(cfg: WorkloadConfig, factor: float, *, ranks: int = 1, smoke: b
     ds, rd, tr = cfg.dataset, cfg.reader, cfg.train
     spf = ds.num_samples_per_file
     samples = ds.num_files_train * spf
-    min_samples = MIN_STEPS * rd.batch_size * ranks + cfg.output.metric.exclude_end_steps * rd.batch_size * ranks
+    steps = min_steps(cfg)
+    min_samples = steps * rd.batch_size * ranks + cfg.output.metric.exclude_end_steps * rd.batch_size * ranks
     new_samples = min(samples, max(min_samples, math.ceil(samples * factor)))
     sample_factor = new_samples / samples if samples else 1.0
     record_factor = factor / sample_factor if sample_factor else factor
     record = max(MIN_RECORD, ds.sample_bytes * record_factor)
     record_factor = record / ds.sample_bytes if ds.sample_bytes else record_factor
+    # compute floor: records shrink only as far as compute per step stays >= MIN_STEP_COMPUTE (bytes
+    # per step and compute keep their ratio; the byte budget gives way). A workload whose full-size
+    # compute is below the floor keeps its full-size records and compute.
+    full_compute = tr.computation_time.expected()
+    floored = full_compute > 0 and full_compute * record_factor < MIN_STEP_COMPUTE
+    if floored and ds.sample_bytes:
+        record_factor = max(record_factor, min(1.0, MIN_STEP_COMPUTE / full_compute))
+        record = max(MIN_RECORD, ds.sample_bytes * record_factor)
     new_spf = max(1, min(spf, new_samples // max(1, min(8, ds.num_files_train))))
     files = max(1, math.ceil(new_samples / new_spf))
     eval_files = 0
@@ -63,7 +90,7 @@ def scale_config(cfg: WorkloadConfig, factor: float, *, ranks: int = 1, smoke: b
         eval_files = max(1, math.ceil(eval_samples / new_spf))
     steps_cap = tr.total_training_steps
     if steps_cap > 0:
-        steps_cap = max(MIN_STEPS, round(steps_cap * sample_factor))
+        steps_cap = max(steps, round(steps_cap * sample_factor))
     dims = ds.record_dims
     if dims:
         first = max(1, round(dims[0] * record_factor))
@@ -96,8 +123,11 @@ def scale_config(cfg: WorkloadConfig, factor: float, *, ranks: int = 1, smoke: b
         time_between_checkpoints=ck.time_between_checkpoints * factor if ck.time_between_checkpoints > 0
         else ck.time_between_checkpoints)
     model = _scale_model(cfg, factor)
-    source = dataclasses.replace(cfg.source, scale=factor,
-                                 notes=(*cfg.source.notes, _describe(cfg, dataset, factor, epochs)))
+    note = _describe(cfg, dataset, factor, epochs)
+    if floored:
+        note += (f"; records kept at {record_factor:.3g} of full size so compute per step stays "
+                 f"{full_compute * record_factor * 1000:.1f} ms (floor {MIN_STEP_COMPUTE * 1000:.0f} ms)")
+    source = dataclasses.replace(cfg.source, scale=factor, notes=(*cfg.source.notes, note))
     return dataclasses.replace(cfg, dataset=dataset, train=train, evaluation=evaluation, reader=reader,
                                checkpoint=checkpoint, model=model, source=source)
 

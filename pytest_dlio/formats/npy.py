@@ -8,6 +8,7 @@ are exactly ``np.save``'s, without generating into one array and copying into an
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -50,14 +51,38 @@ def npy_bytes(shape: tuple[int, ...], dtype: str, rng: np.random.Generator,
     return out
 
 
-def view(data: Buffer) -> np.ndarray:
-    """An .npy file's array as a zero-copy view of the bytes (what np.load does, minus the copy)."""
-    f = io.BytesIO(data)
+_MAGIC = b"\x93NUMPY"
+_HEADERS: dict[bytes, tuple[tuple[int, ...], bool, np.dtype, int]] = {}  # header bytes -> parsed
+
+
+def _parse(head: bytes) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    f = io.BytesIO(head)
     version = np.lib.format.read_magic(f)
     fmt = np.lib.format
     shape, fortran, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(f)
-    count = int(np.prod(shape)) if shape else 1
-    arr = np.frombuffer(data, dtype=dtype, count=count, offset=f.tell())
+    return shape, fortran, dtype, f.tell()
+
+
+def view(data: Buffer) -> np.ndarray:
+    """An .npy file's array as a zero-copy view of the bytes (what np.load does, minus the copy).
+
+    A dataset's files share a few headers; each distinct header is parsed once (numpy parses it with
+    ``ast.literal_eval``, about as costly as reading a small record), then looked up by its bytes.
+    """
+    mv = memoryview(data).cast("B")
+    head: bytes | None = None
+    if len(mv) >= 10 and mv[:6] == _MAGIC:
+        major = mv[6]
+        end = 10 + int.from_bytes(mv[8:10], "little") if major == 1 else 12 + int.from_bytes(mv[8:12], "little")
+        head = bytes(mv[:end])
+    parsed = _HEADERS.get(head) if head is not None else None
+    if parsed is None:
+        parsed = _parse(head if head is not None else bytes(mv[:16]))  # not npy: numpy says why
+        if head is not None and len(_HEADERS) < 256:
+            _HEADERS[head] = parsed
+    shape, fortran, dtype, offset = parsed
+    count = math.prod(shape)
+    arr = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
     return arr.reshape(shape, order="F" if fortran else "C")
 
 

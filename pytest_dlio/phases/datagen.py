@@ -109,6 +109,20 @@ def _check_mode(mode: str) -> None:
         raise DlioError(f"--dlio-generate {mode!r}: use auto, always or never")
 
 
+SPLIT_FOLDERS = ("train", "valid")
+
+
+def make_split_folders(store: ObjectStore) -> None:
+    """On a local filesystem, both split folders DLIO walks, even when empty: DLIO 2.0.0 lists
+    ``{data_folder}/valid`` whatever ``num_files_eval`` is, and fails on a dataset without it. Object stores
+    have no folders (DLIO lists prefixes there), so nothing is made."""
+    root = store.local_root
+    if root is None:
+        return
+    for name in SPLIT_FOLDERS:
+        (root / name).mkdir(parents=True, exist_ok=True)
+
+
 def preflight(store: ObjectStore, todo: list[DataFile], listing: Listing) -> None:
     """Fail before writing when a local filesystem can't hold what is planned."""
     root = store.local_root
@@ -267,6 +281,8 @@ async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode:
             enc.release()
             tick(totals["bytes"], files=totals["files"], files_total=len(todo))
 
+    if mode != "never":
+        await asyncio.to_thread(make_split_folders, store)
     workers = max(1, min(limit, len(todo)))
     with ThreadPoolExecutor(max_workers=min(workers, os.cpu_count() or 2), thread_name_prefix="dlio-gen") as pool:
         ok = False

@@ -32,6 +32,7 @@ from pytest_dlio.phases.dataset import check_dataset
 from pytest_dlio.progress import ProgressFn, Ticker
 from pytest_dlio.ranks import Comm
 from pytest_dlio.storage.base import Buffer, ObjectStore
+from pytest_dlio.storage.file import FileStore
 from pytest_dlio.timeline import Block, Clock, Epoch, EvalRun, Reads, Step, Timeline
 
 CheckpointHook = Callable[[int, int], Awaitable[None]]
@@ -135,6 +136,9 @@ def coverage_problem(read: list[np.ndarray], total: int, steps: int, batch_size:
 
 
 # ---------------------------------------------------------------- reading ----
+_MISS = object()  # Loader._ready: the sample needs a fetch or decode first
+
+
 @dataclass
 class LoaderStats:
     """How far ahead the readers got (the prefetch bound is asserted on this)."""
@@ -152,7 +156,7 @@ class Loader:
     """
 
     def __init__(self, cfg: WorkloadConfig, store: ObjectStore, files: list[DataFile], reads: Reads,
-                 pool: ThreadPoolExecutor | None, rng: np.random.Generator) -> None:
+                 pool: ThreadPoolExecutor | None, rng: np.random.Generator, *, recycle: bool = False) -> None:
         rd = cfg.reader
         self.store, self.files, self.reads, self.pool = store, files, reads, pool
         self.keys = [f.key for f in files]
@@ -183,10 +187,21 @@ class Loader:
         # whole files unless the unit is a range that read_type allows (memory reads indexed files whole)
         unit = self.format.read_unit
         self.unit = ReadUnit.FILE if unit is ReadUnit.SAMPLE_RANGE and self.memory else unit
+        # recycle: a batch is dropped by its consumer once it asks for the next one (the training loop
+        # does), so one-sample files on a file store are read into pooled page-aligned buffers handed
+        # back then (FileStore.get_pooled); a fresh multi-MiB buffer per read was the read path's largest
+        # cost
+        self.pooled = (recycle and isinstance(store, FileStore) and self.spf == 1 and not self.memory
+                       and self.unit is ReadUnit.FILE)
 
-    async def _get(self, key: str) -> Buffer:
+    async def _get(self, key: str, held: list[Callable[[], None]] | None = None) -> Buffer:
         t = time.perf_counter()
-        data = await self.store.get(key)
+        if held is not None and self.pooled:
+            got = await self.store.get_pooled(key)  # type: ignore[attr-defined]  # FileStore (self.pooled)
+            held.append(got.release)
+            data = got.data
+        else:
+            data = await self.store.get(key)
         self.reads.add(len(data), time.perf_counter() - t, t)
         return data
 
@@ -196,7 +211,7 @@ class Loader:
         self.reads.add(len(data), time.perf_counter() - t, t)
         return data
 
-    async def _file(self, key: str) -> Buffer:
+    async def _file(self, key: str, held: list[Callable[[], None]] | None = None) -> Buffer:
         if not self.memory and self.spf > 1:
             task = self._recent.get(key)
             if task is None:
@@ -207,7 +222,7 @@ class Loader:
                 self._recent.move_to_end(key)
             return await task
         if not self.memory:
-            return await self._get(key)
+            return await self._get(key, held)
         task = self._cache.get(key)
         if task is None:
             task = self._cache[key] = asyncio.ensure_future(self._get(key))
@@ -273,8 +288,8 @@ class Loader:
                             "file; regenerate it with --dlio-generate auto")
         return self.format.decode_span(data, f, self.ds)  # a view or a count: inline
 
-    async def _from_file(self, f: DataFile, sample: int) -> object:
-        data = await self._file(f.key)
+    async def _from_file(self, f: DataFile, sample: int, held: list[Callable[[], None]] | None = None) -> object:
+        data = await self._file(f.key, held)
         side = await self._sidecars(f)
         if self.spf == 1:
             return await self._decode(decode_sample, f, self.ds, data, sample, side)
@@ -288,18 +303,52 @@ class Loader:
             self._decoded.move_to_end(f.key)
         return sample_of(await asyncio.shield(entry[1]), f, sample)
 
-    async def _sample(self, idx: int) -> object:
+    async def _sample(self, idx: int, held: list[Callable[[], None]] | None = None) -> object:
         f = self.files[idx // self.spf]
         if self.unit is ReadUnit.FILE:
-            out = await self._from_file(f, idx % self.spf)
+            out = await self._from_file(f, idx % self.spf, held)
         else:
             out = await self._unit(f, idx % self.spf)
         if not self.preprocess.is_zero:
             await asyncio.sleep(self.preprocess.sample(self.rng))
         return out
 
-    async def _batch(self, indices: np.ndarray) -> list[object]:
-        return [await self._sample(int(i)) for i in indices]
+    def _ready(self, idx: int) -> object:
+        """The sample when its fetched, decoded unit is at hand (no await, no task), else ``_MISS``.
+
+        A batch of thousands of rows from a few row groups or files (dlrm: 12288 per step) otherwise pays
+        a coroutine per sample — a fixed per-sample cost larger than the workload's compute per step.
+        """
+        if not self.preprocess.is_zero or self.memory:
+            return _MISS
+        f = self.files[idx // self.spf]
+        sample = idx % self.spf
+        if self.unit is ReadUnit.FILE:
+            if self.spf == 1:
+                return _MISS
+            entry = self._decoded.get(f.key)
+            fetched = self._recent.get(f.key)
+            if (entry is None or fetched is None or not fetched.done() or fetched.cancelled()
+                    or fetched.exception() is not None or entry[0] is not fetched.result()
+                    or not entry[1].done() or entry[1].cancelled() or entry[1].exception() is not None):
+                return _MISS
+            self._recent.move_to_end(f.key)
+            self._decoded.move_to_end(f.key)
+            return sample_of(entry[1].result(), f, sample)
+        spans = self._spans.get(f.key)
+        if spans is None or self.unit is ReadUnit.SAMPLE_RANGE:
+            return _MISS
+        task = self._units.get((f.key, spans.unit_of(sample)))
+        if task is None or not task.done() or task.cancelled() or task.exception() is not None:
+            return _MISS
+        return task.result()
+
+    async def _batch(self, indices: np.ndarray, held: list[Callable[[], None]] | None = None) -> list[object]:
+        out: list[object] = []
+        for i in indices.tolist():
+            got = self._ready(i)
+            out.append(await self._sample(i, held) if got is _MISS else got)
+        return out
 
     async def batches(self, order: np.ndarray, batch_size: int) -> AsyncGenerator[list[object], None]:
         """Yield ``len(order) // batch_size`` batches in order."""
@@ -314,10 +363,27 @@ class Loader:
             for f in (order[:n * batch_size] // self.spf).tolist():
                 k = self.keys[f]
                 self._left[k] = self._left.get(k, 0) + 1
+        held: dict[int, list[Callable[[], None]]] = {}  # pooled buffers each batch holds until consumed
+
+        def hold(b: int) -> list[Callable[[], None]] | None:
+            if not self.pooled:
+                return None
+            out = held[b] = []
+            return out
+
+        def release(b: int) -> None:
+            for give_back in held.pop(b, ()):
+                give_back()
+
         if self.threads <= 0:  # DLIO's 0 workers: read on the step's own path, no read-ahead
-            for p in parts:
-                self.stats.batches += 1
-                yield await self._batch(p)
+            try:
+                for b, p in enumerate(parts):
+                    self.stats.batches += 1
+                    yield await self._batch(p, hold(b))
+                    release(b)  # the consumer asked for the next batch: it is done with this one
+            finally:
+                for b in list(held):
+                    release(b)
             return
         loop = asyncio.get_running_loop()
         futures: dict[int, asyncio.Future[list[object]]] = {b: loop.create_future() for b in range(n)}
@@ -335,7 +401,7 @@ class Loader:
                 self.stats.max_ahead = max(self.stats.max_ahead, b + 1 - state["consumed"])
                 fut = futures[b]
                 try:
-                    fut.set_result(await self._batch(parts[b]))
+                    fut.set_result(await self._batch(parts[b], hold(b)))
                 except Exception as exc:  # delivered to the step loop in order
                     fut.set_exception(exc)
                 del fut  # a finished batch is owned by the step loop alone
@@ -349,6 +415,8 @@ class Loader:
                 slots.release()
                 self.stats.batches += 1
                 yield batch
+                del batch
+                release(b)  # the consumer asked for the next batch: it is done with this one
         finally:
             for t in tasks:
                 t.cancel()
@@ -358,6 +426,8 @@ class Loader:
                     f.exception()  # mark retrieved
                 else:
                     f.cancel()
+            for b in list(held):
+                release(b)
 
 
 # ---------------------------------------------------------------- compute emulation ----
@@ -455,8 +525,9 @@ async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
     seed = await _shared_seed(comm)
     rng = np.random.default_rng([cfg.train.seed, comm.rank, 3])
     pool = ThreadPoolExecutor(rd.read_threads, thread_name_prefix="dlio-read") if rd.read_threads > 0 else None
-    loader = Loader(cfg, store, train_files, tl.reads, pool, rng)
-    eval_loader = Loader(cfg, store, eval_files, tl.eval_reads, pool, rng) if do_eval else None
+    # the step loops below drop each batch before asking for the next: the loaders may recycle buffers
+    loader = Loader(cfg, store, train_files, tl.reads, pool, rng, recycle=True)
+    eval_loader = Loader(cfg, store, eval_files, tl.eval_reads, pool, rng, recycle=True) if do_eval else None
     every = cfg.checkpoint.steps_between_checkpoints if on_checkpoint is not None else -1
     next_eval = cfg.evaluation.eval_after_epoch
     overall = 0

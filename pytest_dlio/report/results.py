@@ -67,7 +67,12 @@ def datagen_result(stats: DatagenStats) -> PhaseResult:
 
 
 def train_result(m: TrainMetrics) -> PhaseResult:
-    return PhaseResult("train", m.properties(), metric_lines(m))
+    lines = metric_lines(m)
+    if not m.throughput_meaningful:
+        lines.append(f"note: a training block had {m.shortest_block_steps} step(s); DLIO's throughput formula "
+                     "counts steps - 2 per block, so train_throughput_* and train_io_* are 0 or understated "
+                     "(train_throughput_meaningful = 0); read_MB_per_second_actual is the measured rate")
+    return PhaseResult("train", m.properties(), lines)
 
 
 def au_result(m: TrainMetrics, threshold: float, retries: Retries | None = None) -> PhaseResult:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pytest_dlio.metrics import TrainMetrics
+if TYPE_CHECKING:  # a plain pytest session renders no table: keep numpy (via metrics) out of it
+    from pytest_dlio.metrics import TrainMetrics
 
 #: The table's width: the item column shortens (middle cut) so that every line fits.
 WIDTH = 100

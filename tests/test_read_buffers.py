@@ -1,0 +1,178 @@
+"""Pooled read buffers: a file store reads large whole objects into reused buffers (``get_pooled``) and the
+training loader, which knows when a batch is dropped, hands them back then. Real temp dirs, real O_DIRECT.
+
+What must hold: the bytes are ``get``'s bytes; every sample a consumer sees before asking for the next
+batch is the stored sample (no buffer is reused while its batch is alive); buffers really are reused;
+errors are ``get``'s; O_DIRECT stores keep their own aligned reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pytest_dlio.config.model import Dataset, Reader, WorkloadConfig
+from pytest_dlio.errors import DlioError, NotFound
+from pytest_dlio.formats import get_format
+from pytest_dlio.layout import dataset_files
+from pytest_dlio.phases.train import Loader, epoch_order
+from pytest_dlio.randbytes import file_rng
+from pytest_dlio.storage import open_store
+from pytest_dlio.storage.direct import probe
+from pytest_dlio.storage.file import POOL_MIN
+from pytest_dlio.timeline import Reads
+
+
+def config(files: int, threads: int, record: int, fmt: str = "npy") -> WorkloadConfig:
+    ds = Dataset(format=fmt, num_files_train=files, num_samples_per_file=1, record_length_bytes=record)
+    return WorkloadConfig(framework="pytorch", dataset=ds,
+                          reader=Reader(data_loader="pytorch", batch_size=2, read_threads=threads, prefetch_size=2,
+                                        sample_shuffle="seed", file_shuffle="seed"))
+
+
+async def fill(store: Any, cfg: WorkloadConfig) -> dict[str, bytes]:
+    out = {}
+    for f in dataset_files(cfg):
+        enc = get_format(cfg.dataset.format).encode(f, cfg.dataset, file_rng(9, f.position))
+        out[f.key] = bytes(enc.data())
+        await store.put(f.key, out[f.key])
+    return out
+
+
+def test_get_pooled_returns_get_bytes_and_reuses_buffers(tmp_path: Path) -> None:
+    async def go() -> None:
+        async with open_store(tmp_path.as_uri()) as store:
+            big = np.random.default_rng(1).integers(0, 256, POOL_MIN + 12345, dtype=np.uint8).tobytes()
+            await store.put("a/big", big)
+            await store.put("a/big2", big[::-1])
+            await store.put("a/small", b"xyz")
+            for _ in range(4):
+                for key, want in (("a/big", big), ("a/big2", big[::-1])):
+                    got = await store.get_pooled(key)
+                    assert bytes(got.data) == want == bytes(await store.get(key))
+                    got.release()
+                    got.release()  # idempotent: a buffer is handed back once
+            small = await store.get_pooled("a/small")
+            assert bytes(small.data) == b"xyz"
+            small.release()
+            assert store._buffers.allocated == 1  # one buffer served eight large reads
+            with pytest.raises(NotFound):
+                await store.get_pooled("a/missing")
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("threads", [0, 1, 3])
+def test_recycling_loader_delivers_the_stored_samples(tmp_path: Path, threads: int) -> None:
+    """Each batch is checked before the next is asked for — the contract under which buffers are reused."""
+    cfg = config(files=9, threads=threads, record=POOL_MIN + 4096)
+    files = dataset_files(cfg)
+
+    async def go() -> int:
+        async with open_store(tmp_path.as_uri()) as store:
+            raw = await fill(store, cfg)
+            want = {i: np.load(io.BytesIO(raw[f.key]))[..., 0] for i, f in enumerate(files)}
+            pool = ThreadPoolExecutor(threads) if threads else None
+            loader = Loader(cfg, store, files, Reads(), pool, np.random.default_rng(0), recycle=True)
+            assert loader.pooled
+            seen = 0
+            for epoch in (1, 2, 3):
+                order = epoch_order(cfg, epoch, 0, 1, shared_seed=0)
+                pos = 0
+                async for batch in loader.batches(order, 2):
+                    await asyncio.sleep(0.005)  # "compute": the readers run meanwhile, as in training
+                    for sample in batch:
+                        np.testing.assert_array_equal(sample, want[int(order[pos])])
+                        pos += 1
+                        seen += 1
+            if pool is not None:
+                pool.shutdown()
+            assert store._buffers.allocated <= 2 * (max(2, threads) + 2)  # batches alive at once, not reads
+            return seen
+
+    assert asyncio.run(go()) == 3 * 8
+
+
+def test_loader_without_recycle_or_on_a_wrapper_does_not_pool(tmp_path: Path) -> None:
+    cfg = config(files=2, threads=1, record=POOL_MIN + 1)
+    store = open_store(tmp_path.as_uri())
+    assert not Loader(cfg, store, dataset_files(cfg), Reads(), None, np.random.default_rng(0)).pooled
+    multi = WorkloadConfig(framework="pytorch", dataset=Dataset(format="npy", num_files_train=2,
+                                                               num_samples_per_file=2, record_length_bytes=64))
+    assert not Loader(multi, store, dataset_files(multi), Reads(), None, np.random.default_rng(0), recycle=True).pooled
+
+
+def test_direct_store_pooled_read_is_its_aligned_read(tmp_path: Path) -> None:
+    reason = probe(tmp_path)
+    if reason:
+        pytest.skip(f"O_DIRECT not supported here: {reason}")
+
+    async def go() -> None:
+        async with open_store(f"direct://{tmp_path}") as store:
+            data = np.random.default_rng(2).integers(0, 256, POOL_MIN + 777, dtype=np.uint8).tobytes()
+            await store.put("d", data)
+            got = await store.get_pooled("d")
+            assert bytes(got.data) == data
+            got.release()
+
+    asyncio.run(go())
+
+
+def _npz(x: np.ndarray, compressed: bool = False) -> bytes:
+    buf = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buf, x=x, y=np.zeros(x.shape[-1], dtype=np.int64))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_npz_decodes_numpys_own_files_as_a_view_or_through_numpy(compressed: bool) -> None:
+    from pytest_dlio.formats.npz import FORMAT, stored_member
+
+    x = np.random.default_rng(4).integers(0, 255, (6, 5, 3), dtype=np.uint8)
+    raw = _npz(x, compressed)
+    f = next(iter(dataset_files(WorkloadConfig(dataset=Dataset(format="npz", num_files_train=1)))))
+    for data in (raw, memoryview(bytearray(raw))):  # bytes, and a writable view like a pooled buffer
+        got = FORMAT.decode(data, f, Dataset(format="npz"))
+        assert len(got) == 3
+        for i in range(3):
+            np.testing.assert_array_equal(got[i], x[..., i])
+    assert (stored_member(raw, "x.npy") is None) is compressed  # stored members are viewed, not copied
+
+
+def test_npz_view_path_still_checks_the_crc() -> None:
+    from pytest_dlio.phases.train import decode_sample
+
+    x = np.arange(4096, dtype=np.uint8).reshape(64, 64, 1)
+    raw = bytearray(_npz(x))
+    raw[len(raw) // 3] ^= 0xFF  # inside x's payload
+    f = next(iter(dataset_files(WorkloadConfig(dataset=Dataset(format="npz", num_files_train=1)))))
+    with pytest.raises(DlioError, match="CRC"):
+        decode_sample(f, Dataset(format="npz"), bytes(raw), 0)
+
+
+def test_pooled_training_reports_the_bytes_on_disk(tmp_path: Path) -> None:
+    """Through run_training (pooled reads): read_bytes is every file's size once per epoch."""
+    from dataclasses import replace
+
+    from pytest_dlio.phases.train import run_training
+    from pytest_dlio.ranks import SingleComm
+
+    cfg = config(files=4, threads=2, record=POOL_MIN + 100)
+    cfg = replace(cfg, train=replace(cfg.train, epochs=2))
+
+    async def go() -> int:
+        async with open_store(tmp_path.as_uri()) as store:
+            await fill(store, cfg)
+            run = await run_training(cfg, store, comm=SingleComm())
+            assert store._buffers is not None and store._buffers.allocated < run.metrics.read_count
+            return run.metrics.read_bytes
+
+    read = asyncio.run(go())
+    on_disk = sum(p.stat().st_size for p in tmp_path.rglob("*.npy"))
+    assert on_disk > 4 * POOL_MIN and read == 2 * on_disk
