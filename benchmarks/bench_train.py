@@ -25,7 +25,7 @@ from pathlib import Path
 from _common import figure, interleave, load, ratio_line, run_phases
 
 from pytest_dlio.config.model import Dataset, Reader, TimeSpec, Train, Workflow, WorkloadConfig
-from pytest_dlio.phases.train import dataset_keys
+from pytest_dlio.phases.loader import dataset_keys
 
 
 def cfg_for(files: int, spf: int, rl: int, bs: int, threads: int, compute: float, epochs: int,

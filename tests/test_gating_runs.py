@@ -10,7 +10,7 @@ import pytest
 from pytest_dlio.config.load import load_text
 from pytest_dlio.engine.workload import with_seed
 from pytest_dlio.gating.stats import summarise, unstable
-from pytest_dlio.phases.train import epoch_order
+from pytest_dlio.phases.sampler import epoch_order
 from tests._junit import properties_by_name
 from tests.conftest import CONFIGS, run
 from tests.test_e2e_items import SMALL

@@ -17,7 +17,7 @@ import pytest
 from pytest_dlio.config.model import Dataset, Parquet, ParquetColumn, Reader, WorkloadConfig
 from pytest_dlio.formats import get_format
 from pytest_dlio.layout import dataset_files
-from pytest_dlio.phases.train import Loader
+from pytest_dlio.phases.loader import Loader
 from pytest_dlio.randbytes import file_rng
 from pytest_dlio.storage import open_store
 from pytest_dlio.timeline import Reads

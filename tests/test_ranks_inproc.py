@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from pytest_dlio.errors import DlioError
 from pytest_dlio.phases import train as train_mod
 from pytest_dlio.phases.datagen import generate
-from pytest_dlio.phases.train import coverage_problem, epoch_order, run_training
+from pytest_dlio.phases.sampler import coverage_problem, epoch_order
+from pytest_dlio.phases.train import run_training
 from pytest_dlio.ranks import resolve
 from pytest_dlio.ranks.inproc import InProcessWorld
 from pytest_dlio.storage import open_store

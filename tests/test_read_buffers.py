@@ -21,7 +21,8 @@ from pytest_dlio.config.model import Dataset, Reader, WorkloadConfig
 from pytest_dlio.errors import DlioError, NotFound
 from pytest_dlio.formats import get_format
 from pytest_dlio.layout import dataset_files
-from pytest_dlio.phases.train import Loader, epoch_order
+from pytest_dlio.phases.loader import Loader
+from pytest_dlio.phases.sampler import epoch_order
 from pytest_dlio.randbytes import file_rng
 from pytest_dlio.storage import open_store
 from pytest_dlio.storage.direct import probe
@@ -146,7 +147,7 @@ def test_npz_decodes_numpys_own_files_as_a_view_or_through_numpy(compressed: boo
 
 
 def test_npz_view_path_still_checks_the_crc() -> None:
-    from pytest_dlio.phases.train import decode_sample
+    from pytest_dlio.phases.loader import decode_sample
 
     x = np.arange(4096, dtype=np.uint8).reshape(64, 64, 1)
     raw = bytearray(_npz(x))

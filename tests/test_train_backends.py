@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from pytest_dlio.phases.train import dataset_files
+from pytest_dlio.phases.loader import dataset_files
 from pytest_dlio.storage.pytest_plugin import get_storage_session
 from tests.test_train_loop import make_cfg, train_through_engine
 

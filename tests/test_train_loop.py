@@ -25,7 +25,9 @@ from pytest_dlio.config.model import (
 from pytest_dlio.engine import RunSettings, Workload
 from pytest_dlio.errors import DlioError
 from pytest_dlio.formats import get_format
-from pytest_dlio.phases.train import dataset_keys, epoch_order, run_training
+from pytest_dlio.phases.loader import dataset_keys
+from pytest_dlio.phases.sampler import epoch_order
+from pytest_dlio.phases.train import run_training
 from pytest_dlio.ranks import SingleComm
 from pytest_dlio.storage import open_store
 from pytest_dlio.storage.session import StorageSession

@@ -1,0 +1,354 @@
+"""The loader: reads batches of samples from a store as DLIO's readers do, with bounded read-ahead.
+
+``read_threads`` concurrent reader tasks fetch each format's read unit (whole file, sample range or row
+group), at most ``max(prefetch_size, read_threads)`` batches ahead, delivered in order; a heavy format's
+decoding runs in a thread pool sized by ``read_threads`` (inline when it is 0, like DLIO's zero
+workers), a light one's inline as a view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pytest_dlio import layout
+from pytest_dlio.config.model import Dataset, TimeSpec, WorkloadConfig
+from pytest_dlio.errors import DlioError
+from pytest_dlio.formats import Format, ReadUnit, Spans, get_format, sample_of
+from pytest_dlio.layout import DataFile
+from pytest_dlio.storage.base import Buffer, ObjectStore
+from pytest_dlio.storage.file import FileStore
+from pytest_dlio.timeline import Reads
+
+
+def dataset_files(cfg: WorkloadConfig, split: str = "train") -> list[DataFile]:
+    """The split's files as datagen writes them (``layout.dataset_files``), in DLIO's sorted order."""
+    want = "train" if split == "train" else "valid"
+    return [f for f in layout.dataset_files(cfg) if f.split == want]
+
+
+def dataset_keys(cfg: WorkloadConfig, split: str = "train") -> list[str]:
+    """DLIO's file names under the data folder (dlio.md §3.2)."""
+    return layout.split_keys(cfg.dataset, "train" if split == "train" else "valid")
+
+
+def decode_file(f: DataFile, ds: Dataset, data: Buffer, sidecars: dict[str, Buffer] | None,
+                sample: int = 0) -> Sequence[object]:
+    """What DLIO's reader makes of an opened file: its samples (DlioError naming the file, and the
+    ``sample`` being read, when the bytes don't parse)."""
+    try:
+        return get_format(ds.format).decode(data, f, ds, sidecars)
+    except DlioError:
+        raise
+    except Exception as exc:  # any parse failure of a damaged file
+        raise DlioError(f"{f.key}: cannot decode sample {sample} as {ds.format} ({type(exc).__name__}: "
+                        f"{exc}); regenerate the dataset with the datagen item") from None
+
+
+def decode_sample(f: DataFile, ds: Dataset, data: Buffer, sample: int,
+                  sidecars: dict[str, Buffer] | None = None) -> object:
+    """Sample ``sample`` of an opened file (the file decoded for it alone)."""
+    return sample_of(decode_file(f, ds, data, sidecars, sample), f, sample)
+
+
+_MISS = object()  # Loader._ready: the sample needs a fetch or decode first
+
+
+@dataclass
+class LoaderStats:
+    """How far ahead the readers got (the prefetch bound is asserted on this)."""
+
+    max_ahead: int = 0
+    batches: int = 0
+
+
+class Loader:
+    """Reads batches of samples from a store: concurrent reader tasks, bounded read-ahead, in-order delivery.
+
+    What a sample read fetches is the format's read unit: the whole file (decoded once per fetch when it
+    holds several samples), the sample's own byte range (indexed_binary, located by its index), or its
+    row group's column chunks (parquet, located by the footer). Heavy decodes run in ``pool``.
+    """
+
+    def __init__(self, cfg: WorkloadConfig, store: ObjectStore, files: list[DataFile], reads: Reads,
+                 pool: ThreadPoolExecutor | None, rng: np.random.Generator, *, recycle: bool = False) -> None:
+        rd = cfg.reader
+        self.store, self.files, self.reads, self.pool = store, files, reads, pool
+        self.keys = [f.key for f in files]
+        self.ds = cfg.dataset
+        self.format: Format = get_format(cfg.dataset.format)
+        self._side: dict[str, dict[str, Buffer]] = {}
+        self.spf = cfg.dataset.num_samples_per_file
+        self.threads = rd.read_threads
+        self.capacity = max(rd.prefetch_size, rd.read_threads, 1)
+        self.memory = rd.read_type == "memory"
+        self.preprocess: TimeSpec = rd.preprocess_time
+        self.rng = rng
+        self.stats = LoaderStats()
+        self._cache: dict[str, asyncio.Task[Buffer]] = {}
+        self._left: dict[str, int] = {}
+        # on_demand with several samples per file: the most recently fetched files (a reader streams a
+        # file once while consecutive samples come from it; a jump to another file refetches, as DLIO's
+        # on_demand readers reopen files)
+        self._recent: OrderedDict[str, asyncio.Task[Buffer]] = OrderedDict()
+        self._recent_cap = max(2, 2 * max(1, rd.read_threads))
+        self._spans: dict[str, Spans] = {}
+        self._units: OrderedDict[tuple[str, int], asyncio.Task[object]] = OrderedDict()
+        # files holding several samples: each fetched file is decoded once and its samples served from
+        # that (DLIO's readers keep an opened file while its samples are read; reparsing the file for
+        # every sample made a 1251-sample tfrecord cost O(n^2) CRC checks)
+        self._decoded: OrderedDict[str, tuple[Buffer, asyncio.Future[Sequence[object]]]] = OrderedDict()
+        self.columns: list[str] | None = list(cfg.storage.options.columns or ()) or None
+        # whole files unless the unit is a range that read_type allows (memory reads indexed files whole)
+        unit = self.format.read_unit
+        self.unit = ReadUnit.FILE if unit is ReadUnit.SAMPLE_RANGE and self.memory else unit
+        # recycle: a batch is dropped by its consumer once it asks for the next one (the training loop
+        # does), so one-sample files on a file store are read into pooled page-aligned buffers handed
+        # back then (FileStore.get_pooled); a fresh multi-MiB buffer per read was the read path's largest
+        # cost
+        self.pooled = (recycle and isinstance(store, FileStore) and self.spf == 1 and not self.memory
+                       and self.unit is ReadUnit.FILE)
+
+    async def _get(self, key: str, held: list[Callable[[], None]] | None = None) -> Buffer:
+        t = time.perf_counter()
+        if held is not None and self.pooled:
+            got = await self.store.get_pooled(key)  # type: ignore[attr-defined]  # FileStore (self.pooled)
+            held.append(got.release)
+            data = got.data
+        else:
+            data = await self.store.get(key)
+        self.reads.add(len(data), time.perf_counter() - t, t)
+        return data
+
+    async def _range(self, key: str, start: int, length: int) -> Buffer:
+        t = time.perf_counter()
+        data = await self.store.get_range(key, start, length)
+        self.reads.add(len(data), time.perf_counter() - t, t)
+        return data
+
+    async def _file(self, key: str, held: list[Callable[[], None]] | None = None) -> Buffer:
+        if not self.memory and self.spf > 1:
+            task = self._recent.get(key)
+            if task is None:
+                task = self._recent[key] = asyncio.ensure_future(self._get(key))
+                while len(self._recent) > self._recent_cap:
+                    self._recent.popitem(last=False)
+            else:
+                self._recent.move_to_end(key)
+            return await task
+        if not self.memory:
+            return await self._get(key, held)
+        task = self._cache.get(key)
+        if task is None:
+            task = self._cache[key] = asyncio.ensure_future(self._get(key))
+        try:
+            return await task
+        finally:
+            self._left[key] -= 1
+            if self._left[key] <= 0:
+                self._cache.pop(key, None)
+
+    async def _sidecars(self, f: DataFile) -> dict[str, Buffer] | None:
+        """The file's small index objects, read once per run (DLIO keeps its index in memory too)."""
+        if not f.sidecars:
+            return None
+        side = self._side.get(f.key)
+        if side is None:
+            side = self._side[f.key] = {k: await self._get(k) for k in f.sidecars}
+        return side
+
+    async def _decode(self, fn: Callable[..., Any], *args: object) -> Any:
+        """``fn(*args)`` in the pool for a heavy format, else inline on the event loop."""
+        if self.pool is not None and self.format.heavy:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+        return fn(*args)
+
+    async def _locate(self, f: DataFile) -> Spans:
+        """The byte ranges of the file's read units, found once per run (index objects, or the footer)."""
+        spans = self._spans.get(f.key)
+        if spans is not None:
+            return spans
+        fmt = self.format
+        if self.unit is ReadUnit.SAMPLE_RANGE:
+            side = await self._sidecars(f)
+            spans = fmt.sample_spans(f, side or {})
+        else:
+            size = await self.store.size(f.key)
+            tail = bytes(await self._range(f.key, max(0, size - fmt.footer_tail), fmt.footer_tail))
+            n = fmt.footer_length(tail)
+            footer = bytes(await self._range(f.key, max(0, size - n), n))
+            spans = fmt.row_group_spans(footer, size, self.ds, self.columns)
+        self._spans[f.key] = spans
+        return spans
+
+    async def _unit(self, f: DataFile, sample: int) -> object:
+        """A ranged read unit: exactly its bytes, decoded as DLIO's reader does. A row group serves all
+        its rows, so consecutive rows of one group share one read."""
+        spans = await self._locate(f)
+        if self.unit is ReadUnit.SAMPLE_RANGE:  # unit i is sample i
+            return await self._read_unit(f, sample, *sample_of(spans.spans, f, sample))
+        u = spans.unit_of(sample)
+        task = self._units.get((f.key, u))
+        if task is None:
+            task = asyncio.ensure_future(self._read_unit(f, sample, *spans.spans[u]))
+            self._units[(f.key, u)] = task
+            while len(self._units) > self._recent_cap:
+                self._units.popitem(last=False)
+        return await task
+
+    async def _read_unit(self, f: DataFile, sample: int, start: int, length: int) -> object:
+        data = await self._range(f.key, start, length)
+        if len(data) != length:
+            raise DlioError(f"{f.key}: sample {sample} at offset {start} (+{length}) is past the end of the "
+                            "file; regenerate it with --dlio-generate auto")
+        return self.format.decode_span(data, f, self.ds)  # a view or a count: inline
+
+    async def _from_file(self, f: DataFile, sample: int, held: list[Callable[[], None]] | None = None) -> object:
+        data = await self._file(f.key, held)
+        side = await self._sidecars(f)
+        if self.spf == 1:
+            return await self._decode(decode_sample, f, self.ds, data, sample, side)
+        entry = self._decoded.get(f.key)
+        if entry is None or entry[0] is not data:  # decoded once per fetched buffer
+            task = asyncio.ensure_future(self._decode(decode_file, f, self.ds, data, side, sample))
+            entry = self._decoded[f.key] = (data, task)
+            while len(self._decoded) > self._recent_cap:
+                self._decoded.popitem(last=False)
+        else:
+            self._decoded.move_to_end(f.key)
+        return sample_of(await asyncio.shield(entry[1]), f, sample)
+
+    async def _sample(self, idx: int, held: list[Callable[[], None]] | None = None) -> object:
+        f = self.files[idx // self.spf]
+        if self.unit is ReadUnit.FILE:
+            out = await self._from_file(f, idx % self.spf, held)
+        else:
+            out = await self._unit(f, idx % self.spf)
+        if not self.preprocess.is_zero:
+            await asyncio.sleep(self.preprocess.sample(self.rng))
+        return out
+
+    def _ready(self, idx: int) -> object:
+        """The sample when its fetched, decoded unit is at hand (no await, no task), else ``_MISS``.
+
+        A batch of thousands of rows from a few row groups or files (dlrm: 12288 per step) otherwise pays
+        a coroutine per sample — a fixed per-sample cost larger than the workload's compute per step.
+        """
+        if not self.preprocess.is_zero or self.memory:
+            return _MISS
+        f = self.files[idx // self.spf]
+        sample = idx % self.spf
+        if self.unit is ReadUnit.FILE:
+            if self.spf == 1:
+                return _MISS
+            entry = self._decoded.get(f.key)
+            fetched = self._recent.get(f.key)
+            if (entry is None or fetched is None or not fetched.done() or fetched.cancelled()
+                    or fetched.exception() is not None or entry[0] is not fetched.result()
+                    or not entry[1].done() or entry[1].cancelled() or entry[1].exception() is not None):
+                return _MISS
+            self._recent.move_to_end(f.key)
+            self._decoded.move_to_end(f.key)
+            return sample_of(entry[1].result(), f, sample)
+        spans = self._spans.get(f.key)
+        if spans is None or self.unit is ReadUnit.SAMPLE_RANGE:
+            return _MISS
+        task = self._units.get((f.key, spans.unit_of(sample)))
+        if task is None or not task.done() or task.cancelled() or task.exception() is not None:
+            return _MISS
+        return task.result()
+
+    async def _batch(self, indices: np.ndarray, held: list[Callable[[], None]] | None = None) -> list[object]:
+        out: list[object] = []
+        for i in indices.tolist():
+            got = self._ready(i)
+            out.append(await self._sample(i, held) if got is _MISS else got)
+        return out
+
+    async def batches(self, order: np.ndarray, batch_size: int) -> AsyncGenerator[list[object], None]:
+        """Yield ``len(order) // batch_size`` batches in order."""
+        n = len(order) // batch_size
+        parts = [order[b * batch_size:(b + 1) * batch_size] for b in range(n)]
+        self._recent.clear()
+        self._units.clear()
+        self._decoded.clear()
+        if self.memory:
+            self._cache.clear()
+            self._left = {}
+            for f in (order[:n * batch_size] // self.spf).tolist():
+                k = self.keys[f]
+                self._left[k] = self._left.get(k, 0) + 1
+        held: dict[int, list[Callable[[], None]]] = {}  # pooled buffers each batch holds until consumed
+
+        def hold(b: int) -> list[Callable[[], None]] | None:
+            if not self.pooled:
+                return None
+            out = held[b] = []
+            return out
+
+        def release(b: int) -> None:
+            for give_back in held.pop(b, ()):
+                give_back()
+
+        if self.threads <= 0:  # DLIO's 0 workers: read on the step's own path, no read-ahead
+            try:
+                for b, p in enumerate(parts):
+                    self.stats.batches += 1
+                    yield await self._batch(p, hold(b))
+                    release(b)  # the consumer asked for the next batch: it is done with this one
+            finally:
+                for b in list(held):
+                    release(b)
+            return
+        loop = asyncio.get_running_loop()
+        futures: dict[int, asyncio.Future[list[object]]] = {b: loop.create_future() for b in range(n)}
+        slots = asyncio.Semaphore(self.capacity)
+        state = {"next": 0, "consumed": 0}
+
+        async def worker() -> None:
+            while True:
+                await slots.acquire()
+                b = state["next"]
+                if b >= n:
+                    slots.release()
+                    return
+                state["next"] = b + 1
+                self.stats.max_ahead = max(self.stats.max_ahead, b + 1 - state["consumed"])
+                fut = futures[b]
+                try:
+                    fut.set_result(await self._batch(parts[b], hold(b)))
+                except Exception as exc:  # delivered to the step loop in order
+                    fut.set_exception(exc)
+                del fut  # a finished batch is owned by the step loop alone
+
+        tasks = [asyncio.create_task(worker()) for _ in range(self.threads)]
+        try:
+            for b in range(n):
+                batch = await futures[b]
+                del futures[b]  # drop our reference: a consumed batch must be freeable
+                state["consumed"] = b + 1
+                slots.release()
+                self.stats.batches += 1
+                yield batch
+                del batch
+                release(b)  # the consumer asked for the next batch: it is done with this one
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for f in futures.values():
+                if f.done() and not f.cancelled():
+                    f.exception()  # mark retrieved
+                else:
+                    f.cancel()
+            for b in list(held):
+                release(b)
+
+

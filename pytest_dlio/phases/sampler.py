@@ -1,0 +1,78 @@
+"""The sampler: which global sample indices each rank reads in an epoch, and the check that proves it.
+
+DLIO HEAD's index sampler after its barrier-deadlock fix (dlio.md §3.4, mlcommons/storage #455): the
+(shuffled) sample list split into equal per-rank shards, every rank the same number of steps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pytest_dlio.config.model import WorkloadConfig
+from pytest_dlio.errors import DlioError
+
+
+def _rng(mode: str, seed: int, salt: tuple[int, ...]) -> np.random.Generator | None:
+    if mode == "off":
+        return None
+    if mode == "seed":
+        return np.random.default_rng([seed, *salt])
+    return np.random.default_rng()  # random: unseeded
+
+
+def epoch_order(cfg: WorkloadConfig, epoch: int, rank: int, size: int, *, shared_seed: int,
+                steps: int | None = None, split: str = "train") -> np.ndarray:
+    """Global sample indices this rank reads in ``epoch``, in order (``steps * batch_size`` of them).
+
+    ``file_shuffle`` permutes the file list (identically on every rank: seeded by ``train.seed``,
+    ``+epoch`` when ``seed_change_epoch``; ``random`` uses ``shared_seed``, drawn once per run and
+    shared by all ranks) before the rank takes its contiguous block of floor(N/P) samples;
+    ``sample_shuffle`` then permutes the rank's block. Flooring is DLIO's fix for the barrier deadlock
+    of mlcommons/storage #455 (ceil gave the last rank a batch fewer): every rank owns the same number
+    of samples, at least ``steps * batch_size``, and the N mod P left over are not read that epoch.
+    """
+    ds, rd, tr = cfg.dataset, cfg.reader, cfg.train
+    spf = ds.num_samples_per_file
+    nfiles = ds.num_files_train if split == "train" else ds.num_files_eval
+    bs = rd.batch_size if split == "train" else rd.batch_size_eval
+    if steps is None:
+        steps = cfg.steps_per_epoch(size) if split == "train" else cfg.eval_steps(size)
+    seed = tr.seed + (epoch if tr.seed_change_epoch else 0)
+    shuffle = split == "train"
+    files = np.arange(nfiles, dtype=np.int64)
+    if shuffle and rd.file_shuffle != "off":
+        frng = np.random.default_rng([seed if rd.file_shuffle == "seed" else shared_seed + epoch, 1])
+        files = frng.permutation(files)
+    samples = (files[:, None] * spf + np.arange(spf, dtype=np.int64)[None, :]).ravel()
+    spp = samples.size // size
+    mine = samples[rank * spp:(rank + 1) * spp]
+    srng = _rng(rd.sample_shuffle if shuffle else "off", seed, (rank, 2))
+    if srng is not None:
+        mine = srng.permutation(mine)
+    need = steps * bs
+    if need > mine.size:
+        raise DlioError(f"{steps} steps of batch {bs} need {need} samples per rank but each of {size} ranks "
+                        f"owns {mine.size} of {samples.size}; lower train.total_training_steps or the rank count")
+    return mine[:need]
+
+
+def coverage_problem(read: list[np.ndarray], total: int, steps: int, batch_size: int, epoch: int) -> str | None:
+    """None when, over all ranks, every sample was read at most once and each rank read ``steps`` full
+    batches (the shard maths: floor(N/P) samples per rank, ``steps * batch_size`` of them read), else what
+    was wrong — DLIO's sharding check, exact instead of a sum of indices."""
+    counts = np.zeros(total, dtype=np.int64)
+    for r, idx in enumerate(read):
+        if idx.size != steps * batch_size:
+            return (f"coverage check, epoch {epoch}: rank {r} read {idx.size} samples, expected "
+                    f"{steps} steps x batch {batch_size} = {steps * batch_size}")
+        if idx.size and (idx.min() < 0 or idx.max() >= total):
+            return f"coverage check, epoch {epoch}: rank {r} read a sample outside 0..{total - 1}"
+        np.add.at(counts, idx, 1)
+    twice = np.flatnonzero(counts > 1)
+    if twice.size:
+        who = [r for r, idx in enumerate(read) if np.isin(twice[0], idx)]
+        return (f"coverage check, epoch {epoch}: {twice.size} samples were read more than once (sample "
+                f"{int(twice[0])} {int(counts[twice[0]])} times, by ranks {who}); each sample belongs to one rank")
+    return None
+
+
