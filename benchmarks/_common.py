@@ -26,11 +26,18 @@ def load() -> str:
     return f"[cpus {os.cpu_count()}, load {one:.1f}/{five:.1f}]"
 
 
-def run_phases(cfg: WorkloadConfig, root: Path, *phases: str, storage_uri: str | None = None,
-               generate: str = "auto", verify: bool = True) -> dict[str, PhaseResult]:
+def run_phases(
+    cfg: WorkloadConfig,
+    root: Path,
+    *phases: str,
+    storage_uri: str | None = None,
+    generate: str = "auto",
+    verify: bool = True,
+) -> dict[str, PhaseResult]:
     """A fresh :class:`Workload` on ``root`` running ``phases`` in order, exactly as an item would."""
-    settings = RunSettings(data_root=root, output_root=root / "output", storage_uri=storage_uri,
-                           generate=generate, verify=verify)
+    settings = RunSettings(
+        data_root=root, output_root=root / "output", storage_uri=storage_uri, generate=generate, verify=verify
+    )
     storage = StorageSession(settings.data_root, storage_uri)
 
     async def go() -> dict[str, PhaseResult]:
@@ -57,8 +64,9 @@ def figure(res: PhaseResult, name: str) -> float:
     return float(v)
 
 
-def interleave(sides: dict[str, Callable[[], float]], reps: int,
-               before: Callable[[], None] | None = None) -> dict[str, list[float]]:
+def interleave(
+    sides: dict[str, Callable[[], float]], reps: int, before: Callable[[], None] | None = None
+) -> dict[str, list[float]]:
     """Run every side ``reps`` times, alternating which goes first; the rates each produced."""
     got: dict[str, list[float]] = {k: [] for k in sides}
     names = list(sides)
@@ -70,11 +78,14 @@ def interleave(sides: dict[str, Callable[[], float]], reps: int,
     return got
 
 
-def ratio_line(label: str, ours: list[float], base: list[float], target: float, unit: str = "MiB/s",
-               scale: float = 2**20) -> tuple[str, float]:
+def ratio_line(
+    label: str, ours: list[float], base: list[float], target: float, unit: str = "MiB/s", scale: float = 2**20
+) -> tuple[str, float]:
     """``label: ours x, raw y, ratio best-of b (median of rounds m)`` and the best-of ratio."""
     best = max(ours) / max(base)
     med = statistics.median(o / b for o, b in zip(ours, base, strict=True))
-    line = (f"{label}: ours {max(ours) / scale:.4g} {unit}, raw {max(base) / scale:.4g} {unit}, ratio best-of "
-            f"{best:.3f}, median of {len(ours)} rounds {med:.3f} (target >= {target}) {load()}")
+    line = (
+        f"{label}: ours {max(ours) / scale:.4g} {unit}, raw {max(base) / scale:.4g} {unit}, ratio best-of "
+        f"{best:.3f}, median of {len(ours)} rounds {med:.3f} (target >= {target}) {load()}"
+    )
     return line, best

@@ -40,11 +40,21 @@ def config(mib: int) -> WorkloadConfig:
     hidden = 256
     while True:
         cfg = WorkloadConfig(
-            model=ModelConfig(type="transformer", num_layers=8, parallelism=Parallelism(zero_stage=1),
-                              transformer=Transformer(vocab_size=32000, hidden_size=hidden, ffn_hidden_size=4 * hidden,
-                                                      num_attention_heads=8, num_kv_heads=8)),
+            model=ModelConfig(
+                type="transformer",
+                num_layers=8,
+                parallelism=Parallelism(zero_stage=1),
+                transformer=Transformer(
+                    vocab_size=32000,
+                    hidden_size=hidden,
+                    ffn_hidden_size=4 * hidden,
+                    num_attention_heads=8,
+                    num_kv_heads=8,
+                ),
+            ),
             checkpoint=Checkpoint(num_checkpoints_write=1, num_checkpoints_read=1, fsync=True),
-            workflow=Workflow(train=False, checkpoint=True))
+            workflow=Workflow(train=False, checkpoint=True),
+        )
         if rank_layout(cfg, 1, 0).total_bytes >= mib * 2**20:
             return cfg
         hidden += 128
@@ -58,9 +68,9 @@ def raw_write(folder: Path, sizes: list[int], buf: memoryview) -> float:
         fd = os.open(folder / f"f{i}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         left = n
         while left > 0:
-            view = buf[:min(left, len(buf))]
+            view = buf[: min(left, len(buf))]
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             left -= min(left, len(buf))
         os.fsync(fd)
         os.close(fd)
@@ -116,14 +126,28 @@ def main() -> int:
                 return figure(res, "load_checkpoint_io_mean_GB_per_second") * 2**30
 
             got = interleave({"ours": load, "raw": lambda root=root: raw_read(root / "checkpoints")}, 3)
-            line, _ = ratio_line(f"warm load_checkpoint_io_mean_GB_per_second ÷ raw read loop (verify {verify})",
-                                 got["ours"], got["raw"], 0.9, "GiB/s", 2**30)
+            line, _ = ratio_line(
+                f"warm load_checkpoint_io_mean_GB_per_second ÷ raw read loop (verify {verify})",
+                got["ours"],
+                got["raw"],
+                0.9,
+                "GiB/s",
+                2**30,
+            )
             print(line)
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    print(f"bytes per checkpoint: {total / 2**20:.0f} MiB in {len(sizes)} files, fsync on, chunk {CHUNK >> 20} MiB")
-    line, ratio = ratio_line("save_checkpoint_io_mean_GB_per_second ÷ raw write+fsync loop", saves["ours"],
-                             saves["raw"], 0.9, "GiB/s", 2**30)
+    print(
+        f"bytes per checkpoint: {total / 2**20:.0f} MiB in {len(sizes)} files, fsync on, chunk {CHUNK >> 20} MiB"
+    )
+    line, ratio = ratio_line(
+        "save_checkpoint_io_mean_GB_per_second ÷ raw write+fsync loop",
+        saves["ours"],
+        saves["raw"],
+        0.9,
+        "GiB/s",
+        2**30,
+    )
     print(line)
     return 0 if ratio >= 0.9 else 1
 

@@ -41,8 +41,10 @@ def bench_randbytes(nbytes: int, reps: int) -> None:
     raw = rate(lambda: gen.bit_generator.random_raw(nbytes // 8), nbytes, reps)
     slow = rate(lambda: gen.bytes(nbytes), nbytes, reps)
     ours = rate(lambda: random_bytes(nbytes, file_rng(1, 2)), nbytes, reps)
-    print(f"randbytes {ours / 2**20:6.0f} MiB/s | numpy PCG64.random_raw {raw / 2**20:6.0f} MiB/s (ratio "
-          f"{ours / raw:.2f}) | numpy Generator.bytes {slow / 2**20:6.0f} MiB/s (ratio {ours / slow:.2f})")
+    print(
+        f"randbytes {ours / 2**20:6.0f} MiB/s | numpy PCG64.random_raw {raw / 2**20:6.0f} MiB/s (ratio "
+        f"{ours / raw:.2f}) | numpy Generator.bytes {slow / 2**20:6.0f} MiB/s (ratio {ours / slow:.2f})"
+    )
 
 
 def plain_writes(folder: Path, sizes: list[int], blob: np.ndarray) -> None:
@@ -53,8 +55,11 @@ def plain_writes(folder: Path, sizes: list[int], blob: np.ndarray) -> None:
 
 
 def bench_format(fmt: str, files: int, mib: int, reps: int, base: Path) -> None:
-    cfg = WorkloadConfig(dataset=Dataset(format=fmt, num_files_train=files, record_length_bytes=mib * 2**20),
-                         reader=Reader(write_threads=4), workflow=Workflow(generate_data=True, train=False))
+    cfg = WorkloadConfig(
+        dataset=Dataset(format=fmt, num_files_train=files, record_length_bytes=mib * 2**20),
+        reader=Reader(write_threads=4),
+        workflow=Workflow(generate_data=True, train=False),
+    )
     sizes = [f.expected_size or 0 for f in dataset_files(cfg)]
     total = sum(sizes)
     blob = random_bytes(max(sizes), file_rng(3, 4))
@@ -77,8 +82,12 @@ def bench_format(fmt: str, files: int, mib: int, reps: int, base: Path) -> None:
 
     # dirty pages left by one side throttle the other: flush before each; who goes first alternates
     got = interleave({"ours": ours, "plain": plain}, reps, before=os.sync)
-    line, _ = ratio_line(f"{fmt:4} datagen_MiB_per_s ÷ plain write loop of pre-made random bytes ({files} x {mib} MiB)",
-                         got["ours"], got["plain"], 0.9)
+    line, _ = ratio_line(
+        f"{fmt:4} datagen_MiB_per_s ÷ plain write loop of pre-made random bytes ({files} x {mib} MiB)",
+        got["ours"],
+        got["plain"],
+        0.9,
+    )
     print(line)
 
 

@@ -121,9 +121,15 @@ class RawS3:
 
         o = self.opts.s3
         self._ctx = get_session().create_client(
-            "s3", endpoint_url=o.endpoint_url, region_name=o.region,
-            aws_access_key_id=o.access_key_id, aws_secret_access_key=o.secret_access_key,
-            config=AioConfig(max_pool_connections=max(16, 2 * self.concurrency), s3={"addressing_style": "path"}))
+            "s3",
+            endpoint_url=o.endpoint_url,
+            region_name=o.region,
+            aws_access_key_id=o.access_key_id,
+            aws_secret_access_key=o.secret_access_key,
+            config=AioConfig(
+                max_pool_connections=max(16, 2 * self.concurrency), s3={"addressing_style": "path"}
+            ),
+        )
         self.client = await self._ctx.__aenter__()
         return self
 
@@ -205,9 +211,14 @@ class RawMinio(_RawThreaded):
         from minio import Minio
 
         o = self.opts = opts.s3
-        self.client = Minio(o.endpoint_url.split("//")[1], access_key=o.access_key_id,
-                            secret_key=o.secret_access_key, secure=False, region=o.region,
-                            http_client=urllib3.PoolManager(maxsize=concurrency))
+        self.client = Minio(
+            o.endpoint_url.split("//")[1],
+            access_key=o.access_key_id,
+            secret_key=o.secret_access_key,
+            secure=False,
+            region=o.region,
+            http_client=urllib3.PoolManager(maxsize=concurrency),
+        )
         self.bucket = bucket
 
     def _put(self, i: int, data: bytes) -> None:
@@ -279,8 +290,9 @@ class RawMem:
 
 
 # ---- one backend ----
-async def bench_backend(name: str, uri: str, session: StorageSession, args: argparse.Namespace,
-                        scratch: Path) -> dict[str, float]:
+async def bench_backend(
+    name: str, uri: str, session: StorageSession, args: argparse.Namespace, scratch: Path
+) -> dict[str, float]:
     data = np.random.default_rng(0).integers(0, 256, args.size, dtype=np.uint8).tobytes()
     cfg = StorageConfig(storage_options=(("storage_library", name),)) if name in LIBRARIES else None
     store: ObjectStore = await session.open(uri, cfg, threads=args.concurrency)
@@ -289,8 +301,13 @@ async def bench_backend(name: str, uri: str, session: StorageSession, args: argp
     if name in LIBRARIES:
         await store.put("warm", b"x")  # creates the bucket on the emulator (and exports s3dlio's settings)
         bucket = uri.split("/")[2]
-        raw = (RawS3dlio(bucket) if name == "s3dlio" else RawMinio(opts, bucket, args.concurrency)
-               if name == "minio" else RawS3Torch(opts, bucket, args.concurrency))
+        raw = (
+            RawS3dlio(bucket)
+            if name == "s3dlio"
+            else RawMinio(opts, bucket, args.concurrency)
+            if name == "minio"
+            else RawS3Torch(opts, bucket, args.concurrency)
+        )
         boto = await RawS3(opts, bucket, args.concurrency).open()
     elif name in ("file", "direct"):
         raw: Any = RawFile(scratch / f"raw-{name}", args.concurrency, direct=name == "direct")
@@ -328,8 +345,11 @@ async def bench_backend(name: str, uri: str, session: StorageSession, args: argp
             await boto.close()
         if name in ("s3", "az"):
             for i in range(args.count):
-                await (raw.client.delete_object(Bucket=raw.bucket, Key=f"raw/{i}") if name == "s3"
-                       else raw.cc.delete_blob(f"raw/{i}"))
+                await (
+                    raw.client.delete_object(Bucket=raw.bucket, Key=f"raw/{i}")
+                    if name == "s3"
+                    else raw.cc.delete_blob(f"raw/{i}")
+                )
         await raw.close()
         await store.close()
     return best
@@ -349,22 +369,36 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     scratch = Path(tempfile.mkdtemp(prefix="dlio-bench-", dir=args.dir or Path.cwd()))
     session = StorageSession(scratch / "root")
-    uris = {"file": f"file://{scratch}/file", "direct": f"direct://{scratch}/direct", "mem": "mem://bench/x",
-            "s3": args.s3_uri, "az": args.az_uri,
-            **{lib: f"{args.s3_uri}-{lib.lower()}" for lib in LIBRARIES}}
-    print(f"object {args.size} B x {args.count}, concurrency {args.concurrency}, best of {args.rounds} "
-          f"(MB/s; ratio = ours / raw)")
+    uris = {
+        "file": f"file://{scratch}/file",
+        "direct": f"direct://{scratch}/direct",
+        "mem": "mem://bench/x",
+        "s3": args.s3_uri,
+        "az": args.az_uri,
+        **{lib: f"{args.s3_uri}-{lib.lower()}" for lib in LIBRARIES},
+    }
+    print(
+        f"object {args.size} B x {args.count}, concurrency {args.concurrency}, best of {args.rounds} "
+        f"(MB/s; ratio = ours / raw)"
+    )
     print(f"os.getloadavg() before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"{'backend':16} {'put ours':>9} {'put raw':>9} {'ratio':>6}   {'get ours':>9} {'get raw':>9} "
-          f"{'ratio':>6}   {'put ÷ aiobotocore raw':>21} {'get ÷ aiobotocore raw':>21}")
+    print(
+        f"{'backend':16} {'put ours':>9} {'put raw':>9} {'ratio':>6}   {'get ours':>9} {'get raw':>9} "
+        f"{'ratio':>6}   {'put ÷ aiobotocore raw':>21} {'get ÷ aiobotocore raw':>21}"
+    )
     try:
         for name in args.backends.split(","):
             r = asyncio.run(bench_backend(name, uris[name], session, args, scratch))
-            vs_boto = (f"   {r['ours_put'] / r['boto_put']:21.2f} {r['ours_get'] / r['boto_get']:21.2f}"
-                       if r["boto_put"] else "")
-            print(f"{name:16} {r['ours_put']:9.1f} {r['raw_put']:9.1f} {r['ours_put'] / r['raw_put']:6.2f}   "
-                  f"{r['ours_get']:9.1f} {r['raw_get']:9.1f} {r['ours_get'] / r['raw_get']:6.2f}{vs_boto}",
-                  flush=True)
+            vs_boto = (
+                f"   {r['ours_put'] / r['boto_put']:21.2f} {r['ours_get'] / r['boto_get']:21.2f}"
+                if r["boto_put"]
+                else ""
+            )
+            print(
+                f"{name:16} {r['ours_put']:9.1f} {r['raw_put']:9.1f} {r['ours_put'] / r['raw_put']:6.2f}   "
+                f"{r['ours_get']:9.1f} {r['raw_get']:9.1f} {r['ours_get'] / r['raw_get']:6.2f}{vs_boto}",
+                flush=True,
+            )
         for line in session.header_lines()[2:]:
             print(line)
         print(f"os.getloadavg() after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

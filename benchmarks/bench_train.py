@@ -28,12 +28,15 @@ from pytest_dlio.config.model import Dataset, Reader, TimeSpec, Train, Workflow,
 from pytest_dlio.phases.loader import dataset_keys
 
 
-def cfg_for(files: int, spf: int, rl: int, bs: int, threads: int, compute: float, epochs: int,
-            fmt: str = "npy") -> WorkloadConfig:
+def cfg_for(
+    files: int, spf: int, rl: int, bs: int, threads: int, compute: float, epochs: int, fmt: str = "npy"
+) -> WorkloadConfig:
     return WorkloadConfig(
         framework="pytorch",
         dataset=Dataset(format=fmt, num_files_train=files, num_samples_per_file=spf, record_length_bytes=rl),
-        reader=Reader(data_loader="pytorch", batch_size=bs, read_threads=threads, prefetch_size=max(2, threads)),
+        reader=Reader(
+            data_loader="pytorch", batch_size=bs, read_threads=threads, prefetch_size=max(2, threads)
+        ),
         train=Train(epochs=epochs, computation_time=TimeSpec(mean=compute)),
         workflow=Workflow(generate_data=True, train=True),
     )
@@ -88,7 +91,9 @@ def readinto_loop(paths: list[Path], threads: int, size: int) -> float:
     return total / (time.perf_counter() - t)
 
 
-def throughput(root: Path, files: int, mib: int, threads: int, reps: int, fmt: str) -> tuple[list[str], float]:
+def throughput(
+    root: Path, files: int, mib: int, threads: int, reps: int, fmt: str
+) -> tuple[list[str], float]:
     cfg = cfg_for(files=files, spf=1, rl=mib * 2**20, bs=1, threads=threads, compute=0.0, epochs=3, fmt=fmt)
     run_phases(cfg, root, "datagen")  # generate, and warm the page cache
     data = root / "data"
@@ -98,7 +103,10 @@ def throughput(root: Path, files: int, mib: int, threads: int, reps: int, fmt: s
     plain_loop(every, threads)  # warm
 
     def ours() -> float:
-        return figure(run_phases(cfg, root, "train", generate="never")["train"], "read_MB_per_second_actual") * 2**20
+        return (
+            figure(run_phases(cfg, root, "train", generate="never")["train"], "read_MB_per_second_actual")
+            * 2**20
+        )
 
     def per_epoch() -> float:  # the same loop with a barrier between epochs, as training has
         t = time.perf_counter()
@@ -106,10 +114,19 @@ def throughput(root: Path, files: int, mib: int, threads: int, reps: int, fmt: s
             plain_loop(paths, threads)
         return sum(p.stat().st_size for p in every) / (time.perf_counter() - t)
 
-    got = interleave({"ours": ours, "plain": lambda: plain_loop(every, threads), "per_epoch": per_epoch,
-                      "readinto": lambda: readinto_loop(every, threads, size)}, reps)
+    got = interleave(
+        {
+            "ours": ours,
+            "plain": lambda: plain_loop(every, threads),
+            "per_epoch": per_epoch,
+            "readinto": lambda: readinto_loop(every, threads, size),
+        },
+        reps,
+    )
     what = f"{fmt} train reads, local files, hot cache, {files} x {mib} MiB, {threads} threads, no compute"
-    line, ratio = ratio_line(f"{what} (read_MB_per_second_actual ÷ f.read() loop)", got["ours"], got["plain"], 0.9)
+    line, ratio = ratio_line(
+        f"{what} (read_MB_per_second_actual ÷ f.read() loop)", got["ours"], got["plain"], 0.9
+    )
     line2, _ = ratio_line("    same ÷ readinto-a-reused-mmap loop", got["ours"], got["readinto"], 0.9)
     line3, _ = ratio_line("    same ÷ f.read() loop restarted per epoch", got["ours"], got["per_epoch"], 0.9)
     return [line, line2, line3], ratio
@@ -129,8 +146,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-train-", dir=a.dir) as d:
         if not a.skip_fidelity:
             au, mean = fidelity(Path(d) / "fid", a.reps)
-            print(f"fidelity (mem://, 10 ms compute, 4 KiB records): AU {au:.3f} % (target >= 99), "
-                  f"measured/configured compute {mean:.4f} (target within 1 %) {load()}")
+            print(
+                f"fidelity (mem://, 10 ms compute, 4 KiB records): AU {au:.3f} % (target >= 99), "
+                f"measured/configured compute {mean:.4f} (target within 1 %) {load()}"
+            )
             ok = au >= 99 and abs(mean - 1) <= 0.01
         for fmt in a.formats.split(","):
             lines, ratio = throughput(Path(d) / fmt, a.files, a.mib, a.threads, a.reps, fmt)

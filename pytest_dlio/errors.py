@@ -8,8 +8,10 @@ import unicodedata
 def printable(text: str) -> str:
     """``text`` with control and format characters (ESC, NUL, newline, bidi overrides) shown as escapes,
     so a hostile key or value cannot forge or garble a terminal line or a report."""
-    return "".join(ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) in ("Cc", "Cf")
-                   else ch for ch in text)
+    return "".join(
+        ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) in ("Cc", "Cf") else ch
+        for ch in text
+    )
 
 
 class DlioError(Exception):

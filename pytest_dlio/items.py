@@ -52,14 +52,21 @@ class WorkloadFile(pytest.File):
 
         st = self.state
         try:
-            self.workload = Workload.load(self.path, st.settings, st.storage(), comm=st.comm,
-                                          name=workload_name(self.path, self.config.rootpath),
-                                          progress=st.progress(self.path.stem))
+            self.workload = Workload.load(
+                self.path,
+                st.settings,
+                st.storage(),
+                comm=st.comm,
+                name=workload_name(self.path, self.config.rootpath),
+                progress=st.progress(self.path.stem),
+            )
         except ConfigError as exc:
             self.error = exc
         except Exception as exc:  # a bug reading one hostile file must not stop the session's other configs
-            self.error = ConfigError(f"{self.path}: could not be read ({type(exc).__name__}); this is a "
-                                     "pytest-dlio bug, please report it (--dlio-full-trace shows where)")
+            self.error = ConfigError(
+                f"{self.path}: could not be read ({type(exc).__name__}); this is a "
+                "pytest-dlio bug, please report it (--dlio-full-trace shows where)"
+            )
             self.error.__cause__ = exc
         yield SchemaItem.from_parent(self, name="schema")
         if self.workload is None:
@@ -104,7 +111,9 @@ class DlioItem(pytest.Item):
         if "schema" in self.needs and not self.parent.schema_ran:
             problems = wl.problems()
             if problems:
-                pytest.skip(f"not run: schema fails ({problems[0]}); run {self.parent.nodeid}::schema for all")
+                pytest.skip(
+                    f"not run: schema fails ({problems[0]}); run {self.parent.nodeid}::schema for all"
+                )
         for name in missing:
             try:
                 result = self.parent.runner().run(name)
@@ -114,8 +123,10 @@ class DlioItem(pytest.Item):
                 result_failure = result.failure
             if result_failure:
                 self.parent.failed.append(name)
-                pytest.skip(f"not run: prerequisite {name} (run here because it was not selected) failed: "
-                            f"{result_failure}; run {self.parent.nodeid}::{name} to see it as an item")
+                pytest.skip(
+                    f"not run: prerequisite {name} (run here because it was not selected) failed: "
+                    f"{result_failure}; run {self.parent.nodeid}::{name} to see it as an item"
+                )
         if missing:
             self.ran_first = missing
 
@@ -226,12 +237,17 @@ def mlperf_context(parent: WorkloadFile) -> Context:
     opt, wl = parent.config.getoption, parent.workload
     assert wl is not None
     au = wl.results["au"].value("train_au_mean_percentage") if "au" in wl.results else None
-    return Context(division=opt("dlio_mlperf") or "closed",
-                   overrides=tuple(".".join(parse_override(o)[0]) for o in wl.settings.overrides),
-                   accelerators=wl.settings.ranks, hosts=opt("dlio_hosts"),
-                   memory_gib_per_host=opt("dlio_host_memory_gb") or host_memory_gb(),
-                   runs=wl.settings.runs, warmup=wl.settings.warmup, drop_caches=wl.settings.drop_caches,
-                   measured_au_percentage=float(au) if isinstance(au, int | float) else None)
+    return Context(
+        division=opt("dlio_mlperf") or "closed",
+        overrides=tuple(".".join(parse_override(o)[0]) for o in wl.settings.overrides),
+        accelerators=wl.settings.ranks,
+        hosts=opt("dlio_hosts"),
+        memory_gib_per_host=opt("dlio_host_memory_gb") or host_memory_gb(),
+        runs=wl.settings.runs,
+        warmup=wl.settings.warmup,
+        drop_caches=wl.settings.drop_caches,
+        measured_au_percentage=float(au) if isinstance(au, int | float) else None,
+    )
 
 
 def mlperf_datasize(parent: WorkloadFile) -> Datasize | None:
@@ -242,8 +258,9 @@ def mlperf_datasize(parent: WorkloadFile) -> Datasize | None:
     if wl is None or not wl.cfg.workflow.train or wl.cfg.checkpoint_only:
         return None
     ctx = mlperf_context(parent)
-    return required_files(wl.cfg, accelerators=ctx.accelerators, hosts=ctx.hosts,
-                          memory_gib_per_host=ctx.memory_gib_per_host)
+    return required_files(
+        wl.cfg, accelerators=ctx.accelerators, hosts=ctx.hosts, memory_gib_per_host=ctx.memory_gib_per_host
+    )
 
 
 def gating_plan_lines(parent: WorkloadFile) -> list[str]:
@@ -261,9 +278,16 @@ class RegressionItem(DlioItem):
         path, doc = self.parent.state.baseline()
         wl, opt = self.workload, self.config.getoption
         figures = {k: v for result in wl.results.values() for k, v in result.properties}
-        result = against_baseline(doc, str(path), wl.name, wl.identity().as_dict(), figures,
-                                  opt("dlio_fail_on") or DEFAULT_FAIL_ON, explicit=bool(opt("dlio_fail_on")),
-                                  force=opt("dlio_compare_force"))
+        result = against_baseline(
+            doc,
+            str(path),
+            wl.name,
+            wl.identity().as_dict(),
+            figures,
+            opt("dlio_fail_on") or DEFAULT_FAIL_ON,
+            explicit=bool(opt("dlio_fail_on")),
+            force=opt("dlio_compare_force"),
+        )
         self.add_report_section("call", "dlio", "\n".join(result.lines))
         self.user_properties.append(("regressions", len(result.failures)))
         if result.failures:
@@ -303,8 +327,10 @@ class MlperfRulesItem(DlioItem):
             self.user_properties.append(("mlperf_required_files_train", size.files))
             self.add_report_section("call", "dlio", size.line())
         if found:
-            raise DlioError(f"not a valid MLPerf Storage {ctx.division.upper()} run ({len(found)} rule(s)):\n"
-                            + "\n".join(f"  {v}" for v in found))
+            raise DlioError(
+                f"not a valid MLPerf Storage {ctx.division.upper()} run ({len(found)} rule(s)):\n"
+                + "\n".join(f"  {v}" for v in found)
+            )
 
 
 class FindMaxItem(PhaseItem):

@@ -23,8 +23,11 @@ __all__ = ["DataFile", "dataset_files", "files_for_rank", "planned_bytes", "samp
 
 def split_keys(ds: Dataset, split: str) -> list[str]:
     """DLIO's names for one split, in index order."""
-    n, nsub = (ds.num_files_train, ds.num_subfolders_train) if split == "train" else (
-        ds.num_files_eval, ds.num_subfolders_eval)
+    n, nsub = (
+        (ds.num_files_train, ds.num_subfolders_train)
+        if split == "train"
+        else (ds.num_files_eval, ds.num_subfolders_eval)
+    )
     width, sub_w, ext = len(str(n)), len(str(nsub)), get_format(ds.format).extension(ds)
     keys = []
     for i in range(n):
@@ -72,10 +75,20 @@ def dataset_files(cfg: WorkloadConfig) -> list[DataFile]:
     dtype = fmt.dtype(ds)
     files = []
     for pos, ((split, i, key), d) in enumerate(zip(keys, dims, strict=True)):
-        files.append(DataFile(
-            key=key, split=split, index=i, position=pos, dims=d, dtype=dtype, samples=ds.num_samples_per_file,
-            expected_size=fmt.predicted_size(ds, d, dtype, pos), sidecars=fmt.sidecar_keys(ds, key, split),
-            sidecar_sizes=fmt.sidecar_sizes(ds, d, dtype)))
+        files.append(
+            DataFile(
+                key=key,
+                split=split,
+                index=i,
+                position=pos,
+                dims=d,
+                dtype=dtype,
+                samples=ds.num_samples_per_file,
+                expected_size=fmt.predicted_size(ds, d, dtype, pos),
+                sidecars=fmt.sidecar_keys(ds, key, split),
+                sidecar_sizes=fmt.sidecar_sizes(ds, d, dtype),
+            )
+        )
     return files
 
 

@@ -64,24 +64,38 @@ def _f(x: float) -> float:
 
 
 def block_metrics(
-    compute: Sequence[float], proc: Sequence[float], t_start: float, t_end: float, *,
-    steps_per_epoch: int, batch_size: int, exclude_start: int = 1, exclude_end: int = 0,
+    compute: Sequence[float],
+    proc: Sequence[float],
+    t_start: float,
+    t_end: float,
+    *,
+    steps_per_epoch: int,
+    batch_size: int,
+    exclude_start: int = 1,
+    exclude_end: int = 0,
 ) -> BlockMetrics:
     """DLIO's per-block AU (%) and samples/s for one rank (dlio.md §4.1, exactly)."""
     start = exclude_start
     end = steps_per_epoch - 1 - exclude_end
-    total_compute = float(np.sum(np.asarray(compute[start:end + 1], dtype=np.float64)))
+    total_compute = float(np.sum(np.asarray(compute[start : end + 1], dtype=np.float64)))
     proc_arr = np.asarray(proc, dtype=np.float64)
-    total_time = (t_end - t_start) - float(np.sum(proc_arr[:start])) - float(np.sum(proc_arr[end + 1:]))
+    total_time = (t_end - t_start) - float(np.sum(proc_arr[:start])) - float(np.sum(proc_arr[end + 1 :]))
     au = 0.0 if total_compute == 0 or total_time <= 0 else 100.0 * total_compute / total_time
     thr = 0.0 if total_time <= 0 else (len(compute) - 2) / total_time * batch_size
     return BlockMetrics(au=_f(au), throughput=_f(thr), steps=len(compute))
 
 
 def _block(b: Block | EvalRun, tl: Timeline, s: int, bs: int) -> BlockMetrics:
-    return block_metrics([st.compute for st in b.steps], [st.proc for st in b.steps], b.t_start, b.t_end,
-                         steps_per_epoch=s, batch_size=bs, exclude_start=tl.exclude_start_steps,
-                         exclude_end=tl.exclude_end_steps)
+    return block_metrics(
+        [st.compute for st in b.steps],
+        [st.proc for st in b.steps],
+        b.t_start,
+        b.t_end,
+        steps_per_epoch=s,
+        batch_size=bs,
+        exclude_start=tl.exclude_start_steps,
+        exclude_end=tl.exclude_end_steps,
+    )
 
 
 def eval_throughput(run: EvalRun, batch_size_eval: int) -> float:
@@ -122,9 +136,15 @@ def rank_metrics(tl: Timeline) -> RankMetrics:
                 io_wait_max = max(io_wait_max, st.load)
                 steps += 1
     return RankMetrics(
-        rank=tl.rank, epochs=tuple(epochs), read_bytes=int(sum(tl.reads.nbytes)),
-        read_count=len(tl.reads.nbytes), train_seconds=float(train_seconds), compute_seconds=float(compute),
-        io_wait_seconds=float(io_wait), steps=steps, io_wait_max=float(io_wait_max),
+        rank=tl.rank,
+        epochs=tuple(epochs),
+        read_bytes=int(sum(tl.reads.nbytes)),
+        read_count=len(tl.reads.nbytes),
+        train_seconds=float(train_seconds),
+        compute_seconds=float(compute),
+        io_wait_seconds=float(io_wait),
+        steps=steps,
+        io_wait_max=float(io_wait_max),
         latencies=tuple(tl.reads.latency),
     )
 
@@ -202,17 +222,19 @@ class TrainMetrics:
             "train_io_stdev_MB_per_second": self.train_io_stdev_MB_per_second,
         }
         if self.has_eval:
-            out.update({
-                "eval_au_percentage": list(self.eval_au_percentage),
-                "eval_au_mean_percentage": self.eval_au_mean_percentage,
-                "eval_au_stdev_percentage": self.eval_au_stdev_percentage,
-                "eval_au_meet_expectation": self.eval_au_meet_expectation,
-                "eval_throughput_samples_per_second": list(self.eval_throughput_samples_per_second),
-                "eval_throughput_mean_samples_per_second": self.eval_throughput_mean_samples_per_second,
-                "eval_throughput_stdev_samples_per_second": self.eval_throughput_stdev_samples_per_second,
-                "eval_io_mean_MB_per_second": self.eval_io_mean_MB_per_second,
-                "eval_io_stdev_MB_per_second": self.eval_io_stdev_MB_per_second,
-            })
+            out.update(
+                {
+                    "eval_au_percentage": list(self.eval_au_percentage),
+                    "eval_au_mean_percentage": self.eval_au_mean_percentage,
+                    "eval_au_stdev_percentage": self.eval_au_stdev_percentage,
+                    "eval_au_meet_expectation": self.eval_au_meet_expectation,
+                    "eval_throughput_samples_per_second": list(self.eval_throughput_samples_per_second),
+                    "eval_throughput_mean_samples_per_second": self.eval_throughput_mean_samples_per_second,
+                    "eval_throughput_stdev_samples_per_second": self.eval_throughput_stdev_samples_per_second,
+                    "eval_io_mean_MB_per_second": self.eval_io_mean_MB_per_second,
+                    "eval_io_stdev_MB_per_second": self.eval_io_stdev_MB_per_second,
+                }
+            )
         return out
 
     def extra(self) -> dict[str, object]:
@@ -269,9 +291,12 @@ def combine(ranks: Sequence[RankMetrics], *, record_size: float, au_threshold: f
         e_au_mean, e_au_std = _mean_std(e_au)
         e_thr_mean, e_thr_std = _mean_std(e_thr)
         kw = dict(
-            eval_au_percentage=e_au, eval_au_mean_percentage=e_au_mean, eval_au_stdev_percentage=e_au_std,
+            eval_au_percentage=e_au,
+            eval_au_mean_percentage=e_au_mean,
+            eval_au_stdev_percentage=e_au_std,
             eval_au_meet_expectation="success" if e_au_mean >= threshold_pct else "fail",
-            eval_throughput_samples_per_second=e_thr, eval_throughput_mean_samples_per_second=e_thr_mean,
+            eval_throughput_samples_per_second=e_thr,
+            eval_throughput_mean_samples_per_second=e_thr_mean,
             eval_throughput_stdev_samples_per_second=e_thr_std,
             eval_io_mean_MB_per_second=float(e_thr_mean * record_size / 1024 / 1024),
             eval_io_stdev_MB_per_second=float(e_thr_std * record_size / 1024 / 1024),
@@ -282,23 +307,31 @@ def combine(ranks: Sequence[RankMetrics], *, record_size: float, au_threshold: f
     actual = sum(r.read_bytes / MIB / r.train_seconds for r in ranks if r.train_seconds > 0)
     return TrainMetrics(
         num_accelerators=p,
-        train_au_percentage=au, train_au_mean_percentage=au_mean, train_au_stdev_percentage=au_std,
+        train_au_percentage=au,
+        train_au_mean_percentage=au_mean,
+        train_au_stdev_percentage=au_std,
         train_au_meet_expectation="success" if au_mean >= threshold_pct else "fail",
-        train_throughput_samples_per_second=thr, train_throughput_mean_samples_per_second=thr_mean,
+        train_throughput_samples_per_second=thr,
+        train_throughput_mean_samples_per_second=thr_mean,
         train_throughput_stdev_samples_per_second=thr_std,
         train_io_mean_MB_per_second=float(thr_mean * record_size / 1024 / 1024),
         train_io_stdev_MB_per_second=float(thr_std * record_size / 1024 / 1024),
         au_threshold_percentage=threshold_pct,
-        read_bytes=int(sum(r.read_bytes for r in ranks)), read_count=int(sum(r.read_count for r in ranks)),
+        read_bytes=int(sum(r.read_bytes for r in ranks)),
+        read_count=int(sum(r.read_count for r in ranks)),
         read_MB_per_second_actual=float(actual),
-        read_latency_p50_ms=_percentile_ms(lat, 50), read_latency_p90_ms=_percentile_ms(lat, 90),
+        read_latency_p50_ms=_percentile_ms(lat, 50),
+        read_latency_p90_ms=_percentile_ms(lat, 90),
         read_latency_p99_ms=_percentile_ms(lat, 99),
         read_latency_max_ms=float(lat.max() * 1000.0) if lat.size else 0.0,
         io_wait_mean_ms=float(io_wait / steps * 1000.0) if steps else 0.0,
         io_wait_max_ms=float(max((r.io_wait_max for r in ranks), default=0.0) * 1000.0),
-        io_wait_seconds=float(io_wait), compute_seconds=float(sum(r.compute_seconds for r in ranks)),
+        io_wait_seconds=float(io_wait),
+        compute_seconds=float(sum(r.compute_seconds for r in ranks)),
         train_seconds=float(max((r.train_seconds for r in ranks), default=0.0)),
-        steps=int(steps), epochs=n_epochs, per_rank=tuple(ranks),
+        steps=int(steps),
+        epochs=n_epochs,
+        per_rank=tuple(ranks),
         shortest_block_steps=min((b.steps for r in ranks for e in r.epochs for b in e.blocks), default=0),
         **kw,  # type: ignore[arg-type]
     )
@@ -328,10 +361,12 @@ def au_verdict(metrics: TrainMetrics, threshold: float, retries: Retries | None 
         f"({share(metrics.io_wait_seconds):.1f} %, mean {metrics.io_wait_mean_ms:.2f} ms/step, "
         f"max {metrics.io_wait_max_ms:.2f} ms) against {metrics.compute_seconds:.3f} s of compute "
         f"({share(metrics.compute_seconds):.1f} %); reads p99 {metrics.read_latency_p99_ms:.2f} ms, "
-        f"{metrics.read_MB_per_second_actual:.1f} MB/s actual — " + (
+        f"{metrics.read_MB_per_second_actual:.1f} MB/s actual — "
+        + (
             f"{retries.describe()} storage retries during training: the storage was failing, not just slow "
             "(see storage_retries on the train item; fix the storage or its endpoint before tuning reads)"
-            if retries else
-            "storage is too slow for this workload (raise reader.read_threads / prefetch_size, or use faster "
-            "storage)")
+            if retries
+            else "storage is too slow for this workload (raise reader.read_threads / prefetch_size, or use faster "
+            "storage)"
+        )
     )

@@ -61,7 +61,9 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 
 # tryfirst: the config paths must replace the command-line targets before pytest reads them.
 @pytest.hookimpl(tryfirst=True)
-def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
+) -> None:
     ns = early_config.known_args_namespace
     positional = list(ns.file_or_dir or [])
     if ns.dlio_show_config is not None and ns.dlio_show_config not in SHOW_CONFIG_FORMATS:
@@ -74,8 +76,9 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
         # Shipped names are collected from the catalog's root (only the named files are targets), so their
         # node ids read `mlperf_storage_v3.0/unet3d_h100.yaml::train` even with the package outside rootdir.
         expanded = [_expand(spec) for spec in specs]
-        targets = list(dict.fromkeys(ROOT if named else Path(p).resolve() for found, named in expanded
-                                     for p in found))
+        targets = list(
+            dict.fromkeys(ROOT if named else Path(p).resolve() for found, named in expanded for p in found)
+        )
     try:
         args[:] = rewrite_args(args, positional, targets, dlio=bool(specs))
     except ValueError as exc:
@@ -184,7 +187,9 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
         node = WorkloadFile.from_parent(parent, path=file_path, session_state=state)
         if not node.nodeid:  # a YAML named outside the rootdir: pytest leaves its node id empty ("::au");
             # an absolute one shows relative to the current folder in -v lines and reports
-            node = WorkloadFile.from_parent(parent, path=file_path, session_state=state, nodeid=str(file_path))
+            node = WorkloadFile.from_parent(
+                parent, path=file_path, session_state=state, nodeid=str(file_path)
+            )
         return node
     return None
 
@@ -197,8 +202,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     from pytest_dlio.items import DlioItem
 
     if isinstance(item, DlioItem):
-        report.dlio = {"workload": item.parent.nodeid, "phase": item.name, **(item.report_data if
-                                                                             call.when == "call" else {})}
+        report.dlio = {
+            "workload": item.parent.nodeid,
+            "phase": item.name,
+            **(item.report_data if call.when == "call" else {}),
+        }
         if call.when == "call" and item.config.pluginmanager.hasplugin("html"):
             _html_extras(report)
     return report

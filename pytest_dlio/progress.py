@@ -38,9 +38,24 @@ ProgressFn = Callable[[Progress], None]
 class Ticker:
     """Turns a loop's running count into :class:`Progress` events, no more often than every ``every`` s."""
 
-    def __init__(self, fn: ProgressFn | None, phase: str, total: float, unit: str, *, every: float = 0.5,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
-        self.fn, self.phase, self.total, self.unit, self.every, self.clock = fn, phase, total, unit, every, clock
+    def __init__(
+        self,
+        fn: ProgressFn | None,
+        phase: str,
+        total: float,
+        unit: str,
+        *,
+        every: float = 0.5,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.fn, self.phase, self.total, self.unit, self.every, self.clock = (
+            fn,
+            phase,
+            total,
+            unit,
+            every,
+            clock,
+        )
         self.t0 = clock()
         self.last = self.t0
 

@@ -77,14 +77,14 @@ def fill_random(out: np.ndarray, rng: np.random.Generator) -> None:
     n = out.nbytes
     full = n // BLOCK
     if full and out.ctypes.data % 8 == 0:
-        _xor_blocks(out[:full * BLOCK].view(np.uint64).reshape(full, _WORDS), rng)
+        _xor_blocks(out[: full * BLOCK].view(np.uint64).reshape(full, _WORDS), rng)
     else:
         full = 0
     rest = n - full * BLOCK
     if rest:
         tmp = np.empty((-(-rest // BLOCK), _WORDS), dtype=np.uint64)
         _xor_blocks(tmp, rng)
-        out[full * BLOCK:] = tmp.reshape(-1).view(np.uint8)[:rest]
+        out[full * BLOCK :] = tmp.reshape(-1).view(np.uint8)[:rest]
 
 
 def _xor_blocks(out: np.ndarray, rng: np.random.Generator) -> None:
@@ -96,7 +96,7 @@ def _xor_blocks(out: np.ndarray, rng: np.random.Generator) -> None:
     while k < nblocks:
         s = (start + k) % size
         m = min(size - s, nblocks - k)
-        np.bitwise_xor(pool[s:s + m], keys[k:k + m, None], out=out[k:k + m])
+        np.bitwise_xor(pool[s : s + m], keys[k : k + m, None], out=out[k : k + m])
         k += m
 
 

@@ -49,10 +49,15 @@ def check_gating_options(config: pytest.Config) -> None:
     """Options that mean nothing alone are usage errors, not silently ignored."""
     opt = config.getoption
     if opt("dlio_save") and opt("dlio_plan"):
-        raise pytest.UsageError("--dlio-save with --dlio-plan would save a baseline without figures; run the "
-                                "workloads to save one")
+        raise pytest.UsageError(
+            "--dlio-save with --dlio-plan would save a baseline without figures; run the "
+            "workloads to save one"
+        )
     if not opt("dlio_compare"):
-        for name, given in (("--dlio-fail-on", opt("dlio_fail_on")), ("--dlio-compare-force", opt("dlio_compare_force"))):
+        for name, given in (
+            ("--dlio-fail-on", opt("dlio_fail_on")),
+            ("--dlio-compare-force", opt("dlio_compare_force")),
+        ):
             if given:
                 raise pytest.UsageError(f"{name} needs --dlio-compare NAME (the baseline to compare with)")
 
@@ -76,8 +81,10 @@ def mpi_settings(config: pytest.Config, settings: RunSettings) -> tuple[RunSetti
         raise pytest.UsageError(str(exc)) from None
     asked = config.getoption("dlio_ranks")
     if asked is not None and asked != comm.size:
-        raise pytest.UsageError(f"--dlio-ranks {asked} under mpirun with {comm.size} processes: the MPI world "
-                                "is the rank count; drop --dlio-ranks or launch that many processes")
+        raise pytest.UsageError(
+            f"--dlio-ranks {asked} under mpirun with {comm.size} processes: the MPI world "
+            "is the rank count; drop --dlio-ranks or launch that many processes"
+        )
     out = comm.bcast_now(str(settings.output))
     return replace(settings, ranks=comm.size, ranks_explicit=True, mpi=True, output_root=Path(out)), comm
 
@@ -167,8 +174,10 @@ class DlioSession:
         workloads = workloads_from_rows(self.rows)
         path = save(baseline_path(name, self.settings.data_root), build(name, workloads))
         failed = sum(1 for w in workloads.values() for outcome in w["items"].values() if outcome == "failed")
-        self.notes.append(f"dlio baseline {name!r} saved: {path} ({len(workloads)} workloads"
-                          + (f"; {failed} item(s) failed — their figures are saved as measured)" if failed else ")"))
+        self.notes.append(
+            f"dlio baseline {name!r} saved: {path} ({len(workloads)} workloads"
+            + (f"; {failed} item(s) failed — their figures are saved as measured)" if failed else ")")
+        )
 
     # ---- reporting (controller side; fed from reports so it works under xdist) ----
     @pytest.hookimpl
@@ -199,12 +208,22 @@ class DlioSession:
         if data is None or not (report.when == "call" or (report.when == "setup" and not report.passed)):
             return
         props = dict(report.user_properties)
-        self.rows.append({"nodeid": report.nodeid, "outcome": report.outcome, "phase": data["phase"], **props})
+        self.rows.append(
+            {"nodeid": report.nodeid, "outcome": report.outcome, "phase": data["phase"], **props}
+        )
         message = None
         if not report.passed:
-            message = (report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longreprtext)
-        self.items.append({"nodeid": report.nodeid, "outcome": report.outcome, "duration": report.duration,
-                           "message": message, "properties": props, **data})
+            message = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longreprtext
+        self.items.append(
+            {
+                "nodeid": report.nodeid,
+                "outcome": report.outcome,
+                "duration": report.duration,
+                "message": message,
+                "properties": props,
+                **data,
+            }
+        )
 
     def run_settings(self) -> dict[str, Any]:
         """The run's settings for reports: secrets in --dlio-set values and URIs hidden."""
@@ -212,11 +231,21 @@ class DlioSession:
         from pytest_dlio.storage.uri import scrub
 
         st = self.settings
-        sets = [f"{o.partition('=')[0]}=***" if o.partition("=")[0].rsplit(".", 1)[-1].lstrip("+") in SECRET_KEYS
-                else scrub(o) for o in st.overrides]
-        return {"scale": st.scale, "ranks": st.ranks, "storage": scrub(st.storage_uri) if st.storage_uri else None,
-                "data_root": str(st.data_root), "output": str(st.output), "generate": st.generate,
-                "overrides": sets}
+        sets = [
+            f"{o.partition('=')[0]}=***"
+            if o.partition("=")[0].rsplit(".", 1)[-1].lstrip("+") in SECRET_KEYS
+            else scrub(o)
+            for o in st.overrides
+        ]
+        return {
+            "scale": st.scale,
+            "ranks": st.ranks,
+            "storage": scrub(st.storage_uri) if st.storage_uri else None,
+            "data_root": str(st.data_root),
+            "output": str(st.output),
+            "generate": st.generate,
+            "overrides": sets,
+        }
 
     @pytest.hookimpl
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -235,13 +264,21 @@ class DlioSession:
         from pytest_dlio.report.rundoc import run_document
 
         doc = run_document(self.items, self.run_settings())
-        for path, text in ((json_path, lambda: json.dumps(doc, indent=1)), (html_path, lambda: render_html(doc))):
+        for path, text in (
+            (json_path, lambda: json.dumps(doc, indent=1)),
+            (html_path, lambda: render_html(doc)),
+        ):
             if path:  # files to share: plain writes, so the user's umask applies (not mkstemp's 0600)
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
                 Path(path).write_text(text(), encoding="utf-8")
-        self.written += [f"dlio {label} report: {Path(path).resolve()}"
-                         for label, path in (("json", json_path), ("html", html_path)) if path]
+        self.written += [
+            f"dlio {label} report: {Path(path).resolve()}"
+            for label, path in (("json", json_path), ("html", html_path))
+            if path
+        ]
 
     def summary_lines(self) -> list[tuple[str, list[str]]]:
-        return [(f"{title}: {nodeid.split('::')[0]}", text.rstrip("\n").split("\n"))
-                for nodeid, title, text in self.texts]
+        return [
+            (f"{title}: {nodeid.split('::')[0]}", text.rstrip("\n").split("\n"))
+            for nodeid, title, text in self.texts
+        ]

@@ -122,5 +122,9 @@ def from_dict(d: dict[str, Any]) -> Timeline:
         run = EvalRun(ev["t_start"], ev["t_end"], steps(ev["steps"])) if ev else None
         epochs.append(Epoch(e["epoch"], e["t_start"], e["t_end"], blocks, run, dict(e.get("extra", {}))))
     scalars = {k: v for k, v in d.items() if k not in ("epochs", "reads", "eval_reads")}
-    return Timeline(**scalars, epochs=epochs, reads=Reads(**d.get("reads", {})),
-                    eval_reads=Reads(**d.get("eval_reads", {})))
+    return Timeline(
+        **scalars,
+        epochs=epochs,
+        reads=Reads(**d.get("reads", {})),
+        eval_reads=Reads(**d.get("eval_reads", {})),
+    )

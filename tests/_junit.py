@@ -52,5 +52,8 @@ def is_au_gate_failure(case: Case) -> bool:
 
 def not_passed(xml: Path, *, au_gate_may_fail: bool = True) -> dict[str, str]:
     """``{node id: outcome}`` of every item that did not pass (an AU gate failure allowed by default)."""
-    return {c.nodeid: c.outcome for c in read_cases(xml)
-            if c.outcome != "passed" and not (au_gate_may_fail and is_au_gate_failure(c))}
+    return {
+        c.nodeid: c.outcome
+        for c in read_cases(xml)
+        if c.outcome != "passed" and not (au_gate_may_fail and is_au_gate_failure(c))
+    }

@@ -22,7 +22,12 @@ def root() -> Path:
 @pytest.fixture(autouse=True)
 def _inner_runs_are_not_xdist_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pytester sessions inside an xdist worker must not think they are workers themselves."""
-    for var in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID", "PYTEST_ADDOPTS"):
+    for var in (
+        "PYTEST_XDIST_WORKER",
+        "PYTEST_XDIST_WORKER_COUNT",
+        "PYTEST_XDIST_TESTRUNUID",
+        "PYTEST_ADDOPTS",
+    ):
         monkeypatch.delenv(var, raising=False)
 
 

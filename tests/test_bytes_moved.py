@@ -130,12 +130,16 @@ def on_disk(folder: Path) -> dict[str, int]:
 
 
 def train_cfg(fmt: str, **ds: Any) -> WorkloadConfig:
-    base = dict(format=fmt, num_files_train=6, num_files_eval=2, num_samples_per_file=4, record_length_bytes=3000)
+    base = dict(
+        format=fmt, num_files_train=6, num_files_eval=2, num_samples_per_file=4, record_length_bytes=3000
+    )
     return WorkloadConfig(
-        framework="pytorch", dataset=Dataset(**{**base, **ds}),
+        framework="pytorch",
+        dataset=Dataset(**{**base, **ds}),
         reader=Reader(data_loader="pytorch", batch_size=2, read_threads=2, write_threads=4),
         train=Train(epochs=2, computation_time=TimeSpec(mean=0.0)),
-        workflow=Workflow(generate_data=True, train=True, evaluation=True))
+        workflow=Workflow(generate_data=True, train=True, evaluation=True),
+    )
 
 
 # indexed_binary: sidecars, ranged reads; hdf5: content-sized (markers); npz: whole multi-sample files
@@ -164,21 +168,25 @@ def test_datagen_and_train_bytes_equal_what_storage_holds_and_served(tmp_path: P
 
 def test_concurrent_datagen_counts_every_worker(tmp_path: Path) -> None:
     """Many files, four writers: the total is the sum of all of them (no lost updates)."""
-    cfg = train_cfg("npy", num_files_train=40, num_files_eval=0, num_samples_per_file=1,
-                    record_length_bytes=200_000)
+    cfg = train_cfg(
+        "npy", num_files_train=40, num_files_eval=0, num_samples_per_file=1, record_length_bytes=200_000
+    )
     wl, session = engine(cfg, tmp_path)
     dg = asyncio.run(wl.run("datagen"))
     files = on_disk(tmp_path / "data")
     assert len(files) == 40 and dg.value("datagen_files_written") == 40
     assert dg.value("datagen_bytes") == sum(files.values())
     assert dg.value("datagen_MiB_per_s") == pytest.approx(
-        sum(files.values()) / 2**20 / float(dg.value("datagen_wall_seconds")), rel=0.01)
+        sum(files.values()) / 2**20 / float(dg.value("datagen_wall_seconds")), rel=0.01
+    )
 
 
 def ckpt_cfg(writes: int, reads: int) -> WorkloadConfig:
-    return WorkloadConfig(model=ModelConfig(model_size_bytes=3 * 2**20 + 17),
-                          checkpoint=Checkpoint(num_checkpoints_write=writes, num_checkpoints_read=reads),
-                          workflow=Workflow(train=False, checkpoint=True))
+    return WorkloadConfig(
+        model=ModelConfig(model_size_bytes=3 * 2**20 + 17),
+        checkpoint=Checkpoint(num_checkpoints_write=writes, num_checkpoints_read=reads),
+        workflow=Workflow(train=False, checkpoint=True),
+    )
 
 
 @pytest.mark.parametrize("uri", [None, "mem://bytes-ckpt"])
@@ -224,7 +232,9 @@ def test_checkpoint_folder_default_is_where_the_bytes_are(tmp_path: Path) -> Non
 def test_throughput_of_short_blocks_is_flagged(tmp_path: Path, files: int, meaningful: bool) -> None:
     """DLIO's ``(steps - 2)`` numerator makes a 2-step epoch's samples/s 0: the item says so, and flags it."""
     cfg = train_cfg("npy", num_files_train=files, num_files_eval=0, num_samples_per_file=1)
-    cfg = replace(cfg, reader=replace(cfg.reader, batch_size=1), workflow=Workflow(generate_data=True, train=True))
+    cfg = replace(
+        cfg, reader=replace(cfg.reader, batch_size=1), workflow=Workflow(generate_data=True, train=True)
+    )
     wl, _ = engine(cfg, tmp_path, f"mem://short-{files}-{os.getpid()}")
 
     async def go() -> Any:

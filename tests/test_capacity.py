@@ -50,8 +50,9 @@ checkpoint:
 
 def failure(pytester: pytest.Pytester, name: str, text: str, *args: str) -> str:
     pytester.makefile(".yaml", **{name: text})
-    result = run(pytester, "--dlio-config", f"{name}.yaml", "--dlio-data-root", "root", "--junitxml=out.xml",
-                 *args)
+    result = run(
+        pytester, "--dlio-config", f"{name}.yaml", "--dlio-data-root", "root", "--junitxml=out.xml", *args
+    )
     result.assert_outcomes(passed=1, failed=1)
     (bad,) = [c for c in read_cases(pytester.path / "out.xml") if c.outcome == "failed"]
     return bad.message
@@ -90,8 +91,11 @@ def test_object_store_cap_and_its_override(request: pytest.FixtureRequest) -> No
     async def main() -> None:
         store = await session.open(f"s3://dlio-cap/{uuid.uuid4().hex[:8]}")
         try:
-            with pytest.raises(DlioError, match=r"20.00 TiB to write, .* at most 10.00 TiB: object stores are capped "
-                                                r"at 10.00 TiB; .*--dlio-max-bytes SIZE"):
+            with pytest.raises(
+                DlioError,
+                match=r"20.00 TiB to write, .* at most 10.00 TiB: object stores are capped "
+                r"at 10.00 TiB; .*--dlio-max-bytes SIZE",
+            ):
                 capacity.check_fits("d", 20 * 2**40, store, None)
             capacity.check_fits("d", 20 * 2**40, store, parse_size("30TiB"))  # raised: fits
             with pytest.raises(DlioError, match="raise --dlio-max-bytes"):
@@ -111,8 +115,16 @@ def test_whole_filesystem_not_free_space_bounds_a_local_dataset(tmp_path: Path) 
         capacity.check_fits("d", total + 1, store, None)
 
 
-@pytest.mark.parametrize("text,want", [("1000", 1000), ("200GB", 200 * 10**9), ("1.5TiB", int(1.5 * 2**40)),
-                                       ("2 pb", 2 * 10**15), ("64k", 64000)])
+@pytest.mark.parametrize(
+    "text,want",
+    [
+        ("1000", 1000),
+        ("200GB", 200 * 10**9),
+        ("1.5TiB", int(1.5 * 2**40)),
+        ("2 pb", 2 * 10**15),
+        ("64k", 64000),
+    ],
+)
 def test_parse_size(text: str, want: int) -> None:
     assert parse_size(text) == want
 

@@ -19,10 +19,16 @@ from pytest_dlio.storage.pytest_plugin import get_storage_session
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 CFG = WorkloadConfig(
-    model=ModelConfig(type="transformer", num_layers=2, parallelism=Parallelism(zero_stage=1),
-                      transformer=Transformer(vocab_size=3000, hidden_size=128, ffn_hidden_size=512,
-                                              num_attention_heads=4, num_kv_heads=2)),
-    checkpoint=Checkpoint(num_checkpoints_write=2, num_checkpoints_read=2, fsync=True))
+    model=ModelConfig(
+        type="transformer",
+        num_layers=2,
+        parallelism=Parallelism(zero_stage=1),
+        transformer=Transformer(
+            vocab_size=3000, hidden_size=128, ffn_hidden_size=512, num_attention_heads=4, num_kv_heads=2
+        ),
+    ),
+    checkpoint=Checkpoint(num_checkpoints_write=2, num_checkpoints_read=2, fsync=True),
+)
 
 
 @pytest.fixture(params=["direct", "s3", "az"])
@@ -31,8 +37,13 @@ def uri(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Monk
     if request.param == "direct":
         assert probe(tmp_path) is None, "O_DIRECT must work on the test machine's temp disk"
         return f"direct://{tmp_path}/ckpt"
-    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AZURE_STORAGE_CONNECTION_STRING",
-                "AZURE_STORAGE_ACCOUNT", "AZURE_BLOB_ACCOUNT"):
+    for var in (
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "AZURE_STORAGE_ACCOUNT",
+        "AZURE_BLOB_ACCOUNT",
+    ):
         monkeypatch.delenv(var, raising=False)
     return f"{request.param}://dlio-ckpt-tests/{run}"  # the session's embedded moto / Azurite
 

@@ -42,10 +42,14 @@ class Rank:
 
 
 def tiny(zero: int = 3, pipeline: int = 1, **ck: Any) -> WorkloadConfig:
-    model = ModelConfig(type="transformer", num_layers=4,
-                        parallelism=Parallelism(pipeline=pipeline, zero_stage=zero),
-                        transformer=Transformer(vocab_size=1000, hidden_size=64, ffn_hidden_size=128,
-                                                num_attention_heads=4, num_kv_heads=2))
+    model = ModelConfig(
+        type="transformer",
+        num_layers=4,
+        parallelism=Parallelism(pipeline=pipeline, zero_stage=zero),
+        transformer=Transformer(
+            vocab_size=1000, hidden_size=64, ffn_hidden_size=128, num_attention_heads=4, num_kv_heads=2
+        ),
+    )
     opts = {"num_checkpoints_write": 2, "num_checkpoints_read": 2, **ck}
     return WorkloadConfig(model=model, workflow=WorkloadConfig().workflow, checkpoint=Checkpoint(**opts))
 
@@ -76,8 +80,11 @@ def test_file_roundtrip_writes_dlio_layout_and_verifies(tmp_path: Path) -> None:
     assert pw["save_checkpoint_count"] == 2 and pr["load_checkpoint_count"] == 2
     assert pw["checkpoint_fsync"] == 1
     # every save and load moved bytes and took time: means and latencies are positive, not merely >= 0
-    for key in ("save_checkpoint_io_mean_GB_per_second", "save_checkpoint_duration_mean_seconds",
-                "save_checkpoint_file_latency_p99_ms"):
+    for key in (
+        "save_checkpoint_io_mean_GB_per_second",
+        "save_checkpoint_duration_mean_seconds",
+        "save_checkpoint_file_latency_p99_ms",
+    ):
         assert isinstance(pw[key], float) and pw[key] > 0, key
     assert pr["load_checkpoint_io_mean_GB_per_second"] > 0 and pr["load_checkpoint_duration_mean_seconds"] > 0
     assert isinstance(pw["save_checkpoint_duration_stdev_seconds"], float)
@@ -174,14 +181,17 @@ def test_ones_when_not_randomized(tmp_path: Path) -> None:
     w, r = asyncio.run(roundtrip(tmp_path.as_uri(), cfg))
     assert r.failure is None
     model = np.fromfile(tmp_path / "global_epoch1_step1" / "model_0_model_states.pt", dtype=np.float16)
-    optim = np.fromfile(tmp_path / "global_epoch1_step1" / "zero_pp_rank_0_mp_rank_0_optim_states.pt",
-                        dtype=np.float32)
+    optim = np.fromfile(
+        tmp_path / "global_epoch1_step1" / "zero_pp_rank_0_mp_rank_0_optim_states.pt", dtype=np.float32
+    )
     assert (model == 1).all() and (optim == 1).all()
 
 
 def test_two_ranks_zero3_and_pipeline_stages(tmp_path: Path) -> None:
-    for cfg, expect in ((tiny(), "zero_pp_rank_1_mp_rank_0_model_states.pt"),
-                        (tiny(zero=1, pipeline=2), "layer_5-model_1_model_states.pt")):
+    for cfg, expect in (
+        (tiny(), "zero_pp_rank_1_mp_rank_0_model_states.pt"),
+        (tiny(zero=1, pipeline=2), "layer_5-model_1_model_states.pt"),
+    ):
         sub = tmp_path / f"z{cfg.model.parallelism.zero_stage}"
 
         async def go(cfg: WorkloadConfig = cfg, sub: Path = sub) -> list[Any]:
@@ -231,13 +241,17 @@ def test_page_cache_effects_are_flagged_when_caches_are_not_dropped(tmp_path: Pa
 
 def test_a_large_shard_streams_with_bounded_memory(tmp_path: Path) -> None:
     shard = 256 * 1024 * 1024
-    cfg = WorkloadConfig(model=ModelConfig(model_size_bytes=shard),
-                         checkpoint=Checkpoint(num_checkpoints_write=1, num_checkpoints_read=1, fsync=True))
+    cfg = WorkloadConfig(
+        model=ModelConfig(model_size_bytes=shard),
+        checkpoint=Checkpoint(num_checkpoints_write=1, num_checkpoints_read=1, fsync=True),
+    )
 
     async def go() -> tuple[Any, Any]:
         async with open_store(tmp_path.as_uri()) as store:
-            return (await write_checkpoints(cfg, store, comm=SingleComm()),
-                    await read_checkpoints(cfg, store, comm=SingleComm()))
+            return (
+                await write_checkpoints(cfg, store, comm=SingleComm()),
+                await read_checkpoints(cfg, store, comm=SingleComm()),
+            )
 
     tracemalloc.start()
     try:

@@ -34,22 +34,33 @@ LLAMA3 = {  # layers, vocab, hidden, ffn, heads, kv heads, TP, PP, ZeRO, MLPerf 
 def llama(name: str, **par: int) -> WorkloadConfig:
     layers, voc, h, ffn, heads, kv, tp, pp, zero, _ = LLAMA3[name]
     p = {"tensor": tp, "pipeline": pp, "zero_stage": zero, **par}
-    return WorkloadConfig(model=ModelConfig(
-        name=f"llama_{name}", type="transformer", num_layers=layers,
-        parallelism=Parallelism(**p), transformer=Transformer(voc, h, ffn, heads, kv)))
+    return WorkloadConfig(
+        model=ModelConfig(
+            name=f"llama_{name}",
+            type="transformer",
+            num_layers=layers,
+            parallelism=Parallelism(**p),
+            transformer=Transformer(voc, h, ffn, heads, kv),
+        )
+    )
 
 
 def world(name: str) -> int:
     return LLAMA3[name][-1]
 
 
-@pytest.mark.parametrize(("name", "params", "model", "opt", "total"), [
-    ("8b", 8_030_261_248, 14.96, 89.75, 104.70),
-    ("70b", 69_882_617_856, 130.18, 781.03, 911.21),
-    ("405b", 405_853_388_800, 756.01, 4536.23, 5292.25),
-    ("1t", 1_183_035_102_480, 2203.66, 13222.93, 15426.59),
-])
-def test_llama3_sizes_match_the_mlperf_table(name: str, params: int, model: float, opt: float, total: float) -> None:
+@pytest.mark.parametrize(
+    ("name", "params", "model", "opt", "total"),
+    [
+        ("8b", 8_030_261_248, 14.96, 89.75, 104.70),
+        ("70b", 69_882_617_856, 130.18, 781.03, 911.21),
+        ("405b", 405_853_388_800, 756.01, 4536.23, 5292.25),
+        ("1t", 1_183_035_102_480, 2203.66, 13222.93, 15426.59),
+    ],
+)
+def test_llama3_sizes_match_the_mlperf_table(
+    name: str, params: int, model: float, opt: float, total: float
+) -> None:
     cfg = llama(name)
     sizes = checkpoint_sizes(cfg, world(name))
     assert num_parameters(cfg) == params == sizes.num_parameters
@@ -66,7 +77,8 @@ def test_zero1_pipeline_rank_writes_layer_files() -> None:
     names = [f.name for f in r0.files]
     # stage 0 holds the embedding (0) and layers 1..4; one optimizer shard
     assert names == [f"layer_{i}-model_0_model_states.pt" for i in range(0, 5)] + [
-        "zero_pp_rank_0_mp_rank_0_optim_states.pt"]
+        "zero_pp_rank_0_mp_rank_0_optim_states.pt"
+    ]
     emb = 16384 * 128256 // 8 * 2
     assert r0.files[0].nbytes == emb
     h, kv = 16384, (16384 // 128) * 8
@@ -87,7 +99,10 @@ def test_zero1_pipeline_rank_writes_layer_files() -> None:
 def test_zero1_without_pipeline_writes_one_model_file() -> None:
     cfg = llama("8b", zero_stage=1)
     r0, r1 = rank_layout(cfg, 4, 0), rank_layout(cfg, 4, 1)
-    assert [f.name for f in r0.files] == ["model_0_model_states.pt", "zero_pp_rank_0_mp_rank_0_optim_states.pt"]
+    assert [f.name for f in r0.files] == [
+        "model_0_model_states.pt",
+        "zero_pp_rank_0_mp_rank_0_optim_states.pt",
+    ]
     assert r0.files[0].nbytes == num_parameters(cfg) * 2  # whole model, fp16
     assert [f.name for f in r1.files] == ["zero_pp_rank_1_mp_rank_0_optim_states.pt"]
 
@@ -95,8 +110,10 @@ def test_zero1_without_pipeline_writes_one_model_file() -> None:
 def test_zero3_shards_the_model_over_data_parallel_ranks() -> None:
     cfg = llama("8b")
     lays = [rank_layout(cfg, 8, r) for r in range(8)]
-    assert [f.name for f in lays[5].files] == ["zero_pp_rank_5_mp_rank_0_model_states.pt",
-                                               "zero_pp_rank_5_mp_rank_0_optim_states.pt"]
+    assert [f.name for f in lays[5].files] == [
+        "zero_pp_rank_5_mp_rank_0_model_states.pt",
+        "zero_pp_rank_5_mp_rank_0_optim_states.pt",
+    ]
     assert len({lay.model_bytes for lay in lays}) == 1
     assert sum(lay.model_bytes for lay in lays) == pytest.approx(num_parameters(cfg) * 2, rel=1e-6)
 
@@ -105,8 +122,10 @@ def test_zero0_only_model_parallel_ranks_write() -> None:
     cfg = llama("8b", zero_stage=0, tensor=2)
     sizes = checkpoint_sizes(cfg, 8)
     assert sizes.writer_ranks == 2
-    assert [f.name for f in sizes.layouts[1].files] == ["zero_pp_rank_0_mp_rank_1_model_states.pt",
-                                                        "zero_pp_rank_0_mp_rank_1_optim_states.pt"]
+    assert [f.name for f in sizes.layouts[1].files] == [
+        "zero_pp_rank_0_mp_rank_1_model_states.pt",
+        "zero_pp_rank_0_mp_rank_1_optim_states.pt",
+    ]
     assert sizes.layouts[2].files == ()
     n = num_parameters(cfg) // 2  # optimizer not split over DP without ZeRO
     assert sizes.layouts[0].optimizer_bytes == (3 * n + 15 * 4096) * 4
@@ -122,13 +141,21 @@ def test_cnn_model_states_size() -> None:
 
 
 def test_legacy_groups_and_layers() -> None:
-    cfg = WorkloadConfig(model=ModelConfig(model_size_bytes=0, num_layers=2, layer_parameters=(10, 20),
-                                           optimization_groups=(100, 0, 50),
-                                           parallelism=Parallelism(tensor=2, zero_stage=0)))
+    cfg = WorkloadConfig(
+        model=ModelConfig(
+            model_size_bytes=0,
+            num_layers=2,
+            layer_parameters=(10, 20),
+            optimization_groups=(100, 0, 50),
+            parallelism=Parallelism(tensor=2, zero_stage=0),
+        )
+    )
     lay = rank_layout(cfg, 2, 1)
     files = {f.name: f.nbytes for f in lay.files}
-    assert files == {"zero_pp_rank_0_mp_rank_1_model_states.pt": 2 * (5 + 10),
-                     "zero_pp_rank_0_mp_rank_1_optim_states.pt": 3 * 150}
+    assert files == {
+        "zero_pp_rank_0_mp_rank_1_model_states.pt": 2 * (5 + 10),
+        "zero_pp_rank_0_mp_rank_1_optim_states.pt": 3 * 150,
+    }
     assert lay.reported_model_bytes == lay.reported_optimizer_bytes == 0  # DLIO does not count legacy tensors
 
 
@@ -166,5 +193,7 @@ def test_zero2_dlio_counts_model_on_every_dp_rank_but_only_dp0_writes() -> None:
     cfg = llama("8b", zero_stage=2)
     sizes = checkpoint_sizes(cfg, 4)
     assert [f.name for f in sizes.layouts[1].files] == ["zero_pp_rank_1_mp_rank_0_optim_states.pt"]
-    assert sizes.layouts[1].reported_model_bytes == sizes.layouts[0].model_bytes  # DLIO allocates, never writes
+    assert (
+        sizes.layouts[1].reported_model_bytes == sizes.layouts[0].model_bytes
+    )  # DLIO allocates, never writes
     assert sizes.dlio_model_gib * GIB == pytest.approx(4 * sizes.model_bytes)

@@ -39,7 +39,9 @@ def tree(root: Path) -> dict[str, bytes]:
 
 
 def dlio(pytester: pytest.Pytester, *args: str) -> dict[str, dict[str, str]]:
-    result = run(pytester, "--dlio-config", "tiny.yaml", "--dlio-data-root", "root", "--junitxml=out.xml", *args)
+    result = run(
+        pytester, "--dlio-config", "tiny.yaml", "--dlio-data-root", "root", "--junitxml=out.xml", *args
+    )
     result.assert_outcomes(passed=4)
     return properties_by_name(pytester.path / "out.xml")
 
@@ -66,8 +68,11 @@ def test_keep_files_false_deletes_only_what_this_run_wrote(pytester: pytest.Pyte
     third = dlio(pytester, "--dlio-set", "dataset.keep_files=false")
     assert third["datagen"]["datagen_files_written"] == str(len(gone))
     left = tree(data)
-    kept = {k: v for k, v in earlier.items()
-            if not any(k == f"train/{p.name}" or k.startswith(f".dlio/digests/train/{p.name}@") for p in gone)}
+    kept = {
+        k: v
+        for k, v in earlier.items()
+        if not any(k == f"train/{p.name}" or k.startswith(f".dlio/digests/train/{p.name}@") for p in gone)
+    }
     assert left == kept
     assert all(left[rel] == body for rel, body in foreign.items())
     assert not (data / ".dlio/written").exists() or not list((data / ".dlio/written").iterdir())
@@ -82,8 +87,9 @@ def test_manifest_on_the_store_lists_what_a_run_wrote(pytester: pytest.Pytester)
     from pytest_dlio.ranks import SingleComm
     from pytest_dlio.storage.factory import open_store
 
-    c = WorkloadConfig(dataset=Dataset(format="jpeg", num_files_train=3, num_files_eval=0,
-                                       record_length_bytes=256))
+    c = WorkloadConfig(
+        dataset=Dataset(format="jpeg", num_files_train=3, num_files_eval=0, record_length_bytes=256)
+    )
     key = manifest_key("wl-host-1-x")
     stats = asyncio.run(generate(c, open_store(f"file://{pytester.path}"), comm=SingleComm(), manifest=key))
     doc = json.loads((pytester.path / key).read_text())

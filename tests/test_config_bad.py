@@ -30,7 +30,9 @@ def test_bad_configs_in_one_session(pytester: pytest.Pytester) -> None:
     result = run(pytester, "-k", "schema", "--junitxml=out.xml", *args)
     text = result.stdout.str()
     assert "INTERNALERROR" not in text and "Traceback" not in text
-    result.assert_outcomes(failed=len(files), passed=len(valid), deselected=result.parseoutcomes().get("deselected", 0))
+    result.assert_outcomes(
+        failed=len(files), passed=len(valid), deselected=result.parseoutcomes().get("deselected", 0)
+    )
     # each file's own schema item carries its message (and line), not merely some item of the session
     cases = read_cases(pytester.path / "out.xml")
     schema = {c.classname.removesuffix(".yaml").rsplit(".", 1)[-1]: c for c in cases if c.name == "schema"}

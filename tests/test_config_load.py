@@ -30,8 +30,10 @@ def test_unet3d_values_and_alias() -> None:
 
 
 def test_model_size_alias_is_honoured_and_said() -> None:
-    text = "model:\n  name: u\n  model_size: 1000\nworkflow:\n  train: false\n  checkpoint: true\n" \
-           "checkpoint:\n  num_checkpoints_write: 1\n"
+    text = (
+        "model:\n  name: u\n  model_size: 1000\nworkflow:\n  train: false\n  checkpoint: true\n"
+        "checkpoint:\n  num_checkpoints_write: 1\n"
+    )
     cfg = load_text(text, "u.yaml")
     assert cfg.model.model_size_bytes == 1000
     assert any("model.model_size read as model.model_size_bytes" in n for n in cfg.source.notes)
@@ -47,22 +49,32 @@ def test_dlio_2_0_0_dialect() -> None:
 def test_dldriver_dialect_maps_keys() -> None:
     cfg = load(ROOT / "fixtures" / "dialects" / "dldriver_unet3d.yaml")
     assert cfg.source.dialect == "dl-driver"
-    assert cfg.framework == "pytorch" and cfg.reader.prefetch_size == 4 and cfg.reader.computation_threads == 2
+    assert (
+        cfg.framework == "pytorch" and cfg.reader.prefetch_size == 4 and cfg.reader.computation_threads == 2
+    )
     assert cfg.reader.file_shuffle == "off" and cfg.model.model_size_bytes == 499153191
-    assert cfg.metric.au == pytest.approx(0.9) and cfg.checkpoint.checkpoint_folder == "file:///tmp/dlio_unet3d_ckpt"
+    assert (
+        cfg.metric.au == pytest.approx(0.9)
+        and cfg.checkpoint.checkpoint_folder == "file:///tmp/dlio_unet3d_ckpt"
+    )
     assert any("pytorch_config ignored" in n for n in cfg.source.notes)
 
 
 def test_dldriver_percent_au() -> None:
-    text = "checkpointing:\n  checkpoint_folder: c\nmetric:\n  au: 90\nworkflow:\n  train: false\n" \
-           "  checkpoint: true\ncheckpoint:\n  num_checkpoints_write: 1\n"
+    text = (
+        "checkpointing:\n  checkpoint_folder: c\nmetric:\n  au: 90\nworkflow:\n  train: false\n"
+        "  checkpoint: true\ncheckpoint:\n  num_checkpoints_write: 1\n"
+    )
     cfg = load_text(text, "d.yaml")
     assert cfg.metric.au == pytest.approx(0.9) and cfg.checkpoint.checkpoint_folder == "c"
 
 
 def test_off_means_off() -> None:
-    cfg = load_text("reader:\n  file_shuffle: off\n  sample_shuffle: OFF\n  data_loader: tensorflow\n"
-                    "dataset:\n  format: npz\n", "s.yaml")
+    cfg = load_text(
+        "reader:\n  file_shuffle: off\n  sample_shuffle: OFF\n  data_loader: tensorflow\n"
+        "dataset:\n  format: npz\n",
+        "s.yaml",
+    )
     assert cfg.reader.file_shuffle == "off" and cfg.reader.sample_shuffle == "off"
 
 
@@ -71,24 +83,32 @@ def test_s3_path_style_boolean_accepted() -> None:
     assert cfg.storage.storage_type == "s3" and cfg.storage.options.s3.force_path_style is False
 
 
-@pytest.mark.parametrize(("text", "path", "value"), [
-    ("dataset.num_files_train=16", ("dataset", "num_files_train"), 16),
-    ("++workload.reader.read_threads=2", ("reader", "read_threads"), 2),
-    ("workload.dataset.format=npy", ("dataset", "format"), "npy"),
-    ("dataset.record_dims=[4, 4]", ("dataset", "record_dims"), [4, 4]),
-])
+@pytest.mark.parametrize(
+    ("text", "path", "value"),
+    [
+        ("dataset.num_files_train=16", ("dataset", "num_files_train"), 16),
+        ("++workload.reader.read_threads=2", ("reader", "read_threads"), 2),
+        ("workload.dataset.format=npy", ("dataset", "format"), "npy"),
+        ("dataset.record_dims=[4, 4]", ("dataset", "record_dims"), [4, 4]),
+    ],
+)
 def test_parse_override(text: str, path: tuple[str, ...], value: object) -> None:
     assert parse_override(text) == (path, value)
 
 
 def test_overrides_apply() -> None:
-    cfg = load(CONFIGS / "dlio" / "unet3d_h100.yaml", ["dataset.num_files_train=16", "++workload.train.epochs=1"])
+    cfg = load(
+        CONFIGS / "dlio" / "unet3d_h100.yaml", ["dataset.num_files_train=16", "++workload.train.epochs=1"]
+    )
     assert cfg.dataset.num_files_train == 16 and cfg.train.epochs == 1
 
 
 def test_time_distribution() -> None:
-    cfg = load_text("dataset:\n  format: npz\nreader:\n  data_loader: tensorflow\ntrain:\n  computation_time:\n"
-                    "    type: uniform\n    min: 0.1\n    max: 0.3\n", "t.yaml")
+    cfg = load_text(
+        "dataset:\n  format: npz\nreader:\n  data_loader: tensorflow\ntrain:\n  computation_time:\n"
+        "    type: uniform\n    min: 0.1\n    max: 0.3\n",
+        "t.yaml",
+    )
     assert cfg.train.computation_time.expected() == pytest.approx(0.2)
 
 
@@ -126,14 +146,17 @@ def test_scale_keeps_steps_and_ratio() -> None:
 
 
 def test_show_config_json_redacts_secrets(pytester: pytest.Pytester) -> None:
-    pytester.makefile(".yaml", s3wl="dataset:\n  format: npz\n  num_files_train: 4\nframework: pytorch\n"
-                      "reader:\n  data_loader: pytorch\nstorage:\n  storage_type: s3\n  storage_root: bucket1\n"
-                      "  storage_options:\n    secret_access_key: TOPSECRET123\n")
+    pytester.makefile(
+        ".yaml",
+        s3wl="dataset:\n  format: npz\n  num_files_train: 4\nframework: pytorch\n"
+        "reader:\n  data_loader: pytorch\nstorage:\n  storage_type: s3\n  storage_root: bucket1\n"
+        "  storage_options:\n    secret_access_key: TOPSECRET123\n",
+    )
     result = run(pytester, "-k", "schema", "--dlio-show-config=json", "--dlio-config", "s3wl.yaml")
     out = result.stdout.str()
     assert "TOPSECRET123" not in out
     start = out.index("{", out.index("dlio config"))
-    data = json.loads(out[start: out.index("\n}", start) + 2])
+    data = json.loads(out[start : out.index("\n}", start) + 2])
     assert data["storage"]["storage_options"]["secret_access_key"] == "***"
     assert data["dataset"]["num_samples_per_file"] == 1  # defaults filled
 
@@ -141,14 +164,18 @@ def test_show_config_json_redacts_secrets(pytester: pytest.Pytester) -> None:
 def test_folder_collects_subfolders_and_only_yaml(pytester: pytest.Pytester) -> None:
     sub = pytester.mkdir("wl") / "deep"
     sub.mkdir()
-    (sub / "a.yaml").write_text("workflow:\n  train: false\n  checkpoint: true\ncheckpoint:\n  num_checkpoints_write: 1\n")
+    (sub / "a.yaml").write_text(
+        "workflow:\n  train: false\n  checkpoint: true\ncheckpoint:\n  num_checkpoints_write: 1\n"
+    )
     (pytester.path / "wl" / "test_not_collected.py").write_text("def test_x():\n    assert False\n")
     result = run(pytester, "-k", "schema", "--dlio-config", "wl")
     result.assert_outcomes(passed=1, deselected=result.parseoutcomes().get("deselected", 0))
 
 
 def test_ini_option_lists_configs(pytester: pytest.Pytester) -> None:
-    pytester.makefile(".yaml", wl="workflow:\n  train: false\n  checkpoint: true\ncheckpoint:\n  num_checkpoints_write: 1\n")
+    pytester.makefile(
+        ".yaml", wl="workflow:\n  train: false\n  checkpoint: true\ncheckpoint:\n  num_checkpoints_write: 1\n"
+    )
     pytester.makeini("[pytest]\ndlio_configs = wl.yaml\n")
     result = run(pytester, "-k", "schema")
     result.assert_outcomes(passed=1, deselected=result.parseoutcomes().get("deselected", 0))

@@ -21,19 +21,31 @@ pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 @pytest.fixture(params=["direct", "s3", "az"])
 def uri(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AZURE_STORAGE_CONNECTION_STRING",
-                "AZURE_STORAGE_ACCOUNT", "AZURE_BLOB_ACCOUNT"):
+    for var in (
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "AZURE_STORAGE_ACCOUNT",
+        "AZURE_BLOB_ACCOUNT",
+    ):
         monkeypatch.delenv(var, raising=False)
     tag = uuid.uuid4().hex[:10]
-    return {"direct": f"direct://{tmp_path}/data", "s3": f"s3://dlio-datagen/{tag}",
-            "az": f"az://dlio-datagen/{tag}"}[request.param]
+    return {
+        "direct": f"direct://{tmp_path}/data",
+        "s3": f"s3://dlio-datagen/{tag}",
+        "az": f"az://dlio-datagen/{tag}",
+    }[request.param]
 
 
 @pytest.mark.parametrize("fmt,rl,spf", [("npz", 9 << 20, 1), ("tfrecord", 64 << 10, 3)])
-def test_generate_resume_read_and_cleanup(request: pytest.FixtureRequest, uri: str, fmt: str, rl: int,
-                                          spf: int) -> None:
-    cfg = WorkloadConfig(dataset=Dataset(format=fmt, num_files_train=2, num_files_eval=1, record_length_bytes=rl,
-                                         num_samples_per_file=spf))
+def test_generate_resume_read_and_cleanup(
+    request: pytest.FixtureRequest, uri: str, fmt: str, rl: int, spf: int
+) -> None:
+    cfg = WorkloadConfig(
+        dataset=Dataset(
+            format=fmt, num_files_train=2, num_files_eval=1, record_length_bytes=rl, num_samples_per_file=spf
+        )
+    )
     files = dataset_files(cfg)
     session = get_storage_session(request.config)
 
@@ -54,7 +66,9 @@ def test_generate_resume_read_and_cleanup(request: pytest.FixtureRequest, uri: s
             # the second run wrote only the file it rewrote (its sidecars, its digest marker) and deletes only those
             assert files[1].key in run2.written_keys and files[0].key not in run2.written_keys
             assert await cleanup(store, run2, SingleComm()) == len(run2.written_keys)
-            replaced = f".dlio/digests/{files[1].key}@"  # the first run's digest of the file the second rewrote
+            replaced = (
+                f".dlio/digests/{files[1].key}@"  # the first run's digest of the file the second rewrote
+            )
             left = {k for k in set(run1.written_keys) - set(run2.written_keys) if not k.startswith(replaced)}
             assert {k async for k, _ in store.list("")} == left
             await cleanup(store, run1, SingleComm())

@@ -56,8 +56,9 @@ def test_auto_rewrites_only_the_byte_flipped_file(tmp_path: Path, fmt: str) -> N
     assert (stats.files_written, stats.files_damaged) == (1, 1)
     after = stamps(tmp_path, c)
     assert after[victim.key] != before[victim.key]
-    assert {k: v for k, v in after.items() if k != victim.key} == {k: v for k, v in before.items()
-                                                                  if k != victim.key}
+    assert {k: v for k, v in after.items() if k != victim.key} == {
+        k: v for k, v in before.items() if k != victim.key
+    }
     assert gen(c, tmp_path).files_written == 0  # the rewritten file is whole again
 
 
@@ -156,8 +157,9 @@ def test_damage_is_reported_as_the_user_sees_it(pytester: pytest.Pytester) -> No
     pytester.makefile(".yaml", gen=GEN_ONLY)
 
     def datagen(*args: str) -> dict[str, str]:
-        run(pytester, "--dlio-config", "gen.yaml", "--dlio-data-root", "root", "--junitxml=out.xml",
-            *args).assert_outcomes(passed=2)
+        run(
+            pytester, "--dlio-config", "gen.yaml", "--dlio-data-root", "root", "--junitxml=out.xml", *args
+        ).assert_outcomes(passed=2)
         return properties_by_name(pytester.path / "out.xml")["datagen"]
 
     assert datagen()["datagen_files_written"] == "3"
@@ -166,5 +168,8 @@ def test_damage_is_reported_as_the_user_sees_it(pytester: pytest.Pytester) -> No
     flip(victim, sample_ranges(size)[0][1] + 10)  # outside the sampled blocks: only a whole read sees it
     assert datagen()["datagen_files_damaged"] == "0"
     props = datagen("--dlio-verify-data")
-    assert (props["datagen_files_damaged"], props["datagen_files_written"], props["datagen_files_skipped"]) == (
-        "1", "1", "2")
+    assert (
+        props["datagen_files_damaged"],
+        props["datagen_files_written"],
+        props["datagen_files_skipped"],
+    ) == ("1", "1", "2")

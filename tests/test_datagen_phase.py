@@ -95,8 +95,11 @@ def test_resume_rewrites_only_missing_and_truncated(files: ObjectStore, tmp_path
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert victim.stat().st_size == dataset_files(c)[4].expected_size
     # no temp files left: only the files and their digest markers
-    assert not [p for p in root.rglob("*") if p.is_file() and not p.name.endswith(".npz")
-                and ".dlio/digests/" not in p.as_posix()]
+    assert not [
+        p
+        for p in root.rglob("*")
+        if p.is_file() and not p.name.endswith(".npz") and ".dlio/digests/" not in p.as_posix()
+    ]
 
 
 def test_content_sized_format_uses_markers(files: ObjectStore, tmp_path: Path) -> None:
@@ -125,8 +128,11 @@ def test_sidecars_are_part_of_completeness(files: ObjectStore, tmp_path: Path) -
 
 def test_never_reports_missing_like_dlio(mem: ObjectStore) -> None:
     c = cfg()
-    with pytest.raises(DlioError, match=r"Not enough training dataset is found: expected 4 files, found 0 "
-                                        r"complete in mem://.*--dlio-generate auto"):
+    with pytest.raises(
+        DlioError,
+        match=r"Not enough training dataset is found: expected 4 files, found 0 "
+        r"complete in mem://.*--dlio-generate auto",
+    ):
         run(c, mem, "never")
     run(c, mem)
     asyncio.run(mem.delete("valid/img_1_of_2.npz"))
@@ -192,8 +198,9 @@ def test_progress_is_reported(mem: ObjectStore) -> None:
     assert last.extra["files"] == last.extra["files_total"] == 6
 
 
-def test_large_multipart_file_streams_through_a_writer(files: ObjectStore, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_large_multipart_file_streams_through_a_writer(
+    files: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(datagen, "STREAM_ABOVE", 1024)
     c = cfg(format="tfrecord", num_files_train=1, num_files_eval=0, num_samples_per_file=50)
     run(c, files)

@@ -23,8 +23,13 @@ from pytest_dlio.storage.memory import MemoryStore
 
 
 def cfg(fmt: str, **ds: Any) -> WorkloadConfig:
-    base = {"format": fmt, "num_files_train": 4, "num_files_eval": 2, "record_length_bytes": 32 * 32,
-            "num_samples_per_file": 2}
+    base = {
+        "format": fmt,
+        "num_files_train": 4,
+        "num_files_eval": 2,
+        "record_length_bytes": 32 * 32,
+        "num_samples_per_file": 2,
+    }
     return WorkloadConfig(dataset=Dataset(**{**base, **ds}), reader=Reader(write_threads=2))
 
 
@@ -36,6 +41,7 @@ def generate_(c: WorkloadConfig, store: ObjectStore, mode: str = "auto") -> int:
 def verdicts(c: WorkloadConfig, store: ObjectStore) -> tuple[str | None, str | None]:
     """(datagen never's error, training's error), None for a pass."""
     out: list[str | None] = []
+
     def train() -> None:
         asyncio.run(check_dataset(store, dataset_files(c)))
 
@@ -50,7 +56,7 @@ def verdicts(c: WorkloadConfig, store: ObjectStore) -> tuple[str | None, str | N
 
 async def truncate(store: ObjectStore, key: str, by: int) -> int:
     data = await store.get(key)
-    await store.put(key, data[:len(data) - by])
+    await store.put(key, data[: len(data) - by])
     return len(data) - by
 
 
@@ -67,12 +73,16 @@ def test_content_sized_file_changed_after_datagen(mem: ObjectStore) -> None:
     now = asyncio.run(truncate(mem, key, 10))
     never, train = verdicts(c, mem)
     why = f"{key} has {now} bytes, its size marker says {marked}"
-    assert never == (f"Not enough training dataset is found: expected 4 files, found 3 complete in {mem.uri} "
-                     f"({why}); run with --dlio-generate auto")
+    assert never == (
+        f"Not enough training dataset is found: expected 4 files, found 3 complete in {mem.uri} "
+        f"({why}); run with --dlio-generate auto"
+    )
     assert train is not None and re.fullmatch(
         rf"dataset does not match the config: 1 of 6 files have the wrong size under \S+, "
         rf"first {re.escape(why)}; the file changed after datagen wrote it; "
-        r"regenerate it \(--dlio-generate auto\)", train)
+        r"regenerate it \(--dlio-generate auto\)",
+        train,
+    )
     assert generate_(c, mem) == 1
     assert verdicts(c, mem) == (None, None)
 
@@ -84,19 +94,29 @@ def test_a_wrong_sidecar_size_is_incomplete_for_both(mem: ObjectStore) -> None:
     now = asyncio.run(truncate(mem, idx, 3))
     never, train = verdicts(c, mem)
     why = f"{idx} has {now} bytes, expected {now + 3}"
-    assert never is not None and never.startswith("Not enough validation dataset is found: expected 2 files, "
-                                                  f"found 1 complete in {mem.uri} ({why})")
+    assert never is not None and never.startswith(
+        f"Not enough validation dataset is found: expected 2 files, found 1 complete in {mem.uri} ({why})"
+    )
     assert train is not None and "1 of 6 files have the wrong size under" in train
     assert f"first {why};" in train
     assert generate_(c, mem) == 1
     assert verdicts(c, mem) == (None, None)
 
 
-@pytest.mark.parametrize("damage,train_says", [
-    ("delete", r"dataset incomplete: 2 of 6 files missing under \S+, first train/img_0_of_4\.indexed_binary; "
-               r"generate it"),
-    ("empty", r"dataset damaged: 2 of 6 files are empty under \S+, first train/img_0_of_4\.indexed_binary; "),
-])
+@pytest.mark.parametrize(
+    "damage,train_says",
+    [
+        (
+            "delete",
+            r"dataset incomplete: 2 of 6 files missing under \S+, first train/img_0_of_4\.indexed_binary; "
+            r"generate it",
+        ),
+        (
+            "empty",
+            r"dataset damaged: 2 of 6 files are empty under \S+, first train/img_0_of_4\.indexed_binary; ",
+        ),
+    ],
+)
 def test_missing_and_empty_files(mem: ObjectStore, damage: str, train_says: str) -> None:
     c = cfg("indexed_binary")
     generate_(c, mem)
@@ -106,7 +126,8 @@ def test_missing_and_empty_files(mem: ObjectStore, damage: str, train_says: str)
     kind = "missing" if damage == "delete" else "empty"
     assert never is not None and never.startswith(
         "Not enough training dataset is found: expected 4 files, found 2 complete in "
-        f"{mem.uri} (train/img_0_of_4.indexed_binary is {kind}; train/img_3_of_4.indexed_binary is {kind})")
+        f"{mem.uri} (train/img_0_of_4.indexed_binary is {kind}; train/img_3_of_4.indexed_binary is {kind})"
+    )
     assert train is not None and re.match(train_says, train)
     assert generate_(c, mem) == 2
     assert verdicts(c, mem) == (None, None)

@@ -40,7 +40,9 @@ def generate(root: Path, ds: Dataset, scheme: str) -> Path:
     cfg = WorkloadConfig(dataset=ds, workflow=Workflow(generate_data=True, train=False))
     uri = f"{scheme}://{root}" if scheme == "direct" else None
     settings = RunSettings(data_root=root, output_root=root / "out", storage_uri=uri)
-    res = asyncio.run(Workload(cfg, settings, StorageSession(settings.data_root, uri), name="d").run("datagen"))
+    res = asyncio.run(
+        Workload(cfg, settings, StorageSession(settings.data_root, uri), name="d").run("datagen")
+    )
     assert res.ok, res.failure
     return root / "data"
 
@@ -49,8 +51,12 @@ CASES = [
     ("npz-no-eval", dict(format="npz", num_files_train=5, num_files_eval=0)),
     ("npy-eval", dict(format="npy", num_files_train=4, num_files_eval=3)),
     ("hdf5-markers", dict(format="hdf5", num_files_train=3, num_files_eval=0)),  # content-sized: markers
-    ("subfolders", dict(format="npz", num_files_train=12, num_files_eval=4, num_subfolders_train=3,
-                        num_subfolders_eval=2)),
+    (
+        "subfolders",
+        dict(
+            format="npz", num_files_train=12, num_files_eval=4, num_subfolders_train=3, num_subfolders_eval=2
+        ),
+    ),
 ]
 
 

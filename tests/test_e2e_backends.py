@@ -29,20 +29,36 @@ WORKLOADS = [
 def _storage(kind: str, tmp: Path) -> str:
     if kind == "az" and find_azurite() is None:
         pytest.fail("Azurite is not installed: run `bash .ci/install_azurite.sh` (CI does)")
-    return {"file": f"file://{tmp}/store", "direct": f"direct://{tmp}/store", "mem": "mem://e2e/store",
-            "s3": "s3://dlio-e2e/run", "az": "az://dlio-e2e/run"}[kind]
+    return {
+        "file": f"file://{tmp}/store",
+        "direct": f"direct://{tmp}/store",
+        "mem": "mem://e2e/store",
+        "s3": "s3://dlio-e2e/run",
+        "az": "az://dlio-e2e/run",
+    }[kind]
 
 
 @pytest.mark.parametrize("kind", ["file", "direct", "mem", "s3", "az"])
-def test_workloads_run_on_backend(pytester: pytest.Pytester, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_workloads_run_on_backend(
+    pytester: pytest.Pytester, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AZURE_STORAGE_CONNECTION_STRING"):
         monkeypatch.delenv(var, raising=False)
     # dlio/dlrm reads 8192 single-record ranges an epoch (batch 2048, even at its smallest): fine on local
     # stores, minutes of per-request overhead on the emulators; megatron covers indexed reads there.
     chosen = [w for w in WORKLOADS if kind in ("file", "direct", "mem") or w != "dlio/dlrm.yaml"]
     args = [a for w in chosen for a in ("--dlio-config", str(CONFIGS / w))]
-    result = run(pytester, *args, "--dlio-scale", "1e-9", "--dlio-storage", _storage(kind, pytester.path),
-                 "--dlio-data-root", str(pytester.path / ".dlio"), "--junitxml=out.xml")
+    result = run(
+        pytester,
+        *args,
+        "--dlio-scale",
+        "1e-9",
+        "--dlio-storage",
+        _storage(kind, pytester.path),
+        "--dlio-data-root",
+        str(pytester.path / ".dlio"),
+        "--junitxml=out.xml",
+    )
     outcomes = [c.nodeid for c in read_cases(pytester.path / "out.xml")]
     bad = not_passed(pytester.path / "out.xml")
     assert not bad, f"{bad}\n{result.stdout.str()[-6000:]}"
@@ -54,8 +70,18 @@ def test_workloads_run_on_backend(pytester: pytest.Pytester, kind: str, monkeypa
 def test_every_shipped_workload_generates_on_local_files(pytester: pytest.Pytester) -> None:
     # training of each format and checkpoint style is covered above on every backend; here every shipped
     # workload's dataset is generated (and its schema checked) at its smallest scale
-    result = run(pytester, "--dlio-config", str(CONFIGS), "--dlio-scale", "1e-9", "-k", "schema or datagen",
-                 "--dlio-data-root", str(pytester.path / ".dlio"), "--junitxml=out.xml")
+    result = run(
+        pytester,
+        "--dlio-config",
+        str(CONFIGS),
+        "--dlio-scale",
+        "1e-9",
+        "-k",
+        "schema or datagen",
+        "--dlio-data-root",
+        str(pytester.path / ".dlio"),
+        "--junitxml=out.xml",
+    )
     outcomes = [c.nodeid for c in read_cases(pytester.path / "out.xml")]
     bad = not_passed(pytester.path / "out.xml", au_gate_may_fail=False)
     assert not bad, f"{bad}\n{result.stdout.str()[-6000:]}"

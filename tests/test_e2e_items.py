@@ -53,34 +53,51 @@ def test_small_workload_all_items_pass(pytester: pytest.Pytester) -> None:
     # the AU users read is one figure: train item, au item and summary.json agree exactly
     au = summary["metric"]["train_au_mean_percentage"]
     assert float(train["train_au_mean_percentage"]) == au == float(props["au"]["train_au_mean_percentage"])
-    assert props["au"]["au_threshold_percentage"] == "0.0" and props["au"]["train_au_meet_expectation"] == "success"
+    assert (
+        props["au"]["au_threshold_percentage"] == "0.0"
+        and props["au"]["train_au_meet_expectation"] == "success"
+    )
     assert summary["metric"]["train_au_meet_expectation"] == "success"  # metric.au 0.0: any AU meets it
     thr = summary["metric"]["train_throughput_mean_samples_per_second"]
     assert float(train["train_throughput_mean_samples_per_second"]) == thr > 0
     # reported bytes are bytes moved: each of the 16 one-sample training files is read whole once an epoch
     files = sorted((pytester.path / ".dlio" / "data" / "tiny" / "train").rglob("*.npz"))
     assert len(files) == 16
-    assert int(train["read_bytes"]) == 2 * sum(f.stat().st_size for f in files) == \
-        summary["pytest_dlio"]["metric"]["read_bytes"]
+    assert (
+        int(train["read_bytes"])
+        == 2 * sum(f.stat().st_size for f in files)
+        == summary["pytest_dlio"]["metric"]["read_bytes"]
+    )
     assert int(train["read_count"]) == 2 * 16
     assert float(train["read_latency_p99_ms"]) >= float(train["read_latency_p50_ms"]) > 0
     assert float(props["checkpoint_write"]["save_checkpoint_io_mean_GB_per_second"]) > 0
     assert float(props["checkpoint_read"]["load_checkpoint_io_mean_GB_per_second"]) > 0
-    for key in ("train_au_percentage", "train_au_mean_percentage", "train_throughput_mean_samples_per_second",
-                "train_io_mean_MB_per_second", "save_checkpoint_io_mean_GB_per_second",
-                "load_checkpoint_duration_mean_seconds", "checkpoint_size_GB"):
+    for key in (
+        "train_au_percentage",
+        "train_au_mean_percentage",
+        "train_throughput_mean_samples_per_second",
+        "train_io_mean_MB_per_second",
+        "save_checkpoint_io_mean_GB_per_second",
+        "load_checkpoint_duration_mean_seconds",
+        "checkpoint_size_GB",
+    ):
         assert key in summary["metric"], key
     assert summary["num_files_train"] == 16 and summary["epochs"] == 2
     assert (pytester.path / "out" / "tiny" / "0_per_epoch_stats.json").exists()
     assert (pytester.path / "out" / "tiny" / "0_output.json").exists()
     # DLIO's checkpoint layout: one model_states file per save, epoch-end step = steps per epoch + 1
-    assert (pytester.path / ".dlio" / "checkpoints" / "tiny" / "global_epoch2_step9" / "model_states-0.pt").exists()
+    assert (
+        pytester.path / ".dlio" / "checkpoints" / "tiny" / "global_epoch2_step9" / "model_states-0.pt"
+    ).exists()
     result.stdout.fnmatch_lines(["*= dlio =*", "tiny::train *passed*"])
 
 
 #: metric.au 0.5, no checkpoints or eval: items schema, datagen, train, au.
-GATED = SMALL.replace("au: 0.0", "au: 0.5").replace("checkpoint: true", "checkpoint: false").replace(
-    "evaluation: true", "evaluation: false")
+GATED = (
+    SMALL.replace("au: 0.0", "au: 0.5")
+    .replace("checkpoint: true", "checkpoint: false")
+    .replace("evaluation: true", "evaluation: false")
+)
 
 
 @pytest.mark.parametrize("compute", [0.05, 0.0], ids=["compute-bound", "no-compute"])
@@ -130,14 +147,21 @@ def test_generate_never_fails_without_data(pytester: pytest.Pytester) -> None:
 
 
 def test_au_gate_fails_with_the_reason(pytester: pytest.Pytester) -> None:
-    pytester.makefile(".yaml", tiny=SMALL.replace("au: 0.0", "au: 1.0").replace("checkpoint: true", "checkpoint: false"))
+    pytester.makefile(
+        ".yaml", tiny=SMALL.replace("au: 0.0", "au: 1.0").replace("checkpoint: true", "checkpoint: false")
+    )
     result = run(pytester, "--dlio-config", "tiny.yaml")
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(["*::au*", "*training AU * % is below the required 100.00 %*waited*"])
 
 
 def test_keep_files_false_removes_the_dataset(pytester: pytest.Pytester) -> None:
-    pytester.makefile(".yaml", tiny=SMALL.replace("  record_length_bytes: 16384", "  record_length_bytes: 16384\n  keep_files: false"))
+    pytester.makefile(
+        ".yaml",
+        tiny=SMALL.replace(
+            "  record_length_bytes: 16384", "  record_length_bytes: 16384\n  keep_files: false"
+        ),
+    )
     (pytester.path / ".dlio" / "data" / "tiny").mkdir(parents=True)
     (pytester.path / ".dlio" / "data" / "tiny" / "mine.txt").write_text("not generated")
     run(pytester, "--dlio-config", "tiny.yaml").assert_outcomes(passed=6)
@@ -146,8 +170,16 @@ def test_keep_files_false_removes_the_dataset(pytester: pytest.Pytester) -> None
 
 
 def test_unet3d_smoke_checkpoint_names(pytester: pytest.Pytester) -> None:
-    result = run(pytester, "--dlio-config", str(CONFIGS / "dlio" / "unet3d_h100.yaml"), "--dlio-scale", "smoke",
-                 "--junitxml=out.xml", "--dlio-data-root", str(pytester.path / ".dlio"))
+    result = run(
+        pytester,
+        "--dlio-config",
+        str(CONFIGS / "dlio" / "unet3d_h100.yaml"),
+        "--dlio-scale",
+        "smoke",
+        "--junitxml=out.xml",
+        "--dlio-data-root",
+        str(pytester.path / ".dlio"),
+    )
     # schema datagen train checkpoint_write/read pass; au may fail its gate at this scale, and nothing else
     props = properties_by_name(pytester.path / "out.xml")
     assert set(props) == {"schema", "datagen", "train", "au", "checkpoint_write", "checkpoint_read"}
@@ -155,21 +187,41 @@ def test_unet3d_smoke_checkpoint_names(pytester: pytest.Pytester) -> None:
     assert float(props["schema"]["scale"]) < 1e-3
     assert "scaled by" in props["schema"]["config_notes"]
     # unet3d checkpoints once, after epoch 5 of 5 → smoke caps epochs at 2 and moves the trigger inside them
-    ckpts = list((pytester.path / ".dlio" / "checkpoints" / "unet3d").glob("global_epoch2_step*/model_states-0.pt"))
+    ckpts = list(
+        (pytester.path / ".dlio" / "checkpoints" / "unet3d").glob("global_epoch2_step*/model_states-0.pt")
+    )
     assert len(ckpts) == 1
 
 
 def test_llama_plan_prints_mlperf_sizes(pytester: pytest.Pytester) -> None:
-    result = run(pytester, "--dlio-plan", "--dlio-ranks", "64", "--dlio-data-root", str(pytester.path / ".dlio"),
-                 "--dlio-config", str(CONFIGS / "mlperf_storage_v3.0" / "llama3_70b.yaml"))
+    result = run(
+        pytester,
+        "--dlio-plan",
+        "--dlio-ranks",
+        "64",
+        "--dlio-data-root",
+        str(pytester.path / ".dlio"),
+        "--dlio-config",
+        str(CONFIGS / "mlperf_storage_v3.0" / "llama3_70b.yaml"),
+    )
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["*dlio plan*llama3_70b.yaml*", "*69,882,617,856 parameters*", "*911.21 GiB*"])
+    result.stdout.fnmatch_lines(
+        ["*dlio plan*llama3_70b.yaml*", "*69,882,617,856 parameters*", "*911.21 GiB*"]
+    )
     assert not (pytester.path / ".dlio").exists()  # the plan touches no storage
 
 
 def test_llama_smoke_writes_and_reads_rank0(pytester: pytest.Pytester) -> None:
-    result = run(pytester, "--dlio-config", str(CONFIGS / "mlperf_storage_v3.0" / "llama3_70b.yaml"),
-                 "--dlio-scale", "smoke", "-rA", "--dlio-data-root", str(pytester.path / ".dlio"))
+    result = run(
+        pytester,
+        "--dlio-config",
+        str(CONFIGS / "mlperf_storage_v3.0" / "llama3_70b.yaml"),
+        "--dlio-scale",
+        "smoke",
+        "-rA",
+        "--dlio-data-root",
+        str(pytester.path / ".dlio"),
+    )
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["*emulates rank 0 of 8*"])
     step1 = pytester.path / ".dlio" / "checkpoints" / "llama_70b" / "global_epoch1_step1"

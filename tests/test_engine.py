@@ -34,19 +34,27 @@ print(json.dumps({
 def test_a_workload_runs_from_a_script_without_pytest(tmp_path: Path) -> None:
     (tmp_path / "tiny.yaml").write_text(SMALL)
     (tmp_path / "run.py").write_text(textwrap.dedent(SCRIPT))
-    proc = subprocess.run([sys.executable, "run.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "run.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert doc["outcomes"] == {p: "passed" for p in
-                               ("datagen", "train", "au", "checkpoint_write", "checkpoint_read")}
+    assert doc["outcomes"] == {
+        p: "passed" for p in ("datagen", "train", "au", "checkpoint_write", "checkpoint_read")
+    }
     assert doc["pytest_imported"] is False
     summary = json.loads((Path(doc["output"]) / "summary.json").read_text())
     # the file DLIO users read holds the same figures the result reports, train and checkpoint both
     assert summary["metric"]["train_au_mean_percentage"] == doc["train"]["train_au_mean_percentage"]
-    assert summary["metric"]["load_checkpoint_count"] == 2.0 and summary["metric"]["save_checkpoint_count"] == 2.0
+    assert (
+        summary["metric"]["load_checkpoint_count"] == 2.0
+        and summary["metric"]["save_checkpoint_count"] == 2.0
+    )
     assert (Path(doc["output"]) / "0_output.json").exists()
     assert sorted(p.name for p in (tmp_path / "root" / "checkpoints" / "tiny").iterdir()) == [
-        "global_epoch1_step9", "global_epoch2_step9"]
+        "global_epoch1_step9",
+        "global_epoch2_step9",
+    ]
 
 
 def _cfg(text: str):
@@ -55,9 +63,13 @@ def _cfg(text: str):
 
 def test_plan_orders_phases_and_their_prerequisites() -> None:
     names = [(p.name, p.needs) for p in plan(_cfg(SMALL))]
-    assert names == [("datagen", ()), ("train", ("datagen",)), ("au", ("datagen", "train")),
-                     ("checkpoint_write", ("datagen", "train")),
-                     ("checkpoint_read", ("datagen", "train", "checkpoint_write"))]
+    assert names == [
+        ("datagen", ()),
+        ("train", ("datagen",)),
+        ("au", ("datagen", "train")),
+        ("checkpoint_write", ("datagen", "train")),
+        ("checkpoint_read", ("datagen", "train", "checkpoint_write")),
+    ]
     no_ckpt = SMALL.replace("checkpoint: true", "checkpoint: false")
     assert [p.name for p in plan(_cfg(no_ckpt))] == ["datagen", "train", "au"]
     gen_only = no_ckpt.replace("train: true", "train: false")

@@ -40,7 +40,9 @@ def make(fmt: str, n: int = 1, **kw: object) -> tuple[Dataset, list[DataFile], l
 
 
 def test_npz_is_np_savez() -> None:
-    ds, (f,), (e,) = make("npz", num_samples_per_file=3, record_length_bytes=10000, record_length_bytes_stdev=900)
+    ds, (f,), (e,) = make(
+        "npz", num_samples_per_file=3, record_length_bytes=10000, record_length_bytes_stdev=900
+    )
     with np.load(io.BytesIO(e.data())) as z:
         assert z.files == ["x", "y"]
         assert z["x"].shape == (*f.dims, 3) and z["x"].dtype == np.uint8
@@ -66,9 +68,14 @@ def test_npy_is_np_save_with_element_type() -> None:
 
 @pytest.mark.parametrize("compression,opts", [("none", None), ("gzip", 6), ("lzf", None)])
 def test_hdf5_datasets_and_filters(compression: str, opts: int | None) -> None:
-    ds, (f,), (e,) = make("hdf5", num_samples_per_file=4, compression=compression, compression_level=6,
-                          record_dims=(8, 16), hdf5=Hdf5(chunk_dims=(1, 8, 16), num_dset_per_record=2,
-                                                         max_shape=(64, 64)))
+    ds, (f,), (e,) = make(
+        "hdf5",
+        num_samples_per_file=4,
+        compression=compression,
+        compression_level=6,
+        record_dims=(8, 16),
+        hdf5=Hdf5(chunk_dims=(1, 8, 16), num_dset_per_record=2, max_shape=(64, 64)),
+    )
     with h5py.File(io.BytesIO(e.data()), "r") as h5:
         assert sorted(h5) == ["labels", "records_0", "records_1"]
         rec = h5["records_0"]
@@ -85,9 +92,16 @@ def test_hdf5_rejects_non_hdf5_filter() -> None:
         make("hdf5", compression="xz")
 
 
-@pytest.mark.parametrize("compression,opener", [
-    ("none", bytes), ("gzip", gzip.decompress), ("bz2", bz2.decompress), ("xz", lzma.decompress),
-    ("zip", lambda b: zipfile.ZipFile(io.BytesIO(b)).read("img_0_of_1.csv"))])
+@pytest.mark.parametrize(
+    "compression,opener",
+    [
+        ("none", bytes),
+        ("gzip", gzip.decompress),
+        ("bz2", bz2.decompress),
+        ("xz", lzma.decompress),
+        ("zip", lambda b: zipfile.ZipFile(io.BytesIO(b)).read("img_0_of_1.csv")),
+    ],
+)
 def test_csv_rows_columns_and_compression(compression: str, opener: object) -> None:
     ds, (f,), (e,) = make("csv", num_samples_per_file=3, record_length_bytes=100, compression=compression)
     text = opener(bytes(e.data()))  # type: ignore[operator]
@@ -111,16 +125,17 @@ def test_images_decode_with_pillow(fmt: str, pil: str) -> None:
 
 def reference_tfrecords(data: bytes) -> list[bytes]:
     """The TFRecord framing spec, independently: u64 length, masked crc(length), data, masked crc(data)."""
+
     def masked(b: bytes) -> int:
         c = crc32c.crc32c(b)
         return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
     out, pos = [], 0
     while pos < len(data):
-        length = struct.unpack("<Q", data[pos:pos + 8])[0]
-        assert struct.unpack("<I", data[pos + 8:pos + 12])[0] == masked(data[pos:pos + 8])
-        body = data[pos + 12:pos + 12 + length]
-        assert struct.unpack("<I", data[pos + 12 + length:pos + 16 + length])[0] == masked(body)
+        length = struct.unpack("<Q", data[pos : pos + 8])[0]
+        assert struct.unpack("<I", data[pos + 8 : pos + 12])[0] == masked(data[pos : pos + 8])
+        body = data[pos + 12 : pos + 12 + length]
+        assert struct.unpack("<I", data[pos + 12 + length : pos + 16 + length])[0] == masked(body)
         out.append(body)
         pos += 16 + length
     assert pos == len(data)
@@ -170,11 +185,19 @@ def test_indexed_binary_and_idx_files(fmt: str) -> None:
 
 
 def test_parquet_columns_row_groups_and_selection() -> None:
-    cols = (ParquetColumn("t5", "float32", 7), ParquetColumn("a", "int8", read=False),
-            ParquetColumn("b", "float16"), ParquetColumn("c", "float64", read=True), ParquetColumn("s", "string", 3),
-            ParquetColumn("odd", "weird", 2))
-    ds, (f,), (e,) = make("parquet", num_samples_per_file=100,
-                          parquet=Parquet(columns=cols, row_group_size=48, generation_batch_size=100))
+    cols = (
+        ParquetColumn("t5", "float32", 7),
+        ParquetColumn("a", "int8", read=False),
+        ParquetColumn("b", "float16"),
+        ParquetColumn("c", "float64", read=True),
+        ParquetColumn("s", "string", 3),
+        ParquetColumn("odd", "weird", 2),
+    )
+    ds, (f,), (e,) = make(
+        "parquet",
+        num_samples_per_file=100,
+        parquet=Parquet(columns=cols, row_group_size=48, generation_batch_size=100),
+    )
     pf = pq.ParquetFile(io.BytesIO(e.data()))
     assert [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)] == [48, 48, 4]
     schema = pf.schema_arrow
@@ -188,8 +211,13 @@ def test_parquet_columns_row_groups_and_selection() -> None:
 
 
 def test_parquet_legacy_mode_and_real_codec() -> None:
-    ds, (f,), (e,) = make("parquet", num_samples_per_file=10, record_length_bytes=64, compression="snappy",
-                          parquet=Parquet(row_group_size=4))
+    ds, (f,), (e,) = make(
+        "parquet",
+        num_samples_per_file=10,
+        record_length_bytes=64,
+        compression="snappy",
+        parquet=Parquet(row_group_size=4),
+    )
     pf = pq.ParquetFile(io.BytesIO(e.data()))
     assert pf.schema_arrow.names == ["data"]
     assert pf.schema_arrow.field("data").type == pa.list_(pa.uint8(), 64)
@@ -216,7 +244,7 @@ def test_no_duplicate_4k_blocks_across_a_dataset() -> None:
     for e in encs:
         raw = bytes(e.data())
         for i in range(0, len(raw), 4096):
-            blocks.add(raw[i:i + 4096])
+            blocks.add(raw[i : i + 4096])
             total += 1
     assert total == 8 * 4 * 16 and len(blocks) == total
 

@@ -35,9 +35,20 @@ CASES = [
     ("indexed_binary", "indexed_binary", {"record_length_bytes": 4096}),
     ("mmap_indexed_binary", "mmap_indexed_binary", {"record_length_bytes": 1000}),
     ("parquet-legacy", "parquet", {"record_length_bytes": 64, "parquet": Parquet(row_group_size=2)}),
-    ("parquet-columns", "parquet", {"parquet": Parquet(row_group_size=2, columns=(
-        ParquetColumn("v", "float32", 3), ParquetColumn("s", "string", 5),
-        ParquetColumn("skip", "int8", read=False)))}),
+    (
+        "parquet-columns",
+        "parquet",
+        {
+            "parquet": Parquet(
+                row_group_size=2,
+                columns=(
+                    ParquetColumn("v", "float32", 3),
+                    ParquetColumn("s", "string", 5),
+                    ParquetColumn("skip", "int8", read=False),
+                ),
+            )
+        },
+    ),
     ("synthetic", "synthetic", {}),
 ]
 
@@ -73,13 +84,13 @@ def reference_samples(data: bytes, f: DataFile, ds: Dataset, sidecars: dict[str,
         out, pos = [], 0
         while pos < len(data):
             (length,) = struct.unpack_from("<Q", data, pos)
-            body = data[pos + 12:pos + 12 + length]
-            out.append(np.frombuffer(body[len(body) - f.sample_bytes:], dtype=np.uint8))
+            body = data[pos + 12 : pos + 12 + length]
+            out.append(np.frombuffer(body[len(body) - f.sample_bytes :], dtype=np.uint8))
             pos += 16 + length
         return out
     if fmt in ("indexed_binary", "mmap_indexed_binary"):  # samples back to back
         n = f.sample_bytes
-        return [np.frombuffer(data[i * n:(i + 1) * n], dtype=np.uint8) for i in range(f.samples)]
+        return [np.frombuffer(data[i * n : (i + 1) * n], dtype=np.uint8) for i in range(f.samples)]
     if fmt == "synthetic":
         assert data == str(f.position).encode()  # the placeholder; the reader makes its own data
         return [np.zeros(f.dims, dtype=np.uint8)] * f.samples
@@ -125,7 +136,7 @@ def test_round_trip(fmt: str, kw: dict) -> None:
             spans = codec.sample_spans(f, enc.sidecars)
             assert [spans.unit_of(i) for i in range(SPF)] == list(range(SPF))
             for i, (off, n) in enumerate(spans.spans):
-                assert bytes(codec.decode_span(data[off:off + n], f, ds)) == want[i].tobytes()
+                assert bytes(codec.decode_span(data[off : off + n], f, ds)) == want[i].tobytes()
 
 
 def check_row_groups(data: bytes, f: DataFile, ds: Dataset) -> None:
@@ -143,7 +154,7 @@ def check_row_groups(data: bytes, f: DataFile, ds: Dataset) -> None:
         assert all(len(r["data"]) == f.sample_bytes and all(0 <= v < 256 for v in r["data"]) for r in rows)
     else:
         assert all(len(r["v"]) == 3 and len(r["s"]) == 5 for r in rows)
-    tail = data[-codec.footer_tail:]
+    tail = data[-codec.footer_tail :]
     n = codec.footer_length(tail)
     spans = codec.row_group_spans(data[-n:], len(data), ds, None)
     meta = pq.read_metadata(io.BytesIO(data))
@@ -156,4 +167,4 @@ def check_row_groups(data: bytes, f: DataFile, ds: Dataset) -> None:
         assert length == sum(c.total_compressed_size for c in chunks)  # the selected chunks are adjacent
         starts = [c.dictionary_page_offset if c.has_dictionary_page else c.data_page_offset for c in chunks]
         assert off == min(starts) and off + length <= len(data) - n  # a chunk starts at its dictionary page
-        assert codec.decode_span(data[off:off + length], f, ds) == length
+        assert codec.decode_span(data[off : off + length], f, ds) == length

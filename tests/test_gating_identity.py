@@ -16,7 +16,9 @@ from tests._junit import properties_by_name
 from tests.conftest import CONFIGS, run
 from tests.test_e2e_items import SMALL
 
-TRAIN_ONLY = SMALL.replace("checkpoint: true", "checkpoint: false").replace("evaluation: true", "evaluation: false")
+TRAIN_ONLY = SMALL.replace("checkpoint: true", "checkpoint: false").replace(
+    "evaluation: true", "evaluation: false"
+)
 
 
 def _junit(xml: Path) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
@@ -31,8 +33,11 @@ def test_same_file_name_in_two_folders_keeps_two_summaries(pytester: pytest.Pyte
     for folder, epochs in (("a", 1), ("b", 2)):
         (pytester.path / folder).mkdir()
         (pytester.path / folder / "tiny.yaml").write_text(
-            TRAIN_ONLY.replace("epochs: 2", f"epochs: {epochs}").replace("data/tiny", f"data/{folder}"))
-    run(pytester, "--dlio-config", "a", "--dlio-config", "b", "--dlio-output", "out").assert_outcomes(passed=8)
+            TRAIN_ONLY.replace("epochs: 2", f"epochs: {epochs}").replace("data/tiny", f"data/{folder}")
+        )
+    run(pytester, "--dlio-config", "a", "--dlio-config", "b", "--dlio-output", "out").assert_outcomes(
+        passed=8
+    )
     a = json.loads((pytester.path / "out" / "a__tiny" / "summary.json").read_text())
     b = json.loads((pytester.path / "out" / "b__tiny" / "summary.json").read_text())
     assert (a["epochs"], b["epochs"]) == (1, 2)
@@ -51,8 +56,16 @@ def test_names_outside_the_root_carry_a_path_digest(tmp_path: Path) -> None:
 
 def test_summary_and_junit_say_what_the_result_is(pytester: pytest.Pytester) -> None:
     pytester.makefile(".yaml", tiny=TRAIN_ONLY)
-    result = run(pytester, "--dlio-config", "tiny.yaml", "--dlio-output", "out", "--junitxml=r.xml",
-                 "--dlio-storage", "mem://identity")
+    result = run(
+        pytester,
+        "--dlio-config",
+        "tiny.yaml",
+        "--dlio-output",
+        "out",
+        "--junitxml=r.xml",
+        "--dlio-storage",
+        "mem://identity",
+    )
     result.assert_outcomes(passed=4)
     run_info = json.loads((pytester.path / "out" / "tiny" / "summary.json").read_text())["pytest_dlio"]["run"]
     session, cases = _junit(pytester.path / "r.xml")
@@ -68,8 +81,17 @@ def test_summary_and_junit_say_what_the_result_is(pytester: pytest.Pytester) -> 
 
 
 def test_checkpoint_only_summary_says_it_is_shrunk(pytester: pytest.Pytester) -> None:
-    result = run(pytester, "--dlio-config", str(CONFIGS / "mlperf_storage_v3.0" / "llama3_8b.yaml"),
-                 "--dlio-scale", "smoke", "--dlio-output", "out", "--dlio-data-root", str(pytester.path / ".dlio"))
+    result = run(
+        pytester,
+        "--dlio-config",
+        str(CONFIGS / "mlperf_storage_v3.0" / "llama3_8b.yaml"),
+        "--dlio-scale",
+        "smoke",
+        "--dlio-output",
+        "out",
+        "--dlio-data-root",
+        str(pytester.path / ".dlio"),
+    )
     result.assert_outcomes(passed=3)
     (folder,) = (pytester.path / "out").iterdir()
     assert folder.name == "mlperf_storage_v3.0__llama3_8b"  # a shipped workload: its catalog name
@@ -84,8 +106,18 @@ def test_checkpoint_only_summary_says_it_is_shrunk(pytester: pytest.Pytester) ->
 
 def test_s3_result_names_the_moto_emulator(pytester: pytest.Pytester) -> None:
     pytester.makefile(".yaml", tiny=TRAIN_ONLY)
-    result = run(pytester, "--dlio-config", "tiny.yaml", "--dlio-output", "out", "--dlio-storage",
-                 "s3://gating-ident/run", "-k", "schema or datagen", "--junitxml=r.xml")
+    result = run(
+        pytester,
+        "--dlio-config",
+        "tiny.yaml",
+        "--dlio-output",
+        "out",
+        "--dlio-storage",
+        "s3://gating-ident/run",
+        "-k",
+        "schema or datagen",
+        "--junitxml=r.xml",
+    )
     result.assert_outcomes(passed=2, deselected=2)
     _, cases = _junit(pytester.path / "r.xml")
     assert cases["schema"]["storage_emulator"] == "moto"
@@ -94,7 +126,9 @@ def test_s3_result_names_the_moto_emulator(pytester: pytest.Pytester) -> None:
 
 def test_config_hash_covers_what_not_where() -> None:
     base = load_text(TRAIN_ONLY, "a.yaml")
-    moved = load_text(TRAIN_ONLY.replace("data/tiny", "elsewhere/tiny").replace("checkpoints/tiny", "c/t"), "b.yaml")
+    moved = load_text(
+        TRAIN_ONLY.replace("data/tiny", "elsewhere/tiny").replace("checkpoints/tiny", "c/t"), "b.yaml"
+    )
     bigger = load_text(TRAIN_ONLY.replace("batch_size: 2", "batch_size: 4"), "a.yaml")
     assert config_hash(base) == config_hash(moved)
     assert config_hash(base) != config_hash(bigger)

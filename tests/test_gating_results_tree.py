@@ -14,7 +14,9 @@ from tests.conftest import CONFIGS, run
 from tests.test_e2e_items import SMALL
 
 STAMP = re.compile(r"^\d{8}_\d{6}$")
-TRAIN = SMALL.replace("checkpoint: true", "checkpoint: false").replace("evaluation: true", "evaluation: false")
+TRAIN = SMALL.replace("checkpoint: true", "checkpoint: false").replace(
+    "evaluation: true", "evaluation: false"
+)
 
 
 def _run_folder(folder: Path) -> dict:
@@ -35,18 +37,39 @@ def _run_folder(folder: Path) -> dict:
 
 def test_training_runs_land_in_training_model_run_stamp(pytester: pytest.Pytester) -> None:
     pytester.makefile(".yaml", tiny_b200=TRAIN)
-    result = run(pytester, "--dlio-config", "tiny_b200.yaml", "--dlio-results-dir", "results", "--dlio-runs", "2",
-                 "--dlio-warmup", "--dlio-set", "reader.read_threads=1")
-    assert result.parseoutcomes().get("passed", 0) == 4, result.stdout.str()  # stability may go either way
+    result = run(
+        pytester,
+        "--dlio-config",
+        "tiny_b200.yaml",
+        "--dlio-results-dir",
+        "results",
+        "--dlio-runs",
+        "2",
+        "--dlio-warmup",
+        "--dlio-set",
+        "reader.read_threads=1",
+    )
+    # schema, datagen, train and au pass; stability (CoV of two short runs on a shared machine) may go either way
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 5, result.stdout.str()
+    assert outcomes.get("passed", 0) >= 4 and "::stability" in result.stdout.str(), result.stdout.str()
+    if outcomes.get("failed"):
+        result.stdout.fnmatch_lines(["*FAILED*::stability*"])
     runs = sorted((pytester.path / "results" / "training" / "tiny" / "run").iterdir())
     assert len(runs) == 3  # the warm-up and two scored runs, one timestamp each
     seen = [_run_folder(r) for r in runs]
     for one, folder in zip(seen, runs, strict=True):
         # the training run as mlpstorage invokes it: the datagen item made the data before
-        assert one["config"]["workflow"]["train"] is True and one["config"]["workflow"]["generate_data"] is False
+        assert (
+            one["config"]["workflow"]["train"] is True and one["config"]["workflow"]["generate_data"] is False
+        )
         assert one["config"]["model"]["name"] == "tiny" and one["config"]["reader"]["read_threads"] == 1
-        assert one["overrides"] == ["workload=tiny_b200", "++workload.workflow.generate_data=False",
-                                    "++workload.workflow.train=True", "++workload.reader.read_threads=1"]
+        assert one["overrides"] == [
+            "workload=tiny_b200",
+            "++workload.workflow.generate_data=False",
+            "++workload.workflow.train=True",
+            "++workload.reader.read_threads=1",
+        ]
         assert (one["metadata"]["benchmark_type"], one["metadata"]["command"]) == ("training", "run")
         assert one["metadata"]["model"] == "tiny" and one["metadata"]["accelerator"] == "b200"
         assert one["overrides"][0].split("_")[1] == "b200"  # how mlpstorage reads the accelerator
@@ -57,9 +80,17 @@ def test_training_runs_land_in_training_model_run_stamp(pytester: pytest.Pyteste
 
 
 def test_checkpoint_runs_land_in_checkpointing_model_stamp(pytester: pytest.Pytester) -> None:
-    result = run(pytester, "--dlio-config", str(CONFIGS / "mlperf_storage_v3.0" / "llama3_8b.yaml"),
-                 "--dlio-scale", "smoke", "--dlio-results-dir", str(pytester.path / "results"),
-                 "--dlio-data-root", str(pytester.path / ".dlio"))
+    result = run(
+        pytester,
+        "--dlio-config",
+        str(CONFIGS / "mlperf_storage_v3.0" / "llama3_8b.yaml"),
+        "--dlio-scale",
+        "smoke",
+        "--dlio-results-dir",
+        str(pytester.path / "results"),
+        "--dlio-data-root",
+        str(pytester.path / ".dlio"),
+    )
     result.assert_outcomes(passed=3)
     (folder,) = (pytester.path / "results" / "checkpointing" / "llama3-8b").iterdir()
     one = _run_folder(folder)
@@ -67,14 +98,26 @@ def test_checkpoint_runs_land_in_checkpointing_model_stamp(pytester: pytest.Pyte
     assert one["overrides"] == ["workload=llama3_8b"]
     assert (one["metadata"]["benchmark_type"], one["metadata"]["model"]) == ("checkpointing", "llama3-8b")
     metric = one["summary"]["metric"]
-    assert metric["save_checkpoint_io_mean_GB_per_second"] > 0 and metric["load_checkpoint_io_mean_GB_per_second"] > 0
+    assert (
+        metric["save_checkpoint_io_mean_GB_per_second"] > 0
+        and metric["load_checkpoint_io_mean_GB_per_second"] > 0
+    )
 
 
 def test_secrets_stay_out_of_the_results_tree(pytester: pytest.Pytester) -> None:
     secret = "NotARealSecretButSecret42"
     pytester.makefile(".yaml", tiny=TRAIN)
-    result = run(pytester, "--dlio-config", "tiny.yaml", "--dlio-results-dir", "results", "-k", "schema or train "
-                 "or datagen", "--dlio-set", f"storage.storage_options.secret_access_key={secret}")
+    result = run(
+        pytester,
+        "--dlio-config",
+        "tiny.yaml",
+        "--dlio-results-dir",
+        "results",
+        "-k",
+        "schema or train or datagen",
+        "--dlio-set",
+        f"storage.storage_options.secret_access_key={secret}",
+    )
     result.assert_outcomes(passed=3, deselected=1)
     assert secret not in result.stdout.str()
     texts = [p.read_text() for p in (pytester.path / "results").rglob("*") if p.is_file()]

@@ -15,13 +15,25 @@ from tests._junit import properties_by_name
 from tests.conftest import CONFIGS, run
 from tests.test_e2e_items import SMALL
 
-SHUFFLED = SMALL.replace("  read_threads: 2", "  read_threads: 2\n  file_shuffle: seed\n  sample_shuffle: seed")
+SHUFFLED = SMALL.replace(
+    "  read_threads: 2", "  read_threads: 2\n  file_shuffle: seed\n  sample_shuffle: seed"
+)
 
 
 def test_three_runs_report_mean_and_cov(pytester: pytest.Pytester) -> None:
     pytester.makefile(".yaml", tiny=SHUFFLED)
-    result = run(pytester, "--dlio-config", "tiny.yaml", "--dlio-runs", "3", "--dlio-warmup", "--dlio-output", "out",
-                 "--junitxml=r.xml", "-rA")
+    result = run(
+        pytester,
+        "--dlio-config",
+        "tiny.yaml",
+        "--dlio-runs",
+        "3",
+        "--dlio-warmup",
+        "--dlio-output",
+        "out",
+        "--junitxml=r.xml",
+        "-rA",
+    )
     outcomes = result.parseoutcomes()
     assert outcomes.get("passed", 0) == 6, result.stdout.str()  # stability: pass or fail on this machine
     cases = properties_by_name(pytester.path / "r.xml")
@@ -40,8 +52,12 @@ def test_three_runs_report_mean_and_cov(pytester: pytest.Pytester) -> None:
         assert json.loads((out / label / "summary.json").read_text())["epochs"] == 2
     top = json.loads((out / "summary.json").read_text())
     assert top["pytest_dlio"]["runs"]["train"]["runs"] == 3
-    result.stdout.fnmatch_lines(["*warmup (not scored): train_au_mean_percentage*",
-                                 "*train_throughput_mean_samples_per_second: mean *, stdev *, CoV * %*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*warmup (not scored): train_au_mean_percentage*",
+            "*train_throughput_mean_samples_per_second: mean *, stdev *, CoV * %*",
+        ]
+    )
 
 
 def test_each_run_gets_its_own_seed() -> None:
@@ -51,9 +67,18 @@ def test_each_run_gets_its_own_seed() -> None:
 
 
 def test_checkpoint_only_runs_repeat_write_and_read(pytester: pytest.Pytester) -> None:
-    result = run(pytester, "--dlio-config", str(CONFIGS / "mlperf_storage_v3.0" / "llama3_8b.yaml"),
-                 "--dlio-scale", "smoke", "--dlio-runs", "2", "--junitxml=r.xml",
-                 "--dlio-data-root", str(pytester.path / ".dlio"))
+    result = run(
+        pytester,
+        "--dlio-config",
+        str(CONFIGS / "mlperf_storage_v3.0" / "llama3_8b.yaml"),
+        "--dlio-scale",
+        "smoke",
+        "--dlio-runs",
+        "2",
+        "--junitxml=r.xml",
+        "--dlio-data-root",
+        str(pytester.path / ".dlio"),
+    )
     assert result.parseoutcomes().get("passed", 0) >= 3, result.stdout.str()
     cases = properties_by_name(pytester.path / "r.xml")
     assert cases["checkpoint_write"]["runs"] == "2" and cases["checkpoint_read"]["runs"] == "2"
@@ -61,9 +86,15 @@ def test_checkpoint_only_runs_repeat_write_and_read(pytester: pytest.Pytester) -
 
 
 def test_summarise_and_stability_limit() -> None:
-    props = dict(summarise([{"train_throughput_mean_samples_per_second": 100.0, "num_accelerators": 1},
-                            {"train_throughput_mean_samples_per_second": 110.0, "num_accelerators": 1},
-                            {"train_throughput_mean_samples_per_second": 90.0, "num_accelerators": 1}]))
+    props = dict(
+        summarise(
+            [
+                {"train_throughput_mean_samples_per_second": 100.0, "num_accelerators": 1},
+                {"train_throughput_mean_samples_per_second": 110.0, "num_accelerators": 1},
+                {"train_throughput_mean_samples_per_second": 90.0, "num_accelerators": 1},
+            ]
+        )
+    )
     assert props["runs"] == 3 and props["num_accelerators"] == 1
     assert props["train_throughput_mean_samples_per_second"] == pytest.approx(100.0)
     assert props["train_throughput_mean_samples_per_second_stdev"] == pytest.approx(10.0)
@@ -80,8 +111,11 @@ def test_repeated_result_scores_all_but_the_warmup() -> None:
     from pytest_dlio.report.results import PhaseResult
 
     k = "train_throughput_mean_samples_per_second"
-    done = [("warmup", PhaseResult("train", [(k, 1000.0)])), ("run1", PhaseResult("train", [(k, 100.0)])),
-            ("run2", PhaseResult("train", [(k, 50.0)], failure="AU too low"))]
+    done = [
+        ("warmup", PhaseResult("train", [(k, 1000.0)])),
+        ("run1", PhaseResult("train", [(k, 100.0)])),
+        ("run2", PhaseResult("train", [(k, 50.0)], failure="AU too low")),
+    ]
     result = repeated_result("train", done)
     assert result.value("runs") == 2 and result.value(k) == pytest.approx(75.0)  # the warm-up's 1000 left out
     assert result.failure == "run2: AU too low"

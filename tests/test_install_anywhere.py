@@ -45,8 +45,17 @@ def no_clone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_first_need_installs_pinned_azurite_once_for_concurrent_sessions(no_clone: Path) -> None:
     env = {**os.environ, "npm_config_offline": "true", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    procs = [subprocess.Popen([sys.executable, "-c", _FIRST_NEED, str(no_clone)], cwd=no_clone, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _FIRST_NEED, str(no_clone)],
+            cwd=no_clone,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=600) for p in procs]
     err = "".join(e for _, e in outs)
     assert "ENOTCACHED" not in err, "npm's cache lacks azurite: run bash .ci/install_azurite.sh once (online)"
@@ -56,13 +65,16 @@ def test_first_need_installs_pinned_azurite_once_for_concurrent_sessions(no_clon
     assert err.count(f"installing Azurite {azurite_npm.AZURITE_VERSION} from npm into {prefix}") == 1, err
     assert azurite_npm.installed_version(prefix) == azurite_npm.AZURITE_VERSION
     assert emulators.find_azurite() == str(prefix / "bin" / "azurite-blob")  # later sessions reuse the cache
-    version = subprocess.run([str(prefix / "bin" / "azurite-blob"), "--version"], capture_output=True, text=True)
+    version = subprocess.run(
+        [str(prefix / "bin" / "azurite-blob"), "--version"], capture_output=True, text=True
+    )
     assert version.stdout.strip() == azurite_npm.AZURITE_VERSION
     assert not [p for p in prefix.parent.iterdir() if p.is_dir() and p != prefix]  # no temporary folder left
 
 
-def test_without_node_the_error_names_the_command_that_works(no_clone: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_node_the_error_names_the_command_that_works(
+    no_clone: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PATH", str(no_clone))  # no node, npm or azurite-blob
     with pytest.raises(StorageError) as exc:
         StorageSession(no_clone / ".dlio").options_for("az://container/data")
@@ -75,31 +87,50 @@ def test_without_node_the_error_names_the_command_that_works(no_clone: Path,
 
 def test_install_command_without_node_fails_saying_why(no_clone: Path) -> None:
     env = {**os.environ, "PATH": str(no_clone), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.run([sys.executable, "-m", "pytest_dlio", "install-azurite"], cwd=no_clone, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest_dlio", "install-azurite"],
+        cwd=no_clone,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1
     assert "Node.js 20+ is not on PATH; install Node.js 20+ with npm" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
-def test_embedded_s3_without_moto_names_the_emulators_extra(no_clone: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_embedded_s3_without_moto_names_the_emulators_extra(
+    no_clone: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setitem(sys.modules, "moto", None)  # as if only the [s3] client extra were installed
     session = StorageSession(no_clone / ".dlio")
     with pytest.raises(StorageError) as exc:
         session.options_for("s3://bucket/data")
-    assert str(exc.value) == ("open s3://bucket/data: no S3 endpoint is configured and the embedded emulator "
-                              "needs moto, which is not installed; "
-                              "pip install 'pytest-dlio[emulators]'; or point at a real endpoint "
-                              "(storage_options.endpoint_url or AWS_ENDPOINT_URL)")
+    assert str(exc.value) == (
+        "open s3://bucket/data: no S3 endpoint is configured and the embedded emulator "
+        "needs moto, which is not installed; "
+        "pip install 'pytest-dlio[emulators]'; or point at a real endpoint "
+        "(storage_options.endpoint_url or AWS_ENDPOINT_URL)"
+    )
     assert session.emulators.running() == {}
     require_extra("s3://bucket/data", "s3")  # the client itself is there
 
 
 def test_storage_suite_runs_by_package_name(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--pyargs", "pytest_dlio.suites.storage",
-                                           "--dlio-storage", "mem://suite", "-p", "no:xdist")
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "--pyargs",
+        "pytest_dlio.suites.storage",
+        "--dlio-storage",
+        "mem://suite",
+        "-p",
+        "no:xdist",
+    )
     outcomes = result.parseoutcomes()
-    assert result.ret == 0 and outcomes.get("passed", 0) >= 20 and "failed" not in outcomes, result.stdout.str()
+    assert result.ret == 0 and outcomes.get("passed", 0) >= 20 and "failed" not in outcomes, (
+        result.stdout.str()
+    )
     result.stdout.fnmatch_lines([f"pytest-dlio {__version__}", "dlio storage: mem://suite"])

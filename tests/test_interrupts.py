@@ -58,11 +58,33 @@ def start(tmp: Path, name: str, text: str, *args: str) -> subprocess.Popen[bytes
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for var in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_ADDOPTS"):
         env.pop(var, None)
-    cmd = [sys.executable, "-m", "pytest", "--dlio-config", f"{name}.yaml", "--dlio-data-root", "root",
-           "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:hypothesispytest", "-q", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "--dlio-config",
+        f"{name}.yaml",
+        "--dlio-data-root",
+        "root",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:xdist",
+        "-p",
+        "no:hypothesispytest",
+        "-q",
+        *args,
+    ]
     # SIGINT as in a terminal even when this test runs in the background (where it is ignored)
-    return subprocess.Popen(cmd, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return subprocess.Popen(
+        cmd,
+        cwd=tmp,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def temps(root: Path) -> list[Path]:
@@ -169,8 +191,15 @@ def test_sigterm_mid_datagen_leaves_only_whole_files(tmp_path: Path) -> None:
 
 def test_sigkill_mid_datagen_leaves_a_manifest_naming_what_it_was_writing(tmp_path: Path) -> None:
     data = tmp_path / "root/data/dg"
-    proc = start(tmp_path, "dg", DATAGEN, "--dlio-set", "dataset.keep_files=false",
-                 "--dlio-storage", f"file://{tmp_path}/root?bandwidth_mib_s=8")
+    proc = start(
+        tmp_path,
+        "dg",
+        DATAGEN,
+        "--dlio-set",
+        "dataset.keep_files=false",
+        "--dlio-storage",
+        f"file://{tmp_path}/root?bandwidth_mib_s=8",
+    )
     wait_for(lambda: data.exists() and len(list(data.rglob("*.npz"))) >= 2, proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -182,6 +211,7 @@ def test_sigkill_mid_datagen_leaves_a_manifest_naming_what_it_was_writing(tmp_pa
 
 
 # ---- the sweeps, on real names and real processes ----
+
 
 def name_for(pid: int, host: str | None = None, start: int | None = None) -> str:
     host = host or filestore._host_tag()
@@ -209,7 +239,8 @@ def test_temp_sweep_removes_only_dead_writers_files(tmp_path: Path) -> None:
     os.utime(sub / files["other_host_old"], (old, old))
     removed = filestore.remove_stale_temps(tmp_path)
     assert sorted(p.read_bytes().decode() if p.exists() else p.name for p in removed) == sorted(
-        files[k] for k in ("dead", "reused", "other_host_old"))
+        files[k] for k in ("dead", "reused", "other_host_old")
+    )
     assert sorted(p.read_text() for p in sub.iterdir()) == ["alive", "foreign", "other_host_new", "plain"]
 
 
@@ -220,11 +251,17 @@ def test_this_process_names_its_temp_files_so_a_sweep_keeps_them(tmp_path: Path)
 
 
 def test_dead_sessions_emulator_folder_is_removed(tmp_path: Path) -> None:
-    code = (f"import tempfile; tempfile.tempdir = {str(tmp_path)!r}; "
-            "from pytest_dlio.storage.emulators import Emulators; "
-            "print(Emulators().state_dir, flush=True); import time; time.sleep(60)")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        f"import tempfile; tempfile.tempdir = {str(tmp_path)!r}; "
+        "from pytest_dlio.storage.emulators import Emulators; "
+        "print(Emulators().state_dir, flush=True); import time; time.sleep(60)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     folder = Path(proc.stdout.readline().strip())  # type: ignore[union-attr]
     assert folder.is_dir() and folder.name.startswith(SCRATCH_PREFIX)
     live = tmp_path / f"{SCRATCH_PREFIX}live"

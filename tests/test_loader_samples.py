@@ -64,9 +64,11 @@ async def delivered(cfg: WorkloadConfig, store: Any, order: np.ndarray, bs: int)
 def config(fmt: str, spf: int, threads: int, read_type: str, **kw: Any) -> WorkloadConfig:
     kw = {"record_length_bytes": 24 * 24, **kw}
     ds = Dataset(format=fmt, num_files_train=3, num_samples_per_file=spf, **kw)
-    return WorkloadConfig(framework="pytorch", dataset=ds,
-                          reader=Reader(data_loader="pytorch", batch_size=2, read_threads=threads,
-                                        read_type=read_type))
+    return WorkloadConfig(
+        framework="pytorch",
+        dataset=ds,
+        reader=Reader(data_loader="pytorch", batch_size=2, read_threads=threads, read_type=read_type),
+    )
 
 
 @pytest.mark.parametrize("fmt,spf,threads,read_type,kw", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
@@ -74,7 +76,7 @@ def test_each_sample_is_the_one_stored(fmt: str, spf: int, threads: int, read_ty
     cfg = config(fmt, spf, threads, read_type, **kw)
     files = [f for f in dataset_files(cfg) if f.split == "train"]
     order = np.random.default_rng(1).permutation(len(files) * spf)
-    order = order[:len(order) // 2 * 2]
+    order = order[: len(order) // 2 * 2]
 
     async def go() -> tuple[list[Any], list[list[np.ndarray]]]:
         store = await stored(cfg, fmt)

@@ -46,8 +46,16 @@ EVAL_THR = 3 / 2.0 * 4
 
 
 def test_block_formula_matches_hand_arithmetic():
-    b = block_metrics([0.5, 0.5, 0.5], [0.7, 0.6, 0.8], 100.0, 103.0, steps_per_epoch=5, batch_size=2,
-                      exclude_start=1, exclude_end=1)
+    b = block_metrics(
+        [0.5, 0.5, 0.5],
+        [0.7, 0.6, 0.8],
+        100.0,
+        103.0,
+        steps_per_epoch=5,
+        batch_size=2,
+        exclude_start=1,
+        exclude_end=1,
+    )
     assert b.au == pytest.approx(AU_E1_B1, abs=TOL)
     assert b.throughput == pytest.approx(THR_E1_B1, abs=TOL)
     assert b.steps == 3
@@ -71,16 +79,36 @@ def _steps(t0: float, rows: list[tuple[float, float]]) -> list[dict[str, float]]
 #: batch_size 5, exclude_start_steps 1, exclude_end_steps 0 → start=1, end=10-1-0=9 in every block.
 #: Every number below is exact in binary floating point.
 SPLIT_EPOCH = {
-    "rank": 0, "steps_per_epoch": 10, "eval_steps": 0, "batch_size": 5, "batch_size_eval": 1,
-    "record_size": 1048576.0, "exclude_start_steps": 1, "exclude_end_steps": 0,
-    "t_start": 0.0, "t_end": 10.5,
-    "epochs": [{"epoch": 1, "t_start": 0.0, "t_end": 10.5, "eval": None, "extra": {}, "blocks": [
-        # block 1: 6 steps of 1.0 s each over [0, 6]; checkpoint over [6, 7]
-        {"index": 1, "t_start": 0.0, "t_end": 6.0, "steps": _steps(0.0, [(0.5, 0.5)] * 6)},
-        # block 2: a slow first step after the checkpoint, then 3 steps; [7, 10.5]
-        {"index": 2, "t_start": 7.0, "t_end": 10.5,
-         "steps": _steps(7.0, [(1.0, 0.5), (0.25, 0.5), (0.0, 0.5), (0.25, 0.5)])},
-    ]}],
+    "rank": 0,
+    "steps_per_epoch": 10,
+    "eval_steps": 0,
+    "batch_size": 5,
+    "batch_size_eval": 1,
+    "record_size": 1048576.0,
+    "exclude_start_steps": 1,
+    "exclude_end_steps": 0,
+    "t_start": 0.0,
+    "t_end": 10.5,
+    "epochs": [
+        {
+            "epoch": 1,
+            "t_start": 0.0,
+            "t_end": 10.5,
+            "eval": None,
+            "extra": {},
+            "blocks": [
+                # block 1: 6 steps of 1.0 s each over [0, 6]; checkpoint over [6, 7]
+                {"index": 1, "t_start": 0.0, "t_end": 6.0, "steps": _steps(0.0, [(0.5, 0.5)] * 6)},
+                # block 2: a slow first step after the checkpoint, then 3 steps; [7, 10.5]
+                {
+                    "index": 2,
+                    "t_start": 7.0,
+                    "t_end": 10.5,
+                    "steps": _steps(7.0, [(1.0, 0.5), (0.25, 0.5), (0.0, 0.5), (0.25, 0.5)]),
+                },
+            ],
+        }
+    ],
 }
 # By hand, DLIO's block formula (dlio.md §4.1):
 #   block 1: total_compute = sum(compute[1:10]) = 5 x 0.5 = 2.5; total_time = 6.0 - proc[0] (1.0) = 5.0
@@ -101,7 +129,8 @@ def test_weighted_average_by_steps():
 def test_epoch_split_by_a_checkpoint_is_step_weighted():
     (epoch,) = rank_metrics(from_dict(SPLIT_EPOCH)).epochs
     assert [(b.au, b.throughput, b.steps) for b in epoch.blocks] == pytest.approx(
-        [(50.0, 4.0, 6), (75.0, 5.0, 4)], abs=TOL)
+        [(50.0, 4.0, 6), (75.0, 5.0, 4)], abs=TOL
+    )
     assert epoch.au == pytest.approx(60.0, abs=TOL)
     assert epoch.throughput == pytest.approx(4.4, abs=TOL)
     m = compute_metrics([from_dict(SPLIT_EPOCH)], 0.6)

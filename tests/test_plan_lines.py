@@ -22,12 +22,15 @@ from pytest_dlio.config.model import (
 V3 = Path(__file__).resolve().parent.parent / "pytest_dlio" / "workloads" / "mlperf_storage_v3.0"
 
 
-@pytest.mark.parametrize(("name", "ranks", "gib", "params"), [
-    ("8b", 8, "104.70", "8,030,261,248"),
-    ("70b", 64, "911.21", "69,882,617,856"),
-    ("405b", 512, "5292.25", "405,853,388,800"),
-    ("1t", 1024, "15426.59", "1,183,035,102,480"),
-])
+@pytest.mark.parametrize(
+    ("name", "ranks", "gib", "params"),
+    [
+        ("8b", 8, "104.70", "8,030,261,248"),
+        ("70b", 64, "911.21", "69,882,617,856"),
+        ("405b", 512, "5292.25", "405,853,388,800"),
+        ("1t", 1024, "15426.59", "1,183,035,102,480"),
+    ],
+)
 def test_full_size_llama3_plans_print_mlperf_sizes(name: str, ranks: int, gib: str, params: str) -> None:
     text = "\n".join(plan_lines(load(V3 / f"llama3_{name}.yaml"), ranks))
     assert f"checkpoint: {gib} GiB" in text
@@ -45,7 +48,9 @@ def test_wrong_world_size_is_named_in_the_plan() -> None:
 def test_training_plan_dataset_steps_and_least_time() -> None:
     cfg = WorkloadConfig(
         workflow=Workflow(train=True, evaluation=True, checkpoint=True),
-        dataset=Dataset(num_files_train=100, num_files_eval=10, num_samples_per_file=4, record_length_bytes=1024),
+        dataset=Dataset(
+            num_files_train=100, num_files_eval=10, num_samples_per_file=4, record_length_bytes=1024
+        ),
         reader=Reader(batch_size=8, batch_size_eval=4),
         train=Train(epochs=3, computation_time=TimeSpec(mean=0.5)),
         evaluation=Evaluation(eval_time=TimeSpec(mean=0.25), eval_after_epoch=2, epochs_between_evals=1),
@@ -62,9 +67,12 @@ def test_training_plan_dataset_steps_and_least_time() -> None:
 
 
 def test_step_based_checkpoint_count() -> None:
-    cfg = WorkloadConfig(workflow=Workflow(train=True, checkpoint=True),
-                         dataset=Dataset(num_files_train=64), train=Train(epochs=2),
-                         checkpoint=Checkpoint(steps_between_checkpoints=10))
+    cfg = WorkloadConfig(
+        workflow=Workflow(train=True, checkpoint=True),
+        dataset=Dataset(num_files_train=64),
+        train=Train(epochs=2),
+        checkpoint=Checkpoint(steps_between_checkpoints=10),
+    )
     assert checkpoint_counts(cfg, 1) == (12, 0)  # 64 steps per epoch → 6 per epoch
 
 

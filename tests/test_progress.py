@@ -39,11 +39,28 @@ def test_ticker_without_a_receiver_does_nothing() -> None:
 def test_lines_per_phase() -> None:
     dg = Progress("datagen", 3 * 2**20, 12 * 2**20, "B", 2**20, 9.0, {"files": 3, "files_total": 12})
     assert progress_line("w", dg) == "w datagen: 3/12 files, 3.0/12.0 MiB, 1.0 MiB/s, ETA 0:09"
-    tr = Progress("train", 10, 40, "steps", 2.0, 3725.0, {"epoch": 1, "epochs": 4, "step": 10, "steps": 10,
-                                                           "au_percent": 87.25, "samples_per_second": 64.0})
-    assert progress_line("w", tr) == "w train: epoch 1/4 step 10/10, 64.0 samples/s, AU 87.2 % so far, ETA 1:02:05"
-    warm = Progress("train", 1, 40, "steps", 0.1, None, {"epoch": 1, "epochs": 4, "step": 1, "steps": 10,
-                                                          "au_percent": None})
+    tr = Progress(
+        "train",
+        10,
+        40,
+        "steps",
+        2.0,
+        3725.0,
+        {"epoch": 1, "epochs": 4, "step": 10, "steps": 10, "au_percent": 87.25, "samples_per_second": 64.0},
+    )
+    assert (
+        progress_line("w", tr)
+        == "w train: epoch 1/4 step 10/10, 64.0 samples/s, AU 87.2 % so far, ETA 1:02:05"
+    )
+    warm = Progress(
+        "train",
+        1,
+        40,
+        "steps",
+        0.1,
+        None,
+        {"epoch": 1, "epochs": 4, "step": 1, "steps": 10, "au_percent": None},
+    )
     assert progress_line("w", warm) == "w train: epoch 1/4 step 1/10, warming up, ETA ?"
     ev = Progress("eval", 3, 8, "steps", 1.5, 3.3, {"epoch": 2})
     assert progress_line("w", ev) == "w eval: after epoch 2: step 3/8, 1.5 steps/s, ETA 0:03"
@@ -66,6 +83,10 @@ def test_only_rank_zero_reports_progress(tmp_path: Path) -> None:
     settings = RunSettings(data_root=tmp_path / ".dlio")
     storage = StorageSession(settings.data_root)
     got: list[Progress] = []
-    rank0 = Workload.load(tmp_path / "tiny.yaml", settings, storage, comm=RankOfWorld(0, 2), progress=got.append)
-    rank1 = Workload.load(tmp_path / "tiny.yaml", settings, storage, comm=RankOfWorld(1, 2), progress=got.append)
+    rank0 = Workload.load(
+        tmp_path / "tiny.yaml", settings, storage, comm=RankOfWorld(0, 2), progress=got.append
+    )
+    rank1 = Workload.load(
+        tmp_path / "tiny.yaml", settings, storage, comm=RankOfWorld(1, 2), progress=got.append
+    )
     assert rank0.progress is not None and rank1.progress is None  # one line per workload, not per rank

@@ -32,9 +32,18 @@ from pytest_dlio.timeline import Reads
 
 def config(files: int, threads: int, record: int, fmt: str = "npy") -> WorkloadConfig:
     ds = Dataset(format=fmt, num_files_train=files, num_samples_per_file=1, record_length_bytes=record)
-    return WorkloadConfig(framework="pytorch", dataset=ds,
-                          reader=Reader(data_loader="pytorch", batch_size=2, read_threads=threads, prefetch_size=2,
-                                        sample_shuffle="seed", file_shuffle="seed"))
+    return WorkloadConfig(
+        framework="pytorch",
+        dataset=ds,
+        reader=Reader(
+            data_loader="pytorch",
+            batch_size=2,
+            read_threads=threads,
+            prefetch_size=2,
+            sample_shuffle="seed",
+            file_shuffle="seed",
+        ),
+    )
 
 
 async def fill(store: Any, cfg: WorkloadConfig) -> dict[str, bytes]:
@@ -104,9 +113,13 @@ def test_loader_without_recycle_or_on_a_wrapper_does_not_pool(tmp_path: Path) ->
     cfg = config(files=2, threads=1, record=POOL_MIN + 1)
     store = open_store(tmp_path.as_uri())
     assert not Loader(cfg, store, dataset_files(cfg), Reads(), None, np.random.default_rng(0)).pooled
-    multi = WorkloadConfig(framework="pytorch", dataset=Dataset(format="npy", num_files_train=2,
-                                                               num_samples_per_file=2, record_length_bytes=64))
-    assert not Loader(multi, store, dataset_files(multi), Reads(), None, np.random.default_rng(0), recycle=True).pooled
+    multi = WorkloadConfig(
+        framework="pytorch",
+        dataset=Dataset(format="npy", num_files_train=2, num_samples_per_file=2, record_length_bytes=64),
+    )
+    assert not Loader(
+        multi, store, dataset_files(multi), Reads(), None, np.random.default_rng(0), recycle=True
+    ).pooled
 
 
 def test_direct_store_pooled_read_is_its_aligned_read(tmp_path: Path) -> None:

@@ -23,15 +23,32 @@ from tests.test_metrics_golden import AU_E1, AU_E2_R0, AU_E2_R1
 
 GOLDEN = Path(__file__).parent.parent / "fixtures" / "golden" / "train_timeline.json"
 DLIO_SUMMARY_KEYS = {
-    "start", "end", "num_accelerators", "num_hosts", "hostname", "num_files_train", "num_files_eval",
-    "num_samples_per_file", "host_cpu_count", "host_processor_name", "host_memory_GB",
-    "data_size_per_host_GB", "potential_caching", "epochs", "metric",
+    "start",
+    "end",
+    "num_accelerators",
+    "num_hosts",
+    "hostname",
+    "num_files_train",
+    "num_files_eval",
+    "num_samples_per_file",
+    "host_cpu_count",
+    "host_processor_name",
+    "host_memory_GB",
+    "data_size_per_host_GB",
+    "potential_caching",
+    "epochs",
+    "metric",
 }
 TRAIN_METRIC_KEYS = {
-    "train_au_percentage", "train_au_mean_percentage", "train_au_stdev_percentage",
-    "train_au_meet_expectation", "train_throughput_samples_per_second",
-    "train_throughput_mean_samples_per_second", "train_throughput_stdev_samples_per_second",
-    "train_io_mean_MB_per_second", "train_io_stdev_MB_per_second",
+    "train_au_percentage",
+    "train_au_mean_percentage",
+    "train_au_stdev_percentage",
+    "train_au_meet_expectation",
+    "train_throughput_samples_per_second",
+    "train_throughput_mean_samples_per_second",
+    "train_throughput_stdev_samples_per_second",
+    "train_io_mean_MB_per_second",
+    "train_io_stdev_MB_per_second",
 }
 EVAL_METRIC_KEYS = {k.replace("train_", "eval_", 1) for k in TRAIN_METRIC_KEYS}
 
@@ -43,8 +60,11 @@ def golden():
 
 
 def cfg() -> WorkloadConfig:
-    return WorkloadConfig(dataset=Dataset(num_files_train=8, num_files_eval=2, num_samples_per_file=3,
-                                          record_length_bytes=1048576))
+    return WorkloadConfig(
+        dataset=Dataset(
+            num_files_train=8, num_files_eval=2, num_samples_per_file=3, record_length_bytes=1048576
+        )
+    )
 
 
 def test_summary_key_set_and_values(tmp_path):
@@ -53,8 +73,11 @@ def test_summary_key_set_and_values(tmp_path):
     doc = json.loads(path.read_text())
     assert set(doc) == DLIO_SUMMARY_KEYS | {"pytest_dlio"}
     assert set(doc["metric"]) == TRAIN_METRIC_KEYS | EVAL_METRIC_KEYS
-    assert datetime.strptime(doc["end"], TIME_FORMAT).timestamp() - datetime.strptime(
-        doc["start"], TIME_FORMAT).timestamp() == 106.5
+    assert (
+        datetime.strptime(doc["end"], TIME_FORMAT).timestamp()
+        - datetime.strptime(doc["start"], TIME_FORMAT).timestamp()
+        == 106.5
+    )
     assert doc["num_accelerators"] == 2 and doc["epochs"] == 2 and doc["num_samples_per_file"] == 3
     # DLIO: ppn x spf x N_train // P x record_length / 1024^3 = 2 x 3 x 8 // 2 x 1 MiB = 24 MiB
     assert doc["data_size_per_host_GB"] == 0.0234375
@@ -66,7 +89,9 @@ def test_summary_key_set_and_values(tmp_path):
 
 def test_dataset_larger_than_memory_is_not_flagged_as_cached(tmp_path):
     _, m = golden()
-    big = WorkloadConfig(dataset=Dataset(num_files_train=8, num_samples_per_file=3, record_length_bytes=2**40))
+    big = WorkloadConfig(
+        dataset=Dataset(num_files_train=8, num_samples_per_file=3, record_length_bytes=2**40)
+    )
     doc = json.loads(write_summary(tmp_path, summary_dict(big, m, 100.0, 206.5)).read_text())
     assert doc["data_size_per_host_GB"] == 24576.0  # 24 records of 1 TiB
     assert doc["potential_caching"] == [0]
@@ -101,7 +126,13 @@ def test_output_json_arrays(tmp_path):
     _, raw = write_rank_files(tmp_path, tls[1])
     assert raw.name == "1_output.json"
     doc = json.loads(raw.read_text())
-    assert {"hostname", "host_cpu_count", "host_memory_GB", "host_processor_name", "potential_caching"} <= set(doc)
+    assert {
+        "hostname",
+        "host_cpu_count",
+        "host_memory_GB",
+        "host_processor_name",
+        "potential_caching",
+    } <= set(doc)
     e1, e2 = doc["1"], doc["2"]
     assert set(e1) == {"load", "proc", "compute", "au", "throughput"}
     assert e1["load"]["block1"] == [0.2, 0.1, 0.3]
@@ -113,22 +144,54 @@ def test_output_json_arrays(tmp_path):
 
 def test_render_table_aligns_rows():
     _, m = golden()
-    rows = [{"nodeid": "configs/unet3d.yaml::train", "outcome": "passed", "phase": "train", **dict(m.properties())},
-            {"nodeid": "llama.yaml::checkpoint_write", "outcome": "passed", "phase": "checkpoint_write",
-             "save_checkpoint_io_mean_GB_per_second": 1.5, "save_checkpoint_file_latency_p99_ms": 12.25},
-            {"nodeid": "a.yaml::datagen", "outcome": "passed", "phase": "datagen", "datagen_files_written": 3,
-             "datagen_MiB_per_s": 42.25, "datagen_write_latency_p99_ms": 3.5},
-            {"nodeid": "b.yaml::datagen", "outcome": "passed", "phase": "datagen", "datagen_files_written": 0,
-             "datagen_MiB_per_s": 0.0, "datagen_write_latency_p99_ms": 0.0},
-            {"nodeid": "a.yaml::au", "outcome": "failed", "phase": "au", "train_au_mean_percentage": 12.5,
-             "au_threshold_percentage": 90.0}]
+    rows = [
+        {
+            "nodeid": "configs/unet3d.yaml::train",
+            "outcome": "passed",
+            "phase": "train",
+            **dict(m.properties()),
+        },
+        {
+            "nodeid": "llama.yaml::checkpoint_write",
+            "outcome": "passed",
+            "phase": "checkpoint_write",
+            "save_checkpoint_io_mean_GB_per_second": 1.5,
+            "save_checkpoint_file_latency_p99_ms": 12.25,
+        },
+        {
+            "nodeid": "a.yaml::datagen",
+            "outcome": "passed",
+            "phase": "datagen",
+            "datagen_files_written": 3,
+            "datagen_MiB_per_s": 42.25,
+            "datagen_write_latency_p99_ms": 3.5,
+        },
+        {
+            "nodeid": "b.yaml::datagen",
+            "outcome": "passed",
+            "phase": "datagen",
+            "datagen_files_written": 0,
+            "datagen_MiB_per_s": 0.0,
+            "datagen_write_latency_p99_ms": 0.0,
+        },
+        {
+            "nodeid": "a.yaml::au",
+            "outcome": "failed",
+            "phase": "au",
+            "train_au_mean_percentage": 12.5,
+            "au_threshold_percentage": 90.0,
+        },
+    ]
     lines = render_table(rows)
     assert len(lines) == 2 + len(rows) + len(LEGEND) and set(lines[1]) == {"-", " "}
     assert all(len(line) <= 100 for line in lines)
     au = "62.4"  # the golden run's mean AU (62.3597 %, worked by hand in test_metrics_golden)
     assert lines[0].index("AU %") + len("AU %") == lines[2].index(au) + len(au)  # right-aligned column
     assert lines[2].startswith("unet3d::train ") and "9.76" in lines[2]  # p99 of reads [1, 2, 3, 10, 4] ms
-    assert f"{m.train_io_mean_MB_per_second:.1f}" in lines[2] and f"{m.read_MB_per_second_actual:.1f}" in lines[2]
+    assert (
+        f"{m.train_io_mean_MB_per_second:.1f}" in lines[2]
+        and f"{m.read_MB_per_second_actual:.1f}" in lines[2]
+    )
     assert lines[3].split()[-3:] == ["save", "1.50", "GB/s"] and "12.25" in lines[3]
     assert lines[4].split()[-2:] == ["42.2", "MiB/s"] or lines[4].split()[-2:] == ["42.3", "MiB/s"]
     # a workload's items stay together (under xdist reports of several workloads interleave)
@@ -138,8 +201,14 @@ def test_render_table_aligns_rows():
 
 
 def test_render_table_fits_100_columns_with_long_ids():
-    rows = [{"nodeid": f"mlcommons_configs/mlperf_storage_v3.0/{'x' * 60}_{i}.yaml::checkpoint_write",
-             "outcome": "passed", "save_checkpoint_io_mean_GB_per_second": 123.456} for i in range(2)]
+    rows = [
+        {
+            "nodeid": f"mlcommons_configs/mlperf_storage_v3.0/{'x' * 60}_{i}.yaml::checkpoint_write",
+            "outcome": "passed",
+            "save_checkpoint_io_mean_GB_per_second": 123.456,
+        }
+        for i in range(2)
+    ]
     lines = render_table(rows)
     assert all(len(line) <= 100 for line in lines)
     names = [line.split()[0] for line in lines[2:4]]

@@ -50,19 +50,27 @@ def test_empty_histogram() -> None:
 def test_run_writes_series_beside_dlio_files(pytester: pytest.Pytester) -> None:
     pytester.makefile(".yaml", tiny=SMALL)
     run(pytester, "--dlio-config", "tiny.yaml", "--dlio-output", "out", "--junitxml=out.xml").assert_outcomes(
-        passed=6)
+        passed=6
+    )
     out = pytester.path / "out" / "tiny"
     ts = json.loads((out / "0_timeseries.json").read_text())
     hist = json.loads((out / "0_latency_histograms.json").read_text())
-    cases = {case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
-             for case in ET.parse(pytester.path / "out.xml").iter("testcase")}
+    cases = {
+        case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
+        for case in ET.parse(pytester.path / "out.xml").iter("testcase")
+    }
     props = cases["train"]
     # what the series count is what was read, as the user reads it in the item's properties
     assert sum(ts["train_read"]["bytes"]) == int(props["read_bytes"])
     assert sum(ts["train_read"]["reads"]) == int(props["read_count"]) == hist["train_read"]["count"]
     assert ts["rank"] == hist["rank"] == 0 and sum(ts["eval_read"]["reads"]) > 0
-    assert set(hist) >= {"datagen_write", "train_read", "eval_read", "checkpoint_save_file",
-                         "checkpoint_load_file"}
+    assert set(hist) >= {
+        "datagen_write",
+        "train_read",
+        "eval_read",
+        "checkpoint_save_file",
+        "checkpoint_load_file",
+    }
     assert hist["datagen_write"]["count"] == 20  # one latency per file written
     assert sum(ts["datagen_write"]["reads"]) == int(cases["datagen"]["datagen_files_written"]) == 20
     assert sum(ts["datagen_write"]["bytes"]) == int(cases["datagen"]["datagen_bytes"])

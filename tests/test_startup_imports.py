@@ -14,8 +14,20 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("numpy", "yaml", "pyarrow", "h5py", "PIL", "aiobotocore", "botocore", "moto", "azure", "aiohttp",
-         "crc32c", "isal")
+HEAVY = (
+    "numpy",
+    "yaml",
+    "pyarrow",
+    "h5py",
+    "PIL",
+    "aiobotocore",
+    "botocore",
+    "moto",
+    "azure",
+    "aiohttp",
+    "crc32c",
+    "isal",
+)
 
 _PROBE = r"""
 import json, sys
@@ -48,8 +60,14 @@ def test_plain_pytest_session_imports_nothing_heavy_from_the_plugin(tmp_path: Pa
     (tmp_path / "test_plain.py").write_text("def test_one():\n    assert 1 + 1 == 2\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("PYTEST_ADDOPTS", None)
-    out = subprocess.run([sys.executable, "-c", _PROBE, str(tmp_path), ",".join(HEAVY)], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(tmp_path), ",".join(HEAVY)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["code"] == 0

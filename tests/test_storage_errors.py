@@ -35,8 +35,10 @@ def _raise(coro_fn):  # noqa: ANN001, ANN202
 
 
 def test_scrub_removes_known_and_pattern_secrets() -> None:
-    text = (f"AccountKey={SECRET};x https://a.blob/c?sv=1&sig=abc%2Fdef&se=2 "
-            f"Credential=AKIA/x, Signature=deadbeef {SECRET}")
+    text = (
+        f"AccountKey={SECRET};x https://a.blob/c?sv=1&sig=abc%2Fdef&se=2 "
+        f"Credential=AKIA/x, Signature=deadbeef {SECRET}"
+    )
     out = scrub(text, [SECRET])
     assert SECRET not in out and "abc%2Fdef" not in out and "deadbeef" not in out and "AKIA" not in out
     assert "sig=***" in out and "AccountKey=***" in out
@@ -44,9 +46,15 @@ def test_scrub_removes_known_and_pattern_secrets() -> None:
 
 def test_s3_unreachable_endpoint(tmp_path: Path) -> None:
     port = free_port()
-    opts = StoreOptions.from_storage_options({
-        "endpoint_url": f"http://127.0.0.1:{port}", "access_key_id": "AKIAEXAMPLEKEYID",
-        "secret_access_key": SECRET, "s3_max_attempts": 1, "timeout": 2})
+    opts = StoreOptions.from_storage_options(
+        {
+            "endpoint_url": f"http://127.0.0.1:{port}",
+            "access_key_id": "AKIAEXAMPLEKEYID",
+            "secret_access_key": SECRET,
+            "s3_max_attempts": 1,
+            "timeout": 2,
+        }
+    )
 
     async def go() -> None:
         async with open_store("s3://bkt/pre", opts) as store:
@@ -59,8 +67,14 @@ def test_s3_unreachable_endpoint(tmp_path: Path) -> None:
 
 
 def test_s3_missing_bucket_is_not_created_for_real_endpoints(emulators: Emulators) -> None:
-    opts = StoreOptions.from_storage_options({"endpoint_url": emulators.s3_endpoint(), "access_key_id": "testing",
-                                              "secret_access_key": SECRET, "s3_force_path_style": "true"})
+    opts = StoreOptions.from_storage_options(
+        {
+            "endpoint_url": emulators.s3_endpoint(),
+            "access_key_id": "testing",
+            "secret_access_key": SECRET,
+            "s3_force_path_style": "true",
+        }
+    )
 
     async def go() -> None:
         async with open_store("s3://no-such-bucket-here/p", opts) as store:
@@ -68,14 +82,17 @@ def test_s3_missing_bucket_is_not_created_for_real_endpoints(emulators: Emulator
 
     exc = _raise(go)
     assert isinstance(exc, StorageError)
-    assert str(exc) == ("put s3://no-such-bucket-here/p/k: bucket 'no-such-bucket-here' does not exist; "
-                        "create it or fix the URI")
+    assert str(exc) == (
+        "put s3://no-such-bucket-here/p/k: bucket 'no-such-bucket-here' does not exist; "
+        "create it or fix the URI"
+    )
 
 
 def test_azure_bad_key_names_credentials_not_the_key(emulators: Emulators) -> None:
     wrong = base64.b64encode(b"definitely-not-the-key" * 3).decode()
     conn = azurite_connection_string(emulators.azure_endpoint()).replace(
-        azurite_connection_string("x").split("AccountKey=")[1].split(";")[0], wrong)
+        azurite_connection_string("x").split("AccountKey=")[1].split(";")[0], wrong
+    )
     opts = StoreOptions.from_storage_options({"connection_string": conn})
 
     async def go() -> None:
@@ -90,15 +107,19 @@ def test_azure_bad_key_names_credentials_not_the_key(emulators: Emulators) -> No
 
 
 def test_azure_missing_container(emulators: Emulators) -> None:
-    opts = StoreOptions.from_storage_options({"connection_string": azurite_connection_string(emulators.azure_endpoint())})
+    opts = StoreOptions.from_storage_options(
+        {"connection_string": azurite_connection_string(emulators.azure_endpoint())}
+    )
 
     async def go() -> None:
         async with open_store(f"az://{AZURITE_ACCOUNT}/nocontainer/p", opts) as store:
             await store.size("k")
 
     exc = _raise(go)
-    assert str(exc) == ("size az://devstoreaccount1/nocontainer/p/k: container 'nocontainer' does not exist; "
-                        "create it or fix the URI")
+    assert str(exc) == (
+        "size az://devstoreaccount1/nocontainer/p/k: container 'nocontainer' does not exist; "
+        "create it or fix the URI"
+    )
 
 
 def test_missing_extra_names_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -60,13 +60,15 @@ def uri(backend: str) -> str:
     return f"{backend}://dlio-faults/{uuid.uuid4().hex[:10]}"
 
 
-def run_through(emulators: Emulators, backend: str, faults: list[Fault], body: Any,
-                **raw: Any) -> tuple[Any, FaultProxy]:
+def run_through(
+    emulators: Emulators, backend: str, faults: list[Fault], body: Any, **raw: Any
+) -> tuple[Any, FaultProxy]:
     """A store through a fresh proxy: write DATA under "obj", arm ``faults``, run ``body(store)`` (or
     ``body(store, proxy)`` when ``faults`` is empty), then disarm what is left and delete what was written.
     Returns (body's result, the proxy)."""
     with_proxy = not faults
     with FaultProxy(upstream(emulators, backend)) as proxy:
+
         async def go() -> Any:
             async with open_store(uri(backend), options(backend, proxy.endpoint, **raw)) as store:
                 await store.put("obj", DATA)
@@ -88,8 +90,11 @@ async def make_bucket(root: str, proxy: FaultProxy) -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_5xx_and_resets_are_survived_and_counted_by_cause(emulators, backend):
-    rounds = [Fault("status", 2, method="GET", status=503, every=2), Fault("status", 1, method="GET", status=500),
-              Fault("reset", 2, method="GET")]
+    rounds = [
+        Fault("status", 2, method="GET", status=503, every=2),
+        Fault("status", 1, method="GET", status=500),
+        Fault("reset", 2, method="GET"),
+    ]
 
     async def body(store: ObjectStore, proxy: FaultProxy) -> tuple[list[bytes], Any]:
         got = []
@@ -124,10 +129,14 @@ def test_truncated_bodies_are_retried_and_never_counted_as_good_reads(emulators,
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize(("fault", "budget", "says"), [
-    (Fault("truncate", 20, method="GET"), 2, "Truncated"),
-    (Fault("status", 10, method="GET", status=503), 3, "SlowDown"),
-], ids=["truncated", "503"])
+@pytest.mark.parametrize(
+    ("fault", "budget", "says"),
+    [
+        (Fault("truncate", 20, method="GET"), 2, "Truncated"),
+        (Fault("status", 10, method="GET", status=503), 3, "SlowDown"),
+    ],
+    ids=["truncated", "503"],
+)
 def test_faults_beyond_the_budget_fail_naming_attempts_and_option(emulators, backend, fault, budget, says):
     async def body(store: ObjectStore) -> str:
         with pytest.raises(StorageError) as info:
@@ -160,8 +169,11 @@ def test_stalls_within_the_timeout_wait_and_longer_ones_are_retried(emulators, b
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_refused_connection_fails_within_a_bounded_time_saying_what_to_change(backend):
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    raw = ({"endpoint_url": closed, "access_key_id": "k", "secret_access_key": "not-shown-1234"} if backend == "s3"
-           else {"connection_string": azurite_connection_string(closed)})
+    raw = (
+        {"endpoint_url": closed, "access_key_id": "k", "secret_access_key": "not-shown-1234"}
+        if backend == "s3"
+        else {"connection_string": azurite_connection_string(closed)}
+    )
 
     option = "s3_max_attempts" if backend == "s3" else "max_attempts"
 
@@ -178,7 +190,9 @@ def test_a_refused_connection_fails_within_a_bounded_time_saying_what_to_change(
     t0 = time.monotonic()
     message, listing = asyncio.run(go())
     elapsed = time.monotonic() - t0
-    assert elapsed < 30, f"a refused connection took {elapsed:.1f} s to report"  # a hang guard, not a speed claim
+    assert elapsed < 30, (
+        f"a refused connection took {elapsed:.1f} s to report"
+    )  # a hang guard, not a speed claim
     assert message.startswith(f"get {backend}://dlio-faults/")
     assert "gave up after 5 attempts" in message and f"storage_options.{option}=5" in message
     assert "connect_timeout=5 s" in message and closed.split("//")[1] in message
@@ -194,8 +208,12 @@ def test_storage_options_reject_a_bad_connect_timeout():
     assert problems == [("connect_timeout", "must be > 0 and at most 86400 seconds, got 0")]
     opts, problems = parse_storage_options({"connect_timeout": 1.5, "timeout": 30})
     assert not problems and StoreOptions.from_config(opts, StoreOptions().credentials).connect_timeout == 1.5
-    assert StoreOptions.from_config(parse_storage_options({"timeout": 2})[0],
-                                    StoreOptions().credentials).connect_timeout == 2  # never above timeout
+    assert (
+        StoreOptions.from_config(
+            parse_storage_options({"timeout": 2})[0], StoreOptions().credentials
+        ).connect_timeout
+        == 2
+    )  # never above timeout
 
 
 def test_a_workload_reports_retries_per_phase_and_au_blames_them(emulators, tmp_path: Path):
@@ -204,8 +222,13 @@ def test_a_workload_reports_retries_per_phase_and_au_blames_them(emulators, tmp_
     cfg = make_cfg(files=6, spf=2, bs=2, threads=2, epochs=1)
     cfg = replace(cfg, metric=Metric(au=0.99))
     with FaultProxy(emulators.s3_endpoint()) as proxy:
-        env = Environment(environ={"AWS_ENDPOINT_URL": proxy.endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                                   "AWS_SECRET_ACCESS_KEY": "testing"})
+        env = Environment(
+            environ={
+                "AWS_ENDPOINT_URL": proxy.endpoint,
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+            }
+        )
         where = f"s3://dlio-faults/{uuid.uuid4().hex[:10]}"
         settings = RunSettings(data_root=tmp_path / "root", output_root=tmp_path / "out")
         wl = Workload(cfg, settings, StorageSession(settings.data_root, where, environment=env), name="w")
@@ -213,8 +236,7 @@ def test_a_workload_reports_retries_per_phase_and_au_blames_them(emulators, tmp_
         async def go() -> tuple[Any, Any, Any]:
             await make_bucket(where, proxy)
             dg = await wl.run("datagen")
-            proxy.add(Fault("status", 4, method="GET", status=503, every=2),
-                      Fault("reset", 2, method="GET"))
+            proxy.add(Fault("status", 4, method="GET", status=503, every=2), Fault("reset", 2, method="GET"))
             tr = await wl.run("train")
             return dg, tr, wl.au()
 
@@ -249,14 +271,26 @@ def test_retries_reach_junit_and_the_au_item_as_users_see_them(emulators, pytest
         root = f"s3://dlio-faults/{uuid.uuid4().hex[:10]}"
 
         asyncio.run(make_bucket(root, proxy))
-        for var, value in {"AWS_ENDPOINT_URL": proxy.endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                           "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        for var, value in {
+            "AWS_ENDPOINT_URL": proxy.endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }.items():
             monkeypatch.setenv(var, value)
         # only the training reads of data files (datagen lists and writes; it does not GET .npz files)
         proxy.add(Fault("status", 3, method="GET", path=".npz", status=503, every=2))
         pytester.makefile(".yaml", tiny=TINY)
-        result = run(pytester, "--dlio-config", "tiny.yaml", "--dlio-storage", root, "--junitxml=out.xml",
-                     "--dlio-output", "out", "-rP")  # -rP: the sections of passed items too
+        result = run(
+            pytester,
+            "--dlio-config",
+            "tiny.yaml",
+            "--dlio-storage",
+            root,
+            "--junitxml=out.xml",
+            "--dlio-output",
+            "out",
+            "-rP",
+        )  # -rP: the sections of passed items too
     assert proxy.injected == {"status": 3}
     result.assert_outcomes(passed=3, failed=1)  # schema, datagen, train pass; au fails (no compute at all)
     props = properties_by_name(pytester.path / "out.xml")
@@ -272,11 +306,21 @@ def test_checkpoint_phases_count_their_own_retries(emulators, tmp_path: Path):
     reports its own retries, and the verified read returned the bytes written."""
     from tests.test_checkpoint_backends import CFG
 
-    cfg = replace(CFG, workflow=Workflow(train=False, checkpoint=True), checkpoint=replace(
-        CFG.checkpoint, checkpoint_folder="ckpt", num_checkpoints_write=1, num_checkpoints_read=1))
+    cfg = replace(
+        CFG,
+        workflow=Workflow(train=False, checkpoint=True),
+        checkpoint=replace(
+            CFG.checkpoint, checkpoint_folder="ckpt", num_checkpoints_write=1, num_checkpoints_read=1
+        ),
+    )
     with FaultProxy(emulators.s3_endpoint()) as proxy:
-        env = Environment(environ={"AWS_ENDPOINT_URL": proxy.endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                                   "AWS_SECRET_ACCESS_KEY": "testing"})
+        env = Environment(
+            environ={
+                "AWS_ENDPOINT_URL": proxy.endpoint,
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+            }
+        )
         where = f"s3://dlio-faults/{uuid.uuid4().hex[:10]}"
         settings = RunSettings(data_root=tmp_path / "root", output_root=tmp_path / "out")  # verify: on
         wl = Workload(cfg, settings, StorageSession(settings.data_root, where, environment=env), name="ck")

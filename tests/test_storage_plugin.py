@@ -31,23 +31,37 @@ _LEAN = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchm
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, pytester: pytest.Pytester) -> None:
     # The inner run must not think it is an xdist worker of an outer -n run, nor see a real endpoint.
-    for var in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID",
-                "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "PYTEST_ADDOPTS"):
+    for var in (
+        "PYTEST_XDIST_WORKER",
+        "PYTEST_XDIST_WORKER_COUNT",
+        "PYTEST_XDIST_TESTRUNUID",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "PYTEST_ADDOPTS",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("DLIO_TEST_OUT", str(pytester.path))
 
 
 def _tests(n: int) -> str:
-    return _USES_S3 + "".join(f"\ndef test_{i}(request):\n    _record(request.config, {i})\n" for i in range(n))
+    return _USES_S3 + "".join(
+        f"\ndef test_{i}(request):\n    _record(request.config, {i})\n" for i in range(n)
+    )
 
 
 def test_header_names_embedded_moto_and_session_stops_it(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_s3=_tests(2))
     # -p no:xdist: the optional xdist hooks must not break a run without xdist.
-    result = pytester.runpytest_subprocess("--dlio-storage", "s3://plugin-bucket/run", "-p", "no:xdist", *_LEAN)
+    result = pytester.runpytest_subprocess(
+        "--dlio-storage", "s3://plugin-bucket/run", "-p", "no:xdist", *_LEAN
+    )
     result.assert_outcomes(passed=2)
-    result.stdout.re_match_lines([r"dlio storage: s3://plugin-bucket/run",
-                                  r"S3: embedded moto at http://127\.0\.0\.1:\d+ — emulator, not real storage"])
+    result.stdout.re_match_lines(
+        [
+            r"dlio storage: s3://plugin-bucket/run",
+            r"S3: embedded moto at http://127\.0\.0\.1:\d+ — emulator, not real storage",
+        ]
+    )
     endpoints = {p.read_text() for p in pytester.path.glob("main-*.txt")}
     assert len(endpoints) == 1
     assert not port_open(int(endpoints.pop().rsplit(":", 1)[1]))
@@ -71,13 +85,14 @@ def test_xdist_workers_share_one_lazily_started_moto(pytester: pytest.Pytester) 
     assert not port_open(int(endpoints.pop().rsplit(":", 1)[1]))
 
 
-
 def test_emulator_dies_with_its_owner(tmp_path: object) -> None:
     import subprocess
     import sys
 
-    code = ("from pytest_dlio.storage.emulators import Emulators; e = Emulators(); "
-            "print(e.s3_endpoint(), flush=True); import time; time.sleep(60)")
+    code = (
+        "from pytest_dlio.storage.emulators import Emulators; e = Emulators(); "
+        "print(e.s3_endpoint(), flush=True); import time; time.sleep(60)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     endpoint = proc.stdout.readline().strip()  # type: ignore[union-attr]
     port = int(endpoint.rsplit(":", 1)[1])

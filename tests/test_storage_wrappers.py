@@ -88,7 +88,9 @@ def test_stores_on_one_uri_share_one_budget(tmp_path: Path) -> None:
                 assert bytes(await store.get(key)) == data
 
     async def both() -> None:
-        await asyncio.gather(asyncio.to_thread(asyncio.run, reader("a")), asyncio.to_thread(asyncio.run, reader("a")))
+        await asyncio.gather(
+            asyncio.to_thread(asyncio.run, reader("a")), asyncio.to_thread(asyncio.run, reader("a"))
+        )
 
     assert _elapsed(both()) >= 12 / 30 - 0.02  # 4 reads of 3 MiB at 30 MiB/s in total
 
@@ -120,15 +122,21 @@ def test_latency_is_added_to_every_request(tmp_path: Path) -> None:
     assert _elapsed(go()) >= 8 * 0.025 - 0.005
 
 
-@pytest.mark.parametrize(("query", "message"), [
-    ("bandwith_mib_s=10", "unknown URI query parameter 'bandwith_mib_s'; valid: bandwidth_mib_s=a number > 0"),
-    ("bandwidth_mib_s=0", "bandwidth_mib_s='0': must be a number > 0 (MiB/s)"),
-    ("latency_ms=-1", "latency_ms='-1': must be a number >= 0 (milliseconds)"),
-    ("latency_ms=fast", "latency_ms='fast': must be a number >= 0"),
-    ("bandwidth_mib_s=inf", "bandwidth_mib_s='inf': must be a number > 0"),
-    ("latency_ms=1&latency_ms=2", "latency_ms given twice"),
-    ("&", "names no parameter; valid: bandwidth_mib_s"),
-])
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        (
+            "bandwith_mib_s=10",
+            "unknown URI query parameter 'bandwith_mib_s'; valid: bandwidth_mib_s=a number > 0",
+        ),
+        ("bandwidth_mib_s=0", "bandwidth_mib_s='0': must be a number > 0 (MiB/s)"),
+        ("latency_ms=-1", "latency_ms='-1': must be a number >= 0 (milliseconds)"),
+        ("latency_ms=fast", "latency_ms='fast': must be a number >= 0"),
+        ("bandwidth_mib_s=inf", "bandwidth_mib_s='inf': must be a number > 0"),
+        ("latency_ms=1&latency_ms=2", "latency_ms given twice"),
+        ("&", "names no parameter; valid: bandwidth_mib_s"),
+    ],
+)
 @pytest.mark.parametrize("scheme", ["file:///tmp/x", "mem://space", "s3://bucket/p", "az://container/p"])
 def test_bad_query_is_a_clear_error(scheme: str, query: str, message: str) -> None:
     with pytest.raises(StorageError, match=f"^open {scheme}: ") as info:
@@ -139,7 +147,9 @@ def test_bad_query_is_a_clear_error(scheme: str, query: str, message: str) -> No
 def test_session_keeps_the_query_on_resolved_folders(tmp_path: Path) -> None:
     session = StorageSession(tmp_path, f"file://{tmp_path}/x/?bandwidth_mib_s=100&latency_ms=1", Emulators())
     assert session.resolve("./data/", None) == f"file://{tmp_path}/x/data?bandwidth_mib_s=100&latency_ms=1"
-    assert session.resolve("s3://b/ckpt", None) == f"file://{tmp_path}/x/ckpt?bandwidth_mib_s=100&latency_ms=1"
+    assert (
+        session.resolve("s3://b/ckpt", None) == f"file://{tmp_path}/x/ckpt?bandwidth_mib_s=100&latency_ms=1"
+    )
 
     async def go() -> None:
         store = await session.open(session.resolve("data", None))
@@ -168,8 +178,14 @@ def test_timed_store_records_the_bytes_moved(tmp_path: Path) -> None:
             assert bytes(await store.get_suffix("o", 8)) == data[-8:]
             assert bytes(await store.get_range("o", 5, 0)) == b""  # no bytes moved: a size check, not a read
             await store.put("n", b"new")
-            assert dict(store.calls) == {"get": 1, "get_range": 1, "get_ranges": 1, "get_suffix": 1, "size": 1,
-                                         "put": 1}
+            assert dict(store.calls) == {
+                "get": 1,
+                "get_range": 1,
+                "get_ranges": 1,
+                "get_suffix": 1,
+                "size": 1,
+                "put": 1,
+            }
 
     asyncio.run(go())
     assert reads.nbytes == [10_000, 1_000, 30, 8]
@@ -179,9 +195,19 @@ def test_timed_store_records_the_bytes_moved(tmp_path: Path) -> None:
 def test_workload_runs_on_a_throttled_storage_uri(pytester: pytest.Pytester) -> None:
     """--dlio-storage with a throttle query: every item passes and the data lands under the plain path."""
     store = pytester.path / "store"
-    result = run(pytester, "--dlio-config", str(CONFIGS / "dlio" / "unet3d_h100.yaml"), "--dlio-scale", "1e-9",
-                 "--dlio-storage", f"file://{store}?bandwidth_mib_s=500&latency_ms=0.2",
-                 "--dlio-data-root", str(pytester.path / ".dlio"), "-k", "not au")
+    result = run(
+        pytester,
+        "--dlio-config",
+        str(CONFIGS / "dlio" / "unet3d_h100.yaml"),
+        "--dlio-scale",
+        "1e-9",
+        "--dlio-storage",
+        f"file://{store}?bandwidth_mib_s=500&latency_ms=0.2",
+        "--dlio-data-root",
+        str(pytester.path / ".dlio"),
+        "-k",
+        "not au",
+    )
     text = result.stdout.str()
     assert "Traceback" not in text and "INTERNALERROR" not in text
     outcomes = result.parseoutcomes()
@@ -215,11 +241,21 @@ def test_processes_share_a_budget_through_the_budget_folder(tmp_path: Path) -> N
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "a").write_bytes(payload(MiB, 6))
     (tmp_path / "budgets").mkdir()
-    env = {**os.environ, "DLIO_THROTTLE_DIR": str(tmp_path / "budgets"),
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {
+        **os.environ,
+        "DLIO_THROTTLE_DIR": str(tmp_path / "budgets"),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
     start_at = time.monotonic() + 3.0  # both start together, after their imports
-    procs = [subprocess.Popen([sys.executable, "-c", _RANK, f"file://{tmp_path}/data?bandwidth_mib_s=20",
-                               str(start_at)], env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RANK, f"file://{tmp_path}/data?bandwidth_mib_s=20", str(start_at)],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     spans = []
     for proc in procs:
         out, _ = proc.communicate(timeout=60)
@@ -231,5 +267,7 @@ def test_processes_share_a_budget_through_the_budget_folder(tmp_path: Path) -> N
 
 def test_budget_folder_missing_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DLIO_THROTTLE_DIR", str(tmp_path / "nope"))
-    with pytest.raises(StorageError, match=r"\$DLIO_THROTTLE_DIR .*nope: No such file or directory; point it"):
+    with pytest.raises(
+        StorageError, match=r"\$DLIO_THROTTLE_DIR .*nope: No such file or directory; point it"
+    ):
         open_store(f"file://{tmp_path}?bandwidth_mib_s=7.5")

@@ -36,20 +36,36 @@ _names = itertools.count()
 
 
 def make_cfg(**kw) -> WorkloadConfig:
-    ds = Dataset(format="npy", num_files_train=kw.pop("files", 8), num_files_eval=kw.pop("eval_files", 0),
-                 num_samples_per_file=kw.pop("spf", 2), record_length_bytes=64)
-    rd = Reader(data_loader="pytorch", batch_size=kw.pop("bs", 2), batch_size_eval=kw.pop("bs_eval", 1),
-                read_threads=kw.pop("threads", 2), prefetch_size=kw.pop("prefetch", 2),
-                file_shuffle=kw.pop("file_shuffle", "off"), sample_shuffle=kw.pop("sample_shuffle", "off"),
-                read_type=kw.pop("read_type", "on_demand"))
-    tr = Train(epochs=kw.pop("epochs", 1), computation_time=TimeSpec(mean=kw.pop("compute", 0.0)),
-               total_training_steps=kw.pop("total_steps", -1), seed_change_epoch=kw.pop("change", True))
+    ds = Dataset(
+        format="npy",
+        num_files_train=kw.pop("files", 8),
+        num_files_eval=kw.pop("eval_files", 0),
+        num_samples_per_file=kw.pop("spf", 2),
+        record_length_bytes=64,
+    )
+    rd = Reader(
+        data_loader="pytorch",
+        batch_size=kw.pop("bs", 2),
+        batch_size_eval=kw.pop("bs_eval", 1),
+        read_threads=kw.pop("threads", 2),
+        prefetch_size=kw.pop("prefetch", 2),
+        file_shuffle=kw.pop("file_shuffle", "off"),
+        sample_shuffle=kw.pop("sample_shuffle", "off"),
+        read_type=kw.pop("read_type", "on_demand"),
+    )
+    tr = Train(
+        epochs=kw.pop("epochs", 1),
+        computation_time=TimeSpec(mean=kw.pop("compute", 0.0)),
+        total_training_steps=kw.pop("total_steps", -1),
+        seed_change_epoch=kw.pop("change", True),
+    )
     wf = Workflow(train=True, evaluation=kw.pop("evaluation", False))
     ev = Evaluation(eval_after_epoch=kw.pop("eval_after", 1), epochs_between_evals=kw.pop("eval_every", 1))
     ck = Checkpoint(steps_between_checkpoints=kw.pop("ckpt_steps", -1))
     assert not kw, kw
-    return WorkloadConfig(framework="pytorch", dataset=ds, reader=rd, train=tr, workflow=wf, evaluation=ev,
-                          checkpoint=ck)
+    return WorkloadConfig(
+        framework="pytorch", dataset=ds, reader=rd, train=tr, workflow=wf, evaluation=ev, checkpoint=ck
+    )
 
 
 async def fill(store, cfg: WorkloadConfig) -> None:
@@ -148,9 +164,14 @@ def test_shuffle_off_seed_and_random():
     assert epoch_order(seed, 1, 0, 1, shared_seed=99).tolist() == s1.tolist()  # seeded: reproducible
     assert epoch_order(seed, 2, 0, 1, shared_seed=0).tolist() != s1.tolist()  # seed + epoch
     fixed = replace(seed, train=replace(seed.train, seed_change_epoch=False))
-    assert epoch_order(fixed, 2, 0, 1, shared_seed=0).tolist() == epoch_order(fixed, 1, 0, 1, shared_seed=0).tolist()
+    assert (
+        epoch_order(fixed, 2, 0, 1, shared_seed=0).tolist()
+        == epoch_order(fixed, 1, 0, 1, shared_seed=0).tolist()
+    )
     rnd = make_cfg(files=16, spf=4, bs=4, sample_shuffle="random")
-    assert epoch_order(rnd, 1, 0, 1, shared_seed=0).tolist() != epoch_order(rnd, 1, 0, 1, shared_seed=0).tolist()
+    assert (
+        epoch_order(rnd, 1, 0, 1, shared_seed=0).tolist() != epoch_order(rnd, 1, 0, 1, shared_seed=0).tolist()
+    )
 
 
 def test_file_shuffle_keeps_samples_of_a_file_together_and_ranks_disjoint():
@@ -179,7 +200,9 @@ def test_memory_read_type_reads_each_file_once_per_epoch():
     r = run(make_cfg(files=4, spf=4, bs=4, read_type="memory", epochs=2))
     assert r.metrics.read_count == 2 * 4
     r2 = run(make_cfg(files=16, spf=4, bs=4, read_type="on_demand", epochs=1, sample_shuffle="seed"))
-    assert r2.metrics.read_count > 16  # shuffled samples jump between files: on_demand refetches, memory does not
+    assert (
+        r2.metrics.read_count > 16
+    )  # shuffled samples jump between files: on_demand refetches, memory does not
 
 
 @pytest.mark.parametrize("prefetch,threads", [(1, 1), (4, 2), (2, 4)])
@@ -196,8 +219,9 @@ def test_zero_read_threads_reads_inline():
 
 
 def test_eval_after_and_between_epochs():
-    cfg = make_cfg(files=4, spf=1, bs=1, eval_files=2, bs_eval=1, evaluation=True, epochs=4, eval_after=2,
-                   eval_every=2)
+    cfg = make_cfg(
+        files=4, spf=1, bs=1, eval_files=2, bs_eval=1, evaluation=True, epochs=4, eval_after=2, eval_every=2
+    )
     r = run(cfg)
     assert [e.eval is not None for e in r.timeline.epochs] == [False, True, False, True]
     assert [len(e.eval.steps) for e in r.timeline.epochs if e.eval] == [2, 2]
@@ -220,7 +244,9 @@ def test_compute_is_measured_not_assumed():
     r = run(make_cfg(files=6, spf=1, bs=1, compute=0.005))
     comp = [s.compute for b in r.timeline.epochs[0].blocks for s in b.steps]
     assert all(c >= 0.005 for c in comp)
-    assert r.metrics.compute_seconds == pytest.approx(sum(comp), abs=1e-12) and r.metrics.compute_seconds >= 0.03
+    assert (
+        r.metrics.compute_seconds == pytest.approx(sum(comp), abs=1e-12) and r.metrics.compute_seconds >= 0.03
+    )
 
 
 def test_missing_file_names_the_first_missing_key():

@@ -18,6 +18,7 @@ def _train(cfg, name):
         await fill(store._s, cfg)
         run = await run_training(cfg, store, comm=SingleComm())
         return store, run
+
     return asyncio.run(go())
 
 
@@ -28,13 +29,21 @@ def test_indexed_binary_reads_each_sample_by_range() -> None:
     data_ranges = [r for r in store.ranges if not r[0].endswith(".idx")]
     assert len(data_ranges) == 64 and {r[2] for r in data_ranges} == {64}  # one record-sized range per sample
     assert not [k for k in store.gets if not k.endswith(".idx")]  # never the whole data file
-    assert run.metrics.read_bytes == 64 * 64 + 2 * 2 * 32 * 8  # samples + the two uint64 index files of each file
+    assert (
+        run.metrics.read_bytes == 64 * 64 + 2 * 2 * 32 * 8
+    )  # samples + the two uint64 index files of each file
 
 
 def test_parquet_reads_each_row_group_once() -> None:
-    cols = (ParquetColumn("a", "float32", 4), ParquetColumn("b", "int8", 16, read=False), ParquetColumn("c", "float64"))
+    cols = (
+        ParquetColumn("a", "float32", 4),
+        ParquetColumn("b", "int8", 16, read=False),
+        ParquetColumn("c", "float64"),
+    )
     cfg = make_cfg(files=2, spf=64, bs=8, threads=2)
-    cfg = replace(cfg, dataset=replace(cfg.dataset, format="parquet", parquet=Parquet(columns=cols, row_group_size=16)))
+    cfg = replace(
+        cfg, dataset=replace(cfg.dataset, format="parquet", parquet=Parquet(columns=cols, row_group_size=16))
+    )
     store, run = _train(cfg, "pq")
     assert not store.gets  # footer and row groups by range only
     spans = [r for r in store.ranges if r[2] > 8]

@@ -13,8 +13,16 @@ from tests.conftest import CONFIGS, run
 V3 = CONFIGS / "mlperf_storage_v3.0"
 
 
-@pytest.mark.parametrize("spec", ["mlperf-v3.0/unet3d_h100", "mlperf_storage_v3.0/unet3d_h100.yaml", "mlperf-v3/unet3d_h100",
-                                  "MLPerf-Storage-v3.0/unet3d_h100.yml", "mlcommons_configs/mlperf_storage_v3.0/unet3d_h100"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "mlperf-v3.0/unet3d_h100",
+        "mlperf_storage_v3.0/unet3d_h100.yaml",
+        "mlperf-v3/unet3d_h100",
+        "MLPerf-Storage-v3.0/unet3d_h100.yml",
+        "mlcommons_configs/mlperf_storage_v3.0/unet3d_h100",
+    ],
+)
 def test_set_aliases_and_suffixes_name_one_file(spec: str) -> None:
     assert workloads.resolve(spec) == [V3 / "unet3d_h100.yaml"]
 
@@ -30,20 +38,30 @@ def test_a_set_name_is_the_whole_folder() -> None:
 
 
 def test_globs_over_names() -> None:
-    assert workloads.resolve("mlperf-v3.0/unet3d_*") == [V3 / f"unet3d_{g}.yaml" for g in ("a100", "b200", "datagen", "h100")]
+    assert workloads.resolve("mlperf-v3.0/unet3d_*") == [
+        V3 / f"unet3d_{g}.yaml" for g in ("a100", "b200", "datagen", "h100")
+    ]
     assert {p.parent.name for p in workloads.resolve("*/resnet50_h100")} == {
-        "dlio", "dlio_2.0.0", "mlperf_storage_v2.0", "mlperf_storage_v3.0"}
+        "dlio",
+        "dlio_2.0.0",
+        "mlperf_storage_v2.0",
+        "mlperf_storage_v3.0",
+    }
     assert workloads.resolve("mlperf-v*") == sorted(V3.glob("*.yaml")) + sorted(
-        (CONFIGS / "mlperf_storage_v2.0").glob("*.yaml"))
+        (CONFIGS / "mlperf_storage_v2.0").glob("*.yaml")
+    )
 
 
-@pytest.mark.parametrize(("spec", "says"), [
-    ("mlperf-v3.0/unet3d_h10", "did you mean mlperf-v3.0/unet3d_h100"),
-    ("mlperf-v3.1/unet3d_h100", "no shipped workload set 'mlperf-v3.1'; did you mean mlperf-v3.0"),
-    ("unet3d_h100", "name one: mlperf-v3.0/unet3d_h100, mlperf-v2.0/unet3d_h100, dlio/unet3d_h100"),
-    ("dlrm_b200", "did you mean mlperf-v3.0/dlrm_b200?"),
-    ("mlperf-v3.0/nothing_like_it_*", "no shipped workload 'nothing_like_it_*' in mlperf-v3.0"),
-])
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ("mlperf-v3.0/unet3d_h10", "did you mean mlperf-v3.0/unet3d_h100"),
+        ("mlperf-v3.1/unet3d_h100", "no shipped workload set 'mlperf-v3.1'; did you mean mlperf-v3.0"),
+        ("unet3d_h100", "name one: mlperf-v3.0/unet3d_h100, mlperf-v2.0/unet3d_h100, dlio/unet3d_h100"),
+        ("dlrm_b200", "did you mean mlperf-v3.0/dlrm_b200?"),
+        ("mlperf-v3.0/nothing_like_it_*", "no shipped workload 'nothing_like_it_*' in mlperf-v3.0"),
+    ],
+)
 def test_unknown_names_say_what_exists(spec: str, says: str) -> None:
     with pytest.raises(workloads.UnknownWorkload) as exc:
         workloads.resolve(spec)
@@ -60,16 +78,31 @@ def test_listing_names_every_shipped_file() -> None:
 def test_list_configs_prints_and_runs_nothing(pytester: pytest.Pytester) -> None:
     result = run(pytester, "--dlio-list-configs")
     assert result.ret == 0
-    result.stdout.fnmatch_lines(["mlperf-v3.0 (folder mlperf_storage_v3.0): MLPerf Storage v3.0, 23 workloads",
-                                 "*unet3d_h100*", "dlio-2.0.0 (folder dlio_2.0.0)*"])
+    result.stdout.fnmatch_lines(
+        [
+            "mlperf-v3.0 (folder mlperf_storage_v3.0): MLPerf Storage v3.0, 23 workloads",
+            "*unet3d_h100*",
+            "dlio-2.0.0 (folder dlio_2.0.0)*",
+        ]
+    )
     assert "collected" not in result.stdout.str() and not (pytester.path / ".dlio").exists()
 
 
 def test_name_runs_the_shipped_file_with_readable_node_ids(pytester: pytest.Pytester) -> None:
-    result = run(pytester, "--dlio-config", "mlperf-v3.0/unet3d_h100", "--dlio-config", "dlio/unet3d_h100.yaml",
-                 "-k", "schema", "-rA")
+    result = run(
+        pytester,
+        "--dlio-config",
+        "mlperf-v3.0/unet3d_h100",
+        "--dlio-config",
+        "dlio/unet3d_h100.yaml",
+        "-k",
+        "schema",
+        "-rA",
+    )
     result.assert_outcomes(passed=2, deselected=8)
-    result.stdout.fnmatch_lines(["PASSED dlio/unet3d_h100.yaml::schema", "PASSED mlperf_storage_v3.0/unet3d_h100.yaml::schema"])
+    result.stdout.fnmatch_lines(
+        ["PASSED dlio/unet3d_h100.yaml::schema", "PASSED mlperf_storage_v3.0/unet3d_h100.yaml::schema"]
+    )
     result.stdout.fnmatch_lines([f"pytest-dlio {__version__}"])
 
 
@@ -86,12 +119,14 @@ def test_a_path_on_disk_wins_over_a_name(pytester: pytest.Pytester) -> None:
 def test_unknown_name_is_a_usage_error_with_suggestions(pytester: pytest.Pytester) -> None:
     result = run(pytester, "--dlio-config", "mlperf-v3.0/unet3d_h10")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*no shipped workload 'unet3d_h10' in mlperf-v3.0; did you mean "
-                                 "mlperf-v3.0/unet3d_h100*"])
+    result.stderr.fnmatch_lines(
+        ["*no shipped workload 'unet3d_h10' in mlperf-v3.0; did you mean mlperf-v3.0/unet3d_h100*"]
+    )
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
 
 
 def test_module_entry_point_prints_the_version() -> None:
-    out = subprocess.run([sys.executable, "-m", "pytest_dlio", "--version"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest_dlio", "--version"], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == f"pytest-dlio {__version__}"

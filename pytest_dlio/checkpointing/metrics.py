@@ -37,7 +37,10 @@ def latency_ms(kind: str, latencies_s: Sequence[float]) -> dict[str, float]:
     if not latencies_s:
         return {f"{kind}_checkpoint_file_latency_p50_ms": 0.0, f"{kind}_checkpoint_file_latency_p99_ms": 0.0}
     p50, p99 = np.percentile(np.asarray(latencies_s, dtype=float) * 1000.0, [50, 99])
-    return {f"{kind}_checkpoint_file_latency_p50_ms": float(p50), f"{kind}_checkpoint_file_latency_p99_ms": float(p99)}
+    return {
+        f"{kind}_checkpoint_file_latency_p50_ms": float(p50),
+        f"{kind}_checkpoint_file_latency_p99_ms": float(p99),
+    }
 
 
 def bytes_rate_gib_s(nbytes: int, duration_s: float) -> float:

@@ -55,17 +55,23 @@ def plan_lines(cfg: WorkloadConfig, ranks: int) -> list[str]:
         for kind, files in (("train", d.num_files_train), ("eval", d.num_files_eval)):
             if files > 0:
                 total = files * d.num_samples_per_file * d.sample_bytes
-                lines.append(f"dataset {kind}: {files} files x {d.num_samples_per_file} samples x "
-                             f"{human(d.sample_bytes)} ~ {human(total)} ({d.format})")
+                lines.append(
+                    f"dataset {kind}: {files} files x {d.num_samples_per_file} samples x "
+                    f"{human(d.sample_bytes)} ~ {human(total)} ({d.format})"
+                )
     if cfg.workflow.train:
         steps, epochs = cfg.steps_per_epoch(ranks), cfg.train.epochs
         compute = steps * cfg.train.computation_time.expected() * epochs
-        lines.append(f"train: {epochs} epoch(s) x {steps} step(s)/epoch per rank, batch {cfg.reader.batch_size}; "
-                     f"compute {compute:.2f} s")
+        lines.append(
+            f"train: {epochs} epoch(s) x {steps} step(s)/epoch per rank, batch {cfg.reader.batch_size}; "
+            f"compute {compute:.2f} s"
+        )
         evals = eval_epochs(cfg)
         if evals:
             eval_s = cfg.eval_steps(ranks) * cfg.evaluation.eval_time.expected() * len(evals)
-            lines.append(f"eval: {len(evals)} pass(es) x {cfg.eval_steps(ranks)} step(s); compute {eval_s:.2f} s")
+            lines.append(
+                f"eval: {len(evals)} pass(es) x {cfg.eval_steps(ranks)} step(s); compute {eval_s:.2f} s"
+            )
             compute += eval_s
         least += compute
     saves, loads = checkpoint_counts(cfg, ranks)
@@ -73,12 +79,16 @@ def plan_lines(cfg: WorkloadConfig, ranks: int) -> list[str]:
         s = checkpoint_sizes(cfg, ranks)
         if s.num_parameters:
             lines.append(f"model: {s.num_parameters:,} parameters")
-        lines.append(f"checkpoint: {s.checkpoint_size_gib:.2f} GiB (DLIO checkpoint_size_GB; model "
-                     f"{s.dlio_model_gib:.2f}, optimizer {s.dlio_optimizer_gib:.2f}); written {human(s.total_bytes)} "
-                     f"in {s.files} file(s) by {s.writer_ranks} rank(s); largest rank {human(s.max_rank_bytes)}, "
-                     f"largest file {human(s.max_file_bytes)}")
-        lines.append(f"checkpoint: {saves} write(s), {loads} read(s): {human(s.total_bytes * saves)} written, "
-                     f"{human(s.total_bytes * loads)} read")
+        lines.append(
+            f"checkpoint: {s.checkpoint_size_gib:.2f} GiB (DLIO checkpoint_size_GB; model "
+            f"{s.dlio_model_gib:.2f}, optimizer {s.dlio_optimizer_gib:.2f}); written {human(s.total_bytes)} "
+            f"in {s.files} file(s) by {s.writer_ranks} rank(s); largest rank {human(s.max_rank_bytes)}, "
+            f"largest file {human(s.max_file_bytes)}"
+        )
+        lines.append(
+            f"checkpoint: {saves} write(s), {loads} read(s): {human(s.total_bytes * saves)} written, "
+            f"{human(s.total_bytes * loads)} read"
+        )
         if cfg.checkpoint_only:
             least += max(0.0, cfg.checkpoint.time_between_checkpoints) * (saves + loads)
     lines.append(f"least run time (compute and pauses only, no I/O): {least:.2f} s")

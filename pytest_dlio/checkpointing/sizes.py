@@ -25,7 +25,9 @@ def dtype_bytes(name: str, key: str = "model.model_datatype") -> int:
     try:
         return DTYPE_BYTES[name]
     except KeyError:
-        raise ConfigError(f"{key}: unsupported datatype {name!r}; use one of {', '.join(DTYPE_BYTES)}") from None
+        raise ConfigError(
+            f"{key}: unsupported datatype {name!r}; use one of {', '.join(DTYPE_BYTES)}"
+        ) from None
 
 
 def folder_name(epoch: int, step: int) -> str:
@@ -199,11 +201,16 @@ def rank_layout(cfg: WorkloadConfig, world: int, rank: int) -> RankLayout:
         if 0 < zero < 3:
             if r.dp_rank == 0 and m.num_layers > 0:
                 if r.pp > 1:
-                    files += [CkptFile(f"layer_{i}-model_{r.mp_rank}_model_states.{EXT}", b, "model", ldtype)
-                              for i, b in layers.items()]
+                    files += [
+                        CkptFile(f"layer_{i}-model_{r.mp_rank}_model_states.{EXT}", b, "model", ldtype)
+                        for i, b in layers.items()
+                    ]
                 else:
-                    files.append(CkptFile(f"model_{r.mp_rank}_model_states.{EXT}", sum(layers.values()), "model",
-                                          ldtype))
+                    files.append(
+                        CkptFile(
+                            f"model_{r.mp_rank}_model_states.{EXT}", sum(layers.values()), "model", ldtype
+                        )
+                    )
         else:
             files.append(CkptFile(f"{tag}_model_states.{EXT}", sum(layers.values()), "model", ldtype))
 
@@ -284,10 +291,12 @@ def check_world(cfg: WorkloadConfig, world: int) -> list[str]:
             problems.append(
                 f"model.parallelism: {world} processes exceed the 3-D parallelism size "
                 f"data {par.data} x tensor {tp} x pipeline {pp} = {par.data * tp * pp} for checkpoint.mode subset; "
-                f"raise model.parallelism.data or run at most {par.data * tp * pp} ranks")
+                f"raise model.parallelism.data or run at most {par.data * tp * pp} ranks"
+            )
     elif world % (tp * pp) != 0:
         problems.append(
             f"model.parallelism: {world} processes is not a multiple of the model-parallel size "
             f"tensor {tp} x pipeline {pp} = {tp * pp}; run a multiple of {tp * pp} ranks (--dlio-ranks) "
-            "or change model.parallelism")
+            "or change model.parallelism"
+        )
     return problems

@@ -47,17 +47,39 @@ DLDRIVER_KEYS: list[tuple[Path_, Path_]] = [
 ]
 #: dl-driver runtime keys that have no DLIO meaning: accepted in that dialect, ignored, and said so.
 DLDRIVER_IGNORED: list[Path_] = [
-    ("pytorch_config",), ("tensorflow_config",), ("jax_config",), ("framework_profiles",), ("resume",),
-    ("model", "framework_version"), ("profiling", "profile_folder"), ("profiling", "iostat"),
-    ("storage", "cache_type"), ("train", "warmup_epochs"), ("dataset", "directory_tree"),
-    ("dataset", "endpoint_uris"), ("dataset", "load_balance_strategy"), ("dataset", "tfrecord_index_enabled"),
-    ("dataset", "tfrecord_index_folder"), ("checkpoint", "endpoint_uris"),
-    ("checkpoint", "load_balance_strategy"), ("checkpoint", "compression"), ("checkpoint", "compression_level"),
-    ("checkpoint", "checkpoint_size_mb"), ("reader", "file_access_type"),
+    ("pytorch_config",),
+    ("tensorflow_config",),
+    ("jax_config",),
+    ("framework_profiles",),
+    ("resume",),
+    ("model", "framework_version"),
+    ("profiling", "profile_folder"),
+    ("profiling", "iostat"),
+    ("storage", "cache_type"),
+    ("train", "warmup_epochs"),
+    ("dataset", "directory_tree"),
+    ("dataset", "endpoint_uris"),
+    ("dataset", "load_balance_strategy"),
+    ("dataset", "tfrecord_index_enabled"),
+    ("dataset", "tfrecord_index_folder"),
+    ("checkpoint", "endpoint_uris"),
+    ("checkpoint", "load_balance_strategy"),
+    ("checkpoint", "compression"),
+    ("checkpoint", "compression_level"),
+    ("checkpoint", "checkpoint_size_mb"),
+    ("reader", "file_access_type"),
 ]
-DLDRIVER_MARKERS = {("checkpointing",), ("workload",), ("reader", "prefetch"), ("reader", "shuffle"),
-                    ("reader", "compute_threads"), ("reader", "seed"), ("model", "framework"),
-                    ("train", "checkpoint"), ("checkpoint", "enabled")} | set(DLDRIVER_IGNORED)
+DLDRIVER_MARKERS = {
+    ("checkpointing",),
+    ("workload",),
+    ("reader", "prefetch"),
+    ("reader", "shuffle"),
+    ("reader", "compute_threads"),
+    ("reader", "seed"),
+    ("model", "framework"),
+    ("train", "checkpoint"),
+    ("checkpoint", "enabled"),
+} | set(DLDRIVER_IGNORED)
 
 
 _MISSING = object()
@@ -93,7 +115,7 @@ def _pop(data: dict[str, Any], path: Path_) -> Any:
 def _remark(marks: Marks, src: Path_, dst: Path_) -> None:
     for table in (marks.keys, marks.values):
         for p in [p for p in table if p[: len(src)] == src]:
-            table.setdefault((*dst, *p[len(src):]), table[p])
+            table.setdefault((*dst, *p[len(src) :]), table[p])
 
 
 def move(data: dict[str, Any], marks: Marks, src: Path_, dst: Path_, notes: list[str], why: str) -> None:
@@ -114,8 +136,9 @@ def move(data: dict[str, Any], marks: Marks, src: Path_, dst: Path_, notes: list
             for k, v in value.items():
                 if k in parent[last]:
                     where = marks.of((*src, k))
-                    raise ConfigError(f"{'.'.join((*src, k))}: also given as {'.'.join((*dst, k))}; "
-                                      f"keep one ({where})")
+                    raise ConfigError(
+                        f"{'.'.join((*src, k))}: also given as {'.'.join((*dst, k))}; keep one ({where})"
+                    )
                 parent[last][k] = v
         elif last in parent and parent[last] == value:
             pass  # said twice, the same way: keep one
@@ -133,8 +156,9 @@ def detect(data: dict[str, Any]) -> str:
     """``dl-driver``, ``dlio-2.0.0`` or ``dlio`` (HEAD)."""
     if any(_has(data, p) for p in DLDRIVER_MARKERS):
         return "dl-driver"
-    if isinstance(data.get("model"), str) or any(_has(data, p) for p in V2_MARKERS - {
-            ("dataset", "record_length")}):
+    if isinstance(data.get("model"), str) or any(
+        _has(data, p) for p in V2_MARKERS - {("dataset", "record_length")}
+    ):
         return "dlio-2.0.0"
     return "dlio"
 
@@ -171,8 +195,9 @@ def _from_v2(data: dict[str, Any], marks: Marks, notes: list[str]) -> None:
     wf = data.get("workflow")
     if isinstance(wf, dict) and "train" not in wf:
         wf["train"] = False
-        notes.append("workflow.train defaults to false in the DLIO 2.0.0 dialect when a workflow section "
-                     "is present")
+        notes.append(
+            "workflow.train defaults to false in the DLIO 2.0.0 dialect when a workflow section is present"
+        )
 
 
 def _from_dldriver(data: dict[str, Any], marks: Marks, notes: list[str]) -> None:
@@ -195,23 +220,29 @@ def _from_dldriver(data: dict[str, Any], marks: Marks, notes: list[str]) -> None
     if _has(data, ("reader", "shuffle")):
         _pop(data, ("reader", "shuffle"))
         if not isinstance(shuffle, bool):
-            raise ConfigError(f"reader.shuffle: must be true or false, got {shuffle!r} "
-                              f"({marks.of(('reader', 'shuffle'), value=True)})")
+            raise ConfigError(
+                f"reader.shuffle: must be true or false, got {shuffle!r} "
+                f"({marks.of(('reader', 'shuffle'), value=True)})"
+            )
         seeded = _has(data, ("reader", "seed")) or _has(data, ("train", "seed"))
         mode = ("seed" if seeded else "random") if shuffle else "off"
         reader = data["reader"]
         for key in ("file_shuffle", "sample_shuffle"):
             reader.setdefault(key, mode)
             marks.keys.setdefault(("reader", key), marks.keys[("reader", "shuffle")])
-        notes.append(f"reader.shuffle: {str(shuffle).lower()} read as file_shuffle and sample_shuffle "
-                     f"{mode} (dl-driver dialect)")
+        notes.append(
+            f"reader.shuffle: {str(shuffle).lower()} read as file_shuffle and sample_shuffle "
+            f"{mode} (dl-driver dialect)"
+        )
     for old, new in DLDRIVER_KEYS:
         move(data, marks, old, new, notes, "dl-driver dialect")
     for path in DLDRIVER_IGNORED:
         if _has(data, path):
             _pop(data, path)
-            notes.append(f"{'.'.join(path)} ignored: a dl-driver runtime setting with no DLIO meaning "
-                         f"({marks.of(path)})")
+            notes.append(
+                f"{'.'.join(path)} ignored: a dl-driver runtime setting with no DLIO meaning "
+                f"({marks.of(path)})"
+            )
     reader = data.get("reader")
     if isinstance(reader, dict):
         for key in ("file_shuffle", "sample_shuffle"):

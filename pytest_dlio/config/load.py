@@ -24,8 +24,11 @@ from pytest_dlio.config.yamlread import (
 from pytest_dlio.errors import ConfigError, printable
 
 #: Plug-in classes DLIO would import; pytest-dlio never imports code named by a config.
-_NOT_LOADED = {("reader", "reader_classname"): "reader", ("reader", "data_loader_classname"): "data loader",
-               ("checkpoint", "checkpoint_mechanism_classname"): "checkpoint mechanism"}
+_NOT_LOADED = {
+    ("reader", "reader_classname"): "reader",
+    ("reader", "data_loader_classname"): "data loader",
+    ("checkpoint", "checkpoint_mechanism_classname"): "checkpoint mechanism",
+}
 _TIME_FIELDS = {("train", "computation_time"), ("evaluation", "eval_time"), ("reader", "preprocess_time")}
 
 
@@ -40,8 +43,9 @@ def _override_key(text: str) -> tuple[str, str, Path_]:
     if not sep or not key:
         raise ConfigError(f"--dlio-set {shown!r}: expected KEY=VALUE, e.g. dataset.num_files_train=16")
     if any(not p for p in parts):
-        raise ConfigError(f"--dlio-set {shown!r}: {key!r} is not a key path (use section.key, e.g. "
-                          "reader.batch_size=4)")
+        raise ConfigError(
+            f"--dlio-set {shown!r}: {key!r} is not a key path (use section.key, e.g. reader.batch_size=4)"
+        )
     return shown, raw, parts
 
 
@@ -58,15 +62,18 @@ def apply_overrides(data: dict[str, Any], marks: Marks, overrides: list[str]) ->
     for text in overrides:
         path, value = parse_override(text)
         shown = _override_key(text)[0]
-        mark = Mark(f"--dlio-set {shown}", raw=None if shown.endswith("***") else text.partition("=")[2].strip())
+        mark = Mark(
+            f"--dlio-set {shown}", raw=None if shown.endswith("***") else text.partition("=")[2].strip()
+        )
         node = data
         for i, key in enumerate(path[:-1]):
             if node.get(key) is None:
                 node[key] = {}
                 marks.keys[path[: i + 1]] = mark
             if not isinstance(node[key], dict):
-                raise ConfigError(f"{'.'.join(path[: i + 1])}: is not a section, cannot set "
-                                  f"{'.'.join(path)} ({mark})")
+                raise ConfigError(
+                    f"{'.'.join(path[: i + 1])}: is not a section, cannot set {'.'.join(path)} ({mark})"
+                )
             node = node[key]
         node[path[-1]] = value
         marks.keys[path] = mark
@@ -146,8 +153,10 @@ def load_text(text: str, file: str, overrides: list[str] | None = None) -> Workl
     for path, what in _NOT_LOADED.items():
         value = dialects.lookup(data, path)
         if isinstance(value, str) and value:
-            notes.append(f"{'.'.join(path)}: {value} is not loaded: pytest-dlio emulates DLIO's {what}; the class "
-                         f"is ignored ({marks.of(path)})")
+            notes.append(
+                f"{'.'.join(path)}: {value} is not loaded: pytest-dlio emulates DLIO's {what}; the class "
+                f"is ignored ({marks.of(path)})"
+            )
     source = model.Source(path=file, dialect=dialect, notes=tuple(printable(n) for n in notes))
     cfg = build(data, source)
     found = rules.check(cfg, _given(data))
@@ -159,7 +168,9 @@ def load_text(text: str, file: str, overrides: list[str] | None = None) -> Workl
 def load(path: str | Path, overrides: list[str] | None = None) -> WorkloadConfig:
     p = Path(path)
     if p.is_dir():
-        raise ConfigError(f"{p}: is a folder, not a workload YAML (rename it, or pass the YAML files inside it)")
+        raise ConfigError(
+            f"{p}: is a folder, not a workload YAML (rename it, or pass the YAML files inside it)"
+        )
     try:
         with p.open("rb") as fh:
             raw = fh.read(MAX_BYTES + 1)  # never read a huge file whole

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 class TimeSpec:
     """A per-step/per-sample time in one of DLIO's forms (dlio.md §1.5): constant or a distribution."""
 
-    type: str | None = None  # None (constant or normal when stdev given), normal, uniform, gamma, exponential, poisson
+    type: str | None = (
+        None  # None (constant or normal when stdev given), normal, uniform, gamma, exponential, poisson
+    )
     mean: float = 0.0
     stdev: float = 0.0
     min: float = 0.0
@@ -72,8 +74,14 @@ class TimeSpec:
     def scaled(self, factor: float) -> TimeSpec:
         """The same distribution with every time multiplied by ``factor`` (for ``--dlio-scale``)."""
         return TimeSpec(
-            type=self.type, mean=self.mean * factor, stdev=self.stdev * factor, min=self.min * factor,
-            max=self.max * factor, shape=self.shape, scale=self.scale * factor, lam=self.lam * factor,
+            type=self.type,
+            mean=self.mean * factor,
+            stdev=self.stdev * factor,
+            min=self.min * factor,
+            max=self.max * factor,
+            shape=self.shape,
+            scale=self.scale * factor,
+            lam=self.lam * factor,
         )
 
 

@@ -40,7 +40,11 @@ def workload_bytes(cfg: WorkloadConfig) -> float:
     if m.type == "transformer" and m.num_layers > 0:
         t = m.transformer
         kv = t.hidden_size // t.num_attention_heads * t.num_kv_heads
-        per_layer = 2 * t.hidden_size + t.hidden_size * (2 * t.hidden_size + 2 * kv) + 3 * t.ffn_hidden_size * t.hidden_size
+        per_layer = (
+            2 * t.hidden_size
+            + t.hidden_size * (2 * t.hidden_size + 2 * kv)
+            + 3 * t.ffn_hidden_size * t.hidden_size
+        )
         params = 2 * t.vocab_size * t.hidden_size + m.num_layers * per_layer + t.hidden_size
         return float(params * (2 + 12))  # fp16 model + about 12 bytes/param of fp32 optimizer state
     return float(m.model_size_bytes + sum(m.optimization_groups) + sum(m.layer_parameters))
@@ -60,7 +64,9 @@ def factor_for(cfg: WorkloadConfig, budget: float) -> float:
     return min(1.0, budget / total) if total > 0 else 1.0
 
 
-def scale_config(cfg: WorkloadConfig, factor: float, *, ranks: int = 1, smoke: bool = False) -> WorkloadConfig:
+def scale_config(
+    cfg: WorkloadConfig, factor: float, *, ranks: int = 1, smoke: bool = False
+) -> WorkloadConfig:
     """A copy of ``cfg`` whose dataset and checkpoints hold ``factor`` times the bytes (see module doc)."""
     if factor >= 1.0:
         return cfg
@@ -95,41 +101,70 @@ def scale_config(cfg: WorkloadConfig, factor: float, *, ranks: int = 1, smoke: b
     if dims:
         first = max(1, round(dims[0] * record_factor))
         dims = (first, *dims[1:])
-    columns = tuple(dataclasses.replace(c, size=max(1, round(c.size * record_factor))) if c.size > 1 else c
-                    for c in ds.parquet.columns)
+    columns = tuple(
+        dataclasses.replace(c, size=max(1, round(c.size * record_factor))) if c.size > 1 else c
+        for c in ds.parquet.columns
+    )
     dataset = dataclasses.replace(
-        ds, num_files_train=files, num_files_eval=eval_files, num_samples_per_file=new_spf,
+        ds,
+        num_files_train=files,
+        num_files_eval=eval_files,
+        num_samples_per_file=new_spf,
         record_length_bytes=float(round(record)) if not dims else ds.record_length_bytes,
         record_length_bytes_stdev=ds.record_length_bytes_stdev * record_factor,
         record_length_bytes_resize=int(ds.record_length_bytes_resize * record_factor),
         record_dims=dims,
         num_subfolders_train=min(ds.num_subfolders_train, files),
         num_subfolders_eval=min(ds.num_subfolders_eval, eval_files),
-        parquet=dataclasses.replace(ds.parquet, columns=_tuple(columns),
-                                    row_group_size=max(1, min(ds.parquet.row_group_size, new_spf))),
+        parquet=dataclasses.replace(
+            ds.parquet,
+            columns=_tuple(columns),
+            row_group_size=max(1, min(ds.parquet.row_group_size, new_spf)),
+        ),
     )
     epochs = min(tr.epochs, SMOKE_EPOCHS) if smoke else tr.epochs
-    train = dataclasses.replace(tr, epochs=epochs, total_training_steps=steps_cap,
-                                computation_time=tr.computation_time.scaled(record_factor))
-    evaluation = dataclasses.replace(cfg.evaluation, eval_time=cfg.evaluation.eval_time.scaled(record_factor),
-                                     eval_after_epoch=min(cfg.evaluation.eval_after_epoch, epochs))
+    train = dataclasses.replace(
+        tr,
+        epochs=epochs,
+        total_training_steps=steps_cap,
+        computation_time=tr.computation_time.scaled(record_factor),
+    )
+    evaluation = dataclasses.replace(
+        cfg.evaluation,
+        eval_time=cfg.evaluation.eval_time.scaled(record_factor),
+        eval_after_epoch=min(cfg.evaluation.eval_after_epoch, epochs),
+    )
     reader = dataclasses.replace(rd, preprocess_time=rd.preprocess_time.scaled(record_factor))
     ck = cfg.checkpoint
     checkpoint = dataclasses.replace(
-        ck, checkpoint_after_epoch=min(ck.checkpoint_after_epoch, epochs),
+        ck,
+        checkpoint_after_epoch=min(ck.checkpoint_after_epoch, epochs),
         # steps shrink with the samples: keep the number of step-based checkpoints per epoch
         steps_between_checkpoints=max(1, round(ck.steps_between_checkpoints * sample_factor))
-        if ck.steps_between_checkpoints > 0 else ck.steps_between_checkpoints,
-        time_between_checkpoints=ck.time_between_checkpoints * factor if ck.time_between_checkpoints > 0
-        else ck.time_between_checkpoints)
+        if ck.steps_between_checkpoints > 0
+        else ck.steps_between_checkpoints,
+        time_between_checkpoints=ck.time_between_checkpoints * factor
+        if ck.time_between_checkpoints > 0
+        else ck.time_between_checkpoints,
+    )
     model = _scale_model(cfg, factor)
     note = _describe(cfg, dataset, factor, epochs)
     if floored:
-        note += (f"; records kept at {record_factor:.3g} of full size so compute per step stays "
-                 f"{full_compute * record_factor * 1000:.1f} ms (floor {MIN_STEP_COMPUTE * 1000:.0f} ms)")
+        note += (
+            f"; records kept at {record_factor:.3g} of full size so compute per step stays "
+            f"{full_compute * record_factor * 1000:.1f} ms (floor {MIN_STEP_COMPUTE * 1000:.0f} ms)"
+        )
     source = dataclasses.replace(cfg.source, scale=factor, notes=(*cfg.source.notes, note))
-    return dataclasses.replace(cfg, dataset=dataset, train=train, evaluation=evaluation, reader=reader,
-                               checkpoint=checkpoint, model=model, source=source)
+    return dataclasses.replace(
+        cfg,
+        dataset=dataset,
+        train=train,
+        evaluation=evaluation,
+        reader=reader,
+        checkpoint=checkpoint,
+        model=model,
+        source=source,
+    )
 
 
 def _tuple(columns: tuple[ParquetColumn, ...]) -> tuple[ParquetColumn, ...]:
@@ -142,20 +177,27 @@ def _scale_model(cfg: WorkloadConfig, factor: float):  # noqa: ANN202 - returns 
     if m.type != "transformer" or m.num_layers <= 0:
         groups = tuple(max(1, int(g * factor)) for g in m.optimization_groups)
         layers = tuple(max(1, int(p * factor)) for p in m.layer_parameters)
-        return dataclasses.replace(m, model_size_bytes=size, optimization_groups=groups, layer_parameters=layers)
+        return dataclasses.replace(
+            m, model_size_bytes=size, optimization_groups=groups, layer_parameters=layers
+        )
     t, root = m.transformer, math.sqrt(factor)
     heads = t.num_attention_heads
     hidden = max(heads, round(t.hidden_size * root / heads) * heads)
     tp = m.parallelism.tensor
     transformer = dataclasses.replace(
-        t, hidden_size=hidden, ffn_hidden_size=max(tp, round(t.ffn_hidden_size * root / tp) * tp),
-        vocab_size=max(tp, round(t.vocab_size * root / tp) * tp))
+        t,
+        hidden_size=hidden,
+        ffn_hidden_size=max(tp, round(t.ffn_hidden_size * root / tp) * tp),
+        vocab_size=max(tp, round(t.vocab_size * root / tp) * tp),
+    )
     return dataclasses.replace(m, model_size_bytes=size, transformer=transformer)
 
 
 def _describe(cfg: WorkloadConfig, ds: object, factor: float, epochs: int) -> str:
     old, new = cfg.dataset, ds
-    return (f"scaled by {factor:g} (--dlio-scale): {old.num_files_train} → {new.num_files_train} train files, "  # type: ignore[attr-defined]
-            f"{old.num_samples_per_file} → {new.num_samples_per_file} samples/file, "  # type: ignore[attr-defined]
-            f"{old.sample_bytes:.0f} → {new.sample_bytes:.0f} B/sample, epochs {cfg.train.epochs} → {epochs}; "  # type: ignore[attr-defined]
-            "compute times scaled with bytes per step")
+    return (
+        f"scaled by {factor:g} (--dlio-scale): {old.num_files_train} → {new.num_files_train} train files, "  # type: ignore[attr-defined]
+        f"{old.num_samples_per_file} → {new.num_samples_per_file} samples/file, "  # type: ignore[attr-defined]
+        f"{old.sample_bytes:.0f} → {new.sample_bytes:.0f} B/sample, epochs {cfg.train.epochs} → {epochs}; "  # type: ignore[attr-defined]
+        "compute times scaled with bytes per step"
+    )

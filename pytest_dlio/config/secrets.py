@@ -6,8 +6,9 @@ import difflib
 from typing import Any
 
 #: ``storage.storage_options`` keys whose values are credentials (never printed, never echoed).
-SECRET_KEYS = frozenset({"secret_access_key", "access_key_id", "account_key", "sas_token", "connection_string",
-                         "session_token"})
+SECRET_KEYS = frozenset(
+    {"secret_access_key", "access_key_id", "account_key", "sas_token", "connection_string", "session_token"}
+)
 #: Words that make any key (a misspelt one included) be treated as holding a credential.
 _SECRET_WORDS = ("secret", "key", "token", "sas", "password", "passwd", "credential", "connection_string")
 
@@ -24,9 +25,16 @@ def secret_path(path: tuple[str, ...]) -> bool:
     """True when the key path ends in a (possibly misspelt) credential key."""
     return bool(path) and is_secret_key(path[-1])
 
+
 #: Environment variables (also read from ``.env``) whose values are credentials.
-SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN", "AZURE_STORAGE_KEY",
-              "AZURE_STORAGE_SAS_TOKEN", "AZURE_STORAGE_CONNECTION_STRING")
+SECRET_ENV = (
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SESSION_TOKEN",
+    "AZURE_STORAGE_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_STORAGE_CONNECTION_STRING",
+)
 
 
 def redact(data: Any) -> Any:

@@ -97,8 +97,9 @@ def _text(key: str, value: Any) -> str:
     if key in SECRET_KEYS:
         raise ValueError("must be a string")
     if isinstance(value, bool):
-        raise ValueError(f"must be a string, got the YAML boolean {str(value).lower()} (quote it if you meant "
-                         "the text)")
+        raise ValueError(
+            f"must be a string, got the YAML boolean {str(value).lower()} (quote it if you meant the text)"
+        )
     raise ValueError(f"must be a string, got {value!r}")
 
 
@@ -106,8 +107,10 @@ def _url(key: str, value: Any) -> str:
     text = _text(key, value)
     parts = urlsplit(text)
     if "@" in parts.netloc:
-        raise ValueError("must not carry credentials in the URL (value not shown); use access_key_id/"
-                         "secret_access_key or account_key/sas_token")
+        raise ValueError(
+            "must not carry credentials in the URL (value not shown); use access_key_id/"
+            "secret_access_key or account_key/sas_token"
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"must be an http(s) URL such as http://127.0.0.1:9000, got {text!r}")
     try:
@@ -165,11 +168,15 @@ def _columns(key: str, value: Any) -> tuple[str, ...]:
 
 def _connection_string(key: str, value: Any) -> str:
     text = _text(key, value)
-    fields = {k.strip().lower() for k, sep, _ in (p.partition("=") for p in text.split(";") if p.strip()) if sep}
+    fields = {
+        k.strip().lower() for k, sep, _ in (p.partition("=") for p in text.split(";") if p.strip()) if sep
+    }
     pieces = [p for p in text.split(";") if p.strip()]
     if len(fields) != len(pieces) or not ({"accountname", "blobendpoint", "usedevelopmentstorage"} & fields):
-        raise ValueError("is not an Azure connection string (Key=Value pairs separated by ';' with "
-                         "AccountName or BlobEndpoint; value not shown)")
+        raise ValueError(
+            "is not an Azure connection string (Key=Value pairs separated by ';' with "
+            "AccountName or BlobEndpoint; value not shown)"
+        )
     return text
 
 
@@ -211,11 +218,21 @@ def _scalar(*kinds: type) -> _Parse:
 
 #: Keys MLPerf v3.0's readers and DLIO's S3 code read that we accept, type-check and do not act on.
 _ACCEPTED: dict[str, _Parse] = {
-    "secure": _scalar(bool), "s3_profile": _scalar(str), "use_full_object_uri": _scalar(bool),
-    "prefetch_workers": _scalar(int), "prefetch_window": _scalar(int), "prefetch": _scalar(bool, int),
-    "max_outstanding": _scalar(int), "stagger_workers": _scalar(bool, int, float), "footer_cap": _scalar(int),
-    "footer_batch_size": _scalar(int), "coalesce_rgs": _scalar(bool, int), "decode": _choice("raw", "arrow"),
-    "decode_output": _scalar(str), "simulate_io": _scalar(bool), "sim_log_secs": _scalar(int, float),
+    "secure": _scalar(bool),
+    "s3_profile": _scalar(str),
+    "use_full_object_uri": _scalar(bool),
+    "prefetch_workers": _scalar(int),
+    "prefetch_window": _scalar(int),
+    "prefetch": _scalar(bool, int),
+    "max_outstanding": _scalar(int),
+    "stagger_workers": _scalar(bool, int, float),
+    "footer_cap": _scalar(int),
+    "footer_batch_size": _scalar(int),
+    "coalesce_rgs": _scalar(bool, int),
+    "decode": _choice("raw", "arrow"),
+    "decode_output": _scalar(str),
+    "simulate_io": _scalar(bool),
+    "sim_log_secs": _scalar(int, float),
 }
 
 #: key -> (section, attribute, parser); section "" is StorageOptions itself.
@@ -234,15 +251,27 @@ _KEYS: dict[str, tuple[str, str, _Parse]] = {
     "sas_token": ("azure", "sas_token", _sas),
     "api_version": ("azure", "api_version", _api_version),
     "max_attempts": ("azure", "max_attempts", _whole(1, 100)),
-    "part_size": ("tuning", "part_size", _whole(S3_MIN_PART, 5 * GiB, " bytes (5 MiB, S3's least part, to 5 GiB)")),
+    "part_size": (
+        "tuning",
+        "part_size",
+        _whole(S3_MIN_PART, 5 * GiB, " bytes (5 MiB, S3's least part, to 5 GiB)"),
+    ),
     "concurrency": ("tuning", "concurrency", _whole(1, 1024)),
     "timeout": ("tuning", "timeout", _seconds),
     "connect_timeout": ("tuning", "connect_timeout", _seconds),
     "list_page_size": ("tuning", "list_page_size", _whole(1, 5000, " (S3 serves at most 1000, Azure 5000)")),
     "columns": ("", "columns", _columns),
     "storage_library": ("", "storage_library", _choice("s3dlio", "minio", "s3torchconnector", "direct")),
-    "uri_scheme": ("", "uri_scheme", _choice("s3", "az", hint=" (gs, file and direct have no storage_type: s3 "
-                                                              "backend here; pass --dlio-storage URI instead)")),
+    "uri_scheme": (
+        "",
+        "uri_scheme",
+        _choice(
+            "s3",
+            "az",
+            hint=" (gs, file and direct have no storage_type: s3 "
+            "backend here; pass --dlio-storage URI instead)",
+        ),
+    ),
 }
 VALID_KEYS = (*_KEYS, *_ACCEPTED)
 
@@ -271,6 +300,11 @@ def parse_storage_options(raw: Mapping[str, Any]) -> tuple[StorageOptions, list[
             problems.append((key, str(exc)))
     if "account_url" not in sections["azure"] and "endpoint_url" in sections["s3"]:
         sections["azure"]["account_url"] = sections["s3"]["endpoint_url"]  # one endpoint key for both
-    options = StorageOptions(s3=S3Options(**sections["s3"]), azure=AzureOptions(**sections["azure"]),
-                             tuning=Tuning(**sections["tuning"]), accepted=tuple(accepted), **sections[""])
+    options = StorageOptions(
+        s3=S3Options(**sections["s3"]),
+        azure=AzureOptions(**sections["azure"]),
+        tuning=Tuning(**sections["tuning"]),
+        accepted=tuple(accepted),
+        **sections[""],
+    )
     return options, problems

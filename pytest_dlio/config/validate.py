@@ -14,8 +14,14 @@ from pytest_dlio.config.schema import ENUM_KEYS, SCHEMA, known_paths, sub_schema
 from pytest_dlio.config.secrets import secret_path
 from pytest_dlio.config.yamlread import Marks, Path_
 
-_TYPE_WORDS = {"integer": "a whole number", "number": "a number", "boolean": "true or false",
-               "string": "a string", "dict": "a mapping", "list": "a list"}
+_TYPE_WORDS = {
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "string": "a string",
+    "dict": "a mapping",
+    "list": "a list",
+}
 _YAML_BOOLS = {"y", "yes", "n", "no", "on", "off", "true", "false"}
 
 
@@ -45,21 +51,28 @@ class _Validator(cerberus.Validator):
         """{'type': 'list'}"""
         limit, why = cap
         if _finite(value) and value > limit:
-            self._error(field, f"{value:,} is above the cap of {limit:,} ({why}); "
-                               f"{_range(self.schema[field])}")
+            self._error(
+                field, f"{value:,} is above the cap of {limit:,} ({why}); {_range(self.schema[field])}"
+            )
 
     def _validate_folder(self, folder: bool, field: str, value: Any) -> None:
         """{'type': 'boolean'}"""
         if not folder or not isinstance(value, str):
             return
         if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/]*@", value):
-            self._error(field, "a URI with credentials in it (user:secret@…) is refused: it would be printed in "
-                               "reports. Give credentials in storage.storage_options or the environment "
-                               "(AWS_ACCESS_KEY_ID, AZURE_STORAGE_KEY, …)")
+            self._error(
+                field,
+                "a URI with credentials in it (user:secret@…) is refused: it would be printed in "
+                "reports. Give credentials in storage.storage_options or the environment "
+                "(AWS_ACCESS_KEY_ID, AZURE_STORAGE_KEY, …)",
+            )
         elif ".." in re.split(r"[/\\]", value.split("://", 1)[-1]):
-            self._error(field, f"{value!r} leaves its root through '..': folders stay inside the data root "
-                               "(--dlio-data-root) or the --dlio-storage root; write the path without '..' "
-                               "(an absolute path is fine)")
+            self._error(
+                field,
+                f"{value!r} leaves its root through '..': folders stay inside the data root "
+                "(--dlio-data-root) or the --dlio-storage root; write the path without '..' "
+                "(an absolute path is fine)",
+            )
 
 
 def _finite(value: Any) -> bool:
@@ -94,8 +107,13 @@ def fix_enum_booleans(data: Any, marks: Marks, path: Path_ = ()) -> None:
 
 def _describe(value: Any, raw: str | None, secret: bool = False) -> str:
     if secret:  # a credential's value is never echoed: say only what kind of value it is
-        return "a mapping" if isinstance(value, dict) else "a list" if isinstance(value, list) else \
-            f"a value of type {type(value).__name__} (not shown: a credential)"
+        return (
+            "a mapping"
+            if isinstance(value, dict)
+            else "a list"
+            if isinstance(value, list)
+            else f"a value of type {type(value).__name__} (not shown: a credential)"
+        )
     if isinstance(value, bool):
         said = f", written `{raw}`" if raw and raw.lower() != str(value).lower() else ""
         return f"the YAML boolean {str(value).lower()}{said}"
@@ -119,8 +137,10 @@ def _suggest(path: Path_) -> str:
     everywhere = known_paths()
     same = [p for p in everywhere if p[-1] == key]
     if same:
-        return f"; {key} belongs under {'.'.join(same[0][:-1]) or 'the top level'}: did you mean " \
-               f"{'.'.join(same[0])}?"
+        return (
+            f"; {key} belongs under {'.'.join(same[0][:-1]) or 'the top level'}: did you mean "
+            f"{'.'.join(same[0])}?"
+        )
     names = {p[-1]: p for p in everywhere}
     close = difflib.get_close_matches(key, list(names), n=1, cutoff=0.75)
     if close:
@@ -168,7 +188,9 @@ def _message(err: Any, marks: Marks) -> tuple[Path_, str]:
         return path, f"{dotted}: {shown} is not valid; expected one of {', '.join(allowed)}{hint}"
     if rule in ("min", "max"):
         known = (sub_schema(path[:-1]) or {}).get(path[-1]) if path else None
-        valid = f" ({_range(known)})" if isinstance(known, dict) and ("cap" in known or "max" in known) else ""
+        valid = (
+            f" ({_range(known)})" if isinstance(known, dict) and ("cap" in known or "max" in known) else ""
+        )
         return path, f"{dotted}: must be {'≥' if rule == 'min' else '≤'} {constraint}, got {value!r}{valid}"
     if rule == "regex":
         return path, f"{dotted}: {value!r} is not a valid file name prefix (no '/', not empty)"

@@ -84,18 +84,24 @@ class _Loader(yaml.SafeLoader):
     def fetch_flow_collection_start(self, TokenClass: Any) -> None:  # noqa: N803 - PyYAML's name
         # The scanner's simple-key bookkeeping is quadratic in flow depth: stop before it matters.
         if self.flow_level >= MAX_DEPTH:
-            raise self.limit(f"nests more than {MAX_DEPTH} levels deep (DLIO's keys are at most 4)", self.get_mark())
+            raise self.limit(
+                f"nests more than {MAX_DEPTH} levels deep (DLIO's keys are at most 4)", self.get_mark()
+            )
         super().fetch_flow_collection_start(TokenClass)
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         self.nodes += 1
         if self.nodes > MAX_NODES:  # stop parsing early: pure-Python PyYAML costs ~50 µs per node
-            raise self.limit(f"holds more than {MAX_NODES:,} values (a DLIO config has a few hundred)",
-                             self.peek_event().start_mark)
+            raise self.limit(
+                f"holds more than {MAX_NODES:,} values (a DLIO config has a few hundred)",
+                self.peek_event().start_mark,
+            )
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise self.limit(f"nests more than {MAX_DEPTH} levels deep (DLIO's keys are at most 4)",
-                             self.peek_event().start_mark)
+            raise self.limit(
+                f"nests more than {MAX_DEPTH} levels deep (DLIO's keys are at most 4)",
+                self.peek_event().start_mark,
+            )
         try:
             return super().compose_node(parent, index)
         finally:
@@ -112,8 +118,10 @@ def _at(mark: Any, file: str) -> str:
 
 def too_big(size: int, file: str) -> ConfigError:
     """The refusal of a document over ``MAX_BYTES`` (checked before any parsing)."""
-    return ConfigError(f"config is {size:,} bytes; at most {MAX_BYTES:,} are read (DLIO configs are a few KiB: "
-                       f"is this the right file?) ({file})")
+    return ConfigError(
+        f"config is {size:,} bytes; at most {MAX_BYTES:,} are read (DLIO configs are a few KiB: "
+        f"is this the right file?) ({file})"
+    )
 
 
 def _compose(text: str, file: str, *, positions: bool = True) -> yaml.Node | None:
@@ -126,8 +134,10 @@ def _compose(text: str, file: str, *, positions: bool = True) -> yaml.Node | Non
         line = text.count("\n", 0, exc.position) + 1
         col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
         where = f"{file}:{line}:{col}" if positions else file
-        raise ConfigError(f"YAML error: character U+{exc.character:04X} is not allowed in YAML (inside double "
-                          f"quotes it can be written as an escape) ({where})") from None
+        raise ConfigError(
+            f"YAML error: character U+{exc.character:04X} is not allowed in YAML (inside double "
+            f"quotes it can be written as an escape) ({where})"
+        ) from None
     try:
         return loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
@@ -150,12 +160,16 @@ def read_yaml(text: str, file: str) -> tuple[dict[str, Any], Marks]:
     """Parse ``text`` (one YAML document whose top level is a mapping)."""
     node = _compose(text, file)
     if node is None:
-        raise ConfigError(f"empty config: expected a mapping of DLIO sections such as dataset:, reader:, "
-                          f"train: ({file}:1:1)")
+        raise ConfigError(
+            f"empty config: expected a mapping of DLIO sections such as dataset:, reader:, "
+            f"train: ({file}:1:1)"
+        )
     if not isinstance(node, yaml.MappingNode):
         kind = "a list" if isinstance(node, yaml.SequenceNode) else "a single value"
-        raise ConfigError(f"top level must be a mapping of DLIO sections (dataset:, reader:, train: …), "
-                          f"got {kind} ({_mark(node, file)})")
+        raise ConfigError(
+            f"top level must be a mapping of DLIO sections (dataset:, reader:, train: …), "
+            f"got {kind} ({_mark(node, file)})"
+        )
     marks = Marks({}, {})
     data = _Builder(file, marks).build(node, ())
     return data, marks
@@ -184,14 +198,18 @@ class _Builder:
     def build(self, node: yaml.Node, path: Path_) -> Any:
         self.built += 1
         if self.built > MAX_NODES:
-            raise ConfigError(f"{'.'.join(path) or '<top>'}: the document expands to more than {MAX_NODES:,} "
-                              f"values (aliases re-used over and over, an 'alias bomb'); a DLIO config has a "
-                              f"few hundred ({self.where(node)})")
+            raise ConfigError(
+                f"{'.'.join(path) or '<top>'}: the document expands to more than {MAX_NODES:,} "
+                f"values (aliases re-used over and over, an 'alias bomb'); a DLIO config has a "
+                f"few hundred ({self.where(node)})"
+            )
         if isinstance(node, yaml.ScalarNode):
             return self.scalar(node, path)
         if id(node) in self.open:
-            raise ConfigError(f"{'.'.join(path) or '<top>'}: recursive alias (an anchor used inside itself); a "
-                              f"config must be a tree ({self.where(node)})")
+            raise ConfigError(
+                f"{'.'.join(path) or '<top>'}: recursive alias (an anchor used inside itself); a "
+                f"config must be a tree ({self.where(node)})"
+            )
         self.open.add(id(node))
         try:
             if isinstance(node, yaml.MappingNode):
@@ -212,8 +230,10 @@ class _Builder:
     def tag(self, node: yaml.Node, plain: str, path: Path_) -> None:
         if node.tag != plain and not (isinstance(node, yaml.ScalarNode) and node.tag in _SCALAR_TAGS):
             shown = node.tag.replace(_TAG, "!!")
-            raise ConfigError(f"{'.'.join(path) or '<top>'}: YAML tag {shown} is not accepted; a DLIO config "
-                              f"holds plain values, lists and mappings (remove the tag) ({self.where(node)})")
+            raise ConfigError(
+                f"{'.'.join(path) or '<top>'}: YAML tag {shown} is not accepted; a DLIO config "
+                f"holds plain values, lists and mappings (remove the tag) ({self.where(node)})"
+            )
 
     def scalar(self, node: yaml.ScalarNode, path: Path_, *, is_key: bool = False) -> Any:
         self.tag(node, f"{_TAG}str", path)
@@ -221,9 +241,18 @@ class _Builder:
             self.marks.values[path] = _mark(node, self.file, node.value)
         try:
             return self.ctor.construct_object(node)
-        except (ValueError, TypeError, IndexError, KeyError, AttributeError, OverflowError, yaml.YAMLError) as exc:
+        except (
+            ValueError,
+            TypeError,
+            IndexError,
+            KeyError,
+            AttributeError,
+            OverflowError,
+            yaml.YAMLError,
+        ) as exc:
             kind = {"int": "a whole number", "float": "a number", "timestamp": "a date"}.get(
-                node.tag.replace(_TAG, ""), node.tag.replace(_TAG, "!!"))
+                node.tag.replace(_TAG, ""), node.tag.replace(_TAG, "!!")
+            )
             if node.tag == f"{_TAG}int" and "digits" in str(exc):
                 why = f"an integer of {len(node.value):,} digits is too long to be a setting"
             else:
@@ -236,8 +265,10 @@ class _Builder:
             raise ConfigError(f"{'.'.join(path) or '<top>'}: keys must be plain names ({self.where(knode)})")
         key = self.scalar(knode, path, is_key=True)
         if not isinstance(key, str):
-            raise ConfigError(f"{'.'.join((*path, str(key)))}: key {knode.value!r} is read by YAML as "
-                              f"{type(key).__name__}; keys must be names ({self.where(knode)})")
+            raise ConfigError(
+                f"{'.'.join((*path, str(key)))}: key {knode.value!r} is read by YAML as "
+                f"{type(key).__name__}; keys must be names ({self.where(knode)})"
+            )
         return key
 
     def mapping(self, node: yaml.MappingNode, path: Path_) -> dict[str, Any]:
@@ -249,8 +280,9 @@ class _Builder:
                 for src in sources:
                     value = self.build(src, path)
                     if not isinstance(value, dict):
-                        raise ConfigError(f"{'.'.join(path) or '<top>'}: '<<' merges mappings only "
-                                          f"({self.where(src)})")
+                        raise ConfigError(
+                            f"{'.'.join(path) or '<top>'}: '<<' merges mappings only ({self.where(src)})"
+                        )
                     for k, v in value.items():
                         merged.setdefault(k, v)
                 continue
@@ -259,8 +291,10 @@ class _Builder:
             if key in out:
                 first = self.marks.keys.get(sub)
                 said = f" (first at line {first.line})" if first else ""
-                raise ConfigError(f"{'.'.join(sub)}: duplicate key{said}; YAML keeps only the last, remove one "
-                                  f"({self.where(knode)})")
+                raise ConfigError(
+                    f"{'.'.join(sub)}: duplicate key{said}; YAML keeps only the last, remove one "
+                    f"({self.where(knode)})"
+                )
             if self.positions:
                 self.marks.keys[sub] = _mark(knode, self.file)
             out[key] = self.build(vnode, sub)

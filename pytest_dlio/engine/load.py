@@ -21,8 +21,10 @@ def workload_path(spec: str | Path) -> Path:
 
     found = resolve(str(spec))  # UnknownWorkload (a DlioError) with suggestions when nothing matches
     if len(found) != 1:
-        raise DlioError(f"{spec}: names {len(found)} shipped workloads; name one (e.g. {found[0].parent.name}/"
-                        f"{found[0].stem})")
+        raise DlioError(
+            f"{spec}: names {len(found)} shipped workloads; name one (e.g. {found[0].parent.name}/"
+            f"{found[0].stem})"
+        )
     return found[0]
 
 

@@ -192,6 +192,7 @@ def run_phase(coro: Coroutine[Any, Any, Any]) -> Any:
         loop, task = asyncio.get_running_loop(), asyncio.current_task()
         hook = threading.current_thread() is threading.main_thread()
         previous = signal.getsignal(signal.SIGTERM) if hook else None
+
         def stop() -> None:
             stopped.append(signal.SIGTERM)
             if task is not None:

@@ -81,8 +81,10 @@ def plan(cfg: WorkloadConfig) -> list[Phase]:
             if cfg.checkpoint.num_checkpoints_read > 0:
                 out.append(Phase("checkpoint_read", ()))
         elif wf.train:
-            out += [Phase("checkpoint_write", ("datagen", "train")),
-                    Phase("checkpoint_read", ("datagen", "train", "checkpoint_write"))]
+            out += [
+                Phase("checkpoint_write", ("datagen", "train")),
+                Phase("checkpoint_read", ("datagen", "train", "checkpoint_write")),
+            ]
     return out
 
 
@@ -99,7 +101,9 @@ def with_seed(cfg: WorkloadConfig, run: int) -> WorkloadConfig:
     """``cfg`` for repeated run ``run`` (0 = as written): ``train.seed`` moved so each run shuffles anew."""
     import dataclasses
 
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=cfg.train.seed + SEED_STRIDE * run))
+    return dataclasses.replace(
+        cfg, train=dataclasses.replace(cfg.train, seed=cfg.train.seed + SEED_STRIDE * run)
+    )
 
 
 class _TrainingCheckpoints:
@@ -123,8 +127,16 @@ class _TrainingCheckpoints:
 class Workload:
     """One workload's run on one rank: its config, settings, storage, world and everything it found."""
 
-    def __init__(self, cfg: WorkloadConfig, settings: RunSettings, storage: StorageSession, *,
-                 comm: Comm | None = None, name: str | None = None, progress: ProgressFn | None = None) -> None:
+    def __init__(
+        self,
+        cfg: WorkloadConfig,
+        settings: RunSettings,
+        storage: StorageSession,
+        *,
+        comm: Comm | None = None,
+        name: str | None = None,
+        progress: ProgressFn | None = None,
+    ) -> None:
         self.cfg, self.settings, self.storage = cfg, settings, storage
         self.comm: Comm = comm or SingleComm()
         self.name = name or Path(cfg.source.path).stem or "workload"
@@ -150,8 +162,10 @@ class Workload:
         self.retries: dict[str, Retries] = {}
         self._checkpoint_note: str | None = None  # training's checkpoints: one process emulating rank 0
         # names what this run writes (the manifest of written keys): unique per process, rank and workload
-        self.run_id = (f"{self.name}-{os.uname().nodename}-{os.getpid()}-{time.strftime('%Y%m%dT%H%M%S')}"
-                       f"-rank{self.comm.rank}")
+        self.run_id = (
+            f"{self.name}-{os.uname().nodename}-{os.getpid()}-{time.strftime('%Y%m%dT%H%M%S')}"
+            f"-rank{self.comm.rank}"
+        )
         self._identity: RunIdentity | None = None
         self._last_repeat = True  # False while a repeated train run is not the last (keep the dataset)
         self._train_metrics: list[TrainMetrics] = []  # each scored train run's metrics (--dlio-runs)
@@ -185,8 +199,12 @@ class Workload:
         """Run one phase (its prerequisites must have run) and remember its result."""
         if self._t_first is None:
             self._t_first = time.time()
-        steps = {"datagen": self.datagen, "train": self.train, "checkpoint_write": self.checkpoint_write,
-                 "checkpoint_read": self.checkpoint_read}
+        steps = {
+            "datagen": self.datagen,
+            "train": self.train,
+            "checkpoint_write": self.checkpoint_write,
+            "checkpoint_read": self.checkpoint_read,
+        }
         if phase == "au":
             result = self.au()
         elif phase in steps and self.repeats > 1 and phase in REPEATED and not self._saved_in_training(phase):
@@ -234,8 +252,9 @@ class Workload:
 
     async def open_data(self) -> ObjectStore:
         """The store rooted at the dataset folder (O_DIRECT when ``reader.odirect`` on local files)."""
-        return await self.storage.open(self.data_uri(), self.cfg.storage,
-                                       threads=max(1, self.cfg.reader.read_threads))
+        return await self.storage.open(
+            self.data_uri(), self.cfg.storage, threads=max(1, self.cfg.reader.read_threads)
+        )
 
     async def open_checkpoints(self) -> ObjectStore:
         return await self.storage.open(self.checkpoint_uri(), self.cfg.storage, threads=8)
@@ -245,19 +264,25 @@ class Workload:
         cfg = self.cfg
         par = cfg.model.parallelism
         mp = max(1, par.tensor) * max(1, par.pipeline)
-        several = self.settings.ranks_explicit and self.settings.ranks > 1  # --dlio-ranks 1 emulates, like none
+        several = (
+            self.settings.ranks_explicit and self.settings.ranks > 1
+        )  # --dlio-ranks 1 emulates, like none
         if several or mp == 1 or cfg.checkpoint.mode != "default" or self.comm.size > 1:
             return self.comm, None
-        return RankOfWorld(0, mp), (f"one process emulates rank 0 of {mp} (tensor {par.tensor} x pipeline "
-                                    f"{par.pipeline}): rank 0's files and sizes exactly; GB/s are this rank's")
+        return RankOfWorld(0, mp), (
+            f"one process emulates rank 0 of {mp} (tensor {par.tensor} x pipeline "
+            f"{par.pipeline}): rank 0's files and sizes exactly; GB/s are this rank's"
+        )
 
     def _check_world(self) -> None:
         """The Comm must span the world the run planned for (``--dlio-ranks N`` needs N ranks running)."""
         want = self.settings.ranks if self.settings.ranks_explicit else 1
         if want != self.comm.size and not getattr(self.comm, "emulated", False):
-            raise DlioError(f"--dlio-ranks {want}: this Workload runs in a world of {self.comm.size} rank(s); "
-                            "run it through pytest_dlio.engine.runner.make_runner (local rank processes) "
-                            "or under mpirun with one process per rank")
+            raise DlioError(
+                f"--dlio-ranks {want}: this Workload runs in a world of {self.comm.size} rank(s); "
+                "run it through pytest_dlio.engine.runner.make_runner (local rank processes) "
+                "or under mpirun with one process per rank"
+            )
 
     # ---- phases ----
     async def datagen(self) -> PhaseResult:
@@ -269,9 +294,15 @@ class Workload:
         async with await self.open_data() as store:
             if self.settings.generate != "never":
                 self._check_fits("the dataset", store)
-            stats = await generate(self.cfg, store, comm=self.comm, mode=self.settings.generate,
-                                   progress=self.progress, manifest=manifest,
-                                   verify_data=self.settings.verify_data)
+            stats = await generate(
+                self.cfg,
+                store,
+                comm=self.comm,
+                mode=self.settings.generate,
+                progress=self.progress,
+                manifest=manifest,
+                verify_data=self.settings.verify_data,
+            )
         self.datagen_written = stats  # this rank's own keys: what keep_files: false may delete
         # this rank's own series and histogram (the {rank}_*.json files are per rank) ...
         self.histograms["datagen_write"] = latency_histogram(stats.write_latencies)
@@ -319,8 +350,10 @@ class Workload:
         result = report.with_retries(report.train_result(run.metrics), retries)
         result.lines.append(f"DLIO output: {self.output_dir}")
         if deleted is not None:
-            result.lines.append(f"dataset.keep_files: false: deleted the {deleted} objects this run wrote "
-                                "(its files, sidecars and markers; files that were there before are kept)")
+            result.lines.append(
+                f"dataset.keep_files: false: deleted the {deleted} objects this run wrote "
+                "(its files, sidecars and markers; files that were there before are kept)"
+            )
         return result
 
     async def _train_with_checkpoints(self, store: ObjectStore) -> TrainRun:
@@ -332,8 +365,14 @@ class Workload:
             self._check_fits("the checkpoints", ckstore, ck_comm)
             ckpt = Checkpointer(self.cfg, ckstore, comm=ck_comm, progress=self.progress)
             hooks = _TrainingCheckpoints(self.cfg, ckpt, self.cfg.steps_per_epoch(self.comm.size))
-            run = await run_training(self.cfg, store, comm=self.comm, on_checkpoint=hooks.on_step,
-                                     on_epoch_end=hooks.on_epoch_end, progress=self.progress)
+            run = await run_training(
+                self.cfg,
+                store,
+                comm=self.comm,
+                on_checkpoint=hooks.on_step,
+                on_epoch_end=hooks.on_epoch_end,
+                progress=self.progress,
+            )
         self.saves = ckpt.stats()
         self._retried("checkpoint_write", ckstore)
         self._checkpoint_note = note
@@ -353,8 +392,10 @@ class Workload:
         self._check_world()
         if self.cfg.workflow.train:  # saves happened during training
             if self.saves is None or not self.saves.counts.get("save"):
-                raise DlioError("no checkpoint was written during training (check checkpoint_after_epoch, "
-                                "epochs_between_checkpoints and steps_between_checkpoints against train.epochs)")
+                raise DlioError(
+                    "no checkpoint was written during training (check checkpoint_after_epoch, "
+                    "epochs_between_checkpoints and steps_between_checkpoints against train.epochs)"
+                )
             stats, note = self.saves, self._checkpoint_note
             if len(self._save_results) > 1:  # --dlio-runs: training (and its saves) ran several times
                 done = [(self._run_label(i), r) for i, r in enumerate(self._save_results)]
@@ -369,8 +410,9 @@ class Workload:
             self._add_checkpoint_histograms(stats)
             retries = self._retried("checkpoint_write", store)
         self._add_to_summary({"metric": stats.metric})
-        return report.with_retries(report.checkpoint_result("checkpoint_write", stats, (note,) if note else ()),
-                                   retries)
+        return report.with_retries(
+            report.checkpoint_result("checkpoint_write", stats, (note,) if note else ()), retries
+        )
 
     async def checkpoint_read(self) -> PhaseResult:
         from pytest_dlio.phases.checkpoint import read_checkpoints
@@ -379,15 +421,22 @@ class Workload:
         comm, note = self.checkpoint_comm()
         saved = list(self.saves.saved) if self.cfg.workflow.train and self.saves is not None else None
         async with await self.open_checkpoints() as store:
-            stats = await read_checkpoints(self.cfg, store, comm=comm, verify=self.settings.verify,
-                                           drop_caches=self.settings.drop_caches, epoch_steps=saved,
-                                           progress=self.progress)
+            stats = await read_checkpoints(
+                self.cfg,
+                store,
+                comm=comm,
+                verify=self.settings.verify,
+                drop_caches=self.settings.drop_caches,
+                epoch_steps=saved,
+                progress=self.progress,
+            )
         self.loads = stats
         self._add_checkpoint_histograms(stats)
         retries = self._retried("checkpoint_read", store)
         self._add_to_summary({"metric": stats.metric})
-        return report.with_retries(report.checkpoint_result("checkpoint_read", stats, (note,) if note else ()),
-                                   retries)
+        return report.with_retries(
+            report.checkpoint_result("checkpoint_read", stats, (note,) if note else ()), retries
+        )
 
     def _retried(self, phase: str, store: ObjectStore) -> Retries:
         """Record the retries ``store`` made as ``phase``'s (stores are opened per phase)."""
@@ -526,13 +575,25 @@ class Workload:
         from pytest_dlio.storage.uri import parse_uri, scrub
 
         cfg, st = self.cfg, self.settings
-        info: dict[str, Any] = {"name": self.name, "config": str(cfg.source.path), "dialect": cfg.source.dialect,
-                                "scale": cfg.source.scale, "scale_option": st.scale, "ranks": st.ranks,
-                                "rank": self.comm.rank, "world": self.comm.size, "model": cfg.model.name,
-                                "format": cfg.dataset.format, "epochs": cfg.train.epochs,
-                                "output": str(self.output_dir)}
+        info: dict[str, Any] = {
+            "name": self.name,
+            "config": str(cfg.source.path),
+            "dialect": cfg.source.dialect,
+            "scale": cfg.source.scale,
+            "scale_option": st.scale,
+            "ranks": st.ranks,
+            "rank": self.comm.rank,
+            "world": self.comm.size,
+            "model": cfg.model.name,
+            "format": cfg.dataset.format,
+            "epochs": cfg.train.epochs,
+            "output": str(self.output_dir),
+        }
         running = self.storage.emulators.running()
-        for key, folder in (("data", cfg.dataset.data_folder), ("checkpoints", cfg.checkpoint.checkpoint_folder)):
+        for key, folder in (
+            ("data", cfg.dataset.data_folder),
+            ("checkpoints", cfg.checkpoint.checkpoint_folder),
+        ):
             try:
                 uri = self.storage.resolve(folder, cfg.storage)
             except (StorageError, DlioError) as exc:
@@ -553,22 +614,30 @@ class Workload:
                 out["timeseries"] = {"datagen_write": self.timeseries["datagen_write"]}
         elif phase == "train" and self.metrics is not None:
             m = self.metrics
-            out["epochs"] = [{"epoch": i + 1, "au_percentage": au, "samples_per_second": thr}
-                             for i, (au, thr) in enumerate(zip(m.train_au_percentage,
-                                                               m.train_throughput_samples_per_second, strict=False))]
+            out["epochs"] = [
+                {"epoch": i + 1, "au_percentage": au, "samples_per_second": thr}
+                for i, (au, thr) in enumerate(
+                    zip(m.train_au_percentage, m.train_throughput_samples_per_second, strict=False)
+                )
+            ]
             if m.eval_au_percentage:
-                out["eval_epochs"] = [{"index": i + 1, "au_percentage": au, "samples_per_second": thr}
-                                      for i, (au, thr) in enumerate(zip(m.eval_au_percentage,
-                                                                        m.eval_throughput_samples_per_second,
-                                                                        strict=False))]
+                out["eval_epochs"] = [
+                    {"index": i + 1, "au_percentage": au, "samples_per_second": thr}
+                    for i, (au, thr) in enumerate(
+                        zip(m.eval_au_percentage, m.eval_throughput_samples_per_second, strict=False)
+                    )
+                ]
             out["timeseries"] = {k: v for k, v in self.timeseries.items() if k.endswith("_read")}
             out["histograms"] = {k: v for k, v in self.histograms.items() if k.endswith("_read")}
         elif phase in ("checkpoint_write", "checkpoint_read"):
             kind, stats = ("save", self.saves) if phase == "checkpoint_write" else ("load", self.loads)
             if stats is not None:
-                out["checkpoint"] = {"kind": kind, "durations_seconds": list(stats.durations.get(kind, ())),
-                                     "saved": [list(p) for p in stats.saved],
-                                     "size_GB": stats.metric.get("checkpoint_size_GB")}
+                out["checkpoint"] = {
+                    "kind": kind,
+                    "durations_seconds": list(stats.durations.get(kind, ())),
+                    "saved": [list(p) for p in stats.saved],
+                    "size_GB": stats.metric.get("checkpoint_size_GB"),
+                }
                 key = f"checkpoint_{kind}_file"
                 if key in self.histograms:
                     out["histograms"] = {key: self.histograms[key]}
@@ -592,6 +661,7 @@ class Workload:
                 doc["end"] = dlio_stamp(now)
             deep_merge(doc, part)
             doc.setdefault(EXTRA_KEY, {})["storage_retries"] = {
-                phase: report.retries_json(r) for phase, r in self.retries.items()}
+                phase: report.retries_json(r) for phase, r in self.retries.items()
+            }
         if self.comm.rank == 0:
             write_summary(self.output_dir, docs[-1])

@@ -12,8 +12,17 @@ from pytest_dlio.formats import csvfmt, hdf5, image, indexed_binary, npy, npz, p
 from pytest_dlio.formats.base import DataFile, Encoded, Format, ReadUnit, Spans, sample_of
 
 _ALL: tuple[Format, ...] = (
-    npz.FORMAT, npy.FORMAT, hdf5.FORMAT, csvfmt.FORMAT, image.JPEG, image.PNG, tfrecord.FORMAT,
-    indexed_binary.INDEXED, indexed_binary.MMAP, parquet.FORMAT, synthetic.FORMAT,
+    npz.FORMAT,
+    npy.FORMAT,
+    hdf5.FORMAT,
+    csvfmt.FORMAT,
+    image.JPEG,
+    image.PNG,
+    tfrecord.FORMAT,
+    indexed_binary.INDEXED,
+    indexed_binary.MMAP,
+    parquet.FORMAT,
+    synthetic.FORMAT,
 )
 #: Every format DLIO can generate, by its ``dataset.format`` name.
 FORMATS: dict[str, Format] = {f.name: f for f in _ALL}
@@ -27,9 +36,20 @@ def get_format(name: str) -> Format:
     try:
         return FORMATS[name]
     except KeyError:
-        raise ConfigError(f"dataset.format: {name!r} has no data generator; use one of "
-                          f"{', '.join(NAMES)}") from None
+        raise ConfigError(
+            f"dataset.format: {name!r} has no data generator; use one of {', '.join(NAMES)}"
+        ) from None
 
 
-__all__ = ["FORMATS", "NAMES", "WITHOUT_GENERATOR", "DataFile", "Encoded", "Format", "ReadUnit", "Spans",
-           "get_format", "sample_of"]
+__all__ = [
+    "FORMATS",
+    "NAMES",
+    "WITHOUT_GENERATOR",
+    "DataFile",
+    "Encoded",
+    "Format",
+    "ReadUnit",
+    "Spans",
+    "get_format",
+    "sample_of",
+]

@@ -132,8 +132,9 @@ class Format(Protocol):
         """What DLIO's generator writes for file ``f`` (random contents from ``randbytes``)."""
         ...
 
-    def decode(self, data: Buffer, f: DataFile, ds: Dataset,
-               sidecars: Mapping[str, Buffer] | None = None) -> Sequence[Any]:
+    def decode(
+        self, data: Buffer, f: DataFile, ds: Dataset, sidecars: Mapping[str, Buffer] | None = None
+    ) -> Sequence[Any]:
         """What DLIO's reader makes of a whole opened file: its samples (parquet: its row groups, the
         read unit), lazily where that is free (npy/npz slice one array). ``sidecars`` maps the file's
         sidecar keys to their bytes."""
@@ -165,8 +166,10 @@ class Format(Protocol):
 def sample_of(samples: Sequence[Any], f: DataFile, sample: int) -> Any:
     """Sample ``sample`` of a decoded file (DlioError naming the file when it has fewer)."""
     if not 0 <= sample < len(samples):
-        raise DlioError(f"{f.key}: has no sample {sample} (it holds {len(samples)}); "
-                        "regenerate it with --dlio-generate auto")
+        raise DlioError(
+            f"{f.key}: has no sample {sample} (it holds {len(samples)}); "
+            "regenerate it with --dlio-generate auto"
+        )
     return samples[sample]
 
 

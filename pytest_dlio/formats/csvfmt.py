@@ -52,8 +52,9 @@ def _encode(f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
         name = f.key.rsplit("/", 1)[-1].removesuffix(CSV_SUFFIX[ds.compression])
         return Encoded([compress(raw, ds.compression, name)])
     if ds.compression not in ("none", "", None):
-        raise ConfigError(f"dataset.compression: {ds.compression!r} does not apply to csv; "
-                          "use none, gzip, bz2, zip or xz")
+        raise ConfigError(
+            f"dataset.compression: {ds.compression!r} does not apply to csv; use none, gzip, bz2, zip or xz"
+        )
     return Encoded([raw])
 
 
@@ -80,8 +81,9 @@ class Csv(Format):
     def encode(self, f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
         return _encode(f, ds, rng)
 
-    def decode(self, data: Buffer, f: DataFile, ds: Dataset,
-               sidecars: Mapping[str, Buffer] | None = None) -> Sequence[Any]:
+    def decode(
+        self, data: Buffer, f: DataFile, ds: Dataset, sidecars: Mapping[str, Buffer] | None = None
+    ) -> Sequence[Any]:
         raw = decompress(data, ds.compression if ds.compression in CSV_SUFFIX else "none")
         rows = np.loadtxt(io.BytesIO(raw), delimiter=",", ndmin=2, dtype=f.dtype)
         return list(rows)  # one flat row per sample

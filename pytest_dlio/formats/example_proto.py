@@ -82,12 +82,12 @@ def fields(buf: memoryview) -> list[Field]:
             val, pos = read_varint(buf, pos)
         elif wt in (1, 5):
             n = 8 if wt == 1 else 4
-            val, pos = buf[pos:pos + n], pos + n
+            val, pos = buf[pos : pos + n], pos + n
         elif wt == 2:
             n, pos = read_varint(buf, pos)
             if pos + n > end:
                 raise DlioError("tf.train.Example: field runs past the end of the message")
-            val, pos = buf[pos:pos + n], pos + n
+            val, pos = buf[pos : pos + n], pos + n
         else:
             raise DlioError(f"tf.train.Example: unsupported wire type {wt}")
         out.append((num, wt, val))

@@ -25,7 +25,9 @@ def dataset_options(ds: Dataset, shape: tuple[int, ...]) -> dict[str, Any]:
     elif ds.compression == "lzf":
         kw["compression"] = "lzf"
     elif ds.compression not in ("none", "", None):
-        raise ConfigError(f"dataset.compression: {ds.compression!r} is not an HDF5 filter; use none, gzip or lzf")
+        raise ConfigError(
+            f"dataset.compression: {ds.compression!r} is not an HDF5 filter; use none, gzip or lzf"
+        )
     if ds.hdf5.chunk_dims:
         kw["chunks"] = tuple(ds.hdf5.chunk_dims)
     if ds.hdf5.max_shape:
@@ -46,8 +48,10 @@ def _encode(f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
                 h5.create_dataset(f"records_{k}", shape, dtype=f.dtype, data=records, **kw)
             h5.create_dataset("labels", data=[0] * f.samples)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"dataset.hdf5: h5py rejects chunk_dims/max_shape {kw} for records {shape}: {exc}; "
-                          "fix dataset.hdf5.chunk_dims or dataset.hdf5.max_shape") from None
+        raise ConfigError(
+            f"dataset.hdf5: h5py rejects chunk_dims/max_shape {kw} for records {shape}: {exc}; "
+            "fix dataset.hdf5.chunk_dims or dataset.hdf5.max_shape"
+        ) from None
     return Encoded([buf.getbuffer()])
 
 
@@ -64,8 +68,9 @@ class Hdf5(Format):
     def encode(self, f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
         return _encode(f, ds, rng)
 
-    def decode(self, data: Buffer, f: DataFile, ds: Dataset,
-               sidecars: Mapping[str, Buffer] | None = None) -> Sequence[Any]:
+    def decode(
+        self, data: Buffer, f: DataFile, ds: Dataset, sidecars: Mapping[str, Buffer] | None = None
+    ) -> Sequence[Any]:
         import h5py
 
         with h5py.File(io.BytesIO(data), "r") as h5:

@@ -34,8 +34,9 @@ class ImageFormat(Format):
         Image.fromarray(pixels).save(buf, format=self.pil)
         return Encoded([buf.getbuffer()])
 
-    def decode(self, data: Buffer, f: DataFile, ds: Dataset,
-               sidecars: Mapping[str, Buffer] | None = None) -> Sequence[Any]:
+    def decode(
+        self, data: Buffer, f: DataFile, ds: Dataset, sidecars: Mapping[str, Buffer] | None = None
+    ) -> Sequence[Any]:
         from PIL import Image
 
         with Image.open(io.BytesIO(data)) as img:

@@ -48,27 +48,34 @@ class IndexedBinary(Format):
     def sample_spans(self, f: DataFile, sidecars: Mapping[str, Buffer] | None) -> Spans:
         off_key, sz_key = f.sidecars
         if not sidecars or off_key not in sidecars or sz_key not in sidecars:
-            raise DlioError(f"{f.key}: the index files {off_key} and {sz_key} are needed to read "
-                            f"{self.name}; regenerate the dataset with --dlio-generate auto")
+            raise DlioError(
+                f"{f.key}: the index files {off_key} and {sz_key} are needed to read "
+                f"{self.name}; regenerate the dataset with --dlio-generate auto"
+            )
         offsets = np.frombuffer(sidecars[off_key], dtype=np.uint64).tolist()
         sizes = np.frombuffer(sidecars[sz_key], dtype=np.uint64).tolist()
         if len(offsets) != len(sizes):
-            raise DlioError(f"{f.key}: its index files disagree ({len(offsets)} offsets, {len(sizes)} "
-                            "sizes); regenerate the dataset with --dlio-generate auto")
+            raise DlioError(
+                f"{f.key}: its index files disagree ({len(offsets)} offsets, {len(sizes)} "
+                "sizes); regenerate the dataset with --dlio-generate auto"
+            )
         return Spans(np.arange(len(offsets), dtype=np.int64), list(zip(offsets, sizes, strict=True)))
 
     def decode_span(self, data: Buffer, f: DataFile, ds: Dataset) -> Any:
         return np.frombuffer(data, dtype=np.uint8)
 
-    def decode(self, data: Buffer, f: DataFile, ds: Dataset,
-               sidecars: Mapping[str, Buffer] | None = None) -> Sequence[Any]:
+    def decode(
+        self, data: Buffer, f: DataFile, ds: Dataset, sidecars: Mapping[str, Buffer] | None = None
+    ) -> Sequence[Any]:
         view = memoryview(data)
         out = []
         for off, sz in self.sample_spans(f, sidecars).spans:
             if off + sz > view.nbytes:
-                raise DlioError(f"{f.key}: sample at offset {off} (+{sz}) is past the end ({view.nbytes} "
-                                "bytes); the file is truncated: regenerate it with --dlio-generate auto")
-            chunk = view[off:off + sz]
+                raise DlioError(
+                    f"{f.key}: sample at offset {off} (+{sz}) is past the end ({view.nbytes} "
+                    "bytes); the file is truncated: regenerate it with --dlio-generate auto"
+                )
+            chunk = view[off : off + sz]
             out.append(np.frombuffer(chunk if self.mmap else bytes(chunk), dtype=np.uint8))
         return out
 

@@ -34,8 +34,9 @@ def header(shape: tuple[int, ...], dtype: str) -> bytes:
     return buf.getvalue()
 
 
-def npy_bytes(shape: tuple[int, ...], dtype: str, rng: np.random.Generator,
-              pooled: list[np.ndarray] | None = None) -> np.ndarray:
+def npy_bytes(
+    shape: tuple[int, ...], dtype: str, rng: np.random.Generator, pooled: list[np.ndarray] | None = None
+) -> np.ndarray:
     """A whole .npy file (uint8) holding random data of ``shape``/``dtype`` (in a POOL buffer when
     ``pooled`` is given: the buffer is appended to it)."""
     head = header(shape, dtype)
@@ -45,9 +46,9 @@ def npy_bytes(shape: tuple[int, ...], dtype: str, rng: np.random.Generator,
     else:
         base = POOL.take(len(head) + n)
         pooled.append(base)
-    out = base[:len(head) + n]
-    out[:len(head)] = np.frombuffer(head, dtype=np.uint8)
-    fill_random(out[len(head):], rng)
+    out = base[: len(head) + n]
+    out[: len(head)] = np.frombuffer(head, dtype=np.uint8)
+    fill_random(out[len(head) :], rng)
     return out
 
 
@@ -73,7 +74,9 @@ def view(data: Buffer) -> np.ndarray:
     head: bytes | None = None
     if len(mv) >= 10 and mv[:6] == _MAGIC:
         major = mv[6]
-        end = 10 + int.from_bytes(mv[8:10], "little") if major == 1 else 12 + int.from_bytes(mv[8:12], "little")
+        end = (
+            10 + int.from_bytes(mv[8:10], "little") if major == 1 else 12 + int.from_bytes(mv[8:12], "little")
+        )
         head = bytes(mv[:end])
     parsed = _HEADERS.get(head) if head is not None else None
     if parsed is None:
@@ -101,8 +104,9 @@ class Npy(Format):
         pooled: list[np.ndarray] = []
         return Encoded([npy_bytes((*f.dims, f.samples), f.dtype, rng, pooled).data], pooled=pooled)
 
-    def decode(self, data: Buffer, f: DataFile, ds: Dataset,
-               sidecars: Mapping[str, Buffer] | None = None) -> Sequence[Any]:
+    def decode(
+        self, data: Buffer, f: DataFile, ds: Dataset, sidecars: Mapping[str, Buffer] | None = None
+    ) -> Sequence[Any]:
         return Slices(view(data))
 
 

@@ -37,14 +37,37 @@ ZIP_OVERHEAD = 234
 
 
 def _local(name: bytes, crc: int, size: int) -> bytes:
-    head = struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", _VERSION, 0, 0, 0, _DOS_DATE, crc, _LIMIT, _LIMIT,
-                       len(name), 20)
+    head = struct.pack(
+        "<4sHHHHHIIIHH", b"PK\x03\x04", _VERSION, 0, 0, 0, _DOS_DATE, crc, _LIMIT, _LIMIT, len(name), 20
+    )
     return head + name + struct.pack("<HHQQ", 1, 16, size, size)
 
 
 def _central(name: bytes, crc: int, size: int, offset: int) -> bytes:
-    return struct.pack("<4sBBHHHHHIIIHHHHHII", b"PK\x01\x02", _VERSION, 3, _VERSION, 0, 0, 0, _DOS_DATE, crc,
-                       size, size, len(name), 0, 0, 0, 0, _ATTR, offset) + name
+    return (
+        struct.pack(
+            "<4sBBHHHHHIIIHHHHHII",
+            b"PK\x01\x02",
+            _VERSION,
+            3,
+            _VERSION,
+            0,
+            0,
+            0,
+            _DOS_DATE,
+            crc,
+            size,
+            size,
+            len(name),
+            0,
+            0,
+            0,
+            0,
+            _ATTR,
+            offset,
+        )
+        + name
+    )
 
 
 def _encode(f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
@@ -64,19 +87,23 @@ def _encode(f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
     total = local_len + x_len + local_len + len(y_raw) + 2 * (46 + len(b"x.npy")) + 22
     pad = (-(local_len + len(head))) % 8
     base = POOL.take(total + pad)
-    out = base[pad:pad + total]
+    out = base[pad : pad + total]
     data_at = local_len + len(head)
-    fill_random(out[data_at:data_at + n], rng)
+    fill_random(out[data_at : data_at + n], rng)
     out[local_len:data_at] = np.frombuffer(head, dtype=np.uint8)
-    crc_x = crc32(out[data_at:data_at + n], crc32(head))
+    crc_x = crc32(out[data_at : data_at + n], crc32(head))
     crc_y = crc32(y_raw)
     y_at = local_len + x_len
     tail = [
-        _local(b"y.npy", crc_y, len(y_raw)), y_raw,
-        _central(b"x.npy", crc_x, x_len, 0), _central(b"y.npy", crc_y, len(y_raw), y_at),
+        _local(b"y.npy", crc_y, len(y_raw)),
+        y_raw,
+        _central(b"x.npy", crc_x, x_len, 0),
+        _central(b"y.npy", crc_y, len(y_raw), y_at),
     ]
     cd_len = 2 * (46 + len(b"x.npy"))
-    tail.append(struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 2, 2, cd_len, y_at + local_len + len(y_raw), 0))
+    tail.append(
+        struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 2, 2, cd_len, y_at + local_len + len(y_raw), 0)
+    )
     out[:local_len] = np.frombuffer(_local(b"x.npy", crc_x, x_len), dtype=np.uint8)
     out[y_at:] = np.frombuffer(b"".join(tail), dtype=np.uint8)
     return Encoded([out.data], pooled=[base])
@@ -93,8 +120,9 @@ class Npz(Format):
     def encode(self, f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
         return _encode(f, ds, rng)
 
-    def decode(self, data: Buffer, f: DataFile, ds: Dataset,
-               sidecars: Mapping[str, Buffer] | None = None) -> Sequence[Any]:
+    def decode(
+        self, data: Buffer, f: DataFile, ds: Dataset, sidecars: Mapping[str, Buffer] | None = None
+    ) -> Sequence[Any]:
         member = stored_member(data, "x.npy")
         if member is not None:  # the common case: a view of the fetched bytes, CRC checked as np.load does
             return Slices(view(member))
@@ -124,7 +152,7 @@ class _Reader(io.RawIOBase):
         return self._pos
 
     def readinto(self, b: Any) -> int:
-        chunk = self._mv[self._pos:self._pos + len(b)]
+        chunk = self._mv[self._pos : self._pos + len(b)]
         n = len(chunk)
         memoryview(b).cast("B")[:n] = chunk
         self._pos += n
@@ -148,7 +176,7 @@ def stored_member(data: Buffer, name: str) -> memoryview | None:
     if sig != b"PK\x03\x04":
         raise zipfile.BadZipFile(f"bad local header for {name}")
     start = at + 30 + nlen + elen
-    member = mv[start:start + info.file_size]
+    member = mv[start : start + info.file_size]
     if len(member) != info.file_size or crc32(member) != info.CRC:
         raise zipfile.BadZipFile(f"Bad CRC-32 for file {name!r}")
     return member

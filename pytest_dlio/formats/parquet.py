@@ -25,8 +25,19 @@ if TYPE_CHECKING:
 
     from pytest_dlio.config.model import Dataset
 
-NUMERIC = ("uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64",
-           "float16", "float32", "float64")
+NUMERIC = (
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "float16",
+    "float32",
+    "float64",
+)
 CODECS = ("snappy", "gzip", "brotli", "lz4", "zstd")
 
 
@@ -142,7 +153,7 @@ class _Tail(io.RawIOBase):
         lo = self.pos - self.tail_start
         pad = min(n, max(0, -lo))  # pyarrow prefetches a fixed tail; bytes before the footer are never parsed
         b[:pad] = bytes(pad)
-        b[pad:n] = self.tail[max(0, lo):max(0, lo) + n - pad]
+        b[pad:n] = self.tail[max(0, lo) : max(0, lo) + n - pad]
         self.pos += n
         return n
 
@@ -163,8 +174,9 @@ class ParquetFormat(Format):
     def encode(self, f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
         return _encode(f, ds, rng)
 
-    def decode(self, data: Buffer, f: DataFile, ds: Dataset,
-               sidecars: Mapping[str, Buffer] | None = None) -> Sequence[Any]:
+    def decode(
+        self, data: Buffer, f: DataFile, ds: Dataset, sidecars: Mapping[str, Buffer] | None = None
+    ) -> Sequence[Any]:
         """One ``pyarrow.Table`` per row group (DLIO's read unit), of the columns read."""
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -190,8 +202,11 @@ class ParquetFormat(Format):
                 col = group.column(c)
                 if col.path_in_schema.split(".")[0] not in wanted:
                     continue
-                start = col.dictionary_page_offset if col.has_dictionary_page and col.dictionary_page_offset \
+                start = (
+                    col.dictionary_page_offset
+                    if col.has_dictionary_page and col.dictionary_page_offset
                     else col.data_page_offset
+                )
                 lo, hi = min(lo, start), max(hi, start + col.total_compressed_size)
             first.append(row)
             spans.append((lo, max(0, hi - lo)) if hi > lo else (0, 0))

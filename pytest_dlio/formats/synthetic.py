@@ -23,8 +23,9 @@ class Synthetic(Format):
     def encode(self, f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
         return Encoded([str(f.position).encode()])
 
-    def decode(self, data: Buffer, f: DataFile, ds: Dataset,
-               sidecars: Mapping[str, Buffer] | None = None) -> Sequence[Any]:
+    def decode(
+        self, data: Buffer, f: DataFile, ds: Dataset, sidecars: Mapping[str, Buffer] | None = None
+    ) -> Sequence[Any]:
         return [np.zeros(f.dims, dtype=np.uint8)] * f.samples
 
 

@@ -49,7 +49,7 @@ def _encode(f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
     head_crc = crc32c.crc32c(head)
     parts: list[Buffer] = []
     for i in range(f.samples):
-        img = payload[i * size:(i + 1) * size]
+        img = payload[i * size : (i + 1) * size]
         parts += [frame_head, head, img, struct.pack("<I", masked_crc(b"", crc32c.crc32c(img, head_crc)))]
     record = 16 + length
     return Encoded(parts, {f.sidecars[0]: index(record, f.samples)}, [buf])
@@ -64,7 +64,7 @@ def index_len(record: int, n: int) -> int:
     """``len(index(record, n))`` without building it (counts the digits of each offset)."""
     total, k, digits = n * (len(str(record)) + 2), 0, 1
     while k < n:
-        upto = min(n, max(k, -(-10**digits // record)))  # first k whose offset has more digits
+        upto = min(n, max(k, -(-(10**digits) // record)))  # first k whose offset has more digits
         total += (upto - k) * digits
         k, digits = upto, digits + 1
     return total
@@ -102,8 +102,10 @@ def records(data: Buffer, key: str = "") -> Iterator[memoryview]:
             raise DlioError(f"{key}: truncated TFRecord header at byte {pos}; regenerate the dataset")
         (length,) = struct.unpack_from("<Q", view, pos)
         (lcrc,) = struct.unpack_from("<I", view, pos + 8)
-        if masked_crc(view[pos:pos + 8]) != lcrc:
-            raise DlioError(f"{key}: TFRecord length CRC mismatch at byte {pos}; the file is corrupt, regenerate it")
+        if masked_crc(view[pos : pos + 8]) != lcrc:
+            raise DlioError(
+                f"{key}: TFRecord length CRC mismatch at byte {pos}; the file is corrupt, regenerate it"
+            )
         start = pos + 12
         stop = start + length
         if stop + 4 > end:
@@ -111,7 +113,9 @@ def records(data: Buffer, key: str = "") -> Iterator[memoryview]:
         body = view[start:stop]
         (dcrc,) = struct.unpack_from("<I", view, stop)
         if masked_crc(body) != dcrc:
-            raise DlioError(f"{key}: TFRecord data CRC mismatch at byte {pos}; the file is corrupt, regenerate it")
+            raise DlioError(
+                f"{key}: TFRecord data CRC mismatch at byte {pos}; the file is corrupt, regenerate it"
+            )
         yield body
         pos = stop + 4
 
@@ -140,8 +144,9 @@ class TfRecord(Format):
     def encode(self, f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
         return _encode(f, ds, rng)
 
-    def decode(self, data: Buffer, f: DataFile, ds: Dataset,
-               sidecars: Mapping[str, Buffer] | None = None) -> Sequence[Any]:
+    def decode(
+        self, data: Buffer, f: DataFile, ds: Dataset, sidecars: Mapping[str, Buffer] | None = None
+    ) -> Sequence[Any]:
         return samples(data, f.key)
 
 

@@ -28,8 +28,15 @@ from pytest_dlio.errors import DlioError
 FORMAT = "pytest-dlio-baseline/1"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 #: Item properties that say what a run is rather than what it measured (kept under ``identity``).
-IDENTITY_KEYS = ("pytest_dlio_version", "config_hash", "scale_factor", "ranks", "hosts", "storage_uri",
-                 "storage_emulator")
+IDENTITY_KEYS = (
+    "pytest_dlio_version",
+    "config_hash",
+    "scale_factor",
+    "ranks",
+    "hosts",
+    "storage_uri",
+    "storage_emulator",
+)
 
 
 def check_name(value: str) -> str:
@@ -37,8 +44,9 @@ def check_name(value: str) -> str:
     if value.endswith(".json") or "/" in value:
         return value
     if not _NAME.match(value):
-        raise ValueError(f"expected a name of letters, digits, '.', '_' or '-' (or a path ending in .json), "
-                         f"got {value!r}")
+        raise ValueError(
+            f"expected a name of letters, digits, '.', '_' or '-' (or a path ending in .json), got {value!r}"
+        )
     return value
 
 
@@ -52,9 +60,16 @@ def baseline_path(spec: str, data_root: Path) -> Path:
 def machine_info() -> dict[str, Any]:
     from pytest_dlio.report.dlio_json import host_memory_gb
 
-    return {"node": socket.gethostname(), "machine": platform.machine(), "system": platform.system(),
-            "release": platform.release(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
-            "processor": platform.processor() or platform.machine(), "memory_GB": round(host_memory_gb(), 3)}
+    return {
+        "node": socket.gethostname(),
+        "machine": platform.machine(),
+        "system": platform.system(),
+        "release": platform.release(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "memory_GB": round(host_memory_gb(), 3),
+    }
 
 
 def workloads_from_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -83,8 +98,14 @@ def workloads_from_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str
 
 
 def build(name: str, workloads: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    return {"format": FORMAT, "name": name, "saved": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "pytest_dlio_version": __version__, "machine": machine_info(), "workloads": workloads}
+    return {
+        "format": FORMAT,
+        "name": name,
+        "saved": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "pytest_dlio_version": __version__,
+        "machine": machine_info(),
+        "workloads": workloads,
+    }
 
 
 def save(path: Path, doc: dict[str, Any]) -> Path:
@@ -102,20 +123,33 @@ def load(path: Path) -> dict[str, Any]:
     try:
         size = Path(path).stat().st_size
         if size > MAX_BYTES:
-            raise DlioError(f"baseline {path}: {size:,} bytes is not a pytest-dlio baseline (those are well under "
-                            f"{MAX_BYTES // 2**20} MiB); name the file --dlio-save wrote")
+            raise DlioError(
+                f"baseline {path}: {size:,} bytes is not a pytest-dlio baseline (those are well under "
+                f"{MAX_BYTES // 2**20} MiB); name the file --dlio-save wrote"
+            )
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DlioError(f"baseline {path}: no such file; save one first with --dlio-save NAME (it goes to "
-                        "<data root>/baselines/NAME.json) or name an existing .json file") from None
+        raise DlioError(
+            f"baseline {path}: no such file; save one first with --dlio-save NAME (it goes to "
+            "<data root>/baselines/NAME.json) or name an existing .json file"
+        ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DlioError(f"baseline {path}: cannot read it as JSON ({exc}); save it again with --dlio-save") from None
+        raise DlioError(
+            f"baseline {path}: cannot read it as JSON ({exc}); save it again with --dlio-save"
+        ) from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("workloads"), dict):
-        raise DlioError(f"baseline {path}: not a pytest-dlio baseline (expected \"format\": \"{FORMAT}\" and a "
-                        "\"workloads\" object); save it again with --dlio-save")
+        raise DlioError(
+            f'baseline {path}: not a pytest-dlio baseline (expected "format": "{FORMAT}" and a '
+            '"workloads" object); save it again with --dlio-save'
+        )
     for name, wl in doc["workloads"].items():
-        if not (isinstance(wl, dict) and isinstance(wl.get("figures", {}), dict)
-                and isinstance(wl.get("identity", {}), dict)):
-            raise DlioError(f"baseline {path}: workload {name!r} is not an object with \"identity\" and "
-                            "\"figures\" objects; save the baseline again with --dlio-save")
+        if not (
+            isinstance(wl, dict)
+            and isinstance(wl.get("figures", {}), dict)
+            and isinstance(wl.get("identity", {}), dict)
+        ):
+            raise DlioError(
+                f'baseline {path}: workload {name!r} is not an object with "identity" and '
+                '"figures" objects; save the baseline again with --dlio-save'
+            )
     return doc

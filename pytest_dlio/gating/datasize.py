@@ -36,14 +36,21 @@ class Datasize:
         return f"{STEPS_PER_EPOCH} steps per epoch at {self.accelerators} accelerator(s)"
 
     def line(self) -> str:
-        sub = (f"; above {MAX_NUM_FILES_TRAIN} files set dataset.num_subfolders_train too"
-               if self.files > MAX_NUM_FILES_TRAIN else "")
-        return (f"MLPerf datasize: dataset.num_files_train >= {self.files:,} ({self.total_bytes / 2**30:.2f} GiB) "
-                f"for {self.accelerators} accelerator(s) on {self.hosts} host(s) with {self.memory_gib / self.hosts:.1f} "
-                f"GiB each — set by {self.reason}; by memory {self.by_memory:,}, by steps {self.by_steps:,}{sub}")
+        sub = (
+            f"; above {MAX_NUM_FILES_TRAIN} files set dataset.num_subfolders_train too"
+            if self.files > MAX_NUM_FILES_TRAIN
+            else ""
+        )
+        return (
+            f"MLPerf datasize: dataset.num_files_train >= {self.files:,} ({self.total_bytes / 2**30:.2f} GiB) "
+            f"for {self.accelerators} accelerator(s) on {self.hosts} host(s) with {self.memory_gib / self.hosts:.1f} "
+            f"GiB each — set by {self.reason}; by memory {self.by_memory:,}, by steps {self.by_steps:,}{sub}"
+        )
 
 
-def required_files(cfg: WorkloadConfig, *, accelerators: int, hosts: int, memory_gib_per_host: float) -> Datasize:
+def required_files(
+    cfg: WorkloadConfig, *, accelerators: int, hosts: int, memory_gib_per_host: float
+) -> Datasize:
     """The training file count MLPerf requires for ``cfg`` on this cluster."""
     ds = cfg.dataset
     spf = max(1, ds.num_samples_per_file)
@@ -52,4 +59,6 @@ def required_files(cfg: WorkloadConfig, *, accelerators: int, hosts: int, memory
     by_memory = HOST_MEMORY_MULTIPLIER * memory_bytes // file_bytes if file_bytes > 0 else 0
     by_steps = STEPS_PER_EPOCH * accelerators * cfg.reader.batch_size // spf
     files = max(by_memory, by_steps)
-    return Datasize(files, by_memory, by_steps, files * file_bytes, memory_bytes / 1024**3, accelerators, hosts)
+    return Datasize(
+        files, by_memory, by_steps, files * file_bytes, memory_bytes / 1024**3, accelerators, hosts
+    )

@@ -18,8 +18,13 @@ from pytest_dlio.report.results import PhaseResult
 #: MLPerf Storage: "results must replicate within 5 %" (Rules §2.1.17; peers.md §3.2).
 STABILITY_LIMIT_PERCENT = 5.0
 #: The figures the stability item checks and whose per-run values are kept.
-HEADLINE = ("train_au_mean_percentage", "train_throughput_mean_samples_per_second", "train_io_mean_MB_per_second",
-            "save_checkpoint_io_mean_GB_per_second", "load_checkpoint_io_mean_GB_per_second")
+HEADLINE = (
+    "train_au_mean_percentage",
+    "train_throughput_mean_samples_per_second",
+    "train_io_mean_MB_per_second",
+    "save_checkpoint_io_mean_GB_per_second",
+    "load_checkpoint_io_mean_GB_per_second",
+)
 #: Counts and settings that are the same in every run: reported once, not as statistics.
 _CONSTANT_SUFFIXES = ("num_accelerators", "checkpoint_fsync", "_files_planned", "checkpoint_size_GB")
 
@@ -47,7 +52,11 @@ def summarise(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, int | float 
         xs = [v for v in values if v is not None]
         mean = statistics.fmean(xs)
         stdev = statistics.stdev(xs) if len(xs) > 1 else 0.0
-        out += [(name, mean), (f"{name}_stdev", stdev), (f"{name}_cov", 100 * stdev / abs(mean) if mean else 0.0)]
+        out += [
+            (name, mean),
+            (f"{name}_stdev", stdev),
+            (f"{name}_cov", 100 * stdev / abs(mean) if mean else 0.0),
+        ]
         if name in HEADLINE:
             out.append((f"{name}_runs", ",".join(f"{x:.6g}" for x in xs)))
     return out
@@ -59,9 +68,11 @@ def unstable(props: Mapping[str, Any], limit: float = STABILITY_LIMIT_PERCENT) -
     for name in HEADLINE:
         cov = _numeric(props.get(f"{name}_cov"))
         if cov is not None and cov > limit:
-            out.append(f"{name} varies {cov:.2f} % across {props.get('runs')} runs (mean {props.get(name):.6g}, "
-                       f"stdev {props.get(f'{name}_stdev'):.6g}; each run: {props.get(f'{name}_runs')}); MLPerf "
-                       f"allows {limit:g} %: quiet the storage and the clients, or run more (--dlio-runs)")
+            out.append(
+                f"{name} varies {cov:.2f} % across {props.get('runs')} runs (mean {props.get(name):.6g}, "
+                f"stdev {props.get(f'{name}_stdev'):.6g}; each run: {props.get(f'{name}_runs')}); MLPerf "
+                f"allows {limit:g} %: quiet the storage and the clients, or run more (--dlio-runs)"
+            )
     return out
 
 
@@ -76,6 +87,8 @@ def repeated_result(phase: str, done: Sequence[tuple[str, PhaseResult]]) -> Phas
     stats = dict(props)
     for k in HEADLINE:
         if f"{k}_cov" in stats:
-            lines.append(f"{k}: mean {stats[k]:.6g}, stdev {stats[f'{k}_stdev']:.6g}, CoV {stats[f'{k}_cov']:.2f} %")
+            lines.append(
+                f"{k}: mean {stats[k]:.6g}, stdev {stats[f'{k}_stdev']:.6g}, CoV {stats[f'{k}_cov']:.2f} %"
+            )
     failure = next((f"{label}: {r.failure}" for label, r in done if r.failure), None)
     return PhaseResult(phase, props, lines, failure)

@@ -60,16 +60,31 @@ def limit(store: ObjectStore, max_bytes: int | None) -> tuple[int, str, str] | N
     found: tuple[int, str, str] | None
     if root is not None:
         total, probe = _filesystem(root)
-        found = (total, f"the filesystem of {probe} is {human(total)} in all", "point --dlio-storage elsewhere")
+        found = (
+            total,
+            f"the filesystem of {probe} is {human(total)} in all",
+            "point --dlio-storage elsewhere",
+        )
     elif store.uri.startswith("mem://"):
         mem = host_memory()
-        found = (mem, f"mem:// keeps everything in this host's {human(mem)} of memory",
-                 "use file:// or an object store") if mem else None
+        found = (
+            (
+                mem,
+                f"mem:// keeps everything in this host's {human(mem)} of memory",
+                "use file:// or an object store",
+            )
+            if mem
+            else None
+        )
     else:
         cap = OBJECT_STORE_CAP if max_bytes is None else max_bytes
         how = "raise the cap with --dlio-max-bytes SIZE" if max_bytes is None else "raise --dlio-max-bytes"
-        found = (cap, f"object stores are capped at {human(cap)}"
-                      + (" (--dlio-max-bytes)" if max_bytes is not None else ""), how)
+        found = (
+            cap,
+            f"object stores are capped at {human(cap)}"
+            + (" (--dlio-max-bytes)" if max_bytes is not None else ""),
+            how,
+        )
     if max_bytes is not None and (found is None or max_bytes < found[0]):
         found = (max_bytes, f"--dlio-max-bytes is {human(max_bytes)}", "raise --dlio-max-bytes")
     return found
@@ -81,5 +96,7 @@ def check_fits(what: str, need: int, store: ObjectStore, max_bytes: int | None) 
     if bound is None or need <= bound[0]:
         return
     cap, why, how = bound
-    raise DlioError(f"{what}: {human(need)} to write, but {store.uri} can hold at most {human(cap)}: {why}; "
-                    f"shrink it (--dlio-scale, --dlio-set) or {how}")
+    raise DlioError(
+        f"{what}: {human(need)} to write, but {store.uri} can hold at most {human(cap)}: {why}; "
+        f"shrink it (--dlio-scale, --dlio-set) or {how}"
+    )

@@ -58,8 +58,16 @@ class Timings:
 class Checkpointer:
     """Saves and loads this rank's checkpoint files; collects DLIO's checkpoint metrics."""
 
-    def __init__(self, cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, fsync: bool | None = None,
-                 chunk: int = CHUNK, progress: ProgressFn | None = None) -> None:
+    def __init__(
+        self,
+        cfg: WorkloadConfig,
+        store: ObjectStore,
+        *,
+        comm: Comm,
+        fsync: bool | None = None,
+        chunk: int = CHUNK,
+        progress: ProgressFn | None = None,
+    ) -> None:
         self.cfg, self.store, self.comm = cfg, store, comm
         self.progress = progress
         self._tick, self._moved, self._kind, self._index = Ticker(None, "checkpoint", 0, "B"), 0, "save", 0
@@ -79,8 +87,11 @@ class Checkpointer:
     @property
     def source(self) -> ChunkSource:
         if self._source is None:  # made lazily: ranks that write nothing never allocate it
-            self._source = ChunkSource(self.cfg.train.seed + self.comm.rank,
-                                       randomize=self.cfg.checkpoint.randomize_tensor, chunk=self.chunk)
+            self._source = ChunkSource(
+                self.cfg.train.seed + self.comm.rank,
+                randomize=self.cfg.checkpoint.randomize_tensor,
+                chunk=self.chunk,
+            )
         return self._source
 
     # ---- save ----
@@ -103,12 +114,20 @@ class Checkpointer:
         self.saved.append((epoch, step))
         if firsts:
             src = self.source
-            doc = {"rank": self.comm.rank, "world": self.comm.size, "seed": src.seed, "chunk": src.chunk,
-                   "randomize": src.randomize,
-                   "files": {f.name: {"bytes": f.nbytes, "first_chunk": firsts[f.name], "dtype": f.dtype}
-                             for f in self.layout.files}}
-            await self.store.put(manifest_key(epoch, step, self.comm.rank), json.dumps(doc).encode(),
-                                 fsync=self.fsync)
+            doc = {
+                "rank": self.comm.rank,
+                "world": self.comm.size,
+                "seed": src.seed,
+                "chunk": src.chunk,
+                "randomize": src.randomize,
+                "files": {
+                    f.name: {"bytes": f.nbytes, "first_chunk": firsts[f.name], "dtype": f.dtype}
+                    for f in self.layout.files
+                },
+            }
+            await self.store.put(
+                manifest_key(epoch, step, self.comm.rank), json.dumps(doc).encode(), fsync=self.fsync
+            )
         return duration
 
     async def _write_file(self, key: str, f: CkptFile) -> None:
@@ -164,18 +183,29 @@ class Checkpointer:
             return None
         return dict(json.loads(bytes(raw)))
 
-    async def _read_file(self, key: str, f: CkptFile, source: ChunkSource | None, entry: dict[str, Any] | None,
-                         *, check_size: bool) -> None:
+    async def _read_file(
+        self,
+        key: str,
+        f: CkptFile,
+        source: ChunkSource | None,
+        entry: dict[str, Any] | None,
+        *,
+        check_size: bool,
+    ) -> None:
         t0 = time.perf_counter()
         try:
             size = await self.store.size(key)
         except NotFound:
-            raise DlioError(f"checkpoint read: {self.store.uri.rstrip('/')}/{key} does not exist; write the "
-                            "checkpoint first (checkpoint.num_checkpoints_write) with the same model and "
-                            "parallelism settings and rank count") from None
+            raise DlioError(
+                f"checkpoint read: {self.store.uri.rstrip('/')}/{key} does not exist; write the "
+                "checkpoint first (checkpoint.num_checkpoints_write) with the same model and "
+                "parallelism settings and rank count"
+            ) from None
         if check_size and size != f.nbytes:
-            self.problems.append(f"{key}: {size} bytes, expected {f.nbytes} (DLIO layout for rank "
-                                 f"{self.comm.rank} of {self.comm.size})")
+            self.problems.append(
+                f"{key}: {size} bytes, expected {f.nbytes} (DLIO layout for rank "
+                f"{self.comm.rank} of {self.comm.size})"
+            )
             source = None
         step = source.chunk if source is not None else self.chunk
         chunk_no = int(entry["first_chunk"]) if entry else 0
@@ -187,14 +217,17 @@ class Checkpointer:
             if not data:
                 break
             if offset + len(data) < size:
-                pending = asyncio.ensure_future(self.store.get_range(key, offset + len(data),
-                                                                    min(step, size - offset - len(data))))
+                pending = asyncio.ensure_future(
+                    self.store.get_range(key, offset + len(data), min(step, size - offset - len(data)))
+                )
                 await asyncio.sleep(0)  # next range in flight while this one is compared
             if source is not None:
                 bad = first_difference(data, source.at(chunk_no, len(data), dtype))
                 if bad >= 0:
-                    self.problems.append(f"{key}: content differs from what was written at byte {offset + bad}; "
-                                         "the stored file is corrupt or was overwritten")
+                    self.problems.append(
+                        f"{key}: content differs from what was written at byte {offset + bad}; "
+                        "the stored file is corrupt or was overwritten"
+                    )
                     source = None
             chunk_no += 1
             offset += len(data)
@@ -221,15 +254,25 @@ class Checkpointer:
                 continue
             metric.update(metrics.summary(kind, t.durations, self.size_gib))
             metric.update(metrics.latency_ms(kind, t.file_latencies))
-            metric[f"{kind}_checkpoint_rank_GiB_per_second"] = metrics.bytes_rate_gib_s(t.nbytes, sum(t.durations))
+            metric[f"{kind}_checkpoint_rank_GiB_per_second"] = metrics.bytes_rate_gib_s(
+                t.nbytes, sum(t.durations)
+            )
             metric[f"{kind}_checkpoint_count"] = float(len(t.durations))
             counts[kind] = len(t.durations)
         metric["checkpoint_rank_bytes"] = float(self.layout.total_bytes)
-        return CheckpointStats(metric=metric, fsync=self.fsync, counts=counts, saved=tuple(self.saved),
-                               notes=tuple(self.notes), problems=tuple(self.problems),
-                               durations={"save": tuple(self.saves.durations), "load": tuple(self.loads.durations)},
-                               file_latencies={"save": tuple(self.saves.file_latencies),
-                                               "load": tuple(self.loads.file_latencies)})
+        return CheckpointStats(
+            metric=metric,
+            fsync=self.fsync,
+            counts=counts,
+            saved=tuple(self.saved),
+            notes=tuple(self.notes),
+            problems=tuple(self.problems),
+            durations={"save": tuple(self.saves.durations), "load": tuple(self.loads.durations)},
+            file_latencies={
+                "save": tuple(self.saves.file_latencies),
+                "load": tuple(self.loads.file_latencies),
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -259,9 +302,15 @@ def _pause(cfg: WorkloadConfig) -> float:
     return max(0.0, float(cfg.checkpoint.time_between_checkpoints))
 
 
-async def write_checkpoints(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
-                            epoch_steps: list[tuple[int, int]] | None = None,
-                            fsync: bool | None = None, progress: ProgressFn | None = None) -> CheckpointStats:
+async def write_checkpoints(
+    cfg: WorkloadConfig,
+    store: ObjectStore,
+    *,
+    comm: Comm,
+    epoch_steps: list[tuple[int, int]] | None = None,
+    fsync: bool | None = None,
+    progress: ProgressFn | None = None,
+) -> CheckpointStats:
     """Checkpoint-only saves: ``num_checkpoints_write`` checkpoints at epoch 1, steps 1..N (or ``epoch_steps``)."""
     if epoch_steps is None:
         epoch_steps = [(1, s) for s in range(1, cfg.checkpoint.num_checkpoints_write + 1)]
@@ -288,10 +337,16 @@ async def _drop_once_per_host(comm: Comm) -> bool:
     return failures == 0
 
 
-async def read_checkpoints(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, verify: bool = True,
-                           drop_caches: bool = False,
-                           epoch_steps: list[tuple[int, int]] | None = None,
-                           progress: ProgressFn | None = None) -> CheckpointStats:
+async def read_checkpoints(
+    cfg: WorkloadConfig,
+    store: ObjectStore,
+    *,
+    comm: Comm,
+    verify: bool = True,
+    drop_caches: bool = False,
+    epoch_steps: list[tuple[int, int]] | None = None,
+    progress: ProgressFn | None = None,
+) -> CheckpointStats:
     """Checkpoint-only loads: ``num_checkpoints_read`` checkpoints at epoch 1, steps 1..N (or ``epoch_steps``,
     e.g. a training run's ``Checkpointer.saved``), verified by default."""
     if epoch_steps is None:
@@ -307,15 +362,21 @@ async def read_checkpoints(cfg: WorkloadConfig, store: ObjectStore, *, comm: Com
         raise DlioError(
             f"checkpoint read: checkpoint.num_checkpoints_read is {len(wanted)} but only {found} checkpoint(s) "
             f"({folder_name(*wanted[0])}..) exist under {store.uri} for rank {comm.rank}; write them first "
-            f"(checkpoint.num_checkpoints_write >= {len(wanted)}) or lower num_checkpoints_read")
+            f"(checkpoint.num_checkpoints_write >= {len(wanted)}) or lower num_checkpoints_read"
+        )
     ckpt = Checkpointer(cfg, store, comm=comm, progress=progress)
     cache_note, caching = None, None
     if store.page_cached:
         if drop_caches and await _drop_once_per_host(comm):
             cache_note, caching = "page cache dropped before reading", False
         elif ckpt.layout.total_bytes > 0:
-            cache_note, caching = ("possible page-cache effects: checkpoints were not evicted from the page "
-                                   "cache (drop_caches " + ("not permitted" if drop_caches else "off") + ")"), True
+            cache_note, caching = (
+                (
+                    "possible page-cache effects: checkpoints were not evicted from the page "
+                    "cache (drop_caches " + ("not permitted" if drop_caches else "off") + ")"
+                ),
+                True,
+            )
     for epoch, step in wanted:
         await asyncio.sleep(_pause(cfg))
         await comm.barrier()
@@ -326,4 +387,11 @@ async def read_checkpoints(cfg: WorkloadConfig, store: ObjectStore, *, comm: Com
     return result
 
 
-__all__ = ["CheckpointStats", "Checkpointer", "drop_page_cache", "manifest_key", "read_checkpoints", "write_checkpoints"]
+__all__ = [
+    "CheckpointStats",
+    "Checkpointer",
+    "drop_page_cache",
+    "manifest_key",
+    "read_checkpoints",
+    "write_checkpoints",
+]

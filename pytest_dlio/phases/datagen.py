@@ -83,7 +83,9 @@ class DatagenStats:
         return self.bytes_written / 2**20 / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
 
-async def shared_listing(store: ObjectStore, files: list[DataFile], comm: Comm, *, digests: bool = False) -> Listing:
+async def shared_listing(
+    store: ObjectStore, files: list[DataFile], comm: Comm, *, digests: bool = False
+) -> Listing:
     """Rank 0 lists, every rank gets its listing: one LIST per prefix however many ranks run (a LIST per
     rank at scale is what gave mlcommons/storage #667 its SlowDown storms)."""
     listing = await list_dataset(store, files, digests=digests) if comm.rank == 0 else None
@@ -96,12 +98,15 @@ async def shared_listing(store: ObjectStore, files: list[DataFile], comm: Comm, 
 
 def merge_stats(parts: list[DatagenStats]) -> DatagenStats:
     """Every rank's generation as one: counts and bytes summed, latencies pooled, the slowest rank's wall."""
-    return DatagenStats(format=parts[0].format, files_planned=sum(p.files_planned for p in parts),
-                        files_written=sum(p.files_written for p in parts),
-                        files_skipped=sum(p.files_skipped for p in parts),
-                        bytes_written=sum(p.bytes_written for p in parts),
-                        write_latencies=tuple(x for p in parts for x in p.write_latencies),
-                        wall_seconds=max(p.wall_seconds for p in parts))
+    return DatagenStats(
+        format=parts[0].format,
+        files_planned=sum(p.files_planned for p in parts),
+        files_written=sum(p.files_written for p in parts),
+        files_skipped=sum(p.files_skipped for p in parts),
+        bytes_written=sum(p.bytes_written for p in parts),
+        write_latencies=tuple(x for p in parts for x in p.write_latencies),
+        wall_seconds=max(p.wall_seconds for p in parts),
+    )
 
 
 def _check_mode(mode: str) -> None:
@@ -128,16 +133,20 @@ def preflight(store: ObjectStore, todo: list[DataFile], listing: Listing) -> Non
     root = store.local_root
     if root is None or not todo:
         return
-    need = sum((f.expected_size if f.expected_size is not None else f.raw_bytes) - listing.sizes.get(f.key, 0)
-               for f in todo)
+    need = sum(
+        (f.expected_size if f.expected_size is not None else f.raw_bytes) - listing.sizes.get(f.key, 0)
+        for f in todo
+    )
     probe = root
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     free = shutil.disk_usage(probe).free
     if need > free:
-        raise DlioError(f"datagen: {len(todo)} files need about {need / 2**30:.2f} GiB but {probe} has "
-                        f"{free / 2**30:.2f} GiB free ({store.uri}); free space, shrink the dataset "
-                        "(--dlio-scale) or point --dlio-storage elsewhere")
+        raise DlioError(
+            f"datagen: {len(todo)} files need about {need / 2**30:.2f} GiB but {probe} has "
+            f"{free / 2**30:.2f} GiB free ({store.uri}); free space, shrink the dataset "
+            "(--dlio-scale) or point --dlio-storage elsewhere"
+        )
 
 
 def _encode(f: DataFile, cfg: WorkloadConfig, nonce: int) -> tuple[Encoded, str | None]:
@@ -163,8 +172,14 @@ def _coalesce(parts: list, target: int = 8 << 20) -> Iterator:
         yield b"".join(batch)
 
 
-async def write_file(store: ObjectStore, f: DataFile, enc: Encoded, listing: Listing,
-                     digest: str | None = None, wrote: list[str] | None = None) -> int:
+async def write_file(
+    store: ObjectStore,
+    f: DataFile,
+    enc: Encoded,
+    listing: Listing,
+    digest: str | None = None,
+    wrote: list[str] | None = None,
+) -> int:
     """Sidecars, then the file, then its size and digest markers; returns bytes written. Each key put is
     appended to ``wrote`` before the put starts (a killed put may have left it)."""
     wrote = [] if wrote is None else wrote
@@ -212,8 +227,13 @@ class Manifest:
     async def plan(self, todo: list[DataFile]) -> None:
         if todo:
             planned = sorted({k for f in todo for k in (f.key, *f.sidecars)})
-            await self._put({"done": False, "planned": planned,
-                             "markers": [f"{MARKER_PREFIX}{{key}}@*", f"{DIGEST_PREFIX}{{key}}@*"]})
+            await self._put(
+                {
+                    "done": False,
+                    "planned": planned,
+                    "markers": [f"{MARKER_PREFIX}{{key}}@*", f"{DIGEST_PREFIX}{{key}}@*"],
+                }
+            )
 
     async def finish(self, ok: bool) -> None:
         if self.keys:
@@ -227,9 +247,16 @@ def in_flight(cfg: WorkloadConfig, todo: list[DataFile]) -> int:
     return max(2, min(n, MEMORY_BUDGET // max(1, biggest)))
 
 
-async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode: str = "auto",
-                   progress: ProgressFn | None = None, manifest: str | None = None,
-                   verify_data: bool = False) -> DatagenStats:
+async def generate(
+    cfg: WorkloadConfig,
+    store: ObjectStore,
+    *,
+    comm: Comm,
+    mode: str = "auto",
+    progress: ProgressFn | None = None,
+    manifest: str | None = None,
+    verify_data: bool = False,
+) -> DatagenStats:
     """Write this rank's files of the dataset (see the module docstring for modes, resumption, content
     checks and the manifest of written keys; ``verify_data`` reads every complete file whole)."""
     _check_mode(mode)
@@ -247,8 +274,9 @@ async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode:
     damaged = 0
     if mode == "auto":
         skipped = set(f.key for f in todo)
-        bad = await content_problems(store, [f for f in mine if f.key not in skipped], listing,
-                                     cfg.dataset.format, full=verify_data)
+        bad = await content_problems(
+            store, [f for f in mine if f.key not in skipped], listing, cfg.dataset.format, full=verify_data
+        )
         damaged = len(bad)
         bad_keys = {p.key for p in bad}
         todo = [f for f in mine if f.key in skipped or f.key in bad_keys]
@@ -284,7 +312,9 @@ async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode:
     if mode != "never":
         await asyncio.to_thread(make_split_folders, store)
     workers = max(1, min(limit, len(todo)))
-    with ThreadPoolExecutor(max_workers=min(workers, os.cpu_count() or 2), thread_name_prefix="dlio-gen") as pool:
+    with ThreadPoolExecutor(
+        max_workers=min(workers, os.cpu_count() or 2), thread_name_prefix="dlio-gen"
+    ) as pool:
         ok = False
         try:
             await asyncio.gather(*(worker(pool) for _ in range(workers)))
@@ -293,12 +323,20 @@ async def generate(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm, mode:
             await asyncio.shield(record.finish(ok))
     tick(totals["bytes"], final=True, files=totals["files"], files_total=len(todo))
     await comm.barrier()
-    return DatagenStats(format=cfg.dataset.format, files_planned=len(mine), files_written=int(totals["files"]),
-                        files_skipped=len(mine) - len(todo), bytes_written=int(totals["bytes"]),
-                        write_latencies=tuple(latencies), wall_seconds=time.perf_counter() - t0,
-                        write_starts=tuple(starts), write_bytes=tuple(sizes),
-                        written_keys=tuple(dict.fromkeys(record.keys)),
-                        manifest=manifest if todo else None, files_damaged=damaged)
+    return DatagenStats(
+        format=cfg.dataset.format,
+        files_planned=len(mine),
+        files_written=int(totals["files"]),
+        files_skipped=len(mine) - len(todo),
+        bytes_written=int(totals["bytes"]),
+        write_latencies=tuple(latencies),
+        wall_seconds=time.perf_counter() - t0,
+        write_starts=tuple(starts),
+        write_bytes=tuple(sizes),
+        written_keys=tuple(dict.fromkeys(record.keys)),
+        manifest=manifest if todo else None,
+        files_damaged=damaged,
+    )
 
 
 async def cleanup(store: ObjectStore, stats: DatagenStats | None, comm: Comm) -> int:

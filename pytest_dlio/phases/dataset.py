@@ -83,7 +83,7 @@ def digest_of_parts(parts: list[Buffer], size: int) -> str:
         for v, s in zip(views, starts, strict=True):
             lo, hi = max(off, s), min(off + n, s + v.nbytes)
             if lo < hi:
-                yield v[lo - s:hi - s]
+                yield v[lo - s : hi - s]
 
     return digest_of_blocks(b for off, n in sample_ranges(size) for b in block(off, n))
 
@@ -125,11 +125,11 @@ class Listing:
         self.digests: dict[str, set[str]] = {}
         for k in objects:
             if k.startswith(MARKER_PREFIX):
-                key, _, size = k[len(MARKER_PREFIX):].rpartition("@")
+                key, _, size = k[len(MARKER_PREFIX) :].rpartition("@")
                 if size.isdigit():
                     self.markers.setdefault(key, set()).add(int(size))
             elif k.startswith(DIGEST_PREFIX):
-                key, _, digest = k[len(DIGEST_PREFIX):].rpartition("@")
+                key, _, digest = k[len(DIGEST_PREFIX) :].rpartition("@")
                 if key and digest:
                     self.digests.setdefault(key, set()).add(digest)
 
@@ -170,6 +170,7 @@ async def list_dataset(store: ObjectStore, files: list[DataFile], *, digests: bo
     keys = [f.key for f in files] + [s for f in files for s in f.sidecars]
     objects: dict[str, int] = {}
     if not store.supports_listing:
+
         async def one(k: str) -> None:
             try:
                 objects[k] = await store.size(k)
@@ -206,8 +207,15 @@ def checksum_problem(fmt: str, data: Buffer) -> str | None:
     return None
 
 
-async def content_problems(store: ObjectStore, files: list[DataFile], listing: Listing, fmt: str, *,
-                           full: bool = False, limit: int = 16) -> list[Problem]:
+async def content_problems(
+    store: ObjectStore,
+    files: list[DataFile],
+    listing: Listing,
+    fmt: str,
+    *,
+    full: bool = False,
+    limit: int = 16,
+) -> list[Problem]:
     """Damaged files among ``files`` (all complete by size): their sampled blocks no longer match the
     digest datagen recorded; with ``full``, every file is read whole and its format's checksums checked
     too. Without ``full`` only files with a digest are read, as many as :func:`verify_budget` allows
@@ -234,7 +242,7 @@ async def content_problems(store: ObjectStore, files: list[DataFile], listing: L
         if full:
             data = await store.get(f.key)
             view = memoryview(data)
-            blocks: list[Buffer] = [view[o:o + n] for o, n in sample_ranges(size)]
+            blocks: list[Buffer] = [view[o : o + n] for o, n in sample_ranges(size)]
             why = checksum_problem(fmt, data)
             if why:
                 return Problem(f, f.key, "content", size, why=why)
@@ -258,9 +266,11 @@ def not_enough_message(files: list[DataFile], listing: Listing, where: str) -> s
         want = [f for f in files if f.split == split]
         bad = listing.problems(want)
         if bad:
-            return (f"Not enough {label} dataset is found: expected {len(want)} files, found "
-                    f"{len(want) - len(bad)} complete in {where} ({_shown(bad)}); "
-                    "run with --dlio-generate auto")
+            return (
+                f"Not enough {label} dataset is found: expected {len(want)} files, found "
+                f"{len(want) - len(bad)} complete in {where} ({_shown(bad)}); "
+                "run with --dlio-generate auto"
+            )
     return None
 
 
@@ -272,20 +282,26 @@ def incomplete_message(files: list[DataFile], listing: Listing, where: str) -> s
     n = len(files)
     missing = [p for p in bad if p.kind == "missing"]
     if missing:
-        return (f"dataset incomplete: {len(missing)} of {n} files missing under {where}, "
-                f"first {missing[0].key}; generate it (datagen item / workflow.generate_data: True) "
-                "or point dataset.data_folder at the generated data")
+        return (
+            f"dataset incomplete: {len(missing)} of {n} files missing under {where}, "
+            f"first {missing[0].key}; generate it (datagen item / workflow.generate_data: True) "
+            "or point dataset.data_folder at the generated data"
+        )
     empty = [p for p in bad if p.kind == "empty"]
     if empty:
-        return (f"dataset damaged: {len(empty)} of {n} files are empty under {where}, first {empty[0].key}; "
-                "regenerate the dataset (--dlio-generate auto)")
+        return (
+            f"dataset damaged: {len(empty)} of {n} files are empty under {where}, first {empty[0].key}; "
+            "regenerate the dataset (--dlio-generate auto)"
+        )
     first = bad[0]
     if first.recorded:
         fix = "the file changed after datagen wrote it; regenerate it (--dlio-generate auto)"
     else:
         fix = "regenerate the dataset for this config (or fix dataset.record_length_bytes)"
-    return (f"dataset does not match the config: {len(bad)} of {n} files have the wrong size under {where}, "
-            f"first {first}; {fix}")
+    return (
+        f"dataset does not match the config: {len(bad)} of {n} files have the wrong size under {where}, "
+        f"first {first}; {fix}"
+    )
 
 
 async def check_dataset(store: ObjectStore, files: list[DataFile]) -> None:

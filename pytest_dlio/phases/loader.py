@@ -39,8 +39,9 @@ def dataset_keys(cfg: WorkloadConfig, split: str = "train") -> list[str]:
     return layout.split_keys(cfg.dataset, "train" if split == "train" else "valid")
 
 
-def decode_file(f: DataFile, ds: Dataset, data: Buffer, sidecars: dict[str, Buffer] | None,
-                sample: int = 0) -> Sequence[object]:
+def decode_file(
+    f: DataFile, ds: Dataset, data: Buffer, sidecars: dict[str, Buffer] | None, sample: int = 0
+) -> Sequence[object]:
     """What DLIO's reader makes of an opened file: its samples (DlioError naming the file, and the
     ``sample`` being read, when the bytes don't parse)."""
     try:
@@ -48,12 +49,15 @@ def decode_file(f: DataFile, ds: Dataset, data: Buffer, sidecars: dict[str, Buff
     except DlioError:
         raise
     except Exception as exc:  # any parse failure of a damaged file
-        raise DlioError(f"{f.key}: cannot decode sample {sample} as {ds.format} ({type(exc).__name__}: "
-                        f"{exc}); regenerate the dataset with the datagen item") from None
+        raise DlioError(
+            f"{f.key}: cannot decode sample {sample} as {ds.format} ({type(exc).__name__}: "
+            f"{exc}); regenerate the dataset with the datagen item"
+        ) from None
 
 
-def decode_sample(f: DataFile, ds: Dataset, data: Buffer, sample: int,
-                  sidecars: dict[str, Buffer] | None = None) -> object:
+def decode_sample(
+    f: DataFile, ds: Dataset, data: Buffer, sample: int, sidecars: dict[str, Buffer] | None = None
+) -> object:
     """Sample ``sample`` of an opened file (the file decoded for it alone)."""
     return sample_of(decode_file(f, ds, data, sidecars, sample), f, sample)
 
@@ -77,8 +81,17 @@ class Loader:
     row group's column chunks (parquet, located by the footer). Heavy decodes run in ``pool``.
     """
 
-    def __init__(self, cfg: WorkloadConfig, store: ObjectStore, files: list[DataFile], reads: Reads,
-                 pool: ThreadPoolExecutor | None, rng: np.random.Generator, *, recycle: bool = False) -> None:
+    def __init__(
+        self,
+        cfg: WorkloadConfig,
+        store: ObjectStore,
+        files: list[DataFile],
+        reads: Reads,
+        pool: ThreadPoolExecutor | None,
+        rng: np.random.Generator,
+        *,
+        recycle: bool = False,
+    ) -> None:
         rd = cfg.reader
         self.store, self.files, self.reads, self.pool = store, files, reads, pool
         self.keys = [f.key for f in files]
@@ -113,8 +126,13 @@ class Loader:
         # does), so one-sample files on a file store are read into pooled page-aligned buffers handed
         # back then (FileStore.get_pooled); a fresh multi-MiB buffer per read was the read path's largest
         # cost
-        self.pooled = (recycle and isinstance(store, FileStore) and self.spf == 1 and not self.memory
-                       and self.unit is ReadUnit.FILE)
+        self.pooled = (
+            recycle
+            and isinstance(store, FileStore)
+            and self.spf == 1
+            and not self.memory
+            and self.unit is ReadUnit.FILE
+        )
 
     async def _get(self, key: str, held: list[Callable[[], None]] | None = None) -> Buffer:
         t = time.perf_counter()
@@ -206,11 +224,15 @@ class Loader:
     async def _read_unit(self, f: DataFile, sample: int, start: int, length: int) -> object:
         data = await self._range(f.key, start, length)
         if len(data) != length:
-            raise DlioError(f"{f.key}: sample {sample} at offset {start} (+{length}) is past the end of the "
-                            "file; regenerate it with --dlio-generate auto")
+            raise DlioError(
+                f"{f.key}: sample {sample} at offset {start} (+{length}) is past the end of the "
+                "file; regenerate it with --dlio-generate auto"
+            )
         return self.format.decode_span(data, f, self.ds)  # a view or a count: inline
 
-    async def _from_file(self, f: DataFile, sample: int, held: list[Callable[[], None]] | None = None) -> object:
+    async def _from_file(
+        self, f: DataFile, sample: int, held: list[Callable[[], None]] | None = None
+    ) -> object:
         data = await self._file(f.key, held)
         side = await self._sidecars(f)
         if self.spf == 1:
@@ -250,9 +272,17 @@ class Loader:
                 return _MISS
             entry = self._decoded.get(f.key)
             fetched = self._recent.get(f.key)
-            if (entry is None or fetched is None or not fetched.done() or fetched.cancelled()
-                    or fetched.exception() is not None or entry[0] is not fetched.result()
-                    or not entry[1].done() or entry[1].cancelled() or entry[1].exception() is not None):
+            if (
+                entry is None
+                or fetched is None
+                or not fetched.done()
+                or fetched.cancelled()
+                or fetched.exception() is not None
+                or entry[0] is not fetched.result()
+                or not entry[1].done()
+                or entry[1].cancelled()
+                or entry[1].exception() is not None
+            ):
                 return _MISS
             self._recent.move_to_end(f.key)
             self._decoded.move_to_end(f.key)
@@ -275,14 +305,14 @@ class Loader:
     async def batches(self, order: np.ndarray, batch_size: int) -> AsyncGenerator[list[object], None]:
         """Yield ``len(order) // batch_size`` batches in order."""
         n = len(order) // batch_size
-        parts = [order[b * batch_size:(b + 1) * batch_size] for b in range(n)]
+        parts = [order[b * batch_size : (b + 1) * batch_size] for b in range(n)]
         self._recent.clear()
         self._units.clear()
         self._decoded.clear()
         if self.memory:
             self._cache.clear()
             self._left = {}
-            for f in (order[:n * batch_size] // self.spf).tolist():
+            for f in (order[: n * batch_size] // self.spf).tolist():
                 k = self.keys[f]
                 self._left[k] = self._left.get(k, 0) + 1
         held: dict[int, list[Callable[[], None]]] = {}  # pooled buffers each batch holds until consumed
@@ -350,5 +380,3 @@ class Loader:
                     f.cancel()
             for b in list(held):
                 release(b)
-
-

@@ -20,8 +20,16 @@ def _rng(mode: str, seed: int, salt: tuple[int, ...]) -> np.random.Generator | N
     return np.random.default_rng()  # random: unseeded
 
 
-def epoch_order(cfg: WorkloadConfig, epoch: int, rank: int, size: int, *, shared_seed: int,
-                steps: int | None = None, split: str = "train") -> np.ndarray:
+def epoch_order(
+    cfg: WorkloadConfig,
+    epoch: int,
+    rank: int,
+    size: int,
+    *,
+    shared_seed: int,
+    steps: int | None = None,
+    split: str = "train",
+) -> np.ndarray:
     """Global sample indices this rank reads in ``epoch``, in order (``steps * batch_size`` of them).
 
     ``file_shuffle`` permutes the file list (identically on every rank: seeded by ``train.seed``,
@@ -45,34 +53,40 @@ def epoch_order(cfg: WorkloadConfig, epoch: int, rank: int, size: int, *, shared
         files = frng.permutation(files)
     samples = (files[:, None] * spf + np.arange(spf, dtype=np.int64)[None, :]).ravel()
     spp = samples.size // size
-    mine = samples[rank * spp:(rank + 1) * spp]
+    mine = samples[rank * spp : (rank + 1) * spp]
     srng = _rng(rd.sample_shuffle if shuffle else "off", seed, (rank, 2))
     if srng is not None:
         mine = srng.permutation(mine)
     need = steps * bs
     if need > mine.size:
-        raise DlioError(f"{steps} steps of batch {bs} need {need} samples per rank but each of {size} ranks "
-                        f"owns {mine.size} of {samples.size}; lower train.total_training_steps or the rank count")
+        raise DlioError(
+            f"{steps} steps of batch {bs} need {need} samples per rank but each of {size} ranks "
+            f"owns {mine.size} of {samples.size}; lower train.total_training_steps or the rank count"
+        )
     return mine[:need]
 
 
-def coverage_problem(read: list[np.ndarray], total: int, steps: int, batch_size: int, epoch: int) -> str | None:
+def coverage_problem(
+    read: list[np.ndarray], total: int, steps: int, batch_size: int, epoch: int
+) -> str | None:
     """None when, over all ranks, every sample was read at most once and each rank read ``steps`` full
     batches (the shard maths: floor(N/P) samples per rank, ``steps * batch_size`` of them read), else what
     was wrong — DLIO's sharding check, exact instead of a sum of indices."""
     counts = np.zeros(total, dtype=np.int64)
     for r, idx in enumerate(read):
         if idx.size != steps * batch_size:
-            return (f"coverage check, epoch {epoch}: rank {r} read {idx.size} samples, expected "
-                    f"{steps} steps x batch {batch_size} = {steps * batch_size}")
+            return (
+                f"coverage check, epoch {epoch}: rank {r} read {idx.size} samples, expected "
+                f"{steps} steps x batch {batch_size} = {steps * batch_size}"
+            )
         if idx.size and (idx.min() < 0 or idx.max() >= total):
             return f"coverage check, epoch {epoch}: rank {r} read a sample outside 0..{total - 1}"
         np.add.at(counts, idx, 1)
     twice = np.flatnonzero(counts > 1)
     if twice.size:
         who = [r for r, idx in enumerate(read) if np.isin(twice[0], idx)]
-        return (f"coverage check, epoch {epoch}: {twice.size} samples were read more than once (sample "
-                f"{int(twice[0])} {int(counts[twice[0]])} times, by ranks {who}); each sample belongs to one rank")
+        return (
+            f"coverage check, epoch {epoch}: {twice.size} samples were read more than once (sample "
+            f"{int(twice[0])} {int(counts[twice[0]])} times, by ranks {who}); each sample belongs to one rank"
+        )
     return None
-
-

@@ -62,8 +62,9 @@ async def _shared_seed(comm: Comm) -> int:
     return int(await comm.broadcast(secrets.randbits(48) if comm.rank == 0 else 0))
 
 
-async def _check_coverage(comm: Comm, read: np.ndarray, total: int, steps: int, batch_size: int,
-                          epoch: int) -> None:
+async def _check_coverage(
+    comm: Comm, read: np.ndarray, total: int, steps: int, batch_size: int, epoch: int
+) -> None:
     """Each epoch: rank 0 checks what every rank read against the shard maths; every rank fails alike."""
     everyone = await comm.gather(read)
     problem = coverage_problem(everyone, total, steps, batch_size, epoch) if everyone is not None else None
@@ -73,8 +74,16 @@ async def _check_coverage(comm: Comm, read: np.ndarray, total: int, steps: int, 
         raise DlioError(problem)
 
 
-async def _eval(cfg: WorkloadConfig, loader: Loader, comm: Comm, clock: Clock, epoch: int, seed: int,
-                rng: np.random.Generator, progress: ProgressFn | None = None) -> EvalRun:
+async def _eval(
+    cfg: WorkloadConfig,
+    loader: Loader,
+    comm: Comm,
+    clock: Clock,
+    epoch: int,
+    seed: int,
+    rng: np.random.Generator,
+    progress: ProgressFn | None = None,
+) -> EvalRun:
     steps = cfg.eval_steps(comm.size)
     tick = Ticker(progress, "eval", steps, "steps")
     order = epoch_order(cfg, epoch, comm.rank, comm.size, shared_seed=seed, split="eval")
@@ -95,16 +104,25 @@ async def _eval(cfg: WorkloadConfig, loader: Loader, comm: Comm, clock: Clock, e
     return run
 
 
-async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
-                       on_checkpoint: CheckpointHook | None = None, on_epoch_end: EpochHook | None = None,
-                       clock: Clock | None = None, progress: ProgressFn | None = None) -> TrainRun:
+async def run_training(
+    cfg: WorkloadConfig,
+    store: ObjectStore,
+    *,
+    comm: Comm,
+    on_checkpoint: CheckpointHook | None = None,
+    on_epoch_end: EpochHook | None = None,
+    clock: Clock | None = None,
+    progress: ProgressFn | None = None,
+) -> TrainRun:
     """Run every epoch on this rank and return its timeline and the (gathered) run metrics."""
     clock = clock or Clock()
     rd = cfg.reader
     steps = cfg.steps_per_epoch(comm.size)
     if steps <= 0:
-        raise DlioError(f"no training steps: {cfg.total_samples_train} samples / batch_size {rd.batch_size} "
-                        f"/ {comm.size} ranks < 1; raise dataset.num_files_train or lower reader.batch_size")
+        raise DlioError(
+            f"no training steps: {cfg.total_samples_train} samples / batch_size {rd.batch_size} "
+            f"/ {comm.size} ranks < 1; raise dataset.num_files_train or lower reader.batch_size"
+        )
     train_files = dataset_files(cfg, "train")
     do_eval = cfg.workflow.evaluation and cfg.dataset.num_files_eval > 0 and cfg.eval_steps(comm.size) > 0
     eval_files = dataset_files(cfg, "eval") if do_eval else []
@@ -118,14 +136,21 @@ async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
         problem = await comm.broadcast(problem)
     if problem:
         raise DlioError(problem)
-    tl = Timeline(rank=comm.rank, steps_per_epoch=steps, eval_steps=cfg.eval_steps(comm.size),
-                  batch_size=rd.batch_size, batch_size_eval=rd.batch_size_eval,
-                  record_size=float(cfg.dataset.record_length_bytes),
-                  exclude_start_steps=cfg.output.metric.exclude_start_steps,
-                  exclude_end_steps=cfg.output.metric.exclude_end_steps)
+    tl = Timeline(
+        rank=comm.rank,
+        steps_per_epoch=steps,
+        eval_steps=cfg.eval_steps(comm.size),
+        batch_size=rd.batch_size,
+        batch_size_eval=rd.batch_size_eval,
+        record_size=float(cfg.dataset.record_length_bytes),
+        exclude_start_steps=cfg.output.metric.exclude_start_steps,
+        exclude_end_steps=cfg.output.metric.exclude_end_steps,
+    )
     seed = await _shared_seed(comm)
     rng = np.random.default_rng([cfg.train.seed, comm.rank, 3])
-    pool = ThreadPoolExecutor(rd.read_threads, thread_name_prefix="dlio-read") if rd.read_threads > 0 else None
+    pool = (
+        ThreadPoolExecutor(rd.read_threads, thread_name_prefix="dlio-read") if rd.read_threads > 0 else None
+    )
     # the step loops below drop each batch before asking for the next: the loaders may recycle buffers
     loader = Loader(cfg, store, train_files, tl.reads, pool, rng, recycle=True)
     eval_loader = Loader(cfg, store, eval_files, tl.eval_reads, pool, rng, recycle=True) if do_eval else None
@@ -158,9 +183,17 @@ async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
                     overall += 1
                     if step > tl.exclude_start_steps:
                         busy, proc_sum, counted = busy + t2 - t1, proc_sum + block.steps[-1].proc, counted + 1
-                    tick(overall, epoch=e, epochs=cfg.train.epochs, step=step, steps=steps,
-                         au_percent=100.0 * busy / proc_sum if proc_sum else None,
-                         samples_per_second=counted * rd.batch_size * comm.size / proc_sum if proc_sum else None)
+                    tick(
+                        overall,
+                        epoch=e,
+                        epochs=cfg.train.epochs,
+                        step=step,
+                        steps=steps,
+                        au_percent=100.0 * busy / proc_sum if proc_sum else None,
+                        samples_per_second=counted * rd.batch_size * comm.size / proc_sum
+                        if proc_sum
+                        else None,
+                    )
                     if every > 0 and overall % every == 0 and on_checkpoint is not None:
                         block.t_end = clock.now()
                         ep.blocks.append(block)
@@ -173,8 +206,9 @@ async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
             if block is not None and block.steps:
                 block.t_end = clock.now()
                 ep.blocks.append(block)
-            await _check_coverage(comm, order[:taken * rd.batch_size], cfg.total_samples_train, steps,
-                                  rd.batch_size, e)
+            await _check_coverage(
+                comm, order[: taken * rd.batch_size], cfg.total_samples_train, steps, rd.batch_size, e
+            )
             if eval_loader is not None and e >= next_eval:
                 ep.eval = await _eval(cfg, eval_loader, comm, clock, e, seed, rng, progress)
                 next_eval += cfg.evaluation.epochs_between_evals
@@ -186,9 +220,16 @@ async def run_training(cfg: WorkloadConfig, store: ObjectStore, *, comm: Comm,
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
     tl.t_end = clock.now()
-    tick(overall, final=True, epoch=cfg.train.epochs, epochs=cfg.train.epochs, step=steps, steps=steps,
-         au_percent=100.0 * busy / proc_sum if proc_sum else None,
-         samples_per_second=counted * rd.batch_size * comm.size / proc_sum if proc_sum else None)
+    tick(
+        overall,
+        final=True,
+        epoch=cfg.train.epochs,
+        epochs=cfg.train.epochs,
+        step=steps,
+        steps=steps,
+        au_percent=100.0 * busy / proc_sum if proc_sum else None,
+        samples_per_second=counted * rd.batch_size * comm.size / proc_sum if proc_sum else None,
+    )
     gathered = await comm.gather(tl)
     metrics = compute_metrics(gathered if gathered else [tl], cfg.metric.au)
     if comm.size > 1:  # every rank holds the run's metrics (DLIO allreduces them), so every AU gate agrees

@@ -75,8 +75,13 @@ def merge_hosts(infos: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def summary_dict(cfg: WorkloadConfig, m: TrainMetrics, t_start: float, t_end: float,
-                 hosts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def summary_dict(
+    cfg: WorkloadConfig,
+    m: TrainMetrics,
+    t_start: float,
+    t_end: float,
+    hosts: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """summary.json content: DLIO HEAD's keys, then ours under ``pytest_dlio``.
 
     ``hosts`` is every rank's :func:`host_info` (default: this host only)."""
@@ -84,7 +89,9 @@ def summary_dict(cfg: WorkloadConfig, m: TrainMetrics, t_start: float, t_end: fl
     p = m.num_accelerators
     host = merge_hosts(hosts or [host_info()])
     per_host = max(1, p // host["num_hosts"])  # DLIO's ppn: processes per node
-    data_gb = float(per_host * ds.num_samples_per_file * ds.num_files_train // p * ds.record_length_bytes / 1024**3)
+    data_gb = float(
+        per_host * ds.num_samples_per_file * ds.num_files_train // p * ds.record_length_bytes / 1024**3
+    )
     return {
         "start": stamp(t_start),
         "end": stamp(t_end),
@@ -101,13 +108,18 @@ def summary_dict(cfg: WorkloadConfig, m: TrainMetrics, t_start: float, t_end: fl
         "potential_caching": [int(data_gb <= mem) for mem in host["host_memory_GB"]],
         "epochs": m.epochs,
         "metric": m.dlio_metric(),
-        EXTRA_KEY: {"metric": m.extra(), "config": cfg.source.path, "dialect": cfg.source.dialect,
-                    "scale": cfg.source.scale},
+        EXTRA_KEY: {
+            "metric": m.extra(),
+            "config": cfg.source.path,
+            "dialect": cfg.source.dialect,
+            "scale": cfg.source.scale,
+        },
     }
 
 
-def run_summary(cfg: WorkloadConfig, num_accelerators: int, identity: dict[str, Any], t_start: float,
-                t_end: float) -> dict[str, Any]:
+def run_summary(
+    cfg: WorkloadConfig, num_accelerators: int, identity: dict[str, Any], t_start: float, t_end: float
+) -> dict[str, Any]:
     """The part of summary.json every workload has, training or not: when, on what hosts and accelerators,
     and what the result is (``pytest_dlio.run``: version, config hash, scale, ranks, hosts, storage)."""
     host = host_info()
@@ -120,8 +132,12 @@ def run_summary(cfg: WorkloadConfig, num_accelerators: int, identity: dict[str, 
         "host_cpu_count": host["host_cpu_count"],
         "host_processor_name": host["host_processor_name"],
         "host_memory_GB": host["host_memory_GB"],
-        EXTRA_KEY: {"config": cfg.source.path, "dialect": cfg.source.dialect, "scale": cfg.source.scale,
-                    "run": identity},
+        EXTRA_KEY: {
+            "config": cfg.source.path,
+            "dialect": cfg.source.dialect,
+            "scale": cfg.source.scale,
+            "run": identity,
+        },
     }
 
 

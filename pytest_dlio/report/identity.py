@@ -47,8 +47,13 @@ def public_uri(uri: str) -> str:
     except ValueError:
         return scrub(uri)
     netloc = parts.netloc.rsplit("@", 1)[-1]
-    query = urlencode([(k, "***" if k.lower() in SECRET_KEYS or k.lower() in ("sig", "token") else v)
-                       for k, v in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
+    query = urlencode(
+        [
+            (k, "***" if k.lower() in SECRET_KEYS or k.lower() in ("sig", "token") else v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        ],
+        safe="*",
+    )
     return scrub(urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)))
 
 
@@ -71,7 +76,9 @@ class RunIdentity:
         return list(self.as_dict().items())
 
 
-def identify(cfg: WorkloadConfig, *, ranks: int, hosts: int, storage_uri: str, emulator: str | None) -> RunIdentity:
+def identify(
+    cfg: WorkloadConfig, *, ranks: int, hosts: int, storage_uri: str, emulator: str | None
+) -> RunIdentity:
     return RunIdentity(
         pytest_dlio_version=__version__,
         config_hash=config_hash(cfg),

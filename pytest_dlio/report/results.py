@@ -59,19 +59,25 @@ def datagen_result(stats: DatagenStats) -> PhaseResult:
         ("datagen_write_latency_p99_ms", round(float(np.percentile(lat_ms, 99)), 3)),
         ("datagen_wall_seconds", round(float(stats.wall_seconds), 3)),
     ]
-    lines = [f"datagen ({stats.format}): {stats.files_written} files written, {stats.files_skipped} already "
-             f"complete, {stats.bytes_written / 2**20:.1f} MiB at {mib_s:.1f} MiB/s in {stats.wall_seconds:.2f} s"]
+    lines = [
+        f"datagen ({stats.format}): {stats.files_written} files written, {stats.files_skipped} already "
+        f"complete, {stats.bytes_written / 2**20:.1f} MiB at {mib_s:.1f} MiB/s in {stats.wall_seconds:.2f} s"
+    ]
     if stats.files_damaged:
-        lines.append(f"datagen: {stats.files_damaged} complete-sized files had damaged content and were rewritten")
+        lines.append(
+            f"datagen: {stats.files_damaged} complete-sized files had damaged content and were rewritten"
+        )
     return PhaseResult("datagen", props, lines)
 
 
 def train_result(m: TrainMetrics) -> PhaseResult:
     lines = metric_lines(m)
     if not m.throughput_meaningful:
-        lines.append(f"note: a training block had {m.shortest_block_steps} step(s); DLIO's throughput formula "
-                     "counts steps - 2 per block, so train_throughput_* and train_io_* are 0 or understated "
-                     "(train_throughput_meaningful = 0); read_MB_per_second_actual is the measured rate")
+        lines.append(
+            f"note: a training block had {m.shortest_block_steps} step(s); DLIO's throughput formula "
+            "counts steps - 2 per block, so train_throughput_* and train_io_* are 0 or understated "
+            "(train_throughput_meaningful = 0); read_MB_per_second_actual is the measured rate"
+        )
     return PhaseResult("train", m.properties(), lines)
 
 
@@ -110,10 +116,12 @@ def checkpoint_result(phase: str, stats: CheckpointStats, notes: tuple[str, ...]
     for kind in ("save", "load"):
         if kind not in stats.counts:
             continue
-        lines.append(f"checkpoint {kind}: {stats.counts[kind]} x {size:.4f} GB, "
-                     f"{metric[f'{kind}_checkpoint_duration_mean_seconds']:.4f} s "
-                     f"({metric[f'{kind}_checkpoint_duration_stdev_seconds']:.4f}), "
-                     f"{metric[f'{kind}_checkpoint_io_mean_GB_per_second']:.4f} GB/s")
+        lines.append(
+            f"checkpoint {kind}: {stats.counts[kind]} x {size:.4f} GB, "
+            f"{metric[f'{kind}_checkpoint_duration_mean_seconds']:.4f} s "
+            f"({metric[f'{kind}_checkpoint_duration_stdev_seconds']:.4f}), "
+            f"{metric[f'{kind}_checkpoint_io_mean_GB_per_second']:.4f} GB/s"
+        )
     props: list[Property] = [(k, float(v)) for k, v in metric.items()]
     props.append(("checkpoint_fsync", int(stats.fsync)))
     if stats.potential_caching is not None:

@@ -76,8 +76,9 @@ def write_dlio_config(run_dir: Path, cfg: WorkloadConfig, overrides: tuple[str, 
     (folder / "overrides.yaml").write_text(yaml.safe_dump(lines, sort_keys=False))
 
 
-
-def write_metadata(run_dir: Path, cfg: WorkloadConfig, num_processes: int, identity: dict[str, object]) -> Path:
+def write_metadata(
+    run_dir: Path, cfg: WorkloadConfig, num_processes: int, identity: dict[str, object]
+) -> Path:
     """``<benchmark>_<stamp>_metadata.json``: what the run is, for mlpstorage to find it (no parameters:
     the figures and the config are the DLIO files')."""
     from pytest_dlio.report.dlio_json import write_json
@@ -86,7 +87,14 @@ def write_metadata(run_dir: Path, cfg: WorkloadConfig, num_processes: int, ident
     kind = "checkpointing" if cfg.checkpoint_only else "training"
     command = "run" if cfg.workflow.train or cfg.checkpoint_only else "datagen"
     accel = Path(cfg.source.path).stem.rsplit("_", 1)[-1]
-    doc = {"benchmark_type": kind, "model": model_name(cfg), "command": command, "run_datetime": run_dir.name,
-           "num_processes": num_processes, "accelerator": accel if "_" in Path(cfg.source.path).stem else None,
-           "written_by": f"pytest-dlio {identity.get('pytest_dlio_version')}", "pytest_dlio": identity}
+    doc = {
+        "benchmark_type": kind,
+        "model": model_name(cfg),
+        "command": command,
+        "run_datetime": run_dir.name,
+        "num_processes": num_processes,
+        "accelerator": accel if "_" in Path(cfg.source.path).stem else None,
+        "written_by": f"pytest-dlio {identity.get('pytest_dlio_version')}",
+        "pytest_dlio": identity,
+    }
     return write_json(run_dir / f"{kind}_{run_dir.name}_metadata.json", doc)

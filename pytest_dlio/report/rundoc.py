@@ -16,9 +16,18 @@ from pytest_dlio.report.table import short_ids
 
 FORMAT_VERSION = 1
 #: Per-workload figures the summary table shows, by the property that carries them.
-SUMMARY_KEYS = ("train_au_mean_percentage", "au_threshold_percentage", "train_throughput_mean_samples_per_second",
-                "train_io_mean_MB_per_second", "read_MB_per_second_actual", "read_latency_p99_ms",
-                "datagen_MiB_per_s", "datagen_files_written", "save_checkpoint_io_mean_GB_per_second", "load_checkpoint_io_mean_GB_per_second")
+SUMMARY_KEYS = (
+    "train_au_mean_percentage",
+    "au_threshold_percentage",
+    "train_throughput_mean_samples_per_second",
+    "train_io_mean_MB_per_second",
+    "read_MB_per_second_actual",
+    "read_latency_p99_ms",
+    "datagen_MiB_per_s",
+    "datagen_files_written",
+    "save_checkpoint_io_mean_GB_per_second",
+    "load_checkpoint_io_mean_GB_per_second",
+)
 
 
 def _verdict(outcomes: Sequence[str]) -> str:
@@ -29,17 +38,37 @@ def _verdict(outcomes: Sequence[str]) -> str:
     return "passed"
 
 
-def run_document(items: Sequence[Mapping[str, Any]], settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def run_document(
+    items: Sequence[Mapping[str, Any]], settings: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Group item records by workload (in the order they first appear) into the run document."""
     workloads: dict[str, dict[str, Any]] = {}
     for rec in items:
         key = str(rec.get("workload") or str(rec.get("nodeid", "?")).partition("::")[0])
-        wl = workloads.setdefault(key, {"id": key, "name": key, "run": {},
-                                        "items": [], "summary": {}, "histograms": {}, "timeseries": {},
-                                        "checkpoint": {}})
+        wl = workloads.setdefault(
+            key,
+            {
+                "id": key,
+                "name": key,
+                "run": {},
+                "items": [],
+                "summary": {},
+                "histograms": {},
+                "timeseries": {},
+                "checkpoint": {},
+            },
+        )
         props = dict(rec.get("properties") or {})
-        wl["items"].append({"phase": rec.get("phase"), "nodeid": rec.get("nodeid"), "outcome": rec.get("outcome"),
-                            "duration": rec.get("duration"), "message": rec.get("message"), "properties": props})
+        wl["items"].append(
+            {
+                "phase": rec.get("phase"),
+                "nodeid": rec.get("nodeid"),
+                "outcome": rec.get("outcome"),
+                "duration": rec.get("duration"),
+                "message": rec.get("message"),
+                "properties": props,
+            }
+        )
         wl["run"].update(rec.get("run") or {})
         for k in SUMMARY_KEYS:
             if k in props and isinstance(props[k], int | float) and not isinstance(props[k], bool):
@@ -61,8 +90,11 @@ def run_document(items: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]
         "pytest_dlio_report": FORMAT_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "settings": dict(settings or {}),
-        "totals": {"workloads": len(out), "items": len(outcomes),
-                   **{o: outcomes.count(o) for o in ("passed", "failed", "skipped")}},
+        "totals": {
+            "workloads": len(out),
+            "items": len(outcomes),
+            **{o: outcomes.count(o) for o in ("passed", "failed", "skipped")},
+        },
         "workloads": out,
     }
 

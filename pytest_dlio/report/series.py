@@ -23,7 +23,7 @@ from pytest_dlio.timeline import Reads
 #: HdrHistogram range and precision (microseconds).
 HDR_LOWEST_US, HDR_HIGHEST_US, HDR_DIGITS = 1, 3_600_000_000, 3
 #: Ratio between consecutive chart buckets of a histogram.
-LOG_BASE = 2 ** 0.25
+LOG_BASE = 2**0.25
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 
 
@@ -39,12 +39,14 @@ def latency_histogram(seconds: Sequence[float]) -> dict[str, Any]:
     doc: dict[str, Any] = {"unit": "us", "count": int(h.get_total_count())}
     if not doc["count"]:
         return {**doc, "buckets": []}
-    doc.update({
-        "min_ms": h.get_min_value() / 1000.0,
-        "mean_ms": h.get_mean_value() / 1000.0,
-        "max_ms": h.get_max_value() / 1000.0,
-        **{f"p{p:g}_ms".replace(".", "_"): h.get_value_at_percentile(p) / 1000.0 for p in PERCENTILES},
-    })
+    doc.update(
+        {
+            "min_ms": h.get_min_value() / 1000.0,
+            "mean_ms": h.get_mean_value() / 1000.0,
+            "max_ms": h.get_max_value() / 1000.0,
+            **{f"p{p:g}_ms".replace(".", "_"): h.get_value_at_percentile(p) / 1000.0 for p in PERCENTILES},
+        }
+    )
     buckets, low = [], 0.0
     for step in h.get_log_iterator(HDR_LOWEST_US, LOG_BASE):
         high = float(step.value_iterated_to)
@@ -68,9 +70,17 @@ def time_series(reads: Reads, t_end: float | None = None, bucket: float = 1.0) -
     start = np.asarray(reads.start, dtype=np.float64)
     lat = np.asarray(reads.latency, dtype=np.float64)
     nbytes = np.asarray(reads.nbytes, dtype=np.float64)
-    empty: dict[str, Any] = {"bucket_seconds": bucket, "t0": None, "t": [], "reads": [], "bytes": [],
-                             "MB_per_second": [], "latency_mean_ms": [], "latency_p99_ms": [],
-                             "latency_max_ms": []}
+    empty: dict[str, Any] = {
+        "bucket_seconds": bucket,
+        "t0": None,
+        "t": [],
+        "reads": [],
+        "bytes": [],
+        "MB_per_second": [],
+        "latency_mean_ms": [],
+        "latency_p99_ms": [],
+        "latency_max_ms": [],
+    }
     if start.size == 0 or not start.any():  # no reads, or reads recorded without start times
         return empty
     t0 = float(start.min())

@@ -11,8 +11,16 @@ if TYPE_CHECKING:  # a plain pytest session renders no table: keep numpy (via me
 #: The table's width: the item column shortens (middle cut) so that every line fits.
 WIDTH = 100
 #: (header, alignment) per column.
-COLUMNS = (("item", "<"), ("result", "<"), ("AU %", ">"), ("samples/s", ">"), ("MB/s nom", ">"),
-           ("MB/s act", ">"), ("p99 ms", ">"), ("figure", "<"))
+COLUMNS = (
+    ("item", "<"),
+    ("result", "<"),
+    ("AU %", ">"),
+    ("samples/s", ">"),
+    ("MB/s nom", ">"),
+    ("MB/s act", ">"),
+    ("p99 ms", ">"),
+    ("figure", "<"),
+)
 LEGEND = (
     "MB/s nom: DLIO's train_io_mean_MB_per_second = samples/s x record_length_bytes (nominal sizes)",
     "MB/s act: bytes actually read / train time (file headers, sidecars, compression included)",
@@ -41,8 +49,12 @@ def _figure(r: Mapping[str, Any]) -> str:
 def _p99(r: Mapping[str, Any]) -> Any:
     if r.get("datagen_files_written") == 0:
         return None
-    for key in ("read_latency_p99_ms", "datagen_write_latency_p99_ms", "save_checkpoint_file_latency_p99_ms",
-                "load_checkpoint_file_latency_p99_ms"):
+    for key in (
+        "read_latency_p99_ms",
+        "datagen_write_latency_p99_ms",
+        "save_checkpoint_file_latency_p99_ms",
+        "load_checkpoint_file_latency_p99_ms",
+    ):
         if key in r:
             return r[key]
     return None
@@ -50,6 +62,7 @@ def _p99(r: Mapping[str, Any]) -> Any:
 
 def short_ids(nodeids: Sequence[str]) -> list[str]:
     """``dir/unet3d_h100.yaml::train`` → ``unet3d_h100::train``; the folder stays when two files share a name."""
+
     def parts(nodeid: str) -> tuple[str, str, str]:
         path, _, rest = nodeid.partition("::")
         folder, _, name = path.rpartition("/")
@@ -74,7 +87,7 @@ def fit(text: str, width: int) -> str:
     if sep and len(item) + 2 + 4 <= width:
         return fit(head, width - len(item) - 2) + sep + item
     keep = width - 1
-    return text[:keep - keep // 2] + "…" + text[len(text) - keep // 2:]
+    return text[: keep - keep // 2] + "…" + text[len(text) - keep // 2 :]
 
 
 def _row(r: Mapping[str, Any], name: str) -> list[str]:

@@ -8,8 +8,12 @@ from typing import Any
 from pytest_dlio.report.table import render_table
 
 
-def write_summary(tr: Any, texts: Sequence[tuple[str, list[str]]], rows: Sequence[Mapping[str, Any]],
-                  written: Sequence[str] = ()) -> None:
+def write_summary(
+    tr: Any,
+    texts: Sequence[tuple[str, list[str]]],
+    rows: Sequence[Mapping[str, Any]],
+    written: Sequence[str] = (),
+) -> None:
     for title, lines in texts:
         tr.write_sep("-", title)
         for line in lines:

@@ -10,6 +10,20 @@ from pytest_dlio.storage.timed import ReadRecorder, TimedStore
 from pytest_dlio.storage.uri import Throttle, is_uri, join_uri, parse_throttle, parse_uri
 from pytest_dlio.storage.wrapper import WrapperStore
 
-__all__ = ["Budget", "Buffer", "ObjectStore", "ReadRecorder", "StoreOptions", "Throttle", "ThrottledStore",
-           "TimedStore", "WrapperStore", "Writer", "is_uri", "join_uri", "open_store", "parse_throttle",
-           "parse_uri"]
+__all__ = [
+    "Budget",
+    "Buffer",
+    "ObjectStore",
+    "ReadRecorder",
+    "StoreOptions",
+    "Throttle",
+    "ThrottledStore",
+    "TimedStore",
+    "WrapperStore",
+    "Writer",
+    "is_uri",
+    "join_uri",
+    "open_store",
+    "parse_throttle",
+    "parse_uri",
+]

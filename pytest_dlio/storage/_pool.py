@@ -20,8 +20,12 @@ def translate(exc: OSError, uri: str, op: str, key: str | None) -> StorageError:
     """An OSError as NotFound (missing) or StorageError (anything else), naming URI, op and key."""
     reason = exc.strerror or type(exc).__name__
     if exc.errno in _WRITE_CLASH and op in _WRITES:
-        return StorageError(uri, op, key, f"{reason}; on a filesystem a key cannot be both an object and a "
-                                          "folder (e.g. 'a' and 'a/b')")
+        return StorageError(
+            uri,
+            op,
+            key,
+            f"{reason}; on a filesystem a key cannot be both an object and a folder (e.g. 'a' and 'a/b')",
+        )
     if exc.errno in _MISSING:
         return NotFound(uri, op, key)
     if exc.errno == errno.ENOSPC:

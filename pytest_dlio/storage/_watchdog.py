@@ -1,6 +1,6 @@
 """Runs an emulator and stops it when the owning pytest process disappears (even after SIGKILL).
 
-    python -m pytest_dlio.storage._watchdog OWNER_PID -- command ...
+python -m pytest_dlio.storage._watchdog OWNER_PID -- command ...
 """
 
 from __future__ import annotations

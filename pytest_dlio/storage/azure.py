@@ -69,19 +69,28 @@ class AzureStore(ObjectStore):
         from azure.storage.blob.aio import BlobServiceClient
 
         s, o = self._settings, self.options
-        kw: dict[str, Any] = {"max_single_put_size": self.block_size, "max_block_size": self.block_size,
-                              "max_single_get_size": self.block_size, "max_chunk_get_size": self.block_size,
-                              "connection_timeout": o.connect_timeout, "read_timeout": o.timeout,
-                              "retry_policy": _counting_retry(s.max_attempts, self.retries)}
+        kw: dict[str, Any] = {
+            "max_single_put_size": self.block_size,
+            "max_block_size": self.block_size,
+            "max_single_get_size": self.block_size,
+            "max_chunk_get_size": self.block_size,
+            "connection_timeout": o.connect_timeout,
+            "read_timeout": o.timeout,
+            "retry_policy": _counting_retry(s.max_attempts, self.retries),
+        }
         _count_truncations()
         if s.api_version:
             kw["api_version"] = s.api_version
         if s.connection_string:
             return BlobServiceClient.from_connection_string(s.connection_string, **kw)
         if not self._account:
-            raise StorageError(self.uri, "connect", reason="no Azure account; set AZURE_STORAGE_CONNECTION_STRING "
-                               "or AZURE_STORAGE_ACCOUNT (+ AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN), or "
-                               "use az://account/container/prefix")
+            raise StorageError(
+                self.uri,
+                "connect",
+                reason="no Azure account; set AZURE_STORAGE_CONNECTION_STRING "
+                "or AZURE_STORAGE_ACCOUNT (+ AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN), or "
+                "use az://account/container/prefix",
+            )
         url = s.account_url or f"https://{self._account}.blob.core.windows.net"
         credential: Any = None
         if s.account_key:
@@ -112,26 +121,41 @@ class AzureStore(ObjectStore):
     def _key(self, key: str) -> str:
         return self._prefix + key
 
-    def _error(self, exc: BaseException, op: str, key: str | None, elapsed: float | None = None) -> StorageError:
+    def _error(
+        self, exc: BaseException, op: str, key: str | None, elapsed: float | None = None
+    ) -> StorageError:
         code = str(getattr(exc, "error_code", "") or "")
         status = getattr(exc, "status_code", None)
         if code == "ContainerNotFound":
-            return StorageError(self.uri, op, key, f"container {self.container!r} does not exist; create it "
-                                                   "or fix the URI")
+            return StorageError(
+                self.uri, op, key, f"container {self.container!r} does not exist; create it or fix the URI"
+            )
         if code == "BlobNotFound" or (status == 404 and not code):
             return NotFound(self.uri, op, key)
         if status in (401, 403) or code in ("AuthenticationFailed", "AuthorizationFailure"):
-            return StorageError(self.uri, op, key, f"{code or status}: check the credentials "
-                                                   "(AZURE_STORAGE_* env vars or storage_options)")
+            return StorageError(
+                self.uri,
+                op,
+                key,
+                f"{code or status}: check the credentials (AZURE_STORAGE_* env vars or storage_options)",
+            )
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         text = f"{code}: {first}" if code else f"{type(exc).__name__}: {first}"
         if elapsed is not None:
             o = self.options
-            text += "; " + gave_up(getattr(exc, "dlio_attempts", None), elapsed, "max_attempts",
-                                   self._settings.max_attempts, o.connect_timeout, o.timeout)
+            text += "; " + gave_up(
+                getattr(exc, "dlio_attempts", None),
+                elapsed,
+                "max_attempts",
+                self._settings.max_attempts,
+                o.connect_timeout,
+                o.timeout,
+            )
         if type(exc).__name__ in ("ServiceRequestError", "ServiceRequestTimeoutError"):
-            text += ("; check the connection string's BlobEndpoint / storage_options.account_url and that "
-                     "the server is up")
+            text += (
+                "; check the connection string's BlobEndpoint / storage_options.account_url and that "
+                "the server is up"
+            )
         return StorageError(self.uri, op, key, scrub(text, self.options.secrets()))
 
     async def _call(self, op: str, key: str | None, fn: Callable[[Any], Awaitable[T]]) -> T:
@@ -174,8 +198,11 @@ class AzureStore(ObjectStore):
     async def _put(self, key: str, data: Buffer, fsync: bool) -> None:
         k = self._key(key)
         body = data if isinstance(data, bytes) else bytes(data)
-        await self._call("put", key, lambda cc: cc.upload_blob(
-            k, body, overwrite=True, max_concurrency=self.options.concurrency))
+        await self._call(
+            "put",
+            key,
+            lambda cc: cc.upload_blob(k, body, overwrite=True, max_concurrency=self.options.concurrency),
+        )
 
     async def _get(self, key: str) -> Buffer:
         k = self._key(key)
@@ -189,7 +216,10 @@ class AzureStore(ObjectStore):
             try:
                 return await self._download(cc, k, offset=start, length=length)
             except Exception as exc:
-                if getattr(exc, "error_code", None) == "InvalidRange" or getattr(exc, "status_code", 0) == 416:
+                if (
+                    getattr(exc, "error_code", None) == "InvalidRange"
+                    or getattr(exc, "status_code", 0) == 416
+                ):
                     return b""
                 raise
 
@@ -211,8 +241,9 @@ class AzureStore(ObjectStore):
         cut = len(self._prefix)
         t0 = time.monotonic()  # the time of the request in flight, not the caller's between names
         try:
-            async for blob in cc.list_blobs(name_starts_with=self._prefix + prefix,
-                                            results_per_page=self.options.list_page_size):
+            async for blob in cc.list_blobs(
+                name_starts_with=self._prefix + prefix, results_per_page=self.options.list_page_size
+            ):
                 yield blob.name[cut:], int(blob.size)
                 t0 = time.monotonic()
         except Exception as exc:
@@ -284,8 +315,11 @@ def _counting_retry(max_attempts: int, counter: RetryCounter) -> Any:
         def increment(self, settings: Any, request: Any, response: Any = None, error: Any = None) -> bool:
             again = bool(super().increment(settings, request, response=response, error=error))
             if again:
-                counter.add(exception_cause(error) if error is not None
-                            else http_cause(getattr(response, "status_code", None)))
+                counter.add(
+                    exception_cause(error)
+                    if error is not None
+                    else http_cause(getattr(response, "status_code", None))
+                )
             elif (call := _CALL.get()) is not None:
                 call.attempts = settings["count"] + 1
             return again
@@ -330,8 +364,9 @@ class AzureWriter(Writer):
 
     async def _upload(self, block_id: str, block: bytes) -> None:
         try:
-            await self._store._call("write", self._key,
-                                    lambda cc: cc.get_blob_client(self._k).stage_block(block_id, block))
+            await self._store._call(
+                "write", self._key, lambda cc: cc.get_blob_client(self._k).stage_block(block_id, block)
+            )
         finally:
             self._slots.release()
 

@@ -37,26 +37,43 @@ _KEY_RULE = "keys are relative '/'-separated names: not empty, no leading '/', n
 
 def check_key(uri: str, op: str, key: str) -> str:
     """``key`` when it is a valid object key, else StorageError naming the rule."""
-    if not isinstance(key, str) or not key or "\x00" in key or key.startswith("/") or any(
-            p in ("", ".", "..") for p in key.split("/")):
+    if (
+        not isinstance(key, str)
+        or not key
+        or "\x00" in key
+        or key.startswith("/")
+        or any(p in ("", ".", "..") for p in key.split("/"))
+    ):
         raise StorageError(uri, op, key if isinstance(key, str) and key else repr(key), _KEY_RULE)
     return key
 
 
 def check_prefix(uri: str, op: str, prefix: str) -> str:
     """A listing prefix: ``""``, or a key start (a trailing ``/`` and a partial last name are fine)."""
-    if prefix and (prefix.startswith("/") or "\x00" in prefix or any(
-            p in ("", ".", "..") for p in prefix.removesuffix("/").split("/"))):
-        raise StorageError(uri, op, prefix, "prefixes are relative '/'-separated names: no leading '/', no "
-                                            "empty, '.' or '..' segment")
+    if prefix and (
+        prefix.startswith("/")
+        or "\x00" in prefix
+        or any(p in ("", ".", "..") for p in prefix.removesuffix("/").split("/"))
+    ):
+        raise StorageError(
+            uri,
+            op,
+            prefix,
+            "prefixes are relative '/'-separated names: no leading '/', no empty, '.' or '..' segment",
+        )
     return prefix
 
 
 def check_range(uri: str, op: str, key: str, start: int, length: int) -> None:
     """StorageError for a negative start or length."""
     if start < 0 or length < 0:
-        raise StorageError(uri, op, key, f"byte range start={start} length={length}: start and length "
-                                         "must be >= 0 (use get_suffix for the last n bytes)")
+        raise StorageError(
+            uri,
+            op,
+            key,
+            f"byte range start={start} length={length}: start and length "
+            "must be >= 0 (use get_suffix for the last n bytes)",
+        )
 
 
 async def gather_bounded(coros: Iterable[Awaitable[T]], limit: int) -> list[T]:

@@ -50,8 +50,10 @@ class Environment:
         # Values pytest-dlio itself exported for s3dlio/s3torchconnector are not configuration.
         from pytest_dlio.storage._awsenv import as_before
 
-        return cls(MappingProxyType(as_before(os.environ)),
-                   MappingProxyType(read_dotenv((cwd or Path.cwd()) / ".env")))
+        return cls(
+            MappingProxyType(as_before(os.environ)),
+            MappingProxyType(read_dotenv((cwd or Path.cwd()) / ".env")),
+        )
 
     def get(self, *names: str) -> str | None:
         """The first of ``names`` that is set (environment before ``.env``, per name); "" counts as unset."""
@@ -126,15 +128,17 @@ class Credentials:
             access_key_id=s.access_key_id or env.get("AWS_ACCESS_KEY_ID"),
             secret_access_key=s.secret_access_key or env.get("AWS_SECRET_ACCESS_KEY"),
             session_token=s.session_token or env.get("AWS_SESSION_TOKEN"),
-            path_style=s.force_path_style if s.force_path_style is not None
+            path_style=s.force_path_style
+            if s.force_path_style is not None
             else bool(s.endpoint_url or env.get("AWS_ENDPOINT_URL")),
             max_attempts=s.max_attempts or 5,
         )
         conn = a.connection_string or env.get("AZURE_STORAGE_CONNECTION_STRING")
         azure = AzureSettings(
             connection_string=conn,
-            account=a.account_name or _conn_field(conn, "AccountName") or env.get("AZURE_STORAGE_ACCOUNT",
-                                                                                  "AZURE_BLOB_ACCOUNT"),
+            account=a.account_name
+            or _conn_field(conn, "AccountName")
+            or env.get("AZURE_STORAGE_ACCOUNT", "AZURE_BLOB_ACCOUNT"),
             account_key=a.account_key or env.get("AZURE_STORAGE_KEY"),
             sas_token=a.sas_token or env.get("AZURE_STORAGE_SAS_TOKEN"),
             account_url=a.account_url,
@@ -145,6 +149,10 @@ class Credentials:
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value of both backends' settings plus those seen in the environment."""
-        values = [getattr(settings, f.name) for settings in (self.s3, self.azure) for f in fields(settings)
-                  if f.name in SECRET_KEYS]
+        values = [
+            getattr(settings, f.name)
+            for settings in (self.s3, self.azure)
+            for f in fields(settings)
+            if f.name in SECRET_KEYS
+        ]
         return tuple(dict.fromkeys(v for v in (*values, *self.seen) if v))

@@ -65,8 +65,8 @@ def _pwrite_all(fd: int, buf: mmap.mmap, length: int, offset: int) -> None:
 def _write_padded(fd: int, staging: mmap.mmap, data: memoryview, offset: int) -> int:
     """Write ``data`` at ``offset`` (aligned) through ``staging``; returns bytes of real data written."""
     for pos in range(0, len(data), len(staging)):
-        piece = data[pos:pos + len(staging)]
-        staging[:len(piece)] = piece
+        piece = data[pos : pos + len(staging)]
+        staging[: len(piece)] = piece
         _pwrite_all(fd, staging, _up(len(piece)), offset + pos)
     return len(data)
 
@@ -122,7 +122,7 @@ def _read(path: Path, start: int, length: int | None, suffix: bool = False) -> m
         lo = start - start % ALIGN
         buf = mmap.mmap(-1, _up(end) - lo)
         got = _preadv_all(fd, buf, lo)
-        return memoryview(buf)[start - lo:min(end, lo + got) - lo]
+        return memoryview(buf)[start - lo : min(end, lo + got) - lo]
     finally:
         os.close(fd)
 
@@ -130,12 +130,16 @@ def _read(path: Path, start: int, length: int | None, suffix: bool = False) -> m
 class DirectStore(FileStore):
     """O_DIRECT files under a root folder; support is probed once per folder."""
 
-
     async def _check(self, op: str, key: str | None) -> None:
         reason = await self._io.run(op, key, probe, self.root)
         if reason:
-            raise StorageError(self.uri, op, key, f"the filesystem refuses O_DIRECT ({reason}); use file:// "
-                                                  "or put the folder on a disk filesystem such as ext4/xfs")
+            raise StorageError(
+                self.uri,
+                op,
+                key,
+                f"the filesystem refuses O_DIRECT ({reason}); use file:// "
+                "or put the folder on a disk filesystem such as ext4/xfs",
+            )
 
     page_cached = False
 
@@ -176,7 +180,14 @@ class DirectWriter(Writer):
     """Fills one aligned staging buffer; writes it whenever full; pads and truncates the tail on close."""
 
     def __init__(self, store: DirectStore, key: str, path: Path, tmp: Path, fd: int, fsync: bool) -> None:
-        self._store, self._key, self._path, self._tmp, self._fd, self._fsync = store, key, path, tmp, fd, fsync
+        self._store, self._key, self._path, self._tmp, self._fd, self._fsync = (
+            store,
+            key,
+            path,
+            tmp,
+            fd,
+            fsync,
+        )
         self._buf = mmap.mmap(-1, CHUNK)
         self._fill = 0
         self._offset = 0
@@ -185,7 +196,7 @@ class DirectWriter(Writer):
         view = memoryview(data).cast("B")
         while view:
             n = min(len(view), CHUNK - self._fill)
-            self._buf[self._fill:self._fill + n] = view[:n]
+            self._buf[self._fill : self._fill + n] = view[:n]
             self._fill += n
             view = view[n:]
             if self._fill == CHUNK:

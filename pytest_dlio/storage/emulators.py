@@ -70,8 +70,10 @@ def find_azurite(extra_roots: tuple[Path, ...] = ()) -> str | None:
 def azurite_missing_reason(why: str | None = None) -> str:
     """The message given when Azurite is needed, not installed, and can't be installed (``why``) here."""
     because = f" and can't be installed here ({why})" if why else ""
-    return (f"Azure Blob emulator Azurite not found{because}; install Node.js {azurite_npm.MIN_NODE}+ with npm "
-            f"and run `{AZURITE_INSTALL}`, or configure real Azure credentials (AZURE_STORAGE_CONNECTION_STRING)")
+    return (
+        f"Azure Blob emulator Azurite not found{because}; install Node.js {azurite_npm.MIN_NODE}+ with npm "
+        f"and run `{AZURITE_INSTALL}`, or configure real Azure credentials (AZURE_STORAGE_CONNECTION_STRING)"
+    )
 
 
 def ensure_azurite(uri: str = "az://") -> str:
@@ -87,8 +89,10 @@ def ensure_azurite(uri: str = "az://") -> str:
 
 def azurite_connection_string(endpoint: str) -> str:
     """Connection string for the development account at ``endpoint``."""
-    return (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-            f"BlobEndpoint={endpoint}/{AZURITE_ACCOUNT};")
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+        f"BlobEndpoint={endpoint}/{AZURITE_ACCOUNT};"
+    )
 
 
 def _moto_cmd(port: int) -> list[str]:
@@ -96,8 +100,18 @@ def _moto_cmd(port: int) -> list[str]:
 
 
 def _azurite_cmd(port: int) -> list[str]:
-    return [ensure_azurite(), "--silent", "--inMemoryPersistence", "--disableTelemetry",
-            "--skipApiVersionCheck", "--loose", "--blobHost", "127.0.0.1", "--blobPort", str(port)]
+    return [
+        ensure_azurite(),
+        "--silent",
+        "--inMemoryPersistence",
+        "--disableTelemetry",
+        "--skipApiVersionCheck",
+        "--loose",
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(port),
+    ]
 
 
 class Emulators:
@@ -183,18 +197,34 @@ class Emulators:
             return endpoint
 
     def _start(self, name: str, cmd: object) -> str:
-        env = {**os.environ, "AWS_EC2_METADATA_DISABLED": "true", "AWS_ACCESS_KEY_ID": MOTO_KEY,
-               "AWS_SECRET_ACCESS_KEY": MOTO_KEY}
+        env = {
+            **os.environ,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_ACCESS_KEY_ID": MOTO_KEY,
+            "AWS_SECRET_ACCESS_KEY": MOTO_KEY,
+        }
         last = ""
         for _attempt in range(3):
             port = free_port()
             log = open(self.state_dir / f"{name}.log", "ab")
             try:
                 # The watchdog ends the emulator if the owner dies without cleaning up (SIGKILL, timeout).
-                watched = [sys.executable, "-m", "pytest_dlio.storage._watchdog", str(self._owner_pid()), "--",
-                           *cmd(port)]  # type: ignore[operator]
-                proc = subprocess.Popen(watched, stdin=subprocess.DEVNULL, stdout=log,
-                                        stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                watched = [
+                    sys.executable,
+                    "-m",
+                    "pytest_dlio.storage._watchdog",
+                    str(self._owner_pid()),
+                    "--",
+                    *cmd(port),  # type: ignore[operator]
+                ]
+                proc = subprocess.Popen(
+                    watched,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,
+                )
             except OSError as exc:
                 raise StorageError(f"{name}://", "start emulator", reason=str(exc.strerror)) from exc
             finally:

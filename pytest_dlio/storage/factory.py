@@ -14,12 +14,18 @@ from pytest_dlio.storage.uri import parse_throttle, parse_uri
 _EXTRAS = {
     "s3": (("aiobotocore",), "s3", ""),
     "az": (("azure.storage.blob", "aiohttp"), "azure", ""),
-    "moto": (("moto", "flask", "flask_cors"), "emulators",
-             "; or point at a real endpoint (storage_options.endpoint_url or AWS_ENDPOINT_URL)"),
+    "moto": (
+        ("moto", "flask", "flask_cors"),
+        "emulators",
+        "; or point at a real endpoint (storage_options.endpoint_url or AWS_ENDPOINT_URL)",
+    ),
 }
 #: ``storage_library`` -> (module it needs, pip extra) for s3:// stores; anything else uses aiobotocore.
-S3_LIBRARIES = {"s3dlio": ("s3dlio", "s3dlio"), "minio": ("minio", "minio"),
-                "s3torchconnector": ("s3torchconnectorclient", "s3torchconnector")}
+S3_LIBRARIES = {
+    "s3dlio": ("s3dlio", "s3dlio"),
+    "minio": ("minio", "minio"),
+    "s3torchconnector": ("s3torchconnectorclient", "s3torchconnector"),
+}
 
 
 def s3_library(opts: StoreOptions) -> str:
@@ -40,9 +46,14 @@ def require_extra(uri: str, need: str) -> None:
     missing = [m for m in modules if not _installed(m)]
     if missing:
         names, verb = ", ".join(missing), "is" if len(missing) == 1 else "are"
-        what = f"no S3 endpoint is configured and the embedded emulator needs {names}, which {verb}" \
-            if need == "moto" else f"{names} {verb}"
-        raise StorageError(uri, "open", reason=f"{what} not installed; pip install 'pytest-dlio[{extra}]'{alternative}")
+        what = (
+            f"no S3 endpoint is configured and the embedded emulator needs {names}, which {verb}"
+            if need == "moto"
+            else f"{names} {verb}"
+        )
+        raise StorageError(
+            uri, "open", reason=f"{what} not installed; pip install 'pytest-dlio[{extra}]'{alternative}"
+        )
 
 
 def open_store(uri: str, options: StoreOptions | None = None) -> ObjectStore:
@@ -89,8 +100,12 @@ def _s3_backend(uri: str, bucket: str, prefix: str, opts: StoreOptions) -> Objec
         return S3Store(uri, bucket, prefix, opts)
     module, extra = S3_LIBRARIES[library]
     if not _installed(module):
-        raise StorageError(uri, "open", reason=f"storage_library {library}: {module} is not installed; "
-                                               f"pip install 'pytest-dlio[{extra}]'")
+        raise StorageError(
+            uri,
+            "open",
+            reason=f"storage_library {library}: {module} is not installed; "
+            f"pip install 'pytest-dlio[{extra}]'",
+        )
     if library == "s3dlio":
         from pytest_dlio.storage.s3_s3dlio import S3dlioStore
 

@@ -43,7 +43,7 @@ def process_start(pid: int) -> int:
     except OSError:
         return 0
     # the command name (field 2) may hold spaces and parentheses: fields are counted after its last ')'
-    fields = stat_line[stat_line.rfind(b")") + 2:].split()
+    fields = stat_line[stat_line.rfind(b")") + 2 :].split()
     return int(fields[19]) if len(fields) > 19 else 0
 
 
@@ -363,14 +363,21 @@ class FileStore(ObjectStore):
 def _write_all(fd: int, data: Buffer) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 class FileWriter(Writer):
     """Appends to a temp file; ``close`` renames it into place."""
 
     def __init__(self, store: FileStore, key: str, path: Path, tmp: Path, fd: int, fsync: bool) -> None:
-        self._store, self._key, self._path, self._tmp, self._fd, self._fsync = store, key, path, tmp, fd, fsync
+        self._store, self._key, self._path, self._tmp, self._fd, self._fsync = (
+            store,
+            key,
+            path,
+            tmp,
+            fd,
+            fsync,
+        )
 
     async def write(self, data: Buffer) -> None:
         # docstring inherited

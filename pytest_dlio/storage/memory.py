@@ -39,11 +39,11 @@ class MemoryStore(ObjectStore):
         return self._obj("get", key)
 
     async def _get_range(self, key: str, start: int, length: int) -> Buffer:
-        return memoryview(self._obj("get_range", key))[start:start + length]
+        return memoryview(self._obj("get_range", key))[start : start + length]
 
     async def _get_suffix(self, key: str, n: int) -> Buffer:
         data = self._obj("get_suffix", key)
-        return memoryview(data)[max(0, len(data) - n):]
+        return memoryview(data)[max(0, len(data) - n) :]
 
     async def _size(self, key: str) -> int:
         return len(self._obj("size", key))

@@ -42,7 +42,9 @@ def get_storage_session(config: pytest.Config) -> StorageSession:
 def pytest_configure(config: pytest.Config) -> None:
     session = get_storage_session(config)
     # --dlio-plan / --dlio-show-config run only schema items: nothing to store, so no emulator either
-    if not hasattr(config, "workerinput") and not (_option(config, "dlio_plan") or _option(config, "dlio_show_config")):
+    if not hasattr(config, "workerinput") and not (
+        _option(config, "dlio_plan") or _option(config, "dlio_show_config")
+    ):
         session.start_needed_emulators()
 
 
@@ -54,7 +56,9 @@ def pytest_configure_node(node: Any) -> None:
 @pytest.hookimpl
 def pytest_report_header(config: pytest.Config) -> list[str]:
     # Only sessions that use pytest-dlio get its lines: a plain `pytest` elsewhere stays as it was.
-    if not (_option(config, "dlio_storage") or _option(config, "dlio_config") or config.getini("dlio_configs")):
+    if not (
+        _option(config, "dlio_storage") or _option(config, "dlio_config") or config.getini("dlio_configs")
+    ):
         return []
     return get_storage_session(config).header_lines()
 

@@ -43,17 +43,26 @@ class S3Store(ObjectStore):
 
     async def _connect(self) -> Any:
         from aiobotocore.config import AioConfig
+
         s = self._settings
         config = AioConfig(
             retries={"total_max_attempts": s.max_attempts, "mode": "standard"},
-            connect_timeout=self.options.connect_timeout, read_timeout=self.options.timeout,
+            connect_timeout=self.options.connect_timeout,
+            read_timeout=self.options.timeout,
             max_pool_connections=max(16, self.options.concurrency * 2, self.options.threads * 2),
             s3={"addressing_style": "path" if s.path_style else "auto"},
-            request_checksum_calculation="when_required", response_checksum_validation="when_required",
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
         )
         ctx = _session().create_client(
-            "s3", region_name=s.region, endpoint_url=s.endpoint_url, aws_access_key_id=s.access_key_id,
-            aws_secret_access_key=s.secret_access_key, aws_session_token=s.session_token, config=config)
+            "s3",
+            region_name=s.region,
+            endpoint_url=s.endpoint_url,
+            aws_access_key_id=s.access_key_id,
+            aws_secret_access_key=s.secret_access_key,
+            aws_session_token=s.session_token,
+            config=config,
+        )
         try:
             client = await self._stack.enter_async_context(ctx)
         except Exception as exc:
@@ -85,13 +94,21 @@ class S3Store(ObjectStore):
     def _key(self, key: str) -> str:
         return self._prefix + key
 
-    def _error(self, exc: BaseException, op: str, key: str | None, elapsed: float | None = None) -> StorageError:
+    def _error(
+        self, exc: BaseException, op: str, key: str | None, elapsed: float | None = None
+    ) -> StorageError:
         code = _code(exc)
         text = f"{code}: {exc}" if code else f"{type(exc).__name__}: {exc}"
         if elapsed is not None:
             o = self.options
-            text += "; " + gave_up(_attempts(exc), elapsed, "s3_max_attempts", self._settings.max_attempts,
-                                   o.connect_timeout, o.timeout)
+            text += "; " + gave_up(
+                _attempts(exc),
+                elapsed,
+                "s3_max_attempts",
+                self._settings.max_attempts,
+                o.connect_timeout,
+                o.timeout,
+            )
         if type(exc).__name__ in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError"):
             text += "; check storage_options.endpoint_url / AWS_ENDPOINT_URL and that the server is up"
         return s3_error(self.uri, op, key, code, text, self.bucket, self.options.secrets())
@@ -132,8 +149,9 @@ class S3Store(ObjectStore):
     async def _get_suffix(self, key: str, n: int) -> Buffer:
         return await self._read("get_suffix", key, f"bytes=-{n}", -n)
 
-    async def _read(self, op: str, key: str, byte_range: str | None, start: int = 0,
-                    length: int | None = None) -> Buffer:
+    async def _read(
+        self, op: str, key: str, byte_range: str | None, start: int = 0, length: int | None = None
+    ) -> Buffer:
         """One GET; ``byte_range`` is an HTTP Range (``start`` < 0: a suffix of ``-start`` bytes)."""
         k = self._key(key)
         extra = {"Range": byte_range} if byte_range else {}
@@ -156,10 +174,11 @@ class S3Store(ObjectStore):
             if not byte_range or "ContentRange" in r:
                 return data
             # A server that ignores Range returns the whole object; cut it here.
-            return data[start:] if start < 0 else data[start:start + (length or 0)]
+            return data[start:] if start < 0 else data[start : start + (length or 0)]
 
-        return await self._call(op, key, lambda c: retry_truncated(
-            lambda: _get(c), self._settings.max_attempts, self.retries.add))
+        return await self._call(
+            op, key, lambda c: retry_truncated(lambda: _get(c), self._settings.max_attempts, self.retries.add)
+        )
 
     async def _size(self, key: str) -> int:
         k = self._key(key)
@@ -171,7 +190,8 @@ class S3Store(ObjectStore):
         cut = len(self._prefix)
         page_size = self.options.list_page_size
         pages = client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=self._prefix + prefix, PaginationConfig={"PageSize": page_size})
+            Bucket=self.bucket, Prefix=self._prefix + prefix, PaginationConfig={"PageSize": page_size}
+        )
         t0 = time.monotonic()  # the time of the request in flight, not the caller's between pages
         try:
             async for page in pages:
@@ -192,8 +212,10 @@ class S3Store(ObjectStore):
         # docstring inherited
         keys = [self._prefix + k async for k, _ in self.list(prefix)]
         for i in range(0, len(keys), 1000):
-            batch: dict[str, Any] = {"Objects": [{"Key": k} for k in keys[i:i + 1000]], "Quiet": True}
-            await self._call("delete_prefix", prefix or None, functools.partial(self._delete_batch, batch=batch))
+            batch: dict[str, Any] = {"Objects": [{"Key": k} for k in keys[i : i + 1000]], "Quiet": True}
+            await self._call(
+                "delete_prefix", prefix or None, functools.partial(self._delete_batch, batch=batch)
+            )
         return len(keys)
 
     async def _open_writer(self, key: str, fsync: bool) -> Writer:
@@ -218,8 +240,13 @@ def _session() -> Any:
     return _SESSION
 
 
-def _note_cause(request_dict: dict[str, Any], response: Any = None, caught_exception: BaseException | None = None,
-                attempts: int = 1, **_: Any) -> None:
+def _note_cause(
+    request_dict: dict[str, Any],
+    response: Any = None,
+    caught_exception: BaseException | None = None,
+    attempts: int = 1,
+    **_: Any,
+) -> None:
     """Remember why an attempt failed (a retry, if botocore makes one, is counted under this cause)."""
     context = request_dict.get("context", {})
     if caught_exception is not None:
@@ -239,8 +266,9 @@ def _attempts(exc: BaseException) -> int | None:
     return getattr(exc, "dlio_attempts", None)
 
 
-def s3_error(uri: str, op: str, key: str | None, code: str, text: str, bucket: str,
-             secrets: tuple[str, ...]) -> StorageError:
+def s3_error(
+    uri: str, op: str, key: str | None, code: str, text: str, bucket: str, secrets: tuple[str, ...]
+) -> StorageError:
     """An S3 error ``code`` (NoSuchKey, AccessDenied, ...) as NotFound or a StorageError saying what to fix.
 
     Shared by every S3 client library's backend; ``text`` (scrubbed of ``secrets``) is the fallback reason.
@@ -250,8 +278,13 @@ def s3_error(uri: str, op: str, key: str | None, code: str, text: str, bucket: s
     if code == "NoSuchBucket":
         return StorageError(uri, op, key, f"bucket {bucket!r} does not exist; create it or fix the URI")
     if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "Forbidden"):
-        return StorageError(uri, op, key, f"{code}: check the credentials (storage_options "
-                                          "access_key_id/secret_access_key or AWS_* env vars)")
+        return StorageError(
+            uri,
+            op,
+            key,
+            f"{code}: check the credentials (storage_options "
+            "access_key_id/secret_access_key or AWS_* env vars)",
+        )
     return StorageError(uri, op, key, scrub(text, secrets))
 
 
@@ -295,8 +328,9 @@ class S3Writer(Writer):
     async def _send(self, part: bytes) -> None:
         s = self._store
         if self._upload_id is None:
-            r = await s._call("open_writer", self._key,
-                              lambda c: c.create_multipart_upload(Bucket=s.bucket, Key=self._k))
+            r = await s._call(
+                "open_writer", self._key, lambda c: c.create_multipart_upload(Bucket=s.bucket, Key=self._k)
+            )
             self._upload_id = r["UploadId"]
         await self._slots.acquire()
         for t in [t for t in self._tasks if t.done()]:
@@ -309,8 +343,13 @@ class S3Writer(Writer):
     async def _upload(self, number: int, part: bytes) -> None:
         s = self._store
         try:
-            r = await s._call("write", self._key, lambda c: c.upload_part(
-                Bucket=s.bucket, Key=self._k, UploadId=self._upload_id, PartNumber=number, Body=part))
+            r = await s._call(
+                "write",
+                self._key,
+                lambda c: c.upload_part(
+                    Bucket=s.bucket, Key=self._k, UploadId=self._upload_id, PartNumber=number, Body=part
+                ),
+            )
             self._parts[number] = r["ETag"]
         finally:
             self._slots.release()
@@ -331,8 +370,13 @@ class S3Writer(Writer):
             await self.abort()
             raise
         parts = {"Parts": [{"PartNumber": n, "ETag": e} for n, e in sorted(self._parts.items())]}
-        await s._call("close", self._key, lambda c: c.complete_multipart_upload(
-            Bucket=s.bucket, Key=self._k, UploadId=self._upload_id, MultipartUpload=parts))
+        await s._call(
+            "close",
+            self._key,
+            lambda c: c.complete_multipart_upload(
+                Bucket=s.bucket, Key=self._k, UploadId=self._upload_id, MultipartUpload=parts
+            ),
+        )
 
     async def abort(self) -> None:
         # docstring inherited
@@ -343,5 +387,8 @@ class S3Writer(Writer):
         if self._upload_id is not None:
             s, upload_id, self._upload_id = self._store, self._upload_id, None
             with contextlib.suppress(StorageError):
-                await s._call("abort", self._key, lambda c: c.abort_multipart_upload(
-                    Bucket=s.bucket, Key=self._k, UploadId=upload_id))
+                await s._call(
+                    "abort",
+                    self._key,
+                    lambda c: c.abort_multipart_upload(Bucket=s.bucket, Key=self._k, UploadId=upload_id),
+                )

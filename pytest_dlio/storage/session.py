@@ -58,8 +58,13 @@ def needs_azurite(opts: StoreOptions) -> bool:
 class StorageSession:
     """Resolves config folders to URIs and opens stores, starting embedded emulators on demand."""
 
-    def __init__(self, data_root: Path, storage_uri: str | None = None, emulators: Emulators | None = None,
-                 environment: Environment | None = None) -> None:
+    def __init__(
+        self,
+        data_root: Path,
+        storage_uri: str | None = None,
+        emulators: Emulators | None = None,
+        environment: Environment | None = None,
+    ) -> None:
         self.data_root = data_root.resolve()
         self.storage_uri = storage_uri
         if storage_uri:
@@ -87,17 +92,29 @@ class StorageSession:
         if kind in _LOCAL:
             path = Path(folder) if Path(folder).is_absolute() else self.data_root / relative_folder(folder)
             if ".." in path.parts:
-                raise StorageError(folder, "resolve", reason="'..' in a folder is refused; write it without '..'")
+                raise StorageError(
+                    folder, "resolve", reason="'..' in a folder is refused; write it without '..'"
+                )
             return f"{_LOCAL[kind]}://{path}"
         if kind == "s3":
             scheme = (storage.options.uri_scheme if storage else None) or "s3"
             root = relative_folder((storage.storage_root if storage else "").split("://", 1)[-1])
             if not root:
-                raise StorageError("s3://", "resolve", folder, "storage.storage_root must name the bucket "
-                                                              "(e.g. storage_root: my-bucket) or pass --dlio-storage")
+                raise StorageError(
+                    "s3://",
+                    "resolve",
+                    folder,
+                    "storage.storage_root must name the bucket "
+                    "(e.g. storage_root: my-bucket) or pass --dlio-storage",
+                )
             return join_uri(f"{scheme}://{root}", folder)
-        raise StorageError(f"{kind}://", "resolve", folder, f"storage_type {kind!r} has no backend here; use "
-                           "local_fs, parallel_fs, direct_fs or s3, or pass --dlio-storage URI")
+        raise StorageError(
+            f"{kind}://",
+            "resolve",
+            folder,
+            f"storage_type {kind!r} has no backend here; use "
+            "local_fs, parallel_fs, direct_fs or s3, or pass --dlio-storage URI",
+        )
 
     # ---- opening ----
     @property
@@ -117,24 +134,37 @@ class StorageSession:
     def options_for(self, uri: str, storage: StorageConfig | None = None, threads: int = 8) -> StoreOptions:
         """StoreOptions for ``uri``; swaps in an embedded emulator when nothing is configured (may start it)."""
         typed = storage.options if storage else StorageOptions()
-        opts = StoreOptions.from_config(typed, self.credentials(typed), threads).with_(library=_library(storage))
+        opts = StoreOptions.from_config(typed, self.credentials(typed), threads).with_(
+            library=_library(storage)
+        )
         scheme = parse_uri(uri).scheme
         if scheme == "s3":
             require_extra(uri, "s3")
             if needs_moto(opts):
                 require_extra(uri, "moto")
-                s3 = replace(opts.s3, endpoint_url=self.emulators.s3_endpoint(), access_key_id=MOTO_KEY,
-                             secret_access_key=MOTO_KEY, session_token=None, region="us-east-1", path_style=True)
-                opts = opts.with_(credentials=replace(opts.credentials, s3=s3), create_missing=True,
-                                  emulator="moto")
+                s3 = replace(
+                    opts.s3,
+                    endpoint_url=self.emulators.s3_endpoint(),
+                    access_key_id=MOTO_KEY,
+                    secret_access_key=MOTO_KEY,
+                    session_token=None,
+                    region="us-east-1",
+                    path_style=True,
+                )
+                opts = opts.with_(
+                    credentials=replace(opts.credentials, s3=s3), create_missing=True, emulator="moto"
+                )
         elif scheme == "az":
             require_extra(uri, "az")
             if needs_azurite(opts):
                 ensure_azurite(uri)  # installs the pinned Azurite from npm on first need, or says how
                 conn = azurite_connection_string(self.emulators.azure_endpoint())
                 azure = replace(opts.azure, connection_string=conn, account=AZURITE_ACCOUNT)
-                opts = opts.with_(credentials=replace(opts.credentials, azure=azure), create_missing=True,
-                                  emulator="azurite")
+                opts = opts.with_(
+                    credentials=replace(opts.credentials, azure=azure),
+                    create_missing=True,
+                    emulator="azurite",
+                )
         return opts
 
     def library(self, uri: str, storage: StorageConfig | None = None) -> str:
@@ -168,8 +198,10 @@ class StorageSession:
     # ---- reporting ----
     def header_lines(self) -> list[str]:
         """Lines for pytest_report_header: data root, storage URI, running emulators. No secrets."""
-        lines = [f"dlio data root: {self.data_root}",
-                 f"dlio storage: {self.storage_uri or 'from each config (local folders under the data root)'}"]
+        lines = [
+            f"dlio data root: {self.data_root}",
+            f"dlio storage: {self.storage_uri or 'from each config (local folders under the data root)'}",
+        ]
         for name, endpoint in self.emulators.running().items():
             lines.append(f"{_LABELS[name]} at {endpoint} — emulator, not real storage")
         return lines

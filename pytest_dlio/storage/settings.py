@@ -35,16 +35,22 @@ class StoreOptions:
     def from_config(cls, options: StorageOptions, credentials: Credentials, threads: int = 8) -> StoreOptions:
         """Tuning from the typed ``storage_options`` (defaults for what is not given) and ``credentials``."""
         t, default = options.tuning, cls()
-        return cls(threads=threads, part_size=t.part_size or default.part_size,
-                   concurrency=t.concurrency or default.concurrency, timeout=t.timeout or default.timeout,
-                   connect_timeout=t.connect_timeout or min(t.timeout or default.connect_timeout,
-                                                            default.connect_timeout),
-                   list_page_size=t.list_page_size or default.list_page_size, credentials=credentials,
-                   library=options.storage_library)
+        return cls(
+            threads=threads,
+            part_size=t.part_size or default.part_size,
+            concurrency=t.concurrency or default.concurrency,
+            timeout=t.timeout or default.timeout,
+            connect_timeout=t.connect_timeout
+            or min(t.timeout or default.connect_timeout, default.connect_timeout),
+            list_page_size=t.list_page_size or default.list_page_size,
+            credentials=credentials,
+            library=options.storage_library,
+        )
 
     @classmethod
-    def from_storage_options(cls, raw: Mapping[str, Any], env: Environment | None = None,
-                             threads: int = 8) -> StoreOptions:
+    def from_storage_options(
+        cls, raw: Mapping[str, Any], env: Environment | None = None, threads: int = 8
+    ) -> StoreOptions:
         """From DLIO ``storage_options`` keys (ConfigError when one is bad), resolved against ``env``
         (default: an empty environment, so only what ``raw`` gives counts)."""
         from pytest_dlio.config.model import StorageConfig
@@ -67,4 +73,3 @@ class StoreOptions:
     def secrets(self) -> tuple[str, ...]:
         """Every secret value we know of, for scrubbing messages."""
         return self.credentials.secrets()
-

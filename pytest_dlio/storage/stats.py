@@ -76,8 +76,11 @@ def exception_cause(exc: BaseException) -> str:
         chain.append(seen)
         kwargs = getattr(seen, "kwargs", None)  # botocore keeps the aiohttp error in kwargs["error"]
         inner = kwargs.get("error") if isinstance(kwargs, dict) else None
-        seen = inner if isinstance(inner, BaseException) else (getattr(seen, "inner_exception", None)
-                                                               or seen.__cause__ or seen.__context__)
+        seen = (
+            inner
+            if isinstance(inner, BaseException)
+            else (getattr(seen, "inner_exception", None) or seen.__cause__ or seen.__context__)
+        )
     for e in reversed(chain):
         names = " ".join(t.__name__ for t in type(e).__mro__).lower()
         text = str(e).lower()
@@ -113,9 +116,14 @@ async def retry_truncated(read: Callable[[], Awaitable[T]], attempts: int, count
     raise AssertionError("unreachable")
 
 
-def gave_up(attempts: int | None, elapsed: float, key: str, max_attempts: int, connect_timeout: float,
-            timeout: float) -> str:
+def gave_up(
+    attempts: int | None, elapsed: float, key: str, max_attempts: int, connect_timeout: float, timeout: float
+) -> str:
     """What a failed request tried and which options bound it, for its error message."""
-    tried = f"{attempts} attempt{'s' if attempts != 1 else ''}" if attempts else f"up to {max_attempts} attempts"
-    return (f"gave up after {tried} in {elapsed:.1f} s (attempts: storage_options.{key}={max_attempts}; "
-            f"storage_options.connect_timeout={connect_timeout:g} s, timeout={timeout:g} s)")
+    tried = (
+        f"{attempts} attempt{'s' if attempts != 1 else ''}" if attempts else f"up to {max_attempts} attempts"
+    )
+    return (
+        f"gave up after {tried} in {elapsed:.1f} s (attempts: storage_options.{key}={max_attempts}; "
+        f"storage_options.connect_timeout={connect_timeout:g} s, timeout={timeout:g} s)"
+    )

@@ -107,8 +107,12 @@ def shared_budget(base_uri: str, bandwidth_mib_s: float) -> Budget:
                 try:
                     budget = FileBudget(Path(folder) / f"budget-{name}", bandwidth_mib_s * MiB)
                 except OSError as exc:
-                    raise StorageError(base_uri, "open", reason=f"${BUDGET_DIR_ENV} {folder}: {exc.strerror}; "
-                                       "point it at an existing writable folder or unset it") from None
+                    raise StorageError(
+                        base_uri,
+                        "open",
+                        reason=f"${BUDGET_DIR_ENV} {folder}: {exc.strerror}; "
+                        "point it at an existing writable folder or unset it",
+                    ) from None
             else:
                 budget = RateBudget(bandwidth_mib_s * MiB)
             _BUDGETS[key] = budget
@@ -118,8 +122,9 @@ def shared_budget(base_uri: str, bandwidth_mib_s: float) -> Budget:
 class ThrottledStore(WrapperStore):
     """Forwards to ``store`` with ``throttle.latency_ms`` added per request and the bandwidth on ``budget``."""
 
-    def __init__(self, store: ObjectStore, throttle: Throttle, uri: str | None = None,
-                 budget: Budget | None = None) -> None:
+    def __init__(
+        self, store: ObjectStore, throttle: Throttle, uri: str | None = None, budget: Budget | None = None
+    ) -> None:
         super().__init__(store, uri)
         self.throttle = throttle
         self._latency = throttle.latency_ms / 1000

@@ -30,23 +30,39 @@ def parse_uri(uri: str) -> ParsedUri:
     """Split a storage URI; raise StorageError naming the accepted forms when it is not one."""
     m = re.match(r"^([a-z0-9]+)://([^/]*)(.*)$", uri)
     if not m or m.group(1) not in SCHEMES:
-        raise StorageError(uri, "open", reason="not a storage URI; use file:///abs/path, direct:///abs/path, "
-                                               "s3://bucket/prefix, az://container/prefix or mem://name")
+        raise StorageError(
+            uri,
+            "open",
+            reason="not a storage URI; use file:///abs/path, direct:///abs/path, "
+            "s3://bucket/prefix, az://container/prefix or mem://name",
+        )
     scheme, netloc, path = m.group(1), m.group(2), unquote(m.group(3))
     if "@" in netloc:  # never echo it: the part before '@' is a credential
         shown = f"{scheme}://***@{netloc.rsplit('@', 1)[1]}{m.group(3)}"
-        raise StorageError(shown, "open", reason="credentials in a URI (user:secret@…) are refused: they would "
-                                                 "show in the header and reports; give them in "
-                                                 "storage.storage_options or the environment (AWS_ACCESS_KEY_ID, "
-                                                 "AZURE_STORAGE_KEY, …)")
+        raise StorageError(
+            shown,
+            "open",
+            reason="credentials in a URI (user:secret@…) are refused: they would "
+            "show in the header and reports; give them in "
+            "storage.storage_options or the environment (AWS_ACCESS_KEY_ID, "
+            "AZURE_STORAGE_KEY, …)",
+        )
     if ".." in path.replace("\\", "/").split("/"):
-        raise StorageError(uri, "open", reason="'..' in a storage path is refused: a run stays inside its "
-                                               "root; write the path without '..'")
+        raise StorageError(
+            uri,
+            "open",
+            reason="'..' in a storage path is refused: a run stays inside its "
+            "root; write the path without '..'",
+        )
     if scheme in ("file", "direct"):
         if netloc not in ("", "localhost"):
-            raise StorageError(uri, "open", reason=f"{scheme}:// needs an absolute path, e.g. {scheme}:///data/dlio")
+            raise StorageError(
+                uri, "open", reason=f"{scheme}:// needs an absolute path, e.g. {scheme}:///data/dlio"
+            )
         if not path.startswith("/"):
-            raise StorageError(uri, "open", reason=f"{scheme}:// needs an absolute path, e.g. {scheme}:///data/dlio")
+            raise StorageError(
+                uri, "open", reason=f"{scheme}:// needs an absolute path, e.g. {scheme}:///data/dlio"
+            )
         return ParsedUri(scheme, "", path.rstrip("/") or "/")
     if not netloc:
         raise StorageError(uri, "open", reason=f"{scheme}:// needs a name, e.g. {scheme}://name/prefix")
@@ -58,8 +74,11 @@ def relative_folder(folder: str) -> str:
     (the schema refuses it first; this keeps every caller inside its root whatever it was given)."""
     parts = [p for p in folder.replace("\\", "/").split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise StorageError(folder, "resolve", reason="'..' would leave the data root or --dlio-storage root; "
-                                                     "write the folder without '..'")
+        raise StorageError(
+            folder,
+            "resolve",
+            reason="'..' would leave the data root or --dlio-storage root; write the folder without '..'",
+        )
     return "/".join(parts)
 
 
@@ -113,8 +132,9 @@ def parse_throttle(uri: str) -> tuple[str, Throttle | None]:
         except ValueError:
             value = math.nan
         if not math.isfinite(value) or value < 0 or (name == "bandwidth_mib_s" and value == 0):
-            raise StorageError(base, "open", reason=f"URI query parameter {name}={text!r}: must be "
-                                                    f"{THROTTLE_PARAMS[name]}")
+            raise StorageError(
+                base, "open", reason=f"URI query parameter {name}={text!r}: must be {THROTTLE_PARAMS[name]}"
+            )
         values[name] = value
     if not values:
         raise StorageError(base, "open", reason=f"URI query {query!r} names no parameter{valid}")

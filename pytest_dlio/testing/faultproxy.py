@@ -40,8 +40,13 @@ from typing import Self
 from urllib.parse import urlsplit
 
 KINDS = ("status", "reset", "truncate", "stall")
-_REASONS = {429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
-            503: "Service Unavailable", 504: "Gateway Timeout"}
+_REASONS = {
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
 _CODES = {429: "SlowDown", 500: "InternalError", 502: "BadGateway", 503: "SlowDown", 504: "GatewayTimeout"}
 
 
@@ -98,8 +103,14 @@ class _Request:
 class FaultProxy:
     """The proxy, served from a thread of its own on ``127.0.0.1:port`` (0: any free port)."""
 
-    def __init__(self, upstream: str, faults: list[Fault] | tuple[Fault, ...] = (), *, port: int = 0,
-                 lifetime: float = 300.0) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        faults: list[Fault] | tuple[Fault, ...] = (),
+        *,
+        port: int = 0,
+        lifetime: float = 300.0,
+    ) -> None:
         parts = urlsplit(upstream)
         if parts.hostname not in ("127.0.0.1", "localhost") or parts.port is None:
             raise ValueError(f"upstream {upstream!r}: the fault proxy only forwards to 127.0.0.1:PORT")
@@ -199,7 +210,7 @@ class FaultProxy:
                 if fault is not None and fault.kind == "stall":
                     await asyncio.sleep(fault.seconds)
                 if fault is not None and fault.kind == "truncate" and body:
-                    writer.write(head + body[:int(len(body) * fault.keep)])
+                    writer.write(head + body[: int(len(body) * fault.keep)])
                     await writer.drain()
                     _reset(writer)
                     return
@@ -215,8 +226,11 @@ class FaultProxy:
         """The server's answer to ``req`` as (status line + headers re-framed with Content-Length, body)."""
         up_r, up_w = await asyncio.open_connection(*self.upstream)
         try:
-            headers = [(k, v) for k, v in req.headers if k.lower() not in ("connection", "expect",
-                                                                              "transfer-encoding", "content-length")]
+            headers = [
+                (k, v)
+                for k, v in req.headers
+                if k.lower() not in ("connection", "expect", "transfer-encoding", "content-length")
+            ]
             headers += [("Content-Length", str(len(req.body))), ("Connection", "close")]
             up_w.write(_head(f"{req.method} {req.target} {req.version}", headers) + req.body)
             await up_w.drain()
@@ -229,8 +243,11 @@ class FaultProxy:
             if req.method != "HEAD" and code not in (204, 304):
                 body = await _read_body(up_r, resp_headers, until_eof=True)
             length = next((v for k, v in resp_headers if k.lower() == "content-length"), None)
-            kept = [(k, v) for k, v in resp_headers if k.lower() not in ("connection", "transfer-encoding",
-                                                                          "content-length", "keep-alive")]
+            kept = [
+                (k, v)
+                for k, v in resp_headers
+                if k.lower() not in ("connection", "transfer-encoding", "content-length", "keep-alive")
+            ]
             if req.method == "HEAD" and length is not None:
                 kept.append(("Content-Length", length))
             elif req.method != "HEAD":
@@ -282,8 +299,10 @@ async def _read_request(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
 
 def _error_response(status: int, req: _Request) -> bytes:
     code = _CODES.get(status, "InternalError")
-    body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
-            f"<Message>injected by the fault proxy</Message></Error>").encode()
+    body = (
+        f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+        f"<Message>injected by the fault proxy</Message></Error>"
+    ).encode()
     headers = [("Content-Type", "application/xml"), ("x-ms-error-code", code)]
     if req.method != "HEAD":
         headers.append(("Content-Length", str(len(body))))

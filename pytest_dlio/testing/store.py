@@ -39,10 +39,16 @@ async def _collect(store: ObjectStore, prefix: str) -> dict[str, int]:
 
 def _every_op(store: ObjectStore, key: str) -> dict[str, Callable[[], Awaitable[object]]]:
     """Each keyed method of ``store`` called on ``key``, by name."""
-    return {"put": lambda: store.put(key, b"x"), "get": lambda: store.get(key),
-            "get_range": lambda: store.get_range(key, 0, 1), "get_ranges": lambda: store.get_ranges(key, [(0, 1)]),
-            "get_suffix": lambda: store.get_suffix(key, 1), "size": lambda: store.size(key),
-            "delete": lambda: store.delete(key), "open_writer": lambda: store.open_writer(key)}
+    return {
+        "put": lambda: store.put(key, b"x"),
+        "get": lambda: store.get(key),
+        "get_range": lambda: store.get_range(key, 0, 1),
+        "get_ranges": lambda: store.get_ranges(key, [(0, 1)]),
+        "get_suffix": lambda: store.get_suffix(key, 1),
+        "size": lambda: store.size(key),
+        "delete": lambda: store.delete(key),
+        "open_writer": lambda: store.open_writer(key),
+    }
 
 
 class StoreTests:
@@ -59,8 +65,9 @@ class StoreTests:
         return None
 
     @pytest.fixture
-    def make_store(self, request: pytest.FixtureRequest, store_uri: str,
-                   store_config: StorageConfig | None) -> Callable[[], Awaitable[ObjectStore]]:
+    def make_store(
+        self, request: pytest.FixtureRequest, store_uri: str, store_config: StorageConfig | None
+    ) -> Callable[[], Awaitable[ObjectStore]]:
         """A factory opening a new store on the running loop (override for a custom backend)."""
         from pytest_dlio.storage.pytest_plugin import get_storage_session
 
@@ -127,9 +134,19 @@ class StoreTests:
 
     # ---- ranges ----
     #: (name, start, length) against a 10 000-byte object; one object serves every case.
-    RANGES = [("start", 0, 100), ("start-page", 0, 4096), ("middle", 5000, 3000), ("middle-aligned", 4096, 4096),
-              ("end", 9_900, 100), ("across-end", 9_950, 500), ("at-end", 10_000, 10), ("past-end", 20_000, 10),
-              ("zero-length", 123, 0), ("whole", 0, 10_000), ("longer-than-object", 0, 50_000)]
+    RANGES = [
+        ("start", 0, 100),
+        ("start-page", 0, 4096),
+        ("middle", 5000, 3000),
+        ("middle-aligned", 4096, 4096),
+        ("end", 9_900, 100),
+        ("across-end", 9_950, 500),
+        ("at-end", 10_000, 10),
+        ("past-end", 20_000, 10),
+        ("zero-length", 123, 0),
+        ("whole", 0, 10_000),
+        ("longer-than-object", 0, 50_000),
+    ]
 
     def test_get_range(self, make_store: Any) -> None:
         async def body(store: ObjectStore, p: str) -> None:
@@ -137,7 +154,9 @@ class StoreTests:
             await store.put(f"{p}/r.bin", data)
             for name, start, length in self.RANGES:
                 got = bytes(await store.get_range(f"{p}/r.bin", start, length))
-                assert got == data[start:start + length], f"range {name} ({start}, {length}): {len(got)} bytes"
+                assert got == data[start : start + length], (
+                    f"range {name} ({start}, {length}): {len(got)} bytes"
+                )
 
         self.run(make_store, body)
 
@@ -147,10 +166,10 @@ class StoreTests:
             await store.put(f"{p}/r.bin", data)
             ranges = [(start, length) for _, start, length in self.RANGES]
             got = [bytes(g) for g in await store.get_ranges(f"{p}/r.bin", ranges)]
-            assert got == [data[s:s + n] for s, n in ranges]
+            assert got == [data[s : s + n] for s, n in ranges]
             many = [(i * 97 % 9_000, 1 + i % 300) for i in range(40)]  # more than any backend keeps in flight
             got = [bytes(g) for g in await store.get_ranges(f"{p}/r.bin", many)]
-            assert got == [data[s:s + n] for s, n in many]
+            assert got == [data[s : s + n] for s, n in many]
             assert await store.get_ranges(f"{p}/r.bin", []) == []
 
         self.run(make_store, body)
@@ -173,9 +192,12 @@ class StoreTests:
     def test_negative_ranges_rejected(self, make_store: Any) -> None:
         async def body(store: ObjectStore, p: str) -> None:
             await store.put(f"{p}/n.bin", b"0123456789")
-            calls = [lambda: store.get_range(f"{p}/n.bin", -1, 5), lambda: store.get_range(f"{p}/n.bin", 0, -1),
-                     lambda: store.get_ranges(f"{p}/n.bin", [(0, 2), (-3, 2)]),
-                     lambda: store.get_suffix(f"{p}/n.bin", -4)]
+            calls = [
+                lambda: store.get_range(f"{p}/n.bin", -1, 5),
+                lambda: store.get_range(f"{p}/n.bin", 0, -1),
+                lambda: store.get_ranges(f"{p}/n.bin", [(0, 2), (-3, 2)]),
+                lambda: store.get_suffix(f"{p}/n.bin", -4),
+            ]
             for call in calls:
                 with pytest.raises(StorageError, match="must be >= 0") as info:
                     await call()
@@ -206,9 +228,13 @@ class StoreTests:
     def test_missing_key_raises_not_found(self, make_store: Any) -> None:
         async def body(store: ObjectStore, p: str) -> None:
             key = f"{p}/missing.bin"
-            calls = {"get": lambda: store.get(key), "get_range": lambda: store.get_range(key, 0, 10),
-                     "get_ranges": lambda: store.get_ranges(key, [(0, 10), (5, 5)]),
-                     "get_suffix": lambda: store.get_suffix(key, 8), "size": lambda: store.size(key)}
+            calls = {
+                "get": lambda: store.get(key),
+                "get_range": lambda: store.get_range(key, 0, 10),
+                "get_ranges": lambda: store.get_ranges(key, [(0, 10), (5, 5)]),
+                "get_suffix": lambda: store.get_suffix(key, 8),
+                "size": lambda: store.size(key),
+            }
             for op, call in calls.items():
                 with pytest.raises(NotFound, match=rf"^{op} .*missing\.bin: no such key$"):
                     await call()
@@ -219,8 +245,12 @@ class StoreTests:
     def test_missing_key_zero_length_range(self, make_store: Any) -> None:
         async def body(store: ObjectStore, p: str) -> None:
             key = f"{p}/missing.bin"
-            for call in (lambda: store.get_range(key, 0, 0), lambda: store.get_ranges(key, [(0, 0)]),
-                         lambda: store.get_ranges(key, []), lambda: store.get_suffix(key, 0)):
+            for call in (
+                lambda: store.get_range(key, 0, 0),
+                lambda: store.get_ranges(key, [(0, 0)]),
+                lambda: store.get_ranges(key, []),
+                lambda: store.get_suffix(key, 0),
+            ):
                 with pytest.raises(NotFound):
                     await call()
 
@@ -273,7 +303,12 @@ class StoreTests:
             for k in keys:
                 await store.put(k, k.encode())
             assert set(await _collect(store, f"{p}/c/")) == {f"{p}/c/0", f"{p}/c/1/2"}
-            assert set(await _collect(store, f"{p}/c")) == {f"{p}/c-file", f"{p}/cc/0", f"{p}/c/0", f"{p}/c/1/2"}
+            assert set(await _collect(store, f"{p}/c")) == {
+                f"{p}/c-file",
+                f"{p}/cc/0",
+                f"{p}/c/0",
+                f"{p}/c/1/2",
+            }
             assert set(await _collect(store, f"{p}/cc")) == {f"{p}/cc/0"}
             assert await _collect(store, f"{p}/nothing/") == {}
             assert await _collect(store, f"{p}/") == {k: len(k.encode()) for k in keys}
@@ -282,7 +317,12 @@ class StoreTests:
 
     def test_nested_and_non_ascii_keys(self, make_store: Any) -> None:
         async def body(store: ObjectStore, p: str) -> None:
-            keys = [f"{p}/a/b/c/d/e.npz", f"{p}/ünï/cödé 文件.npz", f"{p}/space dir/x y.bin", f"{p}/ümlaut+plus=.bin"]
+            keys = [
+                f"{p}/a/b/c/d/e.npz",
+                f"{p}/ünï/cödé 文件.npz",
+                f"{p}/space dir/x y.bin",
+                f"{p}/ümlaut+plus=.bin",
+            ]
             for i, k in enumerate(keys):
                 await store.put(k, payload(100 + i, i))
             for i, k in enumerate(keys):
@@ -346,8 +386,11 @@ class StoreTests:
         self.run(make_store, body)
 
     # ---- streaming writer ----
-    @pytest.mark.parametrize("chunks", [[], [0], [1, 4095, 3], [3 * MiB, 3 * MiB, 3 * MiB, 7]],
-                             ids=["no-writes", "empty-write", "odd-small", "above-part-size"])
+    @pytest.mark.parametrize(
+        "chunks",
+        [[], [0], [1, 4095, 3], [3 * MiB, 3 * MiB, 3 * MiB, 7]],
+        ids=["no-writes", "empty-write", "odd-small", "above-part-size"],
+    )
     def test_writer_commit(self, make_store: Any, chunks: list[int]) -> None:
         async def body(store: ObjectStore, p: str) -> None:
             parts = [payload(n, i) for i, n in enumerate(chunks)]
