@@ -249,9 +249,11 @@ def test_no_duplicate_4k_blocks_across_a_dataset() -> None:
     assert total == 8 * 4 * 16 and len(blocks) == total
 
 
-def test_released_buffers_are_reused_and_refilled() -> None:
+def test_released_buffers_are_reused_and_refilled(monkeypatch: pytest.MonkeyPatch) -> None:
     from pytest_dlio.randbytes import POOL
 
+    # the pool is process-wide: buffers other tests released in this worker would be taken first
+    monkeypatch.setattr(POOL, "_free", [])
     ds, (f,), (e,) = make("npy", record_length_bytes=1 << 20)
     first = bytes(e.data())
     base = e.pooled[0]
