@@ -10,7 +10,6 @@ import struct
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import crc32c
 import numpy as np
 
 from pytest_dlio.errors import DlioError
@@ -30,9 +29,19 @@ if TYPE_CHECKING:
 _MASK_DELTA = 0xA282EAD8
 
 
+def _crc32c(data: Any, value: int = 0) -> int:
+    """CRC-32C (the ``crc32c`` package of the ``formats`` extra, imported on first use so that registering
+    the formats, as every run does, never needs it)."""
+    try:
+        import crc32c
+    except ImportError:
+        raise DlioError("tfrecord needs CRC-32C: pip install 'pytest-dlio[formats]'") from None
+    return int(crc32c.crc32c(data, value))
+
+
 def masked_crc(data: Buffer, crc: int | None = None) -> int:
     """TFRecord's masked CRC-32C (of ``data``, or of an already computed ``crc``)."""
-    c = crc32c.crc32c(data) if crc is None else crc
+    c = _crc32c(data) if crc is None else crc
     return (((c >> 15) | (c << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
@@ -46,11 +55,11 @@ def _encode(f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
     length = len(head) + size
     len_bytes = struct.pack("<Q", length)
     frame_head = len_bytes + struct.pack("<I", masked_crc(len_bytes))
-    head_crc = crc32c.crc32c(head)
+    head_crc = _crc32c(head)
     parts: list[Buffer] = []
     for i in range(f.samples):
         img = payload[i * size : (i + 1) * size]
-        parts += [frame_head, head, img, struct.pack("<I", masked_crc(b"", crc32c.crc32c(img, head_crc)))]
+        parts += [frame_head, head, img, struct.pack("<I", masked_crc(b"", _crc32c(img, head_crc)))]
     record = 16 + length
     return Encoded(parts, {f.sidecars[0]: index(record, f.samples)}, [buf])
 
