@@ -149,7 +149,8 @@ def check_row_groups(data: bytes, f: DataFile, ds: Dataset) -> None:
     assert sum(t.num_rows for t in tables) == SPF
     assert [t.column_names for t in tables] == [read] * len(tables)
     rows = [r for t in tables for r in t.to_pylist()]
-    assert rows == reference.select(read).to_pylist()
+    # compared as text: random float bytes can be NaN, and NaN != NaN
+    assert repr(rows) == repr(reference.select(read).to_pylist())
     if not ds.parquet.columns:  # legacy mode: one uint8 list of the sample's bytes per row
         assert all(len(r["data"]) == f.sample_bytes and all(0 <= v < 256 for v in r["data"]) for r in rows)
     else:
