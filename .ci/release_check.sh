@@ -76,7 +76,7 @@ rc=0
     --junitxml=unet3d.xml >unet3d.log 2>&1 || rc=$?
 if [[ $rc -gt 1 ]] || ! grep -q "^pytest-dlio " unet3d.log; then cat unet3d.log >&2; exit 1; fi
 check_items unet3d.xml schema datagen train
-"$V/python" -c "import glob, json; s = json.load(open(glob.glob('.dlio/output/*/unet3d_h100/summary.json')[0])); \
+"$V/python" -c "import glob, json; s = json.load(open(glob.glob('.dlio/output/*/mlperf_storage_v3.0__unet3d_h100/summary.json')[0])); \
 assert 'train_au_percentage' in s['metric'], s"
 
 step "storage conformance suite from the package against embedded moto"
