@@ -167,7 +167,8 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 # tryfirst: a folder named like a workload (x.yaml/) must not be walked as a folder and silently yield
 # nothing (exit 5, no message); it becomes a workload whose schema item says what is wrong.
-@pytest.hookimpl(tryfirst=True)
+# (On pytest 7 the hook does not exist; there such a folder is walked as before.)
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # optional: pytest < 8 has no such hook
 def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if path.suffix in _YAML and _targeted(parent.config, path):
         from pytest_dlio.items import WorkloadFile
