@@ -190,3 +190,36 @@ def test_pooled_training_reports_the_bytes_on_disk(tmp_path: Path) -> None:
     read = asyncio.run(go())
     on_disk = sum(p.stat().st_size for p in tmp_path.rglob("*.npy"))
     assert on_disk > 4 * POOL_MIN and read == 2 * on_disk
+
+
+@pytest.mark.parametrize("threads", [0, 2])
+def test_reader_thread_errors_reach_the_step_in_order_and_return_every_buffer(
+    tmp_path: Path, threads: int
+) -> None:
+    """A file missing mid-epoch: the batches before it arrive intact, then the step gets ``get``'s
+    NotFound naming the key (not an OSError from a reader thread), and no buffer stays taken."""
+    cfg = config(files=8, threads=threads, record=POOL_MIN + 4096)
+    files = dataset_files(cfg)
+
+    async def go() -> tuple[int, str, str, int, int]:
+        async with open_store(tmp_path.as_uri()) as store:
+            await fill(store, cfg)
+            order = epoch_order(cfg, 1, 0, 1, shared_seed=0)
+            gone = files[int(order[5])].key  # in the third batch of two
+            (tmp_path / gone).unlink()
+            pool = ThreadPoolExecutor(threads) if threads else None
+            loader = Loader(cfg, store, files, Reads(), pool, np.random.default_rng(0), recycle=True)
+            assert loader.pooled
+            got = 0
+            with pytest.raises(NotFound) as err:
+                async for batch in loader.batches(order, 2):
+                    got += len(batch)
+            if pool is not None:
+                pool.shutdown(wait=True)
+            buffers = store._buffers
+            return got, gone, str(err.value), buffers.allocated, len(buffers._free)
+
+    got, gone, msg, allocated, free = asyncio.run(go())
+    assert got == 4
+    assert gone in msg and "get" in msg
+    assert free == allocated  # every buffer taken was handed back, including those of queued batches

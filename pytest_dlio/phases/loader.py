@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +23,7 @@ from pytest_dlio.config.model import Dataset, TimeSpec, WorkloadConfig
 from pytest_dlio.errors import DlioError
 from pytest_dlio.formats import Format, ReadUnit, Spans, get_format, sample_of
 from pytest_dlio.layout import DataFile
-from pytest_dlio.storage.base import Buffer, ObjectStore
-from pytest_dlio.storage.file import FileStore
+from pytest_dlio.storage.base import Buffer, Held, ObjectStore
 from pytest_dlio.timeline import Reads
 
 
@@ -60,6 +59,16 @@ def decode_sample(
 ) -> object:
     """Sample ``sample`` of an opened file (the file decoded for it alone)."""
     return sample_of(decode_file(f, ds, data, sidecars, sample), f, sample)
+
+
+_Fetched = tuple[list[object], list[Held], list[tuple[int, float, float]]]  # samples, buffers, reads
+
+
+def _release_fetched(fut: Future[_Fetched]) -> None:
+    """A queued batch that finished after the consumer left: hand its buffers back."""
+    if not fut.cancelled() and fut.exception() is None:
+        for h in fut.result()[1]:
+            h.release()
 
 
 _MISS = object()  # Loader._ready: the sample needs a fetch or decode first
@@ -123,25 +132,26 @@ class Loader:
         unit = self.format.read_unit
         self.unit = ReadUnit.FILE if unit is ReadUnit.SAMPLE_RANGE and self.memory else unit
         # recycle: a batch is dropped by its consumer once it asks for the next one (the training loop
-        # does), so one-sample files on a file store are read into pooled page-aligned buffers handed
-        # back then (FileStore.get_pooled); a fresh multi-MiB buffer per read was the read path's largest
-        # cost
-        self.pooled = (
-            recycle
-            and isinstance(store, FileStore)
+        # does). Then, when the store reads whole objects on the caller's thread (local files:
+        # ``ObjectStore.blocking_get``), one-sample files are read, decoded and queued by the reader
+        # threads themselves, as DLIO's workers do: each read lands in a reused page-aligned buffer (a fresh
+        # multi-MiB buffer per read was the read path's largest cost) handed back when the consumer asks
+        # for the next batch, and a thread finishing a batch starts the next queued one without a round
+        # trip through the event loop.
+        self.blocking = (
+            store.blocking_get()
+            if recycle
             and self.spf == 1
             and not self.memory
             and self.unit is ReadUnit.FILE
+            and not any(f.sidecars for f in files)
+            else None
         )
+        self.pooled = self.blocking is not None
 
-    async def _get(self, key: str, held: list[Callable[[], None]] | None = None) -> Buffer:
+    async def _get(self, key: str) -> Buffer:
         t = time.perf_counter()
-        if held is not None and self.pooled:
-            got = await self.store.get_pooled(key)  # type: ignore[attr-defined]  # FileStore (self.pooled)
-            held.append(got.release)
-            data = got.data
-        else:
-            data = await self.store.get(key)
+        data = await self.store.get(key)
         self.reads.add(len(data), time.perf_counter() - t, t)
         return data
 
@@ -151,7 +161,7 @@ class Loader:
         self.reads.add(len(data), time.perf_counter() - t, t)
         return data
 
-    async def _file(self, key: str, held: list[Callable[[], None]] | None = None) -> Buffer:
+    async def _file(self, key: str) -> Buffer:
         if not self.memory and self.spf > 1:
             task = self._recent.get(key)
             if task is None:
@@ -162,7 +172,7 @@ class Loader:
                 self._recent.move_to_end(key)
             return await task
         if not self.memory:
-            return await self._get(key, held)
+            return await self._get(key)
         task = self._cache.get(key)
         if task is None:
             task = self._cache[key] = asyncio.ensure_future(self._get(key))
@@ -230,10 +240,8 @@ class Loader:
             )
         return self.format.decode_span(data, f, self.ds)  # a view or a count: inline
 
-    async def _from_file(
-        self, f: DataFile, sample: int, held: list[Callable[[], None]] | None = None
-    ) -> object:
-        data = await self._file(f.key, held)
+    async def _from_file(self, f: DataFile, sample: int) -> object:
+        data = await self._file(f.key)
         side = await self._sidecars(f)
         if self.spf == 1:
             return await self._decode(decode_sample, f, self.ds, data, sample, side)
@@ -247,10 +255,10 @@ class Loader:
             self._decoded.move_to_end(f.key)
         return sample_of(await asyncio.shield(entry[1]), f, sample)
 
-    async def _sample(self, idx: int, held: list[Callable[[], None]] | None = None) -> object:
+    async def _sample(self, idx: int) -> object:
         f = self.files[idx // self.spf]
         if self.unit is ReadUnit.FILE:
-            out = await self._from_file(f, idx % self.spf, held)
+            out = await self._from_file(f, idx % self.spf)
         else:
             out = await self._unit(f, idx % self.spf)
         if not self.preprocess.is_zero:
@@ -295,17 +303,91 @@ class Loader:
             return _MISS
         return task.result()
 
-    async def _batch(self, indices: np.ndarray, held: list[Callable[[], None]] | None = None) -> list[object]:
+    async def _batch(self, indices: np.ndarray) -> list[object]:
         out: list[object] = []
         for i in indices.tolist():
             got = self._ready(i)
-            out.append(await self._sample(i, held) if got is _MISS else got)
+            out.append(await self._sample(i) if got is _MISS else got)
         return out
+
+    def _read_batch(self, indices: list[int], delays: list[float]) -> _Fetched:
+        """On a reader thread: read each sample's file into a reused buffer and decode it (one-sample
+        files, ``self.blocking``). Returns the samples, the buffers they view and each read's
+        (bytes, seconds, start)."""
+        read = self.blocking
+        assert read is not None
+        out: list[object] = []
+        held: list[Held] = []
+        recorded: list[tuple[int, float, float]] = []
+        try:
+            for i, delay in zip(indices, delays, strict=True):
+                f = self.files[i]
+                t = time.perf_counter()
+                got = read(f.key)
+                held.append(got)
+                recorded.append((len(got.data), time.perf_counter() - t, t))
+                out.append(decode_sample(f, self.ds, got.data, 0))
+                if delay > 0:
+                    time.sleep(delay)  # DLIO's preprocess_time: a sleep in the worker, per sample
+        except BaseException:
+            for h in held:
+                h.release()
+            raise
+        return out, held, recorded
+
+    async def _thread_batches(self, parts: list[np.ndarray]) -> AsyncGenerator[list[object], None]:
+        """Batches read by the reader threads (``_read_batch``): up to ``capacity`` batches are queued
+        on the pool (it has ``read_threads`` threads, so that many reads run at once, as DLIO's workers),
+        delivered in order; a batch's buffers are handed back when the consumer asks for the next."""
+        # DLIO's 0 workers: each batch read on the step's own path when it is asked for (no read-ahead),
+        # on a thread of its own so the event loop stays free
+        own = None if self.pool is not None else ThreadPoolExecutor(1, thread_name_prefix="dlio-read")
+        pool = self.pool or own
+        assert pool is not None
+        ahead = self.capacity if own is None else 1
+        queued: deque[Future[_Fetched]] = deque()
+        n, nxt, consumed = len(parts), 0, 0
+        try:
+            for b in range(n):
+                while nxt < n and nxt - consumed < ahead:
+                    idx = parts[nxt].tolist()
+                    delays = [
+                        0.0 if self.preprocess.is_zero else self.preprocess.sample(self.rng) for _ in idx
+                    ]
+                    queued.append(pool.submit(self._read_batch, idx, delays))
+                    nxt += 1
+                    self.stats.max_ahead = max(self.stats.max_ahead, nxt - consumed)
+                out, held, recorded = await asyncio.wrap_future(queued[0])
+                queued.popleft()
+                for nbytes, seconds, start in recorded:
+                    self.reads.add(nbytes, seconds, start)
+                consumed = b + 1
+                self.stats.batches += 1
+                try:
+                    yield out
+                finally:
+                    del out
+                    for h in held:
+                        h.release()  # the consumer asked for the next batch (or left): it is done with this one
+        finally:
+            for fut in queued:  # not started: dropped; running or done: its buffers go back when it ends
+                if not fut.cancel():
+                    fut.add_done_callback(_release_fetched)
+            if own is not None:
+                own.shutdown(wait=False)
 
     async def batches(self, order: np.ndarray, batch_size: int) -> AsyncGenerator[list[object], None]:
         """Yield ``len(order) // batch_size`` batches in order."""
         n = len(order) // batch_size
         parts = [order[b * batch_size : (b + 1) * batch_size] for b in range(n)]
+        if self.blocking is not None:
+            inner = self._thread_batches(parts)
+            try:
+                async for batch in inner:
+                    yield batch
+            finally:
+                await inner.aclose()
+            return
         self._recent.clear()
         self._units.clear()
         self._decoded.clear()
@@ -315,27 +397,10 @@ class Loader:
             for f in (order[: n * batch_size] // self.spf).tolist():
                 k = self.keys[f]
                 self._left[k] = self._left.get(k, 0) + 1
-        held: dict[int, list[Callable[[], None]]] = {}  # pooled buffers each batch holds until consumed
-
-        def hold(b: int) -> list[Callable[[], None]] | None:
-            if not self.pooled:
-                return None
-            out = held[b] = []
-            return out
-
-        def release(b: int) -> None:
-            for give_back in held.pop(b, ()):
-                give_back()
-
         if self.threads <= 0:  # DLIO's 0 workers: read on the step's own path, no read-ahead
-            try:
-                for b, p in enumerate(parts):
-                    self.stats.batches += 1
-                    yield await self._batch(p, hold(b))
-                    release(b)  # the consumer asked for the next batch: it is done with this one
-            finally:
-                for b in list(held):
-                    release(b)
+            for p in parts:
+                self.stats.batches += 1
+                yield await self._batch(p)
             return
         loop = asyncio.get_running_loop()
         futures: dict[int, asyncio.Future[list[object]]] = {b: loop.create_future() for b in range(n)}
@@ -353,7 +418,7 @@ class Loader:
                 self.stats.max_ahead = max(self.stats.max_ahead, b + 1 - state["consumed"])
                 fut = futures[b]
                 try:
-                    fut.set_result(await self._batch(parts[b], hold(b)))
+                    fut.set_result(await self._batch(parts[b]))
                 except Exception as exc:  # delivered to the step loop in order
                     fut.set_exception(exc)
                 del fut  # a finished batch is owned by the step loop alone
@@ -368,7 +433,6 @@ class Loader:
                 self.stats.batches += 1
                 yield batch
                 del batch
-                release(b)  # the consumer asked for the next batch: it is done with this one
         finally:
             for t in tasks:
                 t.cancel()
@@ -378,5 +442,3 @@ class Loader:
                     f.exception()  # mark retrieved
                 else:
                     f.cancel()
-            for b in list(held):
-                release(b)

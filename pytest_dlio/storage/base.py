@@ -22,9 +22,9 @@ from __future__ import annotations
 import abc
 import asyncio
 import builtins
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Self, TypeVar
+from typing import Protocol, Self, TypeVar
 
 from pytest_dlio.errors import NotFound, StorageError
 from pytest_dlio.storage.stats import RetryCounter
@@ -116,6 +116,14 @@ class Writer(abc.ABC):
             await self.abort()
 
 
+class Held(Protocol):
+    """Bytes read into a reused buffer: ``data`` is valid until ``release()`` hands the buffer back."""
+
+    data: Buffer
+
+    def release(self) -> None: ...
+
+
 class ObjectStore(abc.ABC):
     """Async key → bytes store rooted at a URI. One instance per event loop."""
 
@@ -141,6 +149,17 @@ class ObjectStore(abc.ABC):
     @property
     def local_root(self) -> Path | None:
         """The folder behind the store when its objects are local files (file://, direct://), else None."""
+        return None
+
+    def blocking_get(self) -> Callable[[str], Held] | None:
+        """A plain function reading a whole object into a reused buffer on the caller's own thread, or
+        None when the store has none (object stores, wrappers: their I/O stays on the event loop).
+
+        Local file stores have one: a loader with its own reader threads (DLIO's workers) then reads,
+        decodes and queues batches on them, as DLIO's workers do, instead of handing every read to the
+        store's pool and back through the event loop. The function checks the key, raises what ``get``
+        raises, and returns a :class:`Held` whose ``release()`` hands the buffer back.
+        """
         return None
 
     def local_path(self, key: str) -> Path | None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import mmap
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from pytest_dlio.errors import StorageError
-from pytest_dlio.storage.base import Buffer, Writer
+from pytest_dlio.storage._pool import translate
+from pytest_dlio.storage.base import Buffer, Writer, check_key
 from pytest_dlio.storage.file import FileStore, Pooled, commit, open_temp, temp_path
 
 ALIGN = 4096
@@ -156,6 +158,18 @@ class DirectStore(FileStore):
     async def get_pooled(self, key: str) -> Pooled:
         """O_DIRECT reads bring their own aligned buffer: ``get``'s bytes, nothing to hand back."""
         return Pooled(await self.get(key))
+
+    def blocking_get(self) -> Callable[[str], Pooled]:
+        """O_DIRECT whole-object reads on the caller's thread (their own aligned buffer each)."""
+
+        def read(key: str) -> Pooled:
+            check_key(self.uri, "get", key)
+            try:
+                return Pooled(_read(self.root / key, 0, None))
+            except OSError as exc:
+                raise translate(exc, self.uri, "get", key) from exc
+
+        return read
 
     async def _get_ranges(self, key: str, ranges: list[tuple[int, int]]) -> list[Buffer]:
         return [await self._range_or_empty(key, s, n) for s, n in ranges]

@@ -23,7 +23,7 @@ import zlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from pytest_dlio.storage._pool import BlockingPool
+from pytest_dlio.storage._pool import BlockingPool, translate
 from pytest_dlio.storage.base import Buffer, ObjectStore, Writer, check_key
 
 TMP_MARK = ".dlio-tmp-"
@@ -188,11 +188,15 @@ class BufferPool:
 
     def take(self, n: int) -> mmap.mmap:
         with self._lock:
-            fits = [b for b in self._free if n <= len(b) <= 2 * n]
-            if fits:
-                buf = min(fits, key=len)
-                self._free.remove(buf)
-                return buf
+            # the smallest that fits, the most recently returned among equals: its pages are the likeliest
+            # to be in the CPU's cache still, which makes the copy into it cheaper
+            best = -1
+            for i in range(len(self._free) - 1, -1, -1):
+                size = len(self._free[i])
+                if n <= size <= 2 * n and (best < 0 or size < len(self._free[best])):
+                    best = i
+            if best >= 0:
+                return self._free.pop(best)
             self.allocated += 1
         return mmap.mmap(-1, -(-n // 65536) * 65536)
 
@@ -316,14 +320,28 @@ class FileStore(ObjectStore):
         return await self._io.run("get", key, _get, self.root / key)
 
     async def get_pooled(self, key: str) -> Pooled:
-        """Read a whole object into a reused buffer (file stores only; the training loader uses it).
+        """Read a whole object into a reused buffer on the store's pool (``blocking_get``'s read).
 
         Same bytes and errors as ``get``; the caller calls ``release()`` once it no longer uses ``data``.
         """
         check_key(self.uri, "get", key)
+        return await self._io.run("get", key, self._read_whole, self.root / key)
+
+    def _read_whole(self, path: Path) -> Pooled:
         if self._buffers is None:
             self._buffers = BufferPool()
-        return await self._io.run("get", key, _get_pooled, self.root / key, self._buffers)
+        return _get_pooled(path, self._buffers)
+
+    def blocking_get(self) -> Callable[[str], Pooled]:
+        # docstring inherited
+        def read(key: str) -> Pooled:
+            check_key(self.uri, "get", key)
+            try:
+                return self._read_whole(self.root / key)
+            except OSError as exc:
+                raise translate(exc, self.uri, "get", key) from exc
+
+        return read
 
     async def _get_range(self, key: str, start: int, length: int) -> Buffer:
         return await self._io.run("get_range", key, _get_range, self.root / key, start, length)
