@@ -198,11 +198,25 @@ class Loader:
             side = await self._sidecars(f)
             spans = fmt.sample_spans(f, side or {})
         else:
-            size = await self.store.size(f.key)
-            tail = bytes(await self._range(f.key, max(0, size - fmt.footer_tail), fmt.footer_tail))
-            n = fmt.footer_length(tail)
-            footer = bytes(await self._range(f.key, max(0, size - n), n))
-            spans = fmt.row_group_spans(footer, size, self.ds, self.columns)
+            # The footer from the end of the file: one request when it fits a speculative 64 KiB suffix
+            # (a whole file shorter than that comes back entire), a second for a larger footer.
+            async def suffix(n: int) -> bytes:
+                t = time.perf_counter()
+                data = await self.store.get_suffix(f.key, n)
+                self.reads.add(len(data), time.perf_counter() - t, t)
+                return bytes(data)
+
+            guess = max(64 * 1024, fmt.footer_tail)
+            tail = await suffix(guess)
+            n = fmt.footer_length(tail[-fmt.footer_tail :]) if len(tail) >= fmt.footer_tail else -1
+            if n > len(tail) and len(tail) == guess:
+                tail = await suffix(n)
+            if not fmt.footer_tail <= n <= len(tail):
+                raise DlioError(
+                    f"{f.key}: not a {fmt.name} file ({len(tail):,} bytes read from its end, footer length "
+                    f"{f'{n:,}' if n >= 0 else 'unreadable'}); regenerate the dataset with --dlio-generate auto"
+                )
+            spans = fmt.row_group_spans(tail[len(tail) - n :], self.ds, self.columns)
         self._spans[f.key] = spans
         return spans
 
