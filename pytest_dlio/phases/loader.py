@@ -24,7 +24,6 @@ from pytest_dlio.errors import DlioError
 from pytest_dlio.formats import Format, ReadUnit, Spans, get_format, sample_of
 from pytest_dlio.layout import DataFile
 from pytest_dlio.storage.base import Buffer, ObjectStore
-from pytest_dlio.storage.file import FileStore
 from pytest_dlio.timeline import Reads
 
 
@@ -124,11 +123,11 @@ class Loader:
         self.unit = ReadUnit.FILE if unit is ReadUnit.SAMPLE_RANGE and self.memory else unit
         # recycle: a batch is dropped by its consumer once it asks for the next one (the training loop
         # does), so one-sample files on a file store are read into pooled page-aligned buffers handed
-        # back then (FileStore.get_pooled); a fresh multi-MiB buffer per read was the read path's largest
-        # cost
+        # back then (get_pooled, on a store with pooled_reads); a fresh multi-MiB buffer per read was the
+        # read path's largest cost
         self.pooled = (
             recycle
-            and isinstance(store, FileStore)
+            and store.pooled_reads
             and self.spf == 1
             and not self.memory
             and self.unit is ReadUnit.FILE
@@ -137,7 +136,7 @@ class Loader:
     async def _get(self, key: str, held: list[Callable[[], None]] | None = None) -> Buffer:
         t = time.perf_counter()
         if held is not None and self.pooled:
-            got = await self.store.get_pooled(key)  # type: ignore[attr-defined]  # FileStore (self.pooled)
+            got = await self.store.get_pooled(key)
             held.append(got.release)
             data = got.data
         else:

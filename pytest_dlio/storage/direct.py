@@ -8,8 +8,8 @@ import threading
 from pathlib import Path
 
 from pytest_dlio.errors import StorageError
-from pytest_dlio.storage.base import Buffer, Writer
-from pytest_dlio.storage.file import FileStore, Pooled, commit, open_temp, temp_path
+from pytest_dlio.storage.base import Buffer, Pooled, Writer
+from pytest_dlio.storage.file import FileStore, commit, open_temp, temp_path
 
 ALIGN = 4096
 CHUNK = 4 * 2**20  # bounded staging buffer per write call / writer
@@ -153,9 +153,9 @@ class DirectStore(FileStore):
     async def _get_range(self, key: str, start: int, length: int) -> Buffer:
         return await self._io.run("get_range", key, _read, self.root / key, start, length)
 
-    async def get_pooled(self, key: str) -> Pooled:
+    async def _get_pooled(self, key: str) -> Pooled:
         """O_DIRECT reads bring their own aligned buffer: ``get``'s bytes, nothing to hand back."""
-        return Pooled(await self.get(key))
+        return Pooled(await self._get(key))
 
     async def _get_ranges(self, key: str, ranges: list[tuple[int, int]]) -> list[Buffer]:
         return [await self._range_or_empty(key, s, n) for s, n in ranges]
