@@ -17,28 +17,9 @@ from pytest_dlio.checkpointing.sizes import rank_layout
 from pytest_dlio.config.model import Checkpoint, ModelConfig, Parallelism, Transformer, WorkloadConfig
 from pytest_dlio.errors import DlioError
 from pytest_dlio.phases.checkpoint import Checkpointer, manifest_key, read_checkpoints, write_checkpoints
-from pytest_dlio.ranks import SingleComm
+from pytest_dlio.ranks import RankOfWorld, SingleComm
 from pytest_dlio.report.results import checkpoint_result
 from pytest_dlio.storage import open_store
-
-
-class Rank:
-    """Rank ``rank`` of ``size`` run in turn inside one process (barriers are no-ops)."""
-
-    def __init__(self, rank: int, size: int) -> None:
-        self.rank, self.size = rank, size
-
-    async def barrier(self) -> None:
-        return None
-
-    async def allreduce(self, value: float) -> float:
-        return value
-
-    async def gather(self, obj: Any) -> list[Any] | None:
-        return [obj]
-
-    async def broadcast(self, obj: Any) -> Any:
-        return obj
 
 
 def tiny(zero: int = 3, pipeline: int = 1, **ck: Any) -> WorkloadConfig:
@@ -196,11 +177,11 @@ def test_two_ranks_zero3_and_pipeline_stages(tmp_path: Path) -> None:
 
         async def go(cfg: WorkloadConfig = cfg, sub: Path = sub) -> list[Any]:
             out = []
-            async with open_store(sub.as_uri()) as store:
+            async with open_store(sub.as_uri()) as store:  # the two ranks in turn, in one process
                 for rank in (0, 1):
-                    out.append(await write_checkpoints(cfg, store, comm=Rank(rank, 2)))
+                    out.append(await write_checkpoints(cfg, store, comm=RankOfWorld(rank, 2)))
                 for rank in (0, 1):
-                    out.append(await read_checkpoints(cfg, store, comm=Rank(rank, 2)))
+                    out.append(await read_checkpoints(cfg, store, comm=RankOfWorld(rank, 2)))
             return out
 
         results = asyncio.run(go())

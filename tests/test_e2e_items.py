@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests._junit import not_passed, properties_by_name, read_cases
-from tests.conftest import CONFIGS, run
+from tests.conftest import CONFIGS, FAST, run
 
 SMALL = """
 model:
@@ -39,6 +39,19 @@ checkpoint:
 metric:
   au: 0.0
 """
+
+
+def small_named(name: str) -> str:
+    """SMALL with data and checkpoint folders of its own, for a second workload in the same session."""
+    return SMALL.replace("data/tiny", f"data/{name}").replace("checkpoints/tiny", f"checkpoints/{name}")
+
+
+def run_two_on_xdist(pytester: pytest.Pytester, one: str, two: str, *args: str) -> pytest.RunResult:
+    """Workloads ``one`` and ``two`` (SMALL under those names) in a pytest subprocess on two xdist workers."""
+    pytester.makefile(".yaml", **{one: small_named(one), two: small_named(two)})
+    return pytester.runpytest_subprocess(
+        *FAST, "-n", "2", "--dlio-config", f"{one}.yaml", "--dlio-config", f"{two}.yaml", *args
+    )
 
 
 def test_small_workload_all_items_pass(pytester: pytest.Pytester) -> None:

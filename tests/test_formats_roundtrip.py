@@ -157,7 +157,7 @@ def check_row_groups(data: bytes, f: DataFile, ds: Dataset) -> None:
         assert all(len(r["v"]) == 3 and len(r["s"]) == 5 for r in rows)
     tail = data[-codec.footer_tail :]
     n = codec.footer_length(tail)
-    spans = codec.row_group_spans(data[-n:], len(data), ds, None)
+    spans = codec.row_group_spans(data[-n:], ds, None)
     meta = pq.read_metadata(io.BytesIO(data))
     groups = [meta.row_group(r) for r in range(meta.num_row_groups)]
     assert spans.first.tolist() == np.cumsum([0] + [g.num_rows for g in groups])[:-1].tolist()

@@ -206,15 +206,15 @@ def test_which_way_is_worse(metric: str, worse: int | None) -> None:
 def test_a_slowed_store_fails_the_regression_item(
     pytester: pytest.Pytester, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Same config, same URI: only the store changes (a 200 ms-per-response proxy in front of moto)."""
+    """Same config, same URI: only the store changes (the fault proxy in front of moto holds every
+    response 200 ms, up to its bound of 10 000)."""
     import asyncio
-    from urllib.parse import urlsplit
 
     from pytest_dlio.storage.emulators import MOTO_KEY
     from pytest_dlio.storage.factory import open_store
     from pytest_dlio.storage.pytest_plugin import get_storage_session
     from pytest_dlio.storage.settings import StoreOptions
-    from tests._latency_proxy import LatencyProxy
+    from pytest_dlio.testing.faultproxy import Fault, FaultProxy
 
     moto = get_storage_session(request.config).emulators.s3_endpoint()
     creds = {"access_key_id": MOTO_KEY, "secret_access_key": MOTO_KEY, "s3_force_path_style": True}
@@ -236,10 +236,10 @@ def test_a_slowed_store_fails_the_regression_item(
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto)
     run(pytester, *args, "--dlio-save", "store").assert_outcomes(passed=4)
-    with LatencyProxy(urlsplit(moto).port or 0, delay=0.2) as proxy:
+    with FaultProxy(moto, [Fault("stall", 10_000, seconds=0.2)]) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
         slow = run(pytester, *args, "--dlio-compare", "store", "--dlio-fail-on", RULE)
-    assert proxy.connections > 0  # the slowed run went through the proxy
+    assert proxy.injected["stall"] > 0 and proxy.remaining() > 0  # every request of the run was held
     slow.assert_outcomes(passed=4, failed=1)
     slow.stdout.fnmatch_lines(
         [

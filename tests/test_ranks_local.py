@@ -23,7 +23,7 @@ from pytest_dlio.engine.runner import compose
 from pytest_dlio.ranks.local import LocalWorld
 from tests._junit import properties_by_name as _props
 from tests.conftest import run
-from tests.test_e2e_items import SMALL
+from tests.test_e2e_items import SMALL, run_two_on_xdist
 
 # 20 training samples, batch 2, 3 ranks: floor(20 / 2 / 3) = 3 steps each, 2 samples left over
 UNEVEN = SMALL.replace("num_files_train: 16", "num_files_train: 20")
@@ -174,28 +174,7 @@ def test_bad_rank_timeout_is_a_usage_error(pytester: pytest.Pytester) -> None:
 
 
 def test_xdist_spreads_workloads_and_runs_ranks_inside_a_worker(pytester: pytest.Pytester) -> None:
-    pytester.makefile(
-        ".yaml",
-        one=SMALL.replace("data/tiny", "data/one").replace("checkpoints/tiny", "checkpoints/one"),
-        two=SMALL.replace("data/tiny", "data/two").replace("checkpoints/tiny", "checkpoints/two"),
-    )
-    result = pytester.runpytest_subprocess(
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "no:hypothesispytest",
-        "-n",
-        "2",
-        "--dlio-config",
-        "one.yaml",
-        "--dlio-config",
-        "two.yaml",
-        "--dlio-ranks",
-        "2",
-        "--dlio-output",
-        "out",
-        "-v",
-    )
+    result = run_two_on_xdist(pytester, "one", "two", "--dlio-ranks", "2", "--dlio-output", "out", "-v")
     result.assert_outcomes(passed=12)
     where: dict[str, set[str]] = {}
     for worker, name in re.findall(r"\[(gw\d)\] .*PASSED (one|two)\b", result.stdout.str()):

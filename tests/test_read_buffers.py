@@ -25,8 +25,12 @@ from pytest_dlio.phases.loader import Loader
 from pytest_dlio.phases.sampler import epoch_order
 from pytest_dlio.randbytes import file_rng
 from pytest_dlio.storage import open_store
+from pytest_dlio.storage.base import ObjectStore
 from pytest_dlio.storage.direct import probe
-from pytest_dlio.storage.file import POOL_MIN
+from pytest_dlio.storage.file import POOL_MIN, FileStore
+from pytest_dlio.storage.throttle import RateBudget, ThrottledStore
+from pytest_dlio.storage.timed import TimedStore
+from pytest_dlio.storage.uri import Throttle
 from pytest_dlio.timeline import Reads
 
 
@@ -78,38 +82,81 @@ def test_get_pooled_returns_get_bytes_and_reuses_buffers(tmp_path: Path) -> None
     asyncio.run(go())
 
 
+async def recycled_epochs(
+    cfg: WorkloadConfig, store: ObjectStore, raw: dict[str, bytes], threads: int
+) -> int:
+    """Three epochs through a recycling loader, each batch checked before the next is asked for — the
+    contract under which buffers are reused. Returns the samples seen."""
+    files = dataset_files(cfg)
+    want = {i: np.load(io.BytesIO(raw[f.key]))[..., 0] for i, f in enumerate(files)}
+    pool = ThreadPoolExecutor(threads) if threads else None
+    loader = Loader(cfg, store, files, Reads(), pool, np.random.default_rng(0), recycle=True)
+    assert loader.pooled
+    seen = 0
+    for epoch in (1, 2, 3):
+        order = epoch_order(cfg, epoch, 0, 1, shared_seed=0)
+        pos = 0
+        async for batch in loader.batches(order, 2):
+            await asyncio.sleep(0.005)  # "compute": the readers run meanwhile, as in training
+            for sample in batch:
+                np.testing.assert_array_equal(sample, want[int(order[pos])])
+                pos += 1
+                seen += 1
+    if pool is not None:
+        pool.shutdown()
+    return seen
+
+
 @pytest.mark.parametrize("threads", [0, 1, 3])
 def test_recycling_loader_delivers_the_stored_samples(tmp_path: Path, threads: int) -> None:
-    """Each batch is checked before the next is asked for — the contract under which buffers are reused."""
     cfg = config(files=9, threads=threads, record=POOL_MIN + 4096)
-    files = dataset_files(cfg)
 
     async def go() -> int:
         async with open_store(tmp_path.as_uri()) as store:
-            raw = await fill(store, cfg)
-            want = {i: np.load(io.BytesIO(raw[f.key]))[..., 0] for i, f in enumerate(files)}
-            pool = ThreadPoolExecutor(threads) if threads else None
-            loader = Loader(cfg, store, files, Reads(), pool, np.random.default_rng(0), recycle=True)
-            assert loader.pooled
-            seen = 0
-            for epoch in (1, 2, 3):
-                order = epoch_order(cfg, epoch, 0, 1, shared_seed=0)
-                pos = 0
-                async for batch in loader.batches(order, 2):
-                    await asyncio.sleep(0.005)  # "compute": the readers run meanwhile, as in training
-                    for sample in batch:
-                        np.testing.assert_array_equal(sample, want[int(order[pos])])
-                        pos += 1
-                        seen += 1
-            if pool is not None:
-                pool.shutdown()
+            seen = await recycled_epochs(cfg, store, await fill(store, cfg), threads)
             assert store._buffers.allocated <= 2 * (max(2, threads) + 2)  # batches alive at once, not reads
             return seen
 
     assert asyncio.run(go()) == 3 * 8
 
 
-def test_loader_without_recycle_or_on_a_wrapper_does_not_pool(tmp_path: Path) -> None:
+class CountingBudget(RateBudget):
+    """A real rate budget that also sums the bytes booked on it."""
+
+    def __init__(self, bytes_per_s: float) -> None:
+        super().__init__(bytes_per_s)
+        self.booked = 0
+
+    def claim(self, nbytes: int, started: float) -> float:
+        self.booked += nbytes
+        return super().claim(nbytes, started)
+
+
+def test_a_wrapped_file_store_keeps_pooling_and_its_wrappers_see_every_read(tmp_path: Path) -> None:
+    """Pooled reads are a store capability the wrappers pass through: a timed, throttled file store pools
+    (buffers reused), and the throttle books and the timer records each pooled read's bytes."""
+    cfg = config(files=5, threads=2, record=POOL_MIN + 4096)
+    recorded = Reads()
+
+    async def go() -> tuple[int, FileStore, CountingBudget, TimedStore]:
+        async with open_store(tmp_path.as_uri()) as inner:
+            budget = CountingBudget(1 << 40)
+            timed = TimedStore(
+                ThrottledStore(inner, Throttle(bandwidth_mib_s=1 << 20), budget=budget), recorded
+            )
+            raw = await fill(inner, cfg)
+            seen = await recycled_epochs(cfg, timed, raw, 2)
+            return seen, inner, budget, timed
+
+    seen, inner, budget, timed = asyncio.run(go())
+    file_bytes = sum(p.stat().st_size for p in tmp_path.rglob("*.npy"))
+    assert seen == 3 * 4 and timed.calls["get"] == 3 * 4  # 4 files a rank-epoch (drop_last), once each
+    assert inner._buffers is not None and inner._buffers.allocated < timed.calls["get"]  # reused
+    assert budget.booked == sum(recorded.nbytes) and len(recorded.nbytes) == 3 * 4
+    assert sum(recorded.nbytes) == 3 * 4 * (file_bytes // 5)  # the files are the same size
+
+
+def test_loader_without_recycle_or_with_several_samples_a_file_does_not_pool(tmp_path: Path) -> None:
     cfg = config(files=2, threads=1, record=POOL_MIN + 1)
     store = open_store(tmp_path.as_uri())
     assert not Loader(cfg, store, dataset_files(cfg), Reads(), None, np.random.default_rng(0)).pooled

@@ -15,7 +15,7 @@ import pytest
 from pytest_dlio.report.html import render_html
 from pytest_dlio.report.rundoc import run_document
 from tests.conftest import run
-from tests.test_e2e_items import SMALL
+from tests.test_e2e_items import SMALL, small_named
 
 CHROMIUM = shutil.which("chromium")
 needs_chromium = pytest.mark.skipif(
@@ -287,7 +287,7 @@ def test_json_is_built_from_reports_under_xdist(pytester: pytest.Pytester) -> No
     pytester.makefile(
         ".yaml",
         tiny=SMALL,
-        other=SMALL.replace("data/tiny", "data/other").replace("checkpoints/tiny", "checkpoints/other"),
+        other=small_named("other"),
     )
     result = run(
         pytester,

@@ -5,10 +5,20 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
+import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pytest_dlio.report.series import latency_histogram, time_series
+from pytest_dlio.report.series import (
+    HDR_DIGITS,
+    HDR_HIGHEST_US,
+    HDR_LOWEST_US,
+    LOG_BASE,
+    latency_histogram,
+    time_series,
+)
 from pytest_dlio.timeline import Reads
 from tests.conftest import run
 from tests.test_e2e_items import SMALL
@@ -41,6 +51,57 @@ def test_histogram_percentiles_and_buckets() -> None:
     assert any(lo < 1000 <= hi and c == 90 for lo, hi, c in h["buckets"])  # 1 ms = 1000 us
     decoded = HdrHistogram.decode(h["hdr"])  # HdrHistogram's own encoding: loads anywhere
     assert decoded.get_total_count() == 100
+
+
+def hdrh_reference(seconds: list[float]) -> dict[str, object]:
+    """The same figures from hdrh's own (pure-Python, slow) methods over a histogram filled by record_value."""
+    h = HdrHistogram(HDR_LOWEST_US, HDR_HIGHEST_US, HDR_DIGITS)
+    for s in seconds:
+        h.record_value(int(min(max(round(s * 1e6), HDR_LOWEST_US), HDR_HIGHEST_US)))
+    buckets, low = [], 0.0
+    for step in h.get_log_iterator(HDR_LOWEST_US, LOG_BASE):
+        if step.count_added_in_this_iter_step:
+            buckets.append(
+                [round(low, 3), round(float(step.value_iterated_to), 3), step.count_added_in_this_iter_step]
+            )
+        low = float(step.value_iterated_to)
+    return {
+        "unit": "us",
+        "count": h.get_total_count(),
+        "min_ms": h.get_min_value() / 1000.0,
+        "mean_ms": h.get_mean_value() / 1000.0,
+        "max_ms": h.get_max_value() / 1000.0,
+        **{
+            f"p{p:g}_ms".replace(".", "_"): h.get_value_at_percentile(p) / 1000.0
+            for p in (50.0, 90.0, 99.0, 99.9)
+        },
+        "buckets": buckets,
+        "hdr": h.encode().decode("ascii"),
+    }
+
+
+#: Latencies in seconds: sub-microsecond (clipped to 1 us) to past the 1 h ceiling (clipped), with repeats.
+LATENCIES = st.lists(
+    st.one_of(
+        st.floats(0.0, 2e-3),
+        st.floats(1e-6, 10.0),
+        st.floats(1.0, 5000.0),
+        st.sampled_from([1e-6, 1.0235e-3, 2.048e-3, 0.5, 3600.0]),
+    ),
+    min_size=1,
+    max_size=400,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(LATENCIES)
+def test_histogram_equals_hdrh_own_methods(seconds: list[float]) -> None:
+    assert latency_histogram(seconds) == hdrh_reference(seconds)
+
+
+def test_histogram_equals_hdrh_on_a_large_spread_set() -> None:
+    seconds = np.random.default_rng(7).lognormal(np.log(2e-3), 2.0, 20_000).tolist()
+    assert latency_histogram(seconds) == hdrh_reference(seconds)
 
 
 def test_empty_histogram() -> None:

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from tests.conftest import run
-from tests.test_e2e_items import SMALL
+from tests.test_e2e_items import SMALL, run_two_on_xdist
 
 
 @pytest.fixture
@@ -115,24 +115,7 @@ def test_stray_positional_with_dlio_config_is_refused(tiny: pytest.Pytester) -> 
 
 def test_progress_from_xdist_workers_reaches_the_terminal(tiny: pytest.Pytester) -> None:
     pytest.importorskip("xdist")
-    tiny.makefile(
-        ".yaml",
-        other=SMALL.replace("data/tiny", "data/other").replace("checkpoints/tiny", "checkpoints/other"),
-    )
-    result = tiny.runpytest_subprocess(
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "no:hypothesispytest",
-        "-n",
-        "2",
-        "--dlio-config",
-        "tiny.yaml",
-        "--dlio-config",
-        "other.yaml",
-        "--dlio-progress-interval",
-        "0",
-    )
+    result = run_two_on_xdist(tiny, "tiny", "other", "--dlio-progress-interval", "0")
     result.assert_outcomes(passed=12)
     err = result.stderr.str()
     for name in ("tiny", "other"):  # one workload per worker, each with its own lines

@@ -80,10 +80,10 @@ async def fill(store, cfg: WorkloadConfig) -> None:
 
 
 class Recording:
-    """A real MemoryStore that also remembers the order of ``get`` calls."""
+    """A real MemoryStore that also remembers the order of ``get``, ``get_range`` and ``get_suffix`` calls."""
 
     def __init__(self, store) -> None:
-        self._s, self.gets, self.ranges = store, [], []
+        self._s, self.gets, self.ranges, self.suffixes = store, [], [], []
         self.supports_listing = store.supports_listing
 
     def __getattr__(self, name):
@@ -99,6 +99,10 @@ class Recording:
     async def get_range(self, key, start, length):
         self.ranges.append((key, start, length))
         return await self._s.get_range(key, start, length)
+
+    async def get_suffix(self, key, n):
+        self.suffixes.append((key, n))
+        return await self._s.get_suffix(key, n)
 
 
 def train_through_engine(cfg: WorkloadConfig, storage_uri: str, root, emulators=None):

@@ -152,9 +152,11 @@ class Format(Protocol):
         """ROW_GROUP: bytes of the footer (including ``tail``), from the last ``footer_tail`` bytes."""
         raise DlioError(f"{self.name}: has no footer")
 
-    def row_group_spans(self, footer: bytes, size: int, ds: Dataset, columns: Sequence[str] | None) -> Spans:
-        """ROW_GROUP: each row group's byte span of the columns read, from the footer bytes of a file of
-        ``size`` bytes; ``columns`` overrides the dataset's own choice (``storage_options.columns``)."""
+    def row_group_spans(self, footer: bytes, ds: Dataset, columns: Sequence[str] | None) -> Spans:
+        """ROW_GROUP: each row group's byte span of the columns read (offsets in the file), from the
+        footer bytes at the file's end (its size is not needed: a footer holds absolute offsets, so a
+        reader takes it from one suffix read); ``columns`` overrides the dataset's own choice
+        (``storage_options.columns``)."""
         raise DlioError(f"{self.name}: has no row groups")
 
     def decode_span(self, data: Buffer, f: DataFile, ds: Dataset) -> Any:

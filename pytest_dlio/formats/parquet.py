@@ -9,7 +9,6 @@ Uncompressed unless ``dataset.compression`` names a real parquet codec.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -128,36 +127,6 @@ def read_columns(ds: Dataset, chosen: Sequence[str] | None = None) -> list[str] 
     return None
 
 
-class _Tail(io.RawIOBase):
-    """A file of ``size`` bytes of which only the tail is known: enough for pyarrow to read a footer."""
-
-    def __init__(self, size: int, tail: bytes) -> None:
-        self.size, self.tail, self.pos = size, tail, 0
-        self.tail_start = size - len(tail)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        self.pos = pos if whence == 0 else (self.pos + pos if whence == 1 else self.size + pos)
-        return self.pos
-
-    def tell(self) -> int:
-        return self.pos
-
-    def readinto(self, b: Any) -> int:
-        n = max(0, min(len(b), self.size - self.pos))
-        lo = self.pos - self.tail_start
-        pad = min(n, max(0, -lo))  # pyarrow prefetches a fixed tail; bytes before the footer are never parsed
-        b[:pad] = bytes(pad)
-        b[pad:n] = self.tail[max(0, lo) : max(0, lo) + n - pad]
-        self.pos += n
-        return n
-
-
 class ParquetFormat(Format):
     name = "parquet"
     read_unit = ReadUnit.ROW_GROUP
@@ -188,16 +157,18 @@ class ParquetFormat(Format):
     def footer_length(self, tail: bytes) -> int:
         return int.from_bytes(tail[:4], "little") + 8
 
-    def row_group_spans(self, footer: bytes, size: int, ds: Dataset, columns: Sequence[str] | None) -> Spans:
+    def row_group_spans(self, footer: bytes, ds: Dataset, columns: Sequence[str] | None) -> Spans:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        meta = pq.read_metadata(_Tail(size, footer))
+        # The footer alone is enough for pyarrow (it reads from the end): its offsets are absolute.
+        meta = pq.read_metadata(pa.BufferReader(pa.py_buffer(footer)))
         names = meta.schema.to_arrow_schema().names
         wanted = set(read_columns(ds, columns) or names)
         first, spans, row = [], [], 0
         for r in range(meta.num_row_groups):
             group = meta.row_group(r)
-            lo, hi = size, 0
+            lo, hi = 1 << 63, 0  # no file is larger
             for c in range(group.num_columns):
                 col = group.column(c)
                 if col.path_in_schema.split(".")[0] not in wanted:

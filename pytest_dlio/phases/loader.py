@@ -23,7 +23,7 @@ from pytest_dlio.config.model import Dataset, TimeSpec, WorkloadConfig
 from pytest_dlio.errors import DlioError
 from pytest_dlio.formats import Format, ReadUnit, Spans, get_format, sample_of
 from pytest_dlio.layout import DataFile
-from pytest_dlio.storage.base import Buffer, Held, ObjectStore
+from pytest_dlio.storage.base import Buffer, ObjectStore, Pooled
 from pytest_dlio.timeline import Reads
 
 
@@ -61,7 +61,7 @@ def decode_sample(
     return sample_of(decode_file(f, ds, data, sidecars, sample), f, sample)
 
 
-_Fetched = tuple[list[object], list[Held], list[tuple[int, float, float]]]  # samples, buffers, reads
+_Fetched = tuple[list[object], list[Pooled], list[tuple[int, float, float]]]  # samples, buffers, reads
 
 
 def _release_fetched(fut: Future[_Fetched]) -> None:
@@ -147,11 +147,24 @@ class Loader:
             and not any(f.sidecars for f in files)
             else None
         )
-        self.pooled = self.blocking is not None
+        # a store with pooled reads but no blocking reader (a wrapped file store: throttled, timed) pools
+        # through get_pooled on the event loop
+        self.pooled = self.blocking is not None or (
+            recycle
+            and store.pooled_reads
+            and self.spf == 1
+            and not self.memory
+            and self.unit is ReadUnit.FILE
+        )
 
-    async def _get(self, key: str) -> Buffer:
+    async def _get(self, key: str, held: list[Callable[[], None]] | None = None) -> Buffer:
         t = time.perf_counter()
-        data = await self.store.get(key)
+        if held is not None and self.pooled:
+            got = await self.store.get_pooled(key)
+            held.append(got.release)
+            data = got.data
+        else:
+            data = await self.store.get(key)
         self.reads.add(len(data), time.perf_counter() - t, t)
         return data
 
@@ -161,7 +174,7 @@ class Loader:
         self.reads.add(len(data), time.perf_counter() - t, t)
         return data
 
-    async def _file(self, key: str) -> Buffer:
+    async def _file(self, key: str, held: list[Callable[[], None]] | None = None) -> Buffer:
         if not self.memory and self.spf > 1:
             task = self._recent.get(key)
             if task is None:
@@ -172,7 +185,7 @@ class Loader:
                 self._recent.move_to_end(key)
             return await task
         if not self.memory:
-            return await self._get(key)
+            return await self._get(key, held)
         task = self._cache.get(key)
         if task is None:
             task = self._cache[key] = asyncio.ensure_future(self._get(key))
@@ -208,11 +221,25 @@ class Loader:
             side = await self._sidecars(f)
             spans = fmt.sample_spans(f, side or {})
         else:
-            size = await self.store.size(f.key)
-            tail = bytes(await self._range(f.key, max(0, size - fmt.footer_tail), fmt.footer_tail))
-            n = fmt.footer_length(tail)
-            footer = bytes(await self._range(f.key, max(0, size - n), n))
-            spans = fmt.row_group_spans(footer, size, self.ds, self.columns)
+            # The footer from the end of the file: one request when it fits a speculative 64 KiB suffix
+            # (a whole file shorter than that comes back entire), a second for a larger footer.
+            async def suffix(n: int) -> bytes:
+                t = time.perf_counter()
+                data = await self.store.get_suffix(f.key, n)
+                self.reads.add(len(data), time.perf_counter() - t, t)
+                return bytes(data)
+
+            guess = max(64 * 1024, fmt.footer_tail)
+            tail = await suffix(guess)
+            n = fmt.footer_length(tail[-fmt.footer_tail :]) if len(tail) >= fmt.footer_tail else -1
+            if n > len(tail) and len(tail) == guess:
+                tail = await suffix(n)
+            if not fmt.footer_tail <= n <= len(tail):
+                raise DlioError(
+                    f"{f.key}: not a {fmt.name} file ({len(tail):,} bytes read from its end, footer length "
+                    f"{f'{n:,}' if n >= 0 else 'unreadable'}); regenerate the dataset with --dlio-generate auto"
+                )
+            spans = fmt.row_group_spans(tail[len(tail) - n :], self.ds, self.columns)
         self._spans[f.key] = spans
         return spans
 
@@ -240,8 +267,10 @@ class Loader:
             )
         return self.format.decode_span(data, f, self.ds)  # a view or a count: inline
 
-    async def _from_file(self, f: DataFile, sample: int) -> object:
-        data = await self._file(f.key)
+    async def _from_file(
+        self, f: DataFile, sample: int, held: list[Callable[[], None]] | None = None
+    ) -> object:
+        data = await self._file(f.key, held)
         side = await self._sidecars(f)
         if self.spf == 1:
             return await self._decode(decode_sample, f, self.ds, data, sample, side)
@@ -255,10 +284,10 @@ class Loader:
             self._decoded.move_to_end(f.key)
         return sample_of(await asyncio.shield(entry[1]), f, sample)
 
-    async def _sample(self, idx: int) -> object:
+    async def _sample(self, idx: int, held: list[Callable[[], None]] | None = None) -> object:
         f = self.files[idx // self.spf]
         if self.unit is ReadUnit.FILE:
-            out = await self._from_file(f, idx % self.spf)
+            out = await self._from_file(f, idx % self.spf, held)
         else:
             out = await self._unit(f, idx % self.spf)
         if not self.preprocess.is_zero:
@@ -303,11 +332,11 @@ class Loader:
             return _MISS
         return task.result()
 
-    async def _batch(self, indices: np.ndarray) -> list[object]:
+    async def _batch(self, indices: np.ndarray, held: list[Callable[[], None]] | None = None) -> list[object]:
         out: list[object] = []
         for i in indices.tolist():
             got = self._ready(i)
-            out.append(await self._sample(i) if got is _MISS else got)
+            out.append(await self._sample(i, held) if got is _MISS else got)
         return out
 
     def _read_batch(self, indices: list[int], delays: list[float]) -> _Fetched:
@@ -317,7 +346,7 @@ class Loader:
         read = self.blocking
         assert read is not None
         out: list[object] = []
-        held: list[Held] = []
+        held: list[Pooled] = []
         recorded: list[tuple[int, float, float]] = []
         try:
             for i, delay in zip(indices, delays, strict=True):
@@ -397,10 +426,27 @@ class Loader:
             for f in (order[: n * batch_size] // self.spf).tolist():
                 k = self.keys[f]
                 self._left[k] = self._left.get(k, 0) + 1
+        held: dict[int, list[Callable[[], None]]] = {}  # pooled buffers each batch holds until consumed
+
+        def hold(b: int) -> list[Callable[[], None]] | None:
+            if not self.pooled:
+                return None
+            out = held[b] = []
+            return out
+
+        def release(b: int) -> None:
+            for give_back in held.pop(b, ()):
+                give_back()
+
         if self.threads <= 0:  # DLIO's 0 workers: read on the step's own path, no read-ahead
-            for p in parts:
-                self.stats.batches += 1
-                yield await self._batch(p)
+            try:
+                for b, p in enumerate(parts):
+                    self.stats.batches += 1
+                    yield await self._batch(p, hold(b))
+                    release(b)  # the consumer asked for the next batch: it is done with this one
+            finally:
+                for b in list(held):
+                    release(b)
             return
         loop = asyncio.get_running_loop()
         futures: dict[int, asyncio.Future[list[object]]] = {b: loop.create_future() for b in range(n)}
@@ -418,7 +464,7 @@ class Loader:
                 self.stats.max_ahead = max(self.stats.max_ahead, b + 1 - state["consumed"])
                 fut = futures[b]
                 try:
-                    fut.set_result(await self._batch(parts[b]))
+                    fut.set_result(await self._batch(parts[b], hold(b)))
                 except Exception as exc:  # delivered to the step loop in order
                     fut.set_exception(exc)
                 del fut  # a finished batch is owned by the step loop alone
@@ -433,6 +479,7 @@ class Loader:
                 self.stats.batches += 1
                 yield batch
                 del batch
+                release(b)  # the consumer asked for the next batch: it is done with this one
         finally:
             for t in tasks:
                 t.cancel()
@@ -442,3 +489,5 @@ class Loader:
                     f.exception()  # mark retrieved
                 else:
                     f.cancel()
+            for b in list(held):
+                release(b)

@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
+from pytest_dlio.report.rundoc import SUMMARY_KEYS
+
 #: Charts draw a marker per point up to this many points; longer series are a line only.
 MAX_MARKERS = 600
 W, H = 560, 200  # chart size (px)
@@ -256,17 +258,7 @@ def _summary_table(workloads: Sequence[Mapping[str, Any]]) -> str:
         "save GB/s",
         "load GB/s",
     )
-    keys = (
-        "train_au_mean_percentage",
-        "au_threshold_percentage",
-        "train_throughput_mean_samples_per_second",
-        "train_io_mean_MB_per_second",
-        "read_MB_per_second_actual",
-        "read_latency_p99_ms",
-        "datagen_MiB_per_s",
-        "save_checkpoint_io_mean_GB_per_second",
-        "load_checkpoint_io_mean_GB_per_second",
-    )
+    keys = tuple(k for k in SUMMARY_KEYS if k != "datagen_files_written")  # that one only says "reused"
     rows = ['<table class="summary"><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for i, wl in enumerate(workloads):
         s = wl.get("summary", {})

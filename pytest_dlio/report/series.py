@@ -12,6 +12,7 @@ compressed format) loads in any HdrHistogram implementation. For charts they are
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,34 +29,89 @@ PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 
 
 def latency_histogram(seconds: Sequence[float]) -> dict[str, Any]:
-    """An HDR histogram of latencies (in seconds) as data: count, percentiles (ms), chart buckets (µs)."""
+    """An HDR histogram of latencies (in seconds) as data: count, percentiles (ms), chart buckets (µs).
+
+    The counts go into an ``hdrh`` histogram (for its ``hdr`` encoding); the figures are computed here with
+    numpy over the recorded counts, with hdrh's own semantics (percentiles report the highest value
+    equivalent to the bucket they fall in, the mean weighs each bucket by its median-equivalent value, the
+    log buckets are those of ``get_log_iterator``). hdrh's pure-Python methods walk its whole ~24k-entry
+    counts array once per figure: ~50 ms per histogram, several per phase; this takes 0.4 ms (16 values)
+    to 8 ms (100k values).
+    """
     from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 
     h = HdrHistogram(HDR_LOWEST_US, HDR_HIGHEST_US, HDR_DIGITS)
     us = np.clip(np.rint(np.asarray(seconds, dtype=np.float64) * 1e6), HDR_LOWEST_US, HDR_HIGHEST_US)
-    values, counts = np.unique(us.astype(np.int64), return_counts=True)
-    for v, c in zip(values.tolist(), counts.tolist(), strict=True):
-        h.record_value(v, c)
-    doc: dict[str, Any] = {"unit": "us", "count": int(h.get_total_count())}
+    index, counts = np.unique(_counts_index(h, us.astype(np.int64)), return_counts=True)
+    doc: dict[str, Any] = {"unit": "us", "count": int(counts.sum())}
     if not doc["count"]:
         return {**doc, "buckets": []}
+    # Fill hdrh's counts array in place and set its tracking values as its own decoder does.
+    np.ctypeslib.as_array(h.counts)[index] = counts
+    total = doc["count"]
+    h.set_internal_tacking_values(int(index[0]), int(index[-1]), total)
+    low, size = _equivalent_range(h, index)
+    high = low + size - 1
+    cum = np.cumsum(counts)
+    # Exact integer sum, as hdrh's get_mean_value (Python ints: no int64 overflow at any count).
+    weighted = sum(map(operator.mul, counts.tolist(), (low + (size >> 1)).tolist()))
+
+    def percentile(p: float) -> int:  # hdrh's get_value_at_percentile
+        target = max(int((min(p, 100.0) * total / 100) + 0.5), 1)
+        i = int(np.searchsorted(cum, target, side="left"))
+        return int(high[i] if p else low[i])
+
     doc.update(
         {
-            "min_ms": h.get_min_value() / 1000.0,
-            "mean_ms": h.get_mean_value() / 1000.0,
-            "max_ms": h.get_max_value() / 1000.0,
-            **{f"p{p:g}_ms".replace(".", "_"): h.get_value_at_percentile(p) / 1000.0 for p in PERCENTILES},
+            "min_ms": int(low[0]) / 1000.0,
+            "mean_ms": float(weighted) / total / 1000.0,
+            "max_ms": int(high[-1]) / 1000.0,
+            **{f"p{p:g}_ms".replace(".", "_"): percentile(p) / 1000.0 for p in PERCENTILES},
         }
     )
-    buckets, low = [], 0.0
-    for step in h.get_log_iterator(HDR_LOWEST_US, LOG_BASE):
-        high = float(step.value_iterated_to)
-        if step.count_added_in_this_iter_step:
-            buckets.append([round(low, 3), round(high, 3), int(step.count_added_in_this_iter_step)])
-        low = high
-    doc["buckets"] = buckets  # [low_us, high_us, count]: values in (low, high]
+    doc["buckets"] = _log_buckets(
+        h, index, cum, int(low[-1])
+    )  # [low_us, high_us, count]: values in (low, high]
     doc["hdr"] = h.encode().decode("ascii")
     return doc
+
+
+def _counts_index(h: Any, values: np.ndarray) -> np.ndarray:
+    """hdrh's ``_counts_index_for`` over an array of non-negative int64 values."""
+    _, bit_length = np.frexp((values | h.sub_bucket_mask).astype(np.float64))  # exact below 2**53
+    bucket = bit_length.astype(np.int64) - h.unit_magnitude - (h.sub_bucket_half_count_magnitude + 1)
+    sub_bucket = values >> (bucket + h.unit_magnitude)
+    return ((bucket + 1) << h.sub_bucket_half_count_magnitude) + sub_bucket - h.sub_bucket_half_count
+
+
+def _equivalent_range(h: Any, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest value and size of the equivalence range of each counts index (hdrh's get_value_from_index)."""
+    bucket = (index >> h.sub_bucket_half_count_magnitude) - 1
+    sub_bucket = (index & (h.sub_bucket_half_count - 1)) + h.sub_bucket_half_count
+    first = bucket < 0
+    sub_bucket = np.where(first, sub_bucket - h.sub_bucket_half_count, sub_bucket)
+    bucket = np.where(first, 0, bucket)
+    return sub_bucket << (bucket + h.unit_magnitude), np.left_shift(1, bucket + h.unit_magnitude)
+
+
+def _log_buckets(h: Any, index: np.ndarray, cum: np.ndarray, last_low: int) -> list[list[Any]]:
+    """hdrh's ``get_log_iterator(HDR_LOWEST_US, LOG_BASE)`` steps with a count, as ``[low, high, count]``.
+
+    Its step at level ``l`` (levels ``1, 1*b, 1*b*b, ...`` by repeated float multiplication) holds every
+    count up to and including the equivalence range of ``int(l)``; iteration ends with the first level at
+    or past the last recorded range (lowest value ``last_low``).
+    """
+    levels: list[float] = [HDR_LOWEST_US]
+    while int(levels[-1]) < last_low:
+        levels.append(levels[-1] * LOG_BASE)
+    at = _counts_index(h, np.array([int(v) for v in levels], dtype=np.int64))
+    upto = np.searchsorted(index, at, side="right")  # recorded ranges at or below each level's
+    counts_to = np.where(upto > 0, cum[np.maximum(upto - 1, 0)], 0)
+    added = np.diff(counts_to, prepend=0)
+    lows = [0.0, *map(float, levels[:-1])]
+    return [
+        [round(lows[k], 3), round(float(levels[k]), 3), int(added[k])] for k in np.flatnonzero(added).tolist()
+    ]
 
 
 def time_series(reads: Reads, t_end: float | None = None, bucket: float = 1.0) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import asyncio
 import builtins
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Protocol, Self, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 from pytest_dlio.errors import NotFound, StorageError
 from pytest_dlio.storage.stats import RetryCounter
@@ -116,12 +116,24 @@ class Writer(abc.ABC):
             await self.abort()
 
 
-class Held(Protocol):
-    """Bytes read into a reused buffer: ``data`` is valid until ``release()`` hands the buffer back."""
+class _BufferPool(Protocol):
+    def give(self, buf: Any, /) -> None: ...
 
-    data: Buffer
 
-    def release(self) -> None: ...
+class Pooled:
+    """A whole object read by ``get_pooled``: ``data`` is valid until ``release()``, which hands a pooled
+    buffer back for the next read (views of ``data`` must not be used after it; without a pool it does
+    nothing)."""
+
+    __slots__ = ("_buf", "_pool", "data")
+
+    def __init__(self, data: Buffer, buf: Any = None, pool: _BufferPool | None = None) -> None:
+        self.data, self._buf, self._pool = data, buf, pool
+
+    def release(self) -> None:
+        buf, self._buf = self._buf, None
+        if buf is not None and self._pool is not None:
+            self._pool.give(buf)
 
 
 class ObjectStore(abc.ABC):
@@ -133,6 +145,9 @@ class ObjectStore(abc.ABC):
     page_cached: bool = False
     #: Requests ``get_ranges`` keeps in flight on backends that issue them concurrently.
     concurrency: int = 8
+    #: Whether ``get_pooled`` is worth using: whole objects read into reused buffers (file://), or a read
+    #: that brings its own buffer (direct://). Elsewhere ``get_pooled`` is ``get``.
+    pooled_reads: bool = False
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
@@ -151,14 +166,14 @@ class ObjectStore(abc.ABC):
         """The folder behind the store when its objects are local files (file://, direct://), else None."""
         return None
 
-    def blocking_get(self) -> Callable[[str], Held] | None:
+    def blocking_get(self) -> Callable[[str], Pooled] | None:
         """A plain function reading a whole object into a reused buffer on the caller's own thread, or
         None when the store has none (object stores, wrappers: their I/O stays on the event loop).
 
         Local file stores have one: a loader with its own reader threads (DLIO's workers) then reads,
         decodes and queues batches on them, as DLIO's workers do, instead of handing every read to the
         store's pool and back through the event loop. The function checks the key, raises what ``get``
-        raises, and returns a :class:`Held` whose ``release()`` hands the buffer back.
+        raises, and returns a :class:`Pooled` whose ``release()`` hands the buffer back.
         """
         return None
 
@@ -176,6 +191,14 @@ class ObjectStore(abc.ABC):
     async def get(self, key: str) -> Buffer:
         """Read a whole object."""
         return await self._get(check_key(self.uri, "get", key))
+
+    async def get_pooled(self, key: str) -> Pooled:
+        """Read a whole object, into a reused buffer where the store has them (:attr:`pooled_reads`).
+
+        Same bytes and errors as ``get``; the caller calls ``release()`` once it no longer uses ``data``
+        (the training loader does, when a batch is dropped).
+        """
+        return await self._get_pooled(check_key(self.uri, "get", key))
 
     async def get_range(self, key: str, start: int, length: int) -> Buffer:
         """Read ``length`` bytes from ``start`` (short, possibly empty, past the end of the object)."""
@@ -267,6 +290,10 @@ class ObjectStore(abc.ABC):
 
     @abc.abstractmethod
     async def _get(self, key: str) -> Buffer: ...
+
+    async def _get_pooled(self, key: str) -> Pooled:
+        """Default: ``get``'s buffer, nothing to hand back. File stores override it."""
+        return Pooled(await self._get(key))
 
     @abc.abstractmethod
     async def _get_range(self, key: str, start: int, length: int) -> Buffer:

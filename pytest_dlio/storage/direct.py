@@ -10,8 +10,8 @@ from pathlib import Path
 
 from pytest_dlio.errors import StorageError
 from pytest_dlio.storage._pool import translate
-from pytest_dlio.storage.base import Buffer, Writer, check_key
-from pytest_dlio.storage.file import FileStore, Pooled, commit, open_temp, temp_path
+from pytest_dlio.storage.base import Buffer, Pooled, Writer, check_key
+from pytest_dlio.storage.file import FileStore, commit, open_temp, temp_path
 
 ALIGN = 4096
 CHUNK = 4 * 2**20  # bounded staging buffer per write call / writer
@@ -155,9 +155,9 @@ class DirectStore(FileStore):
     async def _get_range(self, key: str, start: int, length: int) -> Buffer:
         return await self._io.run("get_range", key, _read, self.root / key, start, length)
 
-    async def get_pooled(self, key: str) -> Pooled:
+    async def _get_pooled(self, key: str) -> Pooled:
         """O_DIRECT reads bring their own aligned buffer: ``get``'s bytes, nothing to hand back."""
-        return Pooled(await self.get(key))
+        return Pooled(await self._get(key))
 
     def blocking_get(self) -> Callable[[str], Pooled]:
         """O_DIRECT whole-object reads on the caller's thread (their own aligned buffer each)."""

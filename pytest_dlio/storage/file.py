@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from pytest_dlio.storage._pool import BlockingPool, translate
-from pytest_dlio.storage.base import Buffer, ObjectStore, Writer, check_key
+from pytest_dlio.storage.base import Buffer, ObjectStore, Pooled, Writer, check_key
 
 TMP_MARK = ".dlio-tmp-"
 STALE_AFTER = 24 * 3600.0  # seconds untouched after which another host's temp file counts as abandoned
@@ -206,21 +206,6 @@ class BufferPool:
                 self._free.append(buf)
 
 
-class Pooled:
-    """A whole object read into a pooled buffer: ``data`` is valid until ``release()``, which hands the
-    buffer back for the next read (views of ``data`` must not be used after it)."""
-
-    __slots__ = ("_buf", "_pool", "data")
-
-    def __init__(self, data: Buffer, buf: mmap.mmap | None = None, pool: BufferPool | None = None) -> None:
-        self.data, self._buf, self._pool = data, buf, pool
-
-    def release(self) -> None:
-        buf, self._buf = self._buf, None
-        if buf is not None and self._pool is not None:
-            self._pool.give(buf)
-
-
 def _get_pooled(path: Path, pool: BufferPool) -> Pooled:
     with open(path, "rb", buffering=0) as f:
         n = os.fstat(f.fileno()).st_size
@@ -300,6 +285,7 @@ class FileStore(ObjectStore):
     """POSIX files under a root folder (created on first write)."""
 
     page_cached = True
+    pooled_reads = True
 
     def __init__(self, uri: str, root: Path, threads: int = 8) -> None:
         super().__init__(uri)
@@ -319,12 +305,7 @@ class FileStore(ObjectStore):
     async def _get(self, key: str) -> Buffer:
         return await self._io.run("get", key, _get, self.root / key)
 
-    async def get_pooled(self, key: str) -> Pooled:
-        """Read a whole object into a reused buffer on the store's pool (``blocking_get``'s read).
-
-        Same bytes and errors as ``get``; the caller calls ``release()`` once it no longer uses ``data``.
-        """
-        check_key(self.uri, "get", key)
+    async def _get_pooled(self, key: str) -> Pooled:
         return await self._io.run("get", key, self._read_whole, self.root / key)
 
     def _read_whole(self, path: Path) -> Pooled:

@@ -10,35 +10,22 @@ from __future__ import annotations
 import asyncio
 import builtins
 import queue
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from concurrent.futures import Future
+from typing import Any
 from urllib.parse import urlsplit
 
 from pytest_dlio.errors import StorageError
-from pytest_dlio.storage.base import Buffer, ObjectStore, Writer, gather_bounded
+from pytest_dlio.storage._sdk import BlockingSdkStore
+from pytest_dlio.storage.base import Buffer, Writer
 from pytest_dlio.storage.s3 import s3_error
-from pytest_dlio.storage.settings import S3_MIN_PART, StoreOptions
-
-T = TypeVar("T")
 
 
-class MinioStore(ObjectStore):
+class MinioStore(BlockingSdkStore):
     """Objects under ``s3://bucket/prefix`` through one ``minio.Minio`` client per store."""
 
-    def __init__(self, uri: str, bucket: str, prefix: str, options: StoreOptions) -> None:
-        super().__init__(uri)
-        self.bucket, self._prefix, self.options = bucket, f"{prefix}/" if prefix else "", options
-        self.part_size = max(S3_MIN_PART, options.part_size)
-        self.concurrency = options.concurrency
-        self._threads = max(options.concurrency, options.threads)
-        self._pool = ThreadPoolExecutor(self._threads + 1, thread_name_prefix="dlio-minio")  # +1: a writer
-        self._client: Any = None
-        self._lock = asyncio.Lock()
-
-    # ---- plumbing ----
-    def _key(self, key: str) -> str:
-        return self._prefix + key
+    thread_name = "dlio-minio"
+    extra_threads = 1  # a streaming writer's upload holds a thread while it waits for chunks
 
     def _connect(self) -> Any:
         import urllib3
@@ -73,20 +60,6 @@ class MinioStore(ObjectStore):
             text += "; check storage_options.endpoint_url / AWS_ENDPOINT_URL and that the server is up"
         return s3_error(self.uri, op, key, code, text, self.bucket, self.options.secrets())
 
-    async def _run(self, op: str, key: str | None, fn: Callable[[Any], T]) -> T:
-        """``fn(client)`` on the pool; every SDK error leaves as a StorageError."""
-        loop = asyncio.get_running_loop()
-        try:
-            if self._client is None:
-                async with self._lock:
-                    if self._client is None:
-                        self._client = await loop.run_in_executor(self._pool, self._connect)
-            return await loop.run_in_executor(self._pool, fn, self._client)
-        except StorageError:
-            raise
-        except Exception as exc:  # minio S3Error / urllib3 errors
-            raise self._error(exc, op, key) from exc
-
     # ---- primitives ----
     async def _put(self, key: str, data: Buffer, fsync: bool) -> None:
         import io
@@ -119,9 +92,6 @@ class MinioStore(ObjectStore):
                 r.release_conn()
 
         return await self._run(op, key, read)
-
-    async def _get_ranges(self, key: str, ranges: builtins.list[tuple[int, int]]) -> builtins.list[Buffer]:
-        return await gather_bounded((self._range_or_empty(key, s, n) for s, n in ranges), self.concurrency)
 
     async def _size(self, key: str) -> int:
         k = self._key(key)
@@ -163,11 +133,6 @@ class MinioStore(ObjectStore):
 
     async def _open_writer(self, key: str, fsync: bool) -> Writer:
         return MinioWriter(self, key)
-
-    async def close(self) -> None:
-        # docstring inherited
-        self._pool.shutdown(wait=True)
-        self._client = None
 
 
 class _Abort(Exception):

@@ -9,38 +9,23 @@ no abort: an aborted writer is dropped unclosed, so its multipart upload is neve
 
 from __future__ import annotations
 
-import asyncio
 import builtins
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 from pytest_dlio.errors import NotFound, StorageError
 from pytest_dlio.storage import _awsenv
-from pytest_dlio.storage.base import Buffer, ObjectStore, Writer, gather_bounded
+from pytest_dlio.storage._sdk import BlockingSdkStore
+from pytest_dlio.storage.base import Buffer, Writer, gather_bounded
 from pytest_dlio.storage.s3 import s3_error
-from pytest_dlio.storage.settings import S3_MIN_PART, StoreOptions
 
-T = TypeVar("T")
 _MISSING = ("The object was not found", "The key does not exist", "NoSuchKey")
 
 
-class S3TorchStore(ObjectStore):
+class S3TorchStore(BlockingSdkStore):
     """Objects under ``s3://bucket/prefix`` through one ``MountpointS3Client`` per store."""
 
-    def __init__(self, uri: str, bucket: str, prefix: str, options: StoreOptions) -> None:
-        super().__init__(uri)
-        self.bucket, self._prefix, self.options = bucket, f"{prefix}/" if prefix else "", options
-        self.part_size = max(S3_MIN_PART, options.part_size)
-        self.concurrency = options.concurrency
-        self._pool = ThreadPoolExecutor(
-            max(options.concurrency, options.threads), thread_name_prefix="dlio-crt"
-        )
-        self._client: Any = None
-        self._lock = asyncio.Lock()
-
-    def _key(self, key: str) -> str:
-        return self._prefix + key
+    thread_name = "dlio-crt"
 
     def _connect(self) -> Any:
         from s3torchconnectorclient._mountpoint_s3_client import MountpointS3Client
@@ -90,19 +75,6 @@ class S3TorchStore(ObjectStore):
                 code = c
         return s3_error(self.uri, op, key, code, text, self.bucket, self.options.secrets())
 
-    async def _run(self, op: str, key: str | None, fn: Callable[[Any], T]) -> T:
-        loop = asyncio.get_running_loop()
-        try:
-            if self._client is None:
-                async with self._lock:
-                    if self._client is None:
-                        self._client = await loop.run_in_executor(self._pool, self._connect)
-            return await loop.run_in_executor(self._pool, fn, self._client)
-        except StorageError:
-            raise
-        except Exception as exc:  # S3Exception with the CRT's text
-            raise self._error(exc, op, key) from exc
-
     # ---- primitives ----
     async def _put(self, key: str, data: Buffer, fsync: bool) -> None:
         k = self._key(key)
@@ -132,9 +104,6 @@ class S3TorchStore(ObjectStore):
             if "InvalidRange" in str(exc.__cause__):
                 return b""  # at or past the end, or an empty object
             raise
-
-    async def _get_ranges(self, key: str, ranges: builtins.list[tuple[int, int]]) -> builtins.list[Buffer]:
-        return await gather_bounded((self._range_or_empty(key, s, n) for s, n in ranges), self.concurrency)
 
     async def _size(self, key: str) -> int:
         k = self._key(key)
@@ -169,11 +138,6 @@ class S3TorchStore(ObjectStore):
 
     async def _open_writer(self, key: str, fsync: bool) -> Writer:
         return S3TorchWriter(self, key)
-
-    async def close(self) -> None:
-        # docstring inherited
-        self._pool.shutdown(wait=True)
-        self._client = None
 
 
 class S3TorchWriter(Writer):

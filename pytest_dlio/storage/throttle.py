@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pytest_dlio.errors import StorageError
-from pytest_dlio.storage.base import Buffer, ObjectStore, Writer
+from pytest_dlio.storage.base import Buffer, ObjectStore, Pooled, Writer
 from pytest_dlio.storage.uri import Throttle, parse_uri
 from pytest_dlio.storage.wrapper import WrapperStore
 
@@ -149,6 +149,12 @@ class ThrottledStore(WrapperStore):
         data = await super()._get(key)
         await self._moved(len(data), t)
         return data
+
+    async def _get_pooled(self, key: str) -> Pooled:
+        t = await self._request()
+        got = await super()._get_pooled(key)
+        await self._moved(len(got.data), t)
+        return got
 
     async def _get_range(self, key: str, start: int, length: int) -> Buffer:
         t = await self._request()

@@ -1,8 +1,9 @@
 """``TimedStore``: records every read (bytes, seconds) into a recorder, so callers need not time reads.
 
-Model: zarr's ``LoggingStore``. Reads are ``get``, ``get_range``, ``get_ranges`` and ``get_suffix``; each
-call is one record (a ``get_ranges`` call is one record of its total bytes and wall time). Writes, sizes,
-listings and deletes are counted in :attr:`TimedStore.calls` but not recorded as reads.
+Model: zarr's ``LoggingStore``. Reads are ``get`` (and ``get_pooled``, counted as ``get``), ``get_range``,
+``get_ranges`` and ``get_suffix``; each call is one record (a ``get_ranges`` call is one record of its
+total bytes and wall time). Writes, sizes, listings and deletes are counted in :attr:`TimedStore.calls`
+but not recorded as reads.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from pytest_dlio.storage.base import Buffer, ObjectStore, Writer
+from pytest_dlio.storage.base import Buffer, ObjectStore, Pooled, Writer
 from pytest_dlio.storage.wrapper import WrapperStore
 
 
@@ -39,6 +40,13 @@ class TimedStore(WrapperStore):
         data = await super()._get(key)
         self.recorder.add(len(data), time.perf_counter() - t)
         return data
+
+    async def _get_pooled(self, key: str) -> Pooled:
+        self.calls["get"] += 1
+        t = time.perf_counter()
+        got = await super()._get_pooled(key)
+        self.recorder.add(len(got.data), time.perf_counter() - t)
+        return got
 
     async def _get_range(self, key: str, start: int, length: int) -> Buffer:
         self.calls["get_range"] += 1

@@ -11,7 +11,7 @@ import builtins
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from pytest_dlio.storage.base import Buffer, ObjectStore, Writer
+from pytest_dlio.storage.base import Buffer, ObjectStore, Pooled, Writer
 
 
 class WrapperStore(ObjectStore):
@@ -24,6 +24,7 @@ class WrapperStore(ObjectStore):
         self.supports_listing = store.supports_listing
         self.page_cached = store.page_cached
         self.concurrency = store.concurrency
+        self.pooled_reads = store.pooled_reads
         self.retries = store.retries  # one count for the store and every wrapper around it
 
     @property
@@ -37,6 +38,9 @@ class WrapperStore(ObjectStore):
 
     async def _get(self, key: str) -> Buffer:
         return await self.store.get(key)
+
+    async def _get_pooled(self, key: str) -> Pooled:
+        return await self.store.get_pooled(key)
 
     async def _get_range(self, key: str, start: int, length: int) -> Buffer:
         return await self.store.get_range(key, start, length)

@@ -189,6 +189,23 @@ class StoreTests:
 
         self.run(make_store, body)
 
+    def test_get_pooled(self, make_store: Any) -> None:
+        """``get``'s bytes and errors, pooled buffer or not (``pooled_reads``); released twice harmlessly."""
+
+        async def body(store: ObjectStore, p: str) -> None:
+            for size in (0, 10, 3 * MiB + 5):
+                data = payload(size, 11)
+                await store.put(f"{p}/g{size}", data)
+                for _ in range(2):  # the second read may reuse the first's buffer
+                    got = await store.get_pooled(f"{p}/g{size}")
+                    assert bytes(got.data) == data, f"{size} bytes"
+                    got.release()
+                    got.release()
+            with pytest.raises(NotFound, match=r"^get .*missing\.bin: no such key$"):
+                await store.get_pooled(f"{p}/missing.bin")
+
+        self.run(make_store, body)
+
     def test_negative_ranges_rejected(self, make_store: Any) -> None:
         async def body(store: ObjectStore, p: str) -> None:
             await store.put(f"{p}/n.bin", b"0123456789")
