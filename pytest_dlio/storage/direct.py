@@ -11,7 +11,7 @@ from pathlib import Path
 from pytest_dlio.errors import StorageError
 from pytest_dlio.storage._pool import translate
 from pytest_dlio.storage.base import Buffer, Pooled, Writer, check_key
-from pytest_dlio.storage.file import FileStore, commit, open_temp, temp_path
+from pytest_dlio.storage.file import FileStore, commit, open_temp, page_buffer, temp_path
 
 ALIGN = 4096
 CHUNK = 4 * 2**20  # bounded staging buffer per write call / writer
@@ -92,7 +92,7 @@ def _put(path: Path, data: Buffer, fsync: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
     view = memoryview(data).cast("B")
-    staging = mmap.mmap(-1, min(CHUNK, max(ALIGN, _up(len(view)))))
+    staging = page_buffer(min(CHUNK, max(ALIGN, _up(len(view)))))
     try:
         fd = _open_direct(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         try:
@@ -122,7 +122,7 @@ def _read(path: Path, start: int, length: int | None, suffix: bool = False) -> m
         if end <= start:
             return memoryview(b"")
         lo = start - start % ALIGN
-        buf = mmap.mmap(-1, _up(end) - lo)
+        buf = page_buffer(_up(end) - lo)
         got = _preadv_all(fd, buf, lo)
         return memoryview(buf)[start - lo : min(end, lo + got) - lo]
     finally:
@@ -202,7 +202,7 @@ class DirectWriter(Writer):
             fd,
             fsync,
         )
-        self._buf = mmap.mmap(-1, CHUNK)
+        self._buf = page_buffer(CHUNK)
         self._fill = 0
         self._offset = 0
 

@@ -169,6 +169,22 @@ def _get(path: Path) -> bytes:
 POOL_MIN = 1 << 20  # whole-object reads this large go into pooled buffers (below, a fresh bytes is cheap)
 
 
+def page_buffer(n: int) -> mmap.mmap:
+    """A page-aligned buffer of at least ``n`` bytes for large reads: a *private* anonymous mapping with
+    transparent huge pages asked for. ``mmap.mmap(-1, n)`` is a shared mapping (shmem-backed, faulted in
+    4 KiB pages): reading into a fresh one ran at 0.5-0.7 GiB/s here, a private one with MADV_HUGEPAGE at
+    2.8-3.4 GiB/s (THP is ``madvise`` on many distributions)."""
+    size = -(-n // mmap.PAGESIZE) * mmap.PAGESIZE
+    buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    advice = getattr(mmap, "MADV_HUGEPAGE", None)
+    if advice is not None and size >= 2 << 20:
+        try:
+            buf.madvise(advice)
+        except OSError:  # a kernel without THP: 4 KiB pages, still private
+            pass
+    return buf
+
+
 class BufferPool:
     """Reusable page-aligned buffers (anonymous mmaps) for large whole-object reads, shared by a store's
     threads.
@@ -198,7 +214,7 @@ class BufferPool:
             if best >= 0:
                 return self._free.pop(best)
             self.allocated += 1
-        return mmap.mmap(-1, -(-n // 65536) * 65536)
+        return page_buffer(-(-n // 65536) * 65536)
 
     def give(self, buf: mmap.mmap) -> None:
         with self._lock:
