@@ -33,12 +33,16 @@ def run_phases(
     storage_uri: str | None = None,
     generate: str = "auto",
     verify: bool = True,
+    session: StorageSession | None = None,
 ) -> dict[str, PhaseResult]:
-    """A fresh :class:`Workload` on ``root`` running ``phases`` in order, exactly as an item would."""
+    """A fresh :class:`Workload` on ``root`` running ``phases`` in order, exactly as an item would.
+
+    ``session``: a storage session kept across runs (its embedded moto/Azurite, and so the objects on it,
+    live as long as it does; the caller closes it), else one made and closed for this run."""
     settings = RunSettings(
         data_root=root, output_root=root / "output", storage_uri=storage_uri, generate=generate, verify=verify
     )
-    storage = StorageSession(settings.data_root, storage_uri)
+    storage = session or StorageSession(settings.data_root, storage_uri)
 
     async def go() -> dict[str, PhaseResult]:
         wl = Workload(cfg, settings, storage, name="bench")
@@ -53,7 +57,8 @@ def run_phases(
     try:
         return asyncio.run(go())
     finally:
-        storage.close()
+        if session is None:
+            storage.close()
 
 
 def figure(res: PhaseResult, name: str) -> float:

@@ -137,7 +137,10 @@ class RawS3:
         await self.client.put_object(Bucket=self.bucket, Key=f"raw/{i}", Body=data)
 
     async def get(self, i: int) -> bytes:
-        r = await self.client.get_object(Bucket=self.bucket, Key=f"raw/{i}")
+        return await self.get_key(f"raw/{i}")
+
+    async def get_key(self, key: str) -> bytes:
+        r = await self.client.get_object(Bucket=self.bucket, Key=key)
         async with r["Body"] as body:
             return await body.read()
 
@@ -162,7 +165,10 @@ class RawAzure:
         await self.cc.upload_blob(f"raw/{i}", data, overwrite=True)
 
     async def get(self, i: int) -> bytes:
-        return await (await self.cc.download_blob(f"raw/{i}")).readall()
+        return await self.get_key(f"raw/{i}")
+
+    async def get_key(self, key: str) -> bytes:
+        return await (await self.cc.download_blob(key)).readall()
 
     async def close(self) -> None:
         await self.service.close()

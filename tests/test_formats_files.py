@@ -77,7 +77,7 @@ def test_hdf5_datasets_and_filters(compression: str, opts: int | None) -> None:
         hdf5=Hdf5(chunk_dims=(1, 8, 16), num_dset_per_record=2, max_shape=(64, 64)),
     )
     with h5py.File(io.BytesIO(e.data()), "r") as h5:
-        assert sorted(h5) == ["labels", "records_0", "records_1"]
+        assert sorted(h5) == ["labels", "records", "records_0", "records_1"]  # records: DLIO 2.0.0's link
         rec = h5["records_0"]
         assert rec.shape == (4, 4, 16) and rec.chunks == (1, 8, 16)  # dims[0] / num_dset_per_record
         assert rec.maxshape == (4, 64, 64)

@@ -1,4 +1,7 @@
-"""hdf5: datasets ``records_k`` (spf, *dims) and ``labels``; chunks, maxshape, gzip/lzf (libver latest)."""
+"""hdf5: datasets ``records_k`` (spf, *dims) and ``labels``; chunks, maxshape, gzip/lzf (libver latest).
+
+``records`` is a hard link to ``records_0`` (no second copy of the data): DLIO 2.0.0's reader and generator
+use that one dataset name (``h5['records']``), HEAD's use ``records_{k}``; both read our files."""
 
 from __future__ import annotations
 
@@ -46,6 +49,7 @@ def _encode(f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
         with h5py.File(buf, "w", libver="latest") as h5:
             for k in range(max(1, ds.hdf5.num_dset_per_record)):
                 h5.create_dataset(f"records_{k}", shape, dtype=f.dtype, data=records, **kw)
+            h5["records"] = h5["records_0"]  # DLIO 2.0.0's name for it (a link: no extra bytes of data)
             h5.create_dataset("labels", data=[0] * f.samples)
     except (ValueError, TypeError) as exc:
         raise ConfigError(
@@ -74,7 +78,7 @@ class Hdf5(Format):
         import h5py
 
         with h5py.File(io.BytesIO(data), "r") as h5:
-            dsets = [h5[k] for k in sorted(k for k in h5 if k.startswith("records_"))]
+            dsets = [h5[k] for k in sorted(k for k in h5 if k.startswith("records_"))] or [h5["records"]]
             n = dsets[0].shape[0]
             return [dsets[0][i] if len(dsets) == 1 else [d[i] for d in dsets] for i in range(n)]
 
