@@ -155,7 +155,9 @@ def throughput(
     line, ratio = ratio_line(
         f"{what} (read_MB_per_second_actual ÷ f.read() loop)", got["ours"], got["plain"], 0.9
     )
-    line2, _ = ratio_line("    same ÷ readinto a reused huge-page mmap loop", got["ours"], got["readinto"], 0.9)
+    line2, _ = ratio_line(
+        "    same ÷ readinto a reused huge-page mmap loop", got["ours"], got["readinto"], 0.9
+    )
     line3, _ = ratio_line("    same ÷ f.read() loop restarted per epoch", got["ours"], got["per_epoch"], 0.9)
     lines = [line, line2, line3]
     if fmt == "npz":
