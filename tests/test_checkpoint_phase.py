@@ -280,3 +280,36 @@ def test_training_saves_can_be_read_back_by_epoch_and_step(tmp_path: Path) -> No
     saved, good = asyncio.run(go())
     assert saved == [(1, 25), (3, 25)]
     assert good.failure is None and props(good)["load_checkpoint_count"] == 2
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_damage_in_any_range_of_a_multi_range_file_is_found_at_its_byte(tmp_path: Path, where: str) -> None:
+    # 1 MiB ranges, read ahead while one is compared: the damaged range is named at its own offset, whichever
+    # range of the file it is in
+    cfg = WorkloadConfig(
+        model=ModelConfig(model_size_bytes=5 * 2**20 + 4096),
+        checkpoint=Checkpoint(num_checkpoints_write=1, num_checkpoints_read=1),
+    )
+
+    async def write() -> None:
+        async with open_store(tmp_path.as_uri()) as store:
+            await Checkpointer(cfg, store, comm=SingleComm(), chunk=1 << 20).save(1, 1)
+
+    asyncio.run(write())
+    victim = tmp_path / "global_epoch1_step1" / "model_states-0.pt"
+    size = victim.stat().st_size
+    at = {"first": 17, "middle": 3 * 2**20 + 5, "last": size - 3}[where]
+    with open(victim, "r+b") as f:
+        f.seek(at)
+        byte = f.read(1)
+        f.seek(at)
+        f.write(bytes([byte[0] ^ 0x5A]))
+
+    async def read() -> Any:
+        async with open_store(tmp_path.as_uri()) as store:
+            return await read_checkpoints(cfg, store, comm=SingleComm())
+
+    stats = asyncio.run(read())
+    assert stats.failure is not None
+    assert f"content differs from what was written at byte {at}" in stats.failure
+    assert stats.metric["checkpoint_rank_bytes"] == size  # every byte read, none skipped after the damage

@@ -190,3 +190,32 @@ def test_pooled_training_reports_the_bytes_on_disk(tmp_path: Path) -> None:
     read = asyncio.run(go())
     on_disk = sum(p.stat().st_size for p in tmp_path.rglob("*.npy"))
     assert on_disk > 4 * POOL_MIN and read == 2 * on_disk
+
+
+def test_get_range_pooled_returns_get_range_bytes_and_reuses_buffers(tmp_path: Path) -> None:
+    from pytest_dlio.errors import StorageError
+    from pytest_dlio.storage.file import RANGE_BUFFERS
+
+    async def go() -> None:
+        async with open_store(tmp_path.as_uri()) as store:
+            data = np.random.default_rng(2).integers(0, 256, 3 * POOL_MIN + 777, dtype=np.uint8).tobytes()
+            await store.put("c/f", data)
+            ranges = [(0, POOL_MIN), (POOL_MIN, POOL_MIN + 5), (2 * POOL_MIN, 2 * POOL_MIN), (5, 10)]
+            ranges += [(len(data) - 3, 100), (len(data) + 1, POOL_MIN), (0, 0)]
+            made = []
+            for _ in range(3):
+                for start, n in ranges:
+                    got = await store.get_range_pooled("c/f", start, n)
+                    want = data[start : start + n]
+                    assert bytes(got.data) == want == bytes(await store.get_range("c/f", start, n))
+                    got.release()
+                made.append(RANGE_BUFFERS.allocated)
+            assert made[0] == made[1] == made[2]  # after the first round, every range reused a buffer
+            with pytest.raises(NotFound):
+                await store.get_range_pooled("c/missing", 0, POOL_MIN)
+            with pytest.raises(NotFound):
+                await store.get_range_pooled("c/missing", 0, 0)
+            with pytest.raises(StorageError, match="must be >= 0"):
+                await store.get_range_pooled("c/f", -1, 10)
+
+    asyncio.run(go())

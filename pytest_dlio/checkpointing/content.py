@@ -7,6 +7,9 @@ reproducible, so a reader verifies every byte by regenerating chunk ``n`` instea
 
 from __future__ import annotations
 
+import ctypes
+from collections.abc import Callable
+
 import numpy as np
 
 CHUNK = 16 * 1024 * 1024  # bytes handed to a writer / read per get_range: bounds memory per file
@@ -57,13 +60,30 @@ class ChunkSource:
         return self.at(self.counter, nbytes, dtype)
 
 
+def _libc_memcmp() -> Callable[[int, int, int], int] | None:
+    try:
+        fn = ctypes.CDLL(None).memcmp
+    except (OSError, AttributeError, TypeError):  # pragma: no cover - no C library to load (not POSIX)
+        return None
+    fn.restype, fn.argtypes = ctypes.c_int, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    return fn
+
+
+#: libc's memcmp: 2-4x ``np.array_equal`` on 16 MiB chunks (no temporary bool array), which made verified
+#: loads compare-bound
+_MEMCMP = _libc_memcmp()
+
+
 def first_difference(data: bytes | bytearray | memoryview, expected: memoryview) -> int:
     """Offset of the first byte where ``data`` differs from ``expected`` (-1 when equal, same length)."""
     a = np.frombuffer(data, dtype=np.uint8)
     b = np.frombuffer(expected, dtype=np.uint8)
     if len(a) != len(b):
         return min(len(a), len(b))
-    if len(a) % 8 == 0 and np.array_equal(a.view(np.uint64), b.view(np.uint64)):
+    if _MEMCMP is not None:
+        if _MEMCMP(a.ctypes.data, b.ctypes.data, len(a)) == 0:
+            return -1
+    elif len(a) % 8 == 0 and np.array_equal(a.view(np.uint64), b.view(np.uint64)):
         return -1
     diff = np.flatnonzero(a != b)
     return int(diff[0]) if len(diff) else -1

@@ -157,6 +157,10 @@ class DirectStore(FileStore):
         """O_DIRECT reads bring their own aligned buffer: ``get``'s bytes, nothing to hand back."""
         return Pooled(await self.get(key))
 
+    async def get_range_pooled(self, key: str, start: int, length: int) -> Pooled:
+        """O_DIRECT reads bring their own aligned buffer: ``get_range``'s bytes, nothing to hand back."""
+        return Pooled(await self.get_range(key, start, length))
+
     async def _get_ranges(self, key: str, ranges: list[tuple[int, int]]) -> list[Buffer]:
         return [await self._range_or_empty(key, s, n) for s, n in ranges]
 
