@@ -142,6 +142,7 @@ class DirectStore(FileStore):
             )
 
     page_cached = False
+    blocking_put = False
 
     async def _put(self, key: str, data: Buffer, fsync: bool) -> None:
         await self._check("put", key)

@@ -20,10 +20,11 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 
-from pytest_dlio.storage._pool import BlockingPool
+from pytest_dlio.errors import StorageError
+from pytest_dlio.storage._pool import BlockingPool, translate
 from pytest_dlio.storage.base import Buffer, ObjectStore, Writer, check_key, check_range
 
 TMP_MARK = ".dlio-tmp-"
@@ -159,6 +160,52 @@ def _put(path: Path, data: Buffer, fsync: bool, known_dirs: set[Path] | None = N
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _open_temp_for(path: Path, known_dirs: set[Path]) -> tuple[Path, int]:
+    """A fresh temp sibling of ``path`` open for writing (its folder made when not known to exist)."""
+    for attempt in (0, 1):
+        if attempt or path.parent not in known_dirs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            known_dirs.add(path.parent)
+        tmp = temp_path(path)
+        try:
+            return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        except FileNotFoundError:
+            if attempt:
+                raise
+            known_dirs.discard(path.parent)  # the folder was removed behind our back: create it again
+    raise AssertionError("unreachable")
+
+
+def _put_chunks(
+    path: Path,
+    chunks: Iterable[Buffer],
+    patches: Callable[[], Iterable[tuple[int, Buffer]]],
+    fsync: bool,
+    known_dirs: set[Path],
+) -> int:
+    tmp, fd = _open_temp_for(path, known_dirs)
+    try:
+        try:
+            written = 0
+            for chunk in chunks:
+                _write_all(fd, chunk)
+                written += memoryview(chunk).nbytes
+            for offset, data in patches():
+                view = memoryview(data).cast("B")
+                while view:
+                    n = os.pwrite(fd, view, offset)
+                    view, offset = view[n:], offset + n
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        commit(tmp, path, fsync)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return written
 
 
 def _get(path: Path) -> bytes:
@@ -324,6 +371,8 @@ class FileStore(ObjectStore):
     """POSIX files under a root folder (created on first write)."""
 
     page_cached = True
+    #: :meth:`put_chunks_blocking` serves (O_DIRECT stores, which need aligned staging, say False)
+    blocking_put = True
 
     def __init__(self, uri: str, root: Path, threads: int = 8) -> None:
         super().__init__(uri)
@@ -342,6 +391,30 @@ class FileStore(ObjectStore):
 
     async def _get(self, key: str) -> Buffer:
         return await self._io.run("get", key, _get, self.root / key)
+
+    def put_chunks_blocking(
+        self,
+        key: str,
+        chunks: Iterable[Buffer],
+        patches: Callable[[], Iterable[tuple[int, Buffer]]] = tuple,
+        *,
+        fsync: bool = False,
+    ) -> int:
+        """``put`` of an object given as consecutive ``chunks``, run in the caller's thread; returns its bytes.
+
+        Each chunk is written before the next is drawn (a producer may refill one buffer), then
+        ``patches()``'s ``(offset, bytes)`` overwrite what they cover (values known only at the end, such
+        as a checksum in a header); the object appears atomically, like ``put``'s. Datagen makes and writes
+        a file chunk by chunk in one thread this way: each chunk is still in cache when it is written. Raises
+        StorageError (NotFound) as ``put`` does; an error from ``chunks`` leaves nothing behind.
+        """
+        if not self.blocking_put:
+            raise StorageError(self.uri, "put", key, "this store writes through its own staging: use put")
+        check_key(self.uri, "put", key)
+        try:
+            return _put_chunks(self.root / key, chunks, patches, fsync, self._dirs)
+        except OSError as exc:
+            raise translate(exc, self.uri, "put", key) from exc
 
     async def get_pooled(self, key: str) -> Pooled:
         """Read a whole object into a reused buffer (file stores only; the training loader uses it).
