@@ -313,3 +313,18 @@ def test_damage_in_any_range_of_a_multi_range_file_is_found_at_its_byte(tmp_path
     assert stats.failure is not None
     assert f"content differs from what was written at byte {at}" in stats.failure
     assert stats.metric["checkpoint_rank_bytes"] == size  # every byte read, none skipped after the damage
+
+
+@pytest.mark.parametrize("length", [1 << 20, (1 << 20) - 8, 4096 * 3 + 5, 4096 * 512 + 3])
+@pytest.mark.parametrize("writable", [True, False])
+def test_difference_agrees_with_regenerating_the_chunk(length: int, writable: bool) -> None:
+    from pytest_dlio.checkpointing.content import ChunkSource, first_difference
+
+    writer, checker = ChunkSource(11, chunk=4 << 20), ChunkSource(11, chunk=4 << 20)
+    for n, damage in ((3, None), (4, 0), (5, 4096), (6, length - 1), (7, 4096 * 512 + 9)):
+        data = bytearray(writer.at(n, length))
+        if damage is not None and damage < length:
+            data[damage] ^= 0x10
+        want = first_difference(bytes(data), writer.at(n, length))
+        got = checker.difference(data if writable else bytes(data), n)
+        assert got == want == (-1 if damage is None or damage >= length else damage)

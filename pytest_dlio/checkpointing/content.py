@@ -8,6 +8,7 @@ reproducible, so a reader verifies every byte by regenerating chunk ``n`` instea
 from __future__ import annotations
 
 import ctypes
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -38,6 +39,8 @@ class ChunkSource:
         self.seed, self.chunk, self.randomize = seed, chunk - chunk % 8, randomize
         self.counter = 0  # number of the last chunk handed out
         self._ones: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+        self._clean: np.ndarray | None = None
         if randomize:
             rng = np.random.default_rng(seed)
             self._buf = np.frombuffer(bytearray(rng.bytes(self.chunk)), dtype=np.uint8)
@@ -58,6 +61,36 @@ class ChunkSource:
         """The next chunk of content (at most one chunk of bytes)."""
         self.counter += 1
         return self.at(self.counter, nbytes, dtype)
+
+    def pristine(self) -> np.ndarray:
+        """The pool without any chunk's stamps (made once, on first use; never changed afterwards)."""
+        with self._lock:
+            if self._clean is None:
+                clean = self._buf.copy()
+                clean.view(np.uint64)[::_STAMP] = self._base
+                self._clean = clean
+            return self._clean
+
+    def difference(self, data: bytes | bytearray | memoryview, n: int, dtype: str = "int8") -> int:
+        """``first_difference(data, at(n, len(data), dtype))`` without touching the shared buffer, so reader
+        threads compare chunks concurrently. A writable ``data`` (a pooled read buffer) is changed: its
+        stamps are undone in place and it is compared with the pristine pool (no copy of the chunk)."""
+        view = memoryview(data).cast("B")
+        k = view.nbytes
+        if not self.randomize:
+            pattern = self._ones.get(dtype)
+            if pattern is None:
+                pattern = self._ones[dtype] = ones_pattern(dtype, self.chunk)
+            return first_difference(view, pattern.data[:k])
+        stamp = np.uint64((n * _GOLDEN) & _MASK)
+        clean = self.pristine()
+        if view.readonly or k % 8 or k > self.chunk:
+            expected = clean[: min(self.chunk, -(-k // 8) * 8)].copy()
+            expected.view(np.uint64)[::_STAMP] ^= stamp
+            return first_difference(view, expected.data[:k])
+        got = np.frombuffer(view, dtype=np.uint8)
+        got.view(np.uint64)[::_STAMP] ^= stamp
+        return first_difference(got.data, clean.data[:k])
 
 
 def _libc_memcmp() -> Callable[[int, int, int], int] | None:
