@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+from collections.abc import Iterator
 from functools import lru_cache
 
 import numpy as np
@@ -70,6 +71,17 @@ def random_bytes(n: int, rng: np.random.Generator, buf: np.ndarray | None = None
     out = (buf if buf is not None else np.empty(-(-n // BLOCK) * _WORDS, dtype=np.uint64).view(np.uint8))[:n]
     fill_random(out, rng)
     return out
+
+
+def random_chunks(n: int, rng: np.random.Generator, buf: np.ndarray) -> Iterator[np.ndarray]:
+    """``n`` random bytes as consecutive fills of ``buf`` (each view valid until the next is drawn)."""
+    done = 0
+    while done < n:
+        k = min(buf.nbytes, n - done)
+        out = buf[:k]
+        fill_random(out, rng)
+        yield out
+        done += k
 
 
 def fill_random(out: np.ndarray, rng: np.random.Generator) -> None:

@@ -261,3 +261,51 @@ def test_training_saves_can_be_read_back_by_epoch_and_step(tmp_path: Path) -> No
     saved, good = asyncio.run(go())
     assert saved == [(1, 25), (3, 25)]
     assert good.failure is None and props(good)["load_checkpoint_count"] == 2
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_damage_in_any_range_of_a_multi_range_file_is_found_at_its_byte(tmp_path: Path, where: str) -> None:
+    # 1 MiB ranges, read ahead while one is compared: the damaged range is named at its own offset, whichever
+    # range of the file it is in
+    cfg = WorkloadConfig(
+        model=ModelConfig(model_size_bytes=5 * 2**20 + 4096),
+        checkpoint=Checkpoint(num_checkpoints_write=1, num_checkpoints_read=1),
+    )
+
+    async def write() -> None:
+        async with open_store(tmp_path.as_uri()) as store:
+            await Checkpointer(cfg, store, comm=SingleComm(), chunk=1 << 20).save(1, 1)
+
+    asyncio.run(write())
+    victim = tmp_path / "global_epoch1_step1" / "model_states-0.pt"
+    size = victim.stat().st_size
+    at = {"first": 17, "middle": 3 * 2**20 + 5, "last": size - 3}[where]
+    with open(victim, "r+b") as f:
+        f.seek(at)
+        byte = f.read(1)
+        f.seek(at)
+        f.write(bytes([byte[0] ^ 0x5A]))
+
+    async def read() -> Any:
+        async with open_store(tmp_path.as_uri()) as store:
+            return await read_checkpoints(cfg, store, comm=SingleComm())
+
+    stats = asyncio.run(read())
+    assert stats.failure is not None
+    assert f"content differs from what was written at byte {at}" in stats.failure
+    assert stats.metric["checkpoint_rank_bytes"] == size  # every byte read, none skipped after the damage
+
+
+@pytest.mark.parametrize("length", [1 << 20, (1 << 20) - 8, 4096 * 3 + 5, 4096 * 512 + 3])
+@pytest.mark.parametrize("writable", [True, False])
+def test_difference_agrees_with_regenerating_the_chunk(length: int, writable: bool) -> None:
+    from pytest_dlio.checkpointing.content import ChunkSource, first_difference
+
+    writer, checker = ChunkSource(11, chunk=4 << 20), ChunkSource(11, chunk=4 << 20)
+    for n, damage in ((3, None), (4, 0), (5, 4096), (6, length - 1), (7, 4096 * 512 + 9)):
+        data = bytearray(writer.at(n, length))
+        if damage is not None and damage < length:
+            data[damage] ^= 0x10
+        want = first_difference(bytes(data), writer.at(n, length))
+        got = checker.difference(data if writable else bytes(data), n)
+        assert got == want == (-1 if damage is None or damage >= length else damage)

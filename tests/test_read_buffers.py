@@ -270,3 +270,32 @@ def test_reader_thread_errors_reach_the_step_in_order_and_return_every_buffer(
     assert got == 4
     assert gone in msg and "get" in msg
     assert free == allocated  # every buffer taken was handed back, including those of queued batches
+
+
+def test_get_range_pooled_returns_get_range_bytes_and_reuses_buffers(tmp_path: Path) -> None:
+    from pytest_dlio.errors import StorageError
+    from pytest_dlio.storage.file import RANGE_BUFFERS
+
+    async def go() -> None:
+        async with open_store(tmp_path.as_uri()) as store:
+            data = np.random.default_rng(2).integers(0, 256, 3 * POOL_MIN + 777, dtype=np.uint8).tobytes()
+            await store.put("c/f", data)
+            ranges = [(0, POOL_MIN), (POOL_MIN, POOL_MIN + 5), (2 * POOL_MIN, 2 * POOL_MIN), (5, 10)]
+            ranges += [(len(data) - 3, 100), (len(data) + 1, POOL_MIN), (0, 0)]
+            made = []
+            for _ in range(3):
+                for start, n in ranges:
+                    got = await store.get_range_pooled("c/f", start, n)
+                    want = data[start : start + n]
+                    assert bytes(got.data) == want == bytes(await store.get_range("c/f", start, n))
+                    got.release()
+                made.append(RANGE_BUFFERS.allocated)
+            assert made[0] == made[1] == made[2]  # after the first round, every range reused a buffer
+            with pytest.raises(NotFound):
+                await store.get_range_pooled("c/missing", 0, POOL_MIN)
+            with pytest.raises(NotFound):
+                await store.get_range_pooled("c/missing", 0, 0)
+            with pytest.raises(StorageError, match="must be >= 0"):
+                await store.get_range_pooled("c/f", -1, 10)
+
+    asyncio.run(go())

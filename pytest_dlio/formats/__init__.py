@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pytest_dlio.errors import ConfigError
 from pytest_dlio.formats import csvfmt, hdf5, image, indexed_binary, npy, npz, parquet, synthetic, tfrecord
-from pytest_dlio.formats.base import DataFile, Encoded, Format, ReadUnit, Spans, sample_of
+from pytest_dlio.formats.base import DataFile, Encoded, Format, ReadUnit, Spans, Stream, sample_of
 
 _ALL: tuple[Format, ...] = (
     npz.FORMAT,
@@ -50,6 +50,7 @@ __all__ = [
     "Format",
     "ReadUnit",
     "Spans",
+    "Stream",
     "get_format",
     "sample_of",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -75,6 +75,22 @@ class Encoded:
         return self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
 
 
+def _no_patches() -> list[tuple[int, bytes]]:
+    return []
+
+
+@dataclass
+class Stream:
+    """A file's bytes made chunk by chunk (``Format.stream``): ``chunks`` in order, each valid only until
+    the next is drawn (they may share one buffer), ``size`` bytes in all; once they are exhausted,
+    ``patches()`` gives ``(offset, bytes)`` that overwrite what they cover (values known only at the end,
+    such as a checksum in the header). The bytes are the ones ``encode`` would make, contents aside."""
+
+    size: int
+    chunks: Iterator[Buffer]
+    patches: Callable[[], list[tuple[int, bytes]]] = _no_patches
+
+
 class ReadUnit(enum.Enum):
     """What DLIO's reader fetches from storage for a format."""
 
@@ -131,6 +147,13 @@ class Format(Protocol):
     def encode(self, f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
         """What DLIO's generator writes for file ``f`` (random contents from ``randbytes``)."""
         ...
+
+    def stream(self, f: DataFile, ds: Dataset, rng: np.random.Generator, buf: np.ndarray) -> Stream | None:
+        """File ``f`` made chunk by chunk in ``buf`` (a reused, 8-byte aligned uint8 array), for a writer that
+        writes each chunk before drawing the next, while it is still in cache; None when the format can
+        only ``encode`` whole (sidecars, content-dependent sizes). Streamed or encoded, the file is the same
+        but for its random contents."""
+        return None
 
     def decode(
         self, data: Buffer, f: DataFile, ds: Dataset, sidecars: Mapping[str, Buffer] | None = None

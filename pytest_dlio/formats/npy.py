@@ -2,20 +2,22 @@
 ``x[..., i]``, but as a zero-copy view of the fetched bytes, so decoding is light and runs inline).
 
 Encoding fills one buffer in place (header, then random data at its 64-byte aligned offset): the bytes
-are exactly ``np.save``'s, without generating into one array and copying into another.
+are exactly ``np.save``'s, without generating into one array and copying into another. Streaming (datagen on
+local files) yields the header, then the random data one small reused buffer at a time.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pytest_dlio.formats.base import DataFile, Encoded, Format, Slices
-from pytest_dlio.randbytes import POOL, fill_random
+from pytest_dlio.formats.base import DataFile, Encoded, Format, Slices, Stream
+from pytest_dlio.randbytes import POOL, fill_random, random_chunks
 from pytest_dlio.storage.base import Buffer
 
 if TYPE_CHECKING:
@@ -103,6 +105,12 @@ class Npy(Format):
     def encode(self, f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
         pooled: list[np.ndarray] = []
         return Encoded([npy_bytes((*f.dims, f.samples), f.dtype, rng, pooled).data], pooled=pooled)
+
+    def stream(self, f: DataFile, ds: Dataset, rng: np.random.Generator, buf: np.ndarray) -> Stream:
+        shape = (*f.dims, f.samples)
+        head = header(shape, f.dtype)
+        n = int(np.prod(shape, dtype=np.int64)) * np.dtype(f.dtype).itemsize
+        return Stream(len(head) + n, itertools.chain((head,), (c.data for c in random_chunks(n, rng, buf))))
 
     def decode(
         self, data: Buffer, f: DataFile, ds: Dataset, sidecars: Mapping[str, Buffer] | None = None

@@ -2,7 +2,8 @@
 
 The zip container is assembled around the .npy members byte for byte as ``np.savez`` writes it
 (forced zip64 local headers, fixed 1980-01-01 timestamps, CRC-32 of each member) in one pooled buffer
-whose random payload is filled in place (never copied); 4 GiB and more goes through ``np.savez``.
+whose random payload is filled in place (never copied); 4 GiB and more goes through ``np.savez``. Streamed
+(datagen on local files), the same container is made as it is written, its first CRC patched at the end.
 """
 
 from __future__ import annotations
@@ -10,14 +11,14 @@ from __future__ import annotations
 import io
 import struct
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pytest_dlio.formats.base import DataFile, Encoded, Format, Slices
+from pytest_dlio.formats.base import DataFile, Encoded, Format, Slices, Stream
 from pytest_dlio.formats.npy import file_size, header, view
-from pytest_dlio.randbytes import POOL, fill_random, random_array
+from pytest_dlio.randbytes import POOL, fill_random, random_array, random_chunks
 from pytest_dlio.storage.base import Buffer
 
 if TYPE_CHECKING:
@@ -70,43 +71,77 @@ def _central(name: bytes, crc: int, size: int, offset: int) -> bytes:
     )
 
 
-def _encode(f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
+_LOCAL_LEN = 30 + len(b"x.npy") + 20  # a member's local header (zip64 extra field included)
+_CD_LEN = 2 * (46 + len(b"x.npy"))  # the central directory's two entries
+
+
+def _parts(f: DataFile) -> tuple[bytes, int, bytes]:
+    """The x member's npy header, its payload's bytes, and the whole y member."""
     shape = (*f.dims, f.samples)
-    head = header(shape, f.dtype)
-    n = int(np.prod(shape, dtype=np.int64)) * np.dtype(f.dtype).itemsize
     y = io.BytesIO()
     np.save(y, np.array([0] * f.samples))
-    y_raw = y.getvalue()
+    return (
+        header(shape, f.dtype),
+        int(np.prod(shape, dtype=np.int64)) * np.dtype(f.dtype).itemsize,
+        y.getvalue(),
+    )
+
+
+def _tail(crc_x: int, x_len: int, y_raw: bytes) -> bytes:
+    """Everything after the x member: y's local header and bytes, the central directory, its end record."""
+    crc_y = crc32(y_raw)
+    y_at = _LOCAL_LEN + x_len
+    return b"".join(
+        (
+            _local(b"y.npy", crc_y, len(y_raw)),
+            y_raw,
+            _central(b"x.npy", crc_x, x_len, 0),
+            _central(b"y.npy", crc_y, len(y_raw), y_at),
+            struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 2, 2, _CD_LEN, y_at + _LOCAL_LEN + len(y_raw), 0),
+        )
+    )
+
+
+def _encode(f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
+    head, n, y_raw = _parts(f)
     if n + len(head) + len(y_raw) + 1024 >= _LIMIT:
         buf = io.BytesIO()
-        np.savez(buf, x=random_array(shape, f.dtype, rng), y=[0] * f.samples)
+        np.savez(buf, x=random_array((*f.dims, f.samples), f.dtype, rng), y=[0] * f.samples)
         return Encoded([buf.getbuffer()])
     # one contiguous file, placed so the random payload starts 8-byte aligned (filled in place)
-    local_len = 30 + len(b"x.npy") + 20
     x_len = len(head) + n
-    total = local_len + x_len + local_len + len(y_raw) + 2 * (46 + len(b"x.npy")) + 22
-    pad = (-(local_len + len(head))) % 8
+    total = _LOCAL_LEN + x_len + _LOCAL_LEN + len(y_raw) + _CD_LEN + 22
+    pad = (-(_LOCAL_LEN + len(head))) % 8
     base = POOL.take(total + pad)
     out = base[pad : pad + total]
-    data_at = local_len + len(head)
+    data_at = _LOCAL_LEN + len(head)
     fill_random(out[data_at : data_at + n], rng)
-    out[local_len:data_at] = np.frombuffer(head, dtype=np.uint8)
+    out[_LOCAL_LEN:data_at] = np.frombuffer(head, dtype=np.uint8)
     crc_x = crc32(out[data_at : data_at + n], crc32(head))
-    crc_y = crc32(y_raw)
-    y_at = local_len + x_len
-    tail = [
-        _local(b"y.npy", crc_y, len(y_raw)),
-        y_raw,
-        _central(b"x.npy", crc_x, x_len, 0),
-        _central(b"y.npy", crc_y, len(y_raw), y_at),
-    ]
-    cd_len = 2 * (46 + len(b"x.npy"))
-    tail.append(
-        struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 2, 2, cd_len, y_at + local_len + len(y_raw), 0)
-    )
-    out[:local_len] = np.frombuffer(_local(b"x.npy", crc_x, x_len), dtype=np.uint8)
-    out[y_at:] = np.frombuffer(b"".join(tail), dtype=np.uint8)
+    out[:_LOCAL_LEN] = np.frombuffer(_local(b"x.npy", crc_x, x_len), dtype=np.uint8)
+    out[_LOCAL_LEN + x_len :] = np.frombuffer(_tail(crc_x, x_len, y_raw), dtype=np.uint8)
     return Encoded([out.data], pooled=[base])
+
+
+def _stream(f: DataFile, rng: np.random.Generator, buf: np.ndarray) -> Stream | None:
+    """``_encode``'s container, made as it is written: the x member's CRC-32 (in its local header, at the
+    start) is known only after its data, so the header goes out with a zero CRC and is patched at the end."""
+    head, n, y_raw = _parts(f)
+    if n + len(head) + len(y_raw) + 1024 >= _LIMIT:
+        return None  # np.savez's own container (zip64 sizes differ): encode
+    x_len = len(head) + n
+    crc_x = crc32(head)
+
+    def chunks() -> Iterator[Buffer]:
+        nonlocal crc_x
+        yield _local(b"x.npy", 0, x_len) + head
+        for c in random_chunks(n, rng, buf):
+            crc_x = crc32(c, crc_x)
+            yield c.data
+        yield _tail(crc_x, x_len, y_raw)
+
+    total = _LOCAL_LEN + x_len + _LOCAL_LEN + len(y_raw) + _CD_LEN + 22
+    return Stream(total, chunks(), lambda: [(0, _local(b"x.npy", crc_x, x_len))])
 
 
 class Npz(Format):
@@ -119,6 +154,9 @@ class Npz(Format):
 
     def encode(self, f: DataFile, ds: Dataset, rng: np.random.Generator) -> Encoded:
         return _encode(f, ds, rng)
+
+    def stream(self, f: DataFile, ds: Dataset, rng: np.random.Generator, buf: np.ndarray) -> Stream | None:
+        return _stream(f, rng, buf)
 
     def decode(
         self, data: Buffer, f: DataFile, ds: Dataset, sidecars: Mapping[str, Buffer] | None = None

@@ -17,17 +17,23 @@ import asyncio
 import json
 import os
 import time
+from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pytest_dlio.checkpointing import metrics
-from pytest_dlio.checkpointing.content import CHUNK, ChunkSource, first_difference
+from pytest_dlio.checkpointing.content import CHUNK, ChunkSource
 from pytest_dlio.checkpointing.sizes import CkptFile, checkpoint_sizes, folder_name, rank_layout
 from pytest_dlio.config.model import WorkloadConfig
 from pytest_dlio.errors import DlioError, NotFound
 from pytest_dlio.progress import ProgressFn, Ticker
 from pytest_dlio.ranks import Comm, host_leader
 from pytest_dlio.storage.base import ObjectStore
+from pytest_dlio.storage.file import FileStore, Pooled
+
+#: Ranges of a checkpoint file read ahead of the one being compared (with one, each read waited for the
+#: event loop's hop between the previous read and its own start: ~0.4 ms idle per 16 MiB range).
+READ_AHEAD = 2
 
 
 def manifest_key(epoch: int, step: int, rank: int) -> str:
@@ -152,6 +158,10 @@ class Checkpointer:
         manifest: dict[str, Any] | None = None
         if verify and self.layout.files:
             manifest = await self._manifest(epoch, step)
+            if manifest is not None:  # its 16 MiB pool is drawn before the clock starts (~60 ms), as a save's
+                check = self._verifier(manifest)
+                if check.randomize:
+                    check.pristine()
         self._begin("load")
         start = time.perf_counter()
         for f in self.layout.files:
@@ -210,29 +220,56 @@ class Checkpointer:
         step = source.chunk if source is not None else self.chunk
         chunk_no = int(entry["first_chunk"]) if entry else 0
         dtype = str(entry["dtype"]) if entry else f.dtype
-        offset = 0
-        pending = asyncio.ensure_future(self.store.get_range(key, 0, min(step, size)))
-        while offset < size:
-            data = await pending
-            if not data:
-                break
-            if offset + len(data) < size:
-                pending = asyncio.ensure_future(
-                    self.store.get_range(key, offset + len(data), min(step, size - offset - len(data)))
-                )
-                await asyncio.sleep(0)  # next range in flight while this one is compared
-            if source is not None:
-                bad = first_difference(data, source.at(chunk_no, len(data), dtype))
-                if bad >= 0:
+        offset = launched = 0
+        # READ_AHEAD chunks in flight, each read and then compared in a worker thread (on local files into a
+        # reused buffer), so reads and comparisons of consecutive chunks overlap on separate cores
+        ahead: deque[asyncio.Task[tuple[int, int]]] = deque()
+
+        def launch() -> None:
+            nonlocal launched, chunk_no
+            while launched < size and len(ahead) < READ_AHEAD:
+                n = min(step, size - launched)
+                ahead.append(asyncio.ensure_future(self._chunk(key, launched, n, source, chunk_no, dtype)))
+                launched += n
+                chunk_no += 1
+
+        try:
+            launch()
+            while ahead:
+                n, bad = await ahead.popleft()
+                if not n:
+                    break
+                launch()
+                if bad >= 0 and source is not None:
                     self.problems.append(
                         f"{key}: content differs from what was written at byte {offset + bad}; "
                         "the stored file is corrupt or was overwritten"
                     )
-                    source = None
-            chunk_no += 1
-            offset += len(data)
-            self._advance(len(data))
+                    source = None  # one problem per file; chunks already in flight are still compared
+                offset += n
+                self._advance(n)
+        finally:
+            for task in ahead:  # stopped early (short file, error): nobody reads them
+                task.cancel()
         self.loads.file_latencies.append(time.perf_counter() - t0)
+
+    async def _chunk(
+        self, key: str, start: int, length: int, source: ChunkSource | None, chunk_no: int, dtype: str
+    ) -> tuple[int, int]:
+        """Read one chunk; with ``source``, where it first differs from chunk ``chunk_no`` (-1: nowhere)."""
+        got = await self._range(key, start, length)
+        n = len(got.data)
+        bad = -1
+        if source is not None and n:
+            bad = await asyncio.to_thread(source.difference, got.data, chunk_no, dtype)
+        got.release()  # not when cancelled while comparing: the thread still uses the buffer
+        return n, bad
+
+    async def _range(self, key: str, start: int, length: int) -> Pooled:
+        """A range of a checkpoint file; on local files into a reused buffer (``release()`` it after use)."""
+        if isinstance(self.store, FileStore):
+            return await self.store.get_range_pooled(key, start, length)
+        return Pooled(await self.store.get_range(key, start, length))
 
     # ---- progress ----
     def _begin(self, kind: str) -> None:

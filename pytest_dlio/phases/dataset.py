@@ -27,7 +27,7 @@ import io
 import random
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from pytest_dlio.errors import DlioError, NotFound
@@ -86,6 +86,37 @@ def digest_of_parts(parts: list[Buffer], size: int) -> str:
                 yield v[lo - s : hi - s]
 
     return digest_of_blocks(b for off, n in sample_ranges(size) for b in block(off, n))
+
+
+class SampledBlocks:
+    """:func:`digest_of_parts`'s digest of a file seen as it is written: its chunks in order (``feed``), then
+    any bytes overwritten afterwards (``patch``); only the sampled blocks are kept (a copy of 256 KiB)."""
+
+    def __init__(self, size: int) -> None:
+        self.ranges = sample_ranges(size)
+        self.blocks = [bytearray(n) for _, n in self.ranges]
+        self.pos = 0
+
+    def _copy(self, offset: int, data: memoryview) -> None:
+        end = offset + data.nbytes
+        for (start, n), block in zip(self.ranges, self.blocks, strict=True):
+            lo, hi = max(start, offset), min(start + n, end)
+            if lo < hi:
+                block[lo - start : hi - start] = data[lo - offset : hi - offset]
+
+    def feed(self, chunks: Iterable[Buffer]) -> Iterator[Buffer]:
+        """``chunks`` passed through, their sampled bytes kept."""
+        for c in chunks:
+            view = memoryview(c).cast("B")
+            self._copy(self.pos, view)
+            self.pos += view.nbytes
+            yield c
+
+    def patch(self, offset: int, data: Buffer) -> None:
+        self._copy(offset, memoryview(data).cast("B"))
+
+    def digest(self) -> str:
+        return digest_of_blocks(self.blocks)
 
 
 def verify_budget(total_bytes: int) -> int:
