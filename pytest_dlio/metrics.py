@@ -57,6 +57,7 @@ class RankMetrics:
     steps: int
     io_wait_max: float
     latencies: tuple[float, ...] = ()
+    compute_overrun_seconds: float = 0.0
 
 
 def _f(x: float) -> float:
@@ -118,7 +119,7 @@ def rank_metrics(tl: Timeline) -> RankMetrics:
     """Everything one rank contributes: per-epoch DLIO metrics plus its I/O figures."""
     epochs = []
     train_seconds = compute = io_wait = 0.0
-    io_wait_max = 0.0
+    io_wait_max = overrun = 0.0
     steps = 0
     for ep in tl.epochs:
         blocks = tuple(_block(b, tl, tl.steps_per_epoch, tl.batch_size) for b in ep.blocks)
@@ -132,6 +133,7 @@ def rank_metrics(tl: Timeline) -> RankMetrics:
             train_seconds += b.t_end - b.t_start
             for st in b.steps:
                 compute += st.compute
+                overrun += st.overrun
                 io_wait += st.load
                 io_wait_max = max(io_wait_max, st.load)
                 steps += 1
@@ -146,6 +148,7 @@ def rank_metrics(tl: Timeline) -> RankMetrics:
         steps=steps,
         io_wait_max=float(io_wait_max),
         latencies=tuple(tl.reads.latency),
+        compute_overrun_seconds=float(overrun),
     )
 
 
@@ -192,6 +195,8 @@ class TrainMetrics:
     io_wait_max_ms: float = 0.0
     io_wait_seconds: float = 0.0
     compute_seconds: float = 0.0
+    #: seconds emulated compute ran past its draws (the harness's own work on the event loop; not compute)
+    compute_overrun_seconds: float = 0.0
     train_seconds: float = 0.0
     steps: int = 0
     epochs: int = 0
@@ -251,6 +256,7 @@ class TrainMetrics:
             "io_wait_max_ms": self.io_wait_max_ms,
             "io_wait_seconds": self.io_wait_seconds,
             "compute_seconds": self.compute_seconds,
+            "compute_overrun_seconds": self.compute_overrun_seconds,
             "train_seconds": self.train_seconds,
             "steps": self.steps,
             "train_throughput_meaningful": int(self.throughput_meaningful),
@@ -328,6 +334,7 @@ def combine(ranks: Sequence[RankMetrics], *, record_size: float, au_threshold: f
         io_wait_max_ms=float(max((r.io_wait_max for r in ranks), default=0.0) * 1000.0),
         io_wait_seconds=float(io_wait),
         compute_seconds=float(sum(r.compute_seconds for r in ranks)),
+        compute_overrun_seconds=float(sum(r.compute_overrun_seconds for r in ranks)),
         train_seconds=float(max((r.train_seconds for r in ranks), default=0.0)),
         steps=int(steps),
         epochs=n_epochs,
