@@ -150,3 +150,27 @@ def test_runs_from_one_read_unit_are_served_whole(fmt: str) -> None:
     # each file's footer (2 reads); row groups, the 2 most recent kept: f0 g0 g1 g2, f1 g0, f2 g0 |
     # f2 g0 and f1 g0 kept, f1 g1 g2 and f0 g1 read (again)
     assert len(reads.nbytes) == 2 * 3 + 5 + 3
+
+
+@pytest.mark.parametrize(
+    ("fmt", "threads", "decodes"), [("npz", 2, True), ("npy", 0, True), ("indexed_binary", 2, False)]
+)
+def test_decode_time_is_measured(fmt: str, threads: int, decodes: bool) -> None:
+    """The loader sums the time it spent decoding (in the pool or inline): the AU verdict compares it with
+    the time reads took. Ranged units (a view of the bytes) are not decoded."""
+    cfg = config(fmt, 2, threads, "on_demand")
+    files = [f for f in dataset_files(cfg) if f.split == "train"]
+
+    async def go() -> float:
+        store = await stored(cfg, fmt)
+        pool = ThreadPoolExecutor(threads) if threads else None
+        try:
+            loader = Loader(cfg, store, files, Reads(), pool, np.random.default_rng(0))
+            assert [s async for b in loader.batches(np.arange(6), 2) for s in b]
+            return loader.stats.decode_seconds
+        finally:
+            if pool is not None:
+                pool.shutdown()
+
+    spent = asyncio.run(go())
+    assert (spent > 0) is decodes

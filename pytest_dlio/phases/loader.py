@@ -9,6 +9,7 @@ workers), a light one's inline as a view.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -71,6 +72,7 @@ class LoaderStats:
 
     max_ahead: int = 0
     batches: int = 0
+    decode_seconds: float = 0.0  # summed time spent decoding read units (pool threads or inline)
 
 
 class Loader:
@@ -105,6 +107,7 @@ class Loader:
         self.preprocess: TimeSpec = rd.preprocess_time
         self.rng = rng
         self.stats = LoaderStats()
+        self._decode_lock = threading.Lock()
         self._cache: dict[str, asyncio.Task[Buffer]] = {}
         self._left: dict[str, int] = {}
         # on_demand with several samples per file: the most recently fetched files (a reader streams a
@@ -183,10 +186,18 @@ class Loader:
         return side
 
     async def _decode(self, fn: Callable[..., Any], *args: object) -> Any:
-        """``fn(*args)`` in the pool for a heavy format, else inline on the event loop."""
+        """``fn(*args)`` in the pool for a heavy format, else inline on the event loop (timed either way)."""
         if self.pool is not None and self.format.heavy:
-            return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
-        return fn(*args)
+            return await asyncio.get_running_loop().run_in_executor(self.pool, self._timed, fn, *args)
+        return self._timed(fn, *args)
+
+    def _timed(self, fn: Callable[..., Any], *args: object) -> Any:
+        t = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            with self._decode_lock:  # pool threads add concurrently: no lost updates
+                self.stats.decode_seconds += time.perf_counter() - t
 
     async def _locate(self, f: DataFile) -> Spans:
         """The byte ranges of the file's read units, found once per run (index objects, or the footer)."""
