@@ -9,6 +9,7 @@ import pytest
 from pytest_dlio.config.load import load, load_text, parse_override
 from pytest_dlio.config.scale import (
     MIN_READ_COMPUTE,
+    MIN_SAMPLE_COMPUTE,
     MIN_STEP_COMPUTE,
     factor_for,
     samples_per_read,
@@ -167,6 +168,10 @@ def test_scale_floor_on_compute_per_read(name: str, per_read: int) -> None:
     full_per_read = cfg.train.computation_time.mean / cfg.reader.batch_size * samples_per_read(cfg)
     got_per_read = small.train.computation_time.mean / small.reader.batch_size * samples_per_read(small)
     assert got_per_read >= min(full_per_read, MIN_READ_COMPUTE) * (1 - 1e-3)
+    # and per sample (resnet50: 400 TFRecord frames per step, each with a cost of its own)
+    full_per_sample = cfg.train.computation_time.mean / cfg.reader.batch_size
+    got_per_sample = small.train.computation_time.mean / small.reader.batch_size
+    assert got_per_sample >= min(full_per_sample, MIN_SAMPLE_COMPUTE) * (1 - 1e-3)
     if full_per_read <= MIN_READ_COMPUTE:  # kept at full size
         assert small.dataset.sample_bytes == pytest.approx(cfg.dataset.sample_bytes, rel=1e-3)
         assert small.train.computation_time.mean == pytest.approx(cfg.train.computation_time.mean)

@@ -19,6 +19,9 @@
   shrink with the record, so tiny records make the harness, not the storage, the bottleneck:
   retinanet_b200 at 0.21 of full-size records showed AU 60–71 %, at full size 95–99 % (same bandwidth
   per step). A workload whose full-size compute per read is below the floor keeps full-size records.
+- Floor on compute per sample (``MIN_SAMPLE_COMPUTE``, 0.25 ms): a file of many samples is one read,
+  but each sample still costs the harness something on the event loop (a TFRecord frame's CRCs and
+  slice, ~7 µs; its place in the batch): resnet50 at smoke had 25 µs of compute per sample.
 - Checkpoints scale too: ``model_size_bytes`` by the factor; transformer widths by √factor, so the
   parameter count scales by about the factor while layers, parallelism and file names stay DLIO's.
 - ``smoke`` also caps epochs at 2 (checkpoint triggers move inside them).
@@ -38,6 +41,8 @@ MIN_RECORD = 64  # bytes: below this, per-request overhead is all a run would me
 MIN_STEP_COMPUTE = 0.010
 #: seconds of compute per read (one read unit's samples) below which records stop shrinking
 MIN_READ_COMPUTE = 0.002
+#: seconds of compute per sample below which records stop shrinking
+MIN_SAMPLE_COMPUTE = 0.00025
 
 
 def workload_bytes(cfg: WorkloadConfig) -> float:
@@ -112,12 +117,14 @@ def scale_config(
     # compute per read >= MIN_READ_COMPUTE (bytes per step and compute keep their ratio; the byte budget
     # gives way). A workload whose full-size compute is below a floor keeps its full-size records.
     full_compute = tr.computation_time.expected()
-    per_read = full_compute / max(1, rd.batch_size) * samples_per_read(cfg)
+    per_sample = full_compute / max(1, rd.batch_size)
+    per_read = per_sample * samples_per_read(cfg)
     floors = [
         (f, what)
         for f, what in (
             (_floor(full_compute, record_factor, MIN_STEP_COMPUTE), "step"),
             (_floor(per_read, record_factor, MIN_READ_COMPUTE), "read"),
+            (_floor(per_sample, record_factor, MIN_SAMPLE_COMPUTE), "sample"),
         )
         if f is not None
     ]
@@ -190,7 +197,8 @@ def scale_config(
         note += (
             f"; records kept at {record_factor:.3g} of full size so compute stays "
             f"{full_compute * record_factor * 1000:.1f} ms per step (floor {MIN_STEP_COMPUTE * 1000:.0f} ms) "
-            f"and {per_read * record_factor * 1000:.2f} ms per read (floor {MIN_READ_COMPUTE * 1000:.0f} ms)"
+            f", {per_read * record_factor * 1000:.2f} ms per read (floor {MIN_READ_COMPUTE * 1000:.0f} ms) "
+            f"and {per_sample * record_factor * 1000:.3f} ms per sample (floor {MIN_SAMPLE_COMPUTE * 1000:.2f} ms)"
         )
     source = dataclasses.replace(cfg.source, scale=factor, notes=(*cfg.source.notes, note))
     return dataclasses.replace(
