@@ -8,12 +8,15 @@ import pytest
 
 from pytest_dlio.config.load import load, load_text, parse_override
 from pytest_dlio.config.scale import (
+    EPOCH_FLOOR_BYTES,
+    MIN_EPOCH_COMPUTE,
     MIN_READ_COMPUTE,
     MIN_SAMPLE_COMPUTE,
     MIN_STEP_COMPUTE,
     factor_for,
     samples_per_read,
     scale_config,
+    workload_bytes,
 )
 from pytest_dlio.errors import ConfigError
 from tests.conftest import CONFIGS, ROOT, run
@@ -222,3 +225,23 @@ def test_missing_config_path_is_a_usage_error(pytester: pytest.Pytester) -> None
     result = run(pytester, "--dlio-config", "nope.yaml")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--dlio-config nope.yaml: no such file, folder or glob match*"])
+
+
+def test_scale_floor_on_compute_per_epoch() -> None:
+    """An epoch of a few short steps is mostly its read pipeline starting: cosmoflow (3.5 ms per step at
+    full size, kept) gets steps until an epoch holds MIN_EPOCH_COMPUTE, while the dataset stays within
+    EPOCH_FLOOR_BYTES; a workload already past that size (unet3d_b200 at smoke) gets none."""
+    cfg = load(CONFIGS / "mlperf_storage_v3.0" / "cosmoflow_h100.yaml")
+    small = scale_config(cfg, factor_for(cfg, 8 * 2**20), smoke=True)
+    per_step = small.train.computation_time.mean
+    assert per_step == pytest.approx(cfg.train.computation_time.mean)  # full-size records and compute
+    assert (
+        small.steps_per_epoch(1) * per_step >= MIN_EPOCH_COMPUTE > (small.steps_per_epoch(1) - 1) * per_step
+    )
+    assert (
+        workload_bytes(small) <= EPOCH_FLOOR_BYTES and "s of compute (floor 0.2 s" in small.source.notes[-1]
+    )
+    big = load(CONFIGS / "mlperf_storage_v3.0" / "unet3d_b200.yaml")
+    scaled = scale_config(big, factor_for(big, 8 * 2**20), smoke=True)
+    assert workload_bytes(scaled) > EPOCH_FLOOR_BYTES and scaled.steps_per_epoch(1) == 10  # 2 x 4 + 2
+    assert "floor 0.2 s" not in scaled.source.notes[-1]
