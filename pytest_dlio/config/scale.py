@@ -15,10 +15,10 @@
 - Floor on compute per read (``MIN_READ_COMPUTE``, 2 ms): records also stop shrinking where the compute
   that one read serves (compute per sample × the samples one read unit holds: the file, a parquet row
   group, one sample) would fall below it. Each read pays fixed costs — an open, a request, an executor
-  hop, a decoder's setup (Pillow's JPEG decoder: ~0.3 ms of a 0.7 ms decode at 68 KB) — that do not
-  shrink with the record, so tiny records make the harness, not the storage, the bottleneck:
-  retinanet_b200 at 0.21 of full-size records showed AU 60–71 %, at full size 95–99 % (same bandwidth
-  per step). A workload whose full-size compute per read is below the floor keeps full-size records.
+  hop, a decoder's setup — that do not shrink with the record, so tiny records make the harness, not
+  the storage, the bottleneck: retinanet_b200 at 0.21 of full-size records showed AU 60–71 %, at full
+  size 95–99 % (same bandwidth per step, about the same JPEG decoding CPU per byte). A workload whose
+  full-size compute per read is below the floor keeps full-size records.
 - Floor on compute per sample (``MIN_SAMPLE_COMPUTE``, 0.25 ms): a file of many samples is one read,
   but each sample still costs the harness something on the event loop (a TFRecord frame's CRCs and
   slice, ~7 µs; its place in the batch): resnet50 at smoke had 25 µs of compute per sample.
