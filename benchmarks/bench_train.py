@@ -61,7 +61,9 @@ def fidelity(root: Path, reps: int) -> tuple[float, float]:
     for _ in range(reps):  # the run least disturbed by the shared machine: closest compute ratio
         res = run_phases(cfg, root, "train", "au", storage_uri=uri, generate="never")
         steps = figure(res["train"], "steps")
-        mean = figure(res["train"], "compute_seconds") / steps / 0.010
+        # measured sleep = compute (at most its draw) + the overrun past it
+        measured = figure(res["train"], "compute_seconds") + figure(res["train"], "compute_overrun_seconds")
+        mean = measured / steps / 0.010
         au = figure(res["au"], "train_au_mean_percentage")
         got = (au, mean)
         if best is None or abs(got[1] - 1) < abs(best[1] - 1):

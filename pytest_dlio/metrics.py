@@ -57,6 +57,7 @@ class RankMetrics:
     steps: int
     io_wait_max: float
     latencies: tuple[float, ...] = ()
+    compute_overrun_seconds: float = 0.0
 
 
 def _f(x: float) -> float:
@@ -118,7 +119,7 @@ def rank_metrics(tl: Timeline) -> RankMetrics:
     """Everything one rank contributes: per-epoch DLIO metrics plus its I/O figures."""
     epochs = []
     train_seconds = compute = io_wait = 0.0
-    io_wait_max = 0.0
+    io_wait_max = overrun = 0.0
     steps = 0
     for ep in tl.epochs:
         blocks = tuple(_block(b, tl, tl.steps_per_epoch, tl.batch_size) for b in ep.blocks)
@@ -132,6 +133,7 @@ def rank_metrics(tl: Timeline) -> RankMetrics:
             train_seconds += b.t_end - b.t_start
             for st in b.steps:
                 compute += st.compute
+                overrun += st.overrun
                 io_wait += st.load
                 io_wait_max = max(io_wait_max, st.load)
                 steps += 1
@@ -146,6 +148,7 @@ def rank_metrics(tl: Timeline) -> RankMetrics:
         steps=steps,
         io_wait_max=float(io_wait_max),
         latencies=tuple(tl.reads.latency),
+        compute_overrun_seconds=float(overrun),
     )
 
 
@@ -192,6 +195,8 @@ class TrainMetrics:
     io_wait_max_ms: float = 0.0
     io_wait_seconds: float = 0.0
     compute_seconds: float = 0.0
+    #: seconds emulated compute ran past its draws (the harness's own work on the event loop; not compute)
+    compute_overrun_seconds: float = 0.0
     train_seconds: float = 0.0
     steps: int = 0
     epochs: int = 0
@@ -251,6 +256,7 @@ class TrainMetrics:
             "io_wait_max_ms": self.io_wait_max_ms,
             "io_wait_seconds": self.io_wait_seconds,
             "compute_seconds": self.compute_seconds,
+            "compute_overrun_seconds": self.compute_overrun_seconds,
             "train_seconds": self.train_seconds,
             "steps": self.steps,
             "train_throughput_meaningful": int(self.throughput_meaningful),
@@ -328,6 +334,7 @@ def combine(ranks: Sequence[RankMetrics], *, record_size: float, au_threshold: f
         io_wait_max_ms=float(max((r.io_wait_max for r in ranks), default=0.0) * 1000.0),
         io_wait_seconds=float(io_wait),
         compute_seconds=float(sum(r.compute_seconds for r in ranks)),
+        compute_overrun_seconds=float(sum(r.compute_overrun_seconds for r in ranks)),
         train_seconds=float(max((r.train_seconds for r in ranks), default=0.0)),
         steps=int(steps),
         epochs=n_epochs,
@@ -343,11 +350,67 @@ def compute_metrics(timelines: Sequence[Timeline], au_threshold: float) -> Train
     return combine([rank_metrics(t) for t in timelines], record_size=record_size, au_threshold=au_threshold)
 
 
-def au_verdict(metrics: TrainMetrics, threshold: float, retries: Retries | None = None) -> str | None:
+@dataclass(frozen=True)
+class ReaderCosts:
+    """What the training readers spent, measured by the loader: the AU verdict names the cause from it."""
+
+    read_threads: int  # reader tasks (0: reads on the step's own path)
+    decode_seconds: float  # summed time decoding read units (in the pool, or inline on the event loop)
+    decode_inline: bool  # decoding ran on the event loop (a light format, or read_threads 0)
+    format: str
+    cores: int
+
+
+def _cause(m: TrainMetrics, costs: ReaderCosts | None) -> str:
+    """The probable cause of a low AU, from the measured figures only (no guess beyond them)."""
+    read_s = float(sum(sum(r.latencies) for r in m.per_rank))
+    over = m.compute_overrun_seconds
+    figures = f"reads took {read_s:.3f} s in total"
+    if costs is None:
+        return (
+            f"{figures}: storage is too slow for this workload (raise reader.read_threads / prefetch_size, "
+            "or use faster storage)"
+        )
+    dec = costs.decode_seconds
+    figures += (
+        f", decoding ({costs.format}) {dec:.3f} s, over {max(1, costs.read_threads)} reader(s) on "
+        f"{costs.cores} core(s); emulated compute overran its draws by {over:.3f} s"
+    )
+    if costs.read_threads <= 0:
+        return (
+            f"{figures} — reader.read_threads: 0: every batch is read (and decoded) on the step's own path, "
+            "none while the accelerator computes; raise reader.read_threads to read ahead"
+        )
+    if over > 0.1 * max(m.compute_seconds, 1e-9) and over >= 0.5 * m.io_wait_seconds:
+        return (
+            f"{figures} — the harness's own work on the event loop (batch assembly"
+            + (", inline decoding" if costs.decode_inline else "")
+            + ") held it past the compute draws: the harness, not the storage, is the bottleneck here"
+        )
+    if dec > read_s:
+        return (
+            f"{figures} — decoding took longer than reading: CPU-bound ({costs.format} decoding on "
+            f"{costs.cores} core(s)), not storage-bound; more cores or a lighter format would help, "
+            "faster storage would not"
+        )
+    return (
+        f"{figures} — reading took longer than decoding: storage is too slow for this workload "
+        "(raise reader.read_threads / prefetch_size, or use faster storage)"
+    )
+
+
+def au_verdict(
+    metrics: TrainMetrics,
+    threshold: float,
+    retries: Retries | None = None,
+    costs: ReaderCosts | None = None,
+) -> str | None:
     """None when mean training AU meets ``threshold`` (a fraction like DLIO's ``metric.au``), else why not.
 
     ``retries``: the storage retries made during training; when there were any, the verdict blames them
-    (the storage was failing) rather than bandwidth.
+    (the storage was failing) rather than bandwidth. ``costs``: the readers' measured decode time and
+    setup, from which the verdict names the probable cause (reading, decoding, the harness's own work on
+    the event loop, reads on the step's path).
     """
     need = threshold * 100.0
     got = metrics.train_au_mean_percentage
@@ -361,12 +424,11 @@ def au_verdict(metrics: TrainMetrics, threshold: float, retries: Retries | None 
         f"({share(metrics.io_wait_seconds):.1f} %, mean {metrics.io_wait_mean_ms:.2f} ms/step, "
         f"max {metrics.io_wait_max_ms:.2f} ms) against {metrics.compute_seconds:.3f} s of compute "
         f"({share(metrics.compute_seconds):.1f} %); reads p99 {metrics.read_latency_p99_ms:.2f} ms, "
-        f"{metrics.read_MB_per_second_actual:.1f} MB/s actual — "
+        f"{metrics.read_MB_per_second_actual:.1f} MB/s actual; "
         + (
             f"{retries.describe()} storage retries during training: the storage was failing, not just slow "
             "(see storage_retries on the train item; fix the storage or its endpoint before tuning reads)"
             if retries
-            else "storage is too slow for this workload (raise reader.read_threads / prefetch_size, or use faster "
-            "storage)"
+            else _cause(metrics, costs)
         )
     )

@@ -350,7 +350,8 @@ def add_dlio_options(addoption: Callable[..., Any], addini: Callable[..., Any] |
         metavar="smoke|small|FACTOR",
         help="shrink every workload so total bytes scale by FACTOR; smoke / small pick, per workload, the "
         "factor that brings it to about 8 MiB / 512 MiB (smoke also caps epochs at 2). Steps "
-        "per epoch and the I/O-to-compute ratio stay meaningful.",
+        "per epoch and the I/O-to-compute ratio stay meaningful; records stop shrinking where compute "
+        "per step would drop below 10 ms or per read below 2 ms.",
     )
     addoption(
         "--dlio-output",

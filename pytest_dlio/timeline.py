@@ -29,8 +29,11 @@ class Step:
 
     t_start_load: float
     load: float  # seconds waiting for the batch (I/O wait as the accelerator sees it)
-    compute: float  # measured seconds of emulated compute
-    proc: float  # load + compute (+ barrier): DLIO's ``proc`` time
+    compute: float  # seconds the emulated accelerator computed: the measured sleep, at most its draw
+    proc: float  # load + compute (+ overrun, barrier): DLIO's ``proc`` time
+    #: seconds the emulated compute ran past its draw: the event loop was busy with the harness's own work
+    #: (batch assembly, inline decoding) when the sleep should have ended — not accelerator time
+    overrun: float = 0.0
 
 
 @dataclass

@@ -7,7 +7,17 @@ import json
 import pytest
 
 from pytest_dlio.config.load import load, load_text, parse_override
-from pytest_dlio.config.scale import MIN_STEP_COMPUTE, factor_for, scale_config
+from pytest_dlio.config.scale import (
+    EPOCH_FLOOR_BYTES,
+    MIN_EPOCH_COMPUTE,
+    MIN_READ_COMPUTE,
+    MIN_SAMPLE_COMPUTE,
+    MIN_STEP_COMPUTE,
+    factor_for,
+    samples_per_read,
+    scale_config,
+    workload_bytes,
+)
 from pytest_dlio.errors import ConfigError
 from tests.conftest import CONFIGS, ROOT, run
 
@@ -132,9 +142,12 @@ def test_scale_keeps_steps_and_ratio() -> None:
     ratio_after = small.train.computation_time.mean / (small.reader.batch_size * small.dataset.sample_bytes)
     assert ratio_after == pytest.approx(ratio_before, rel=1e-3)
     assert small.source.scale == pytest.approx(factor) and "scaled by" in small.source.notes[-1]
-    # 8 MiB would leave unet3d 1 ms of compute per step: records stop shrinking at the floor instead
-    assert small.train.computation_time.mean == pytest.approx(MIN_STEP_COMPUTE, rel=1e-3)
-    assert total > 8 * 2**20 and f"floor {MIN_STEP_COMPUTE * 1000:.0f} ms" in small.source.notes[-1]
+    # 8 MiB would leave unet3d 1 ms of compute per step: records stop shrinking at the floors instead —
+    # here the per-read one (7 one-sample files per step: 10 ms per step would be 1.4 ms per read)
+    per_step = small.train.computation_time.mean
+    assert per_step == pytest.approx(MIN_READ_COMPUTE * small.reader.batch_size, rel=1e-3)
+    assert per_step > MIN_STEP_COMPUTE
+    assert total > 8 * 2**20 and f"floor {MIN_READ_COMPUTE * 1000:.0f} ms" in small.source.notes[-1]
     # more steps than twice the read-ahead: not every batch can be read during the unmeasured first step
     ahead = max(cfg.reader.prefetch_size, cfg.reader.read_threads)
     assert small.steps_per_epoch(1) > 2 * ahead + 1
@@ -143,6 +156,33 @@ def test_scale_keeps_steps_and_ratio() -> None:
     big_total = big.dataset.num_files_train * big.dataset.num_samples_per_file * big.dataset.sample_bytes
     assert big.train.computation_time.mean > MIN_STEP_COMPUTE and "floor" not in big.source.notes[-1]
     assert big_total == pytest.approx(200 * 8 * 2**20, rel=0.05)
+
+
+@pytest.mark.parametrize(
+    ("name", "per_read"),
+    [("retinanet_b200", 1), ("resnet50_h100", 1251), ("flux_b200", 1024), ("dlrm_mi355", 6144)],
+)
+def test_scale_floor_on_compute_per_read(name: str, per_read: int) -> None:
+    """Records stop shrinking where one read would serve < MIN_READ_COMPUTE of compute; a workload already
+    below it at full size (retinanet: 1.98 ms per 323 KB JPEG) keeps full-size records and compute."""
+    cfg = load(CONFIGS / "mlperf_storage_v3.0" / f"{name}.yaml")
+    small = scale_config(cfg, factor_for(cfg, 8 * 2**20), smoke=True)
+    assert samples_per_read(small) == min(per_read, small.dataset.num_samples_per_file)
+    full_per_read = cfg.train.computation_time.mean / cfg.reader.batch_size * samples_per_read(cfg)
+    got_per_read = small.train.computation_time.mean / small.reader.batch_size * samples_per_read(small)
+    assert got_per_read >= min(full_per_read, MIN_READ_COMPUTE) * (1 - 1e-3)
+    # and per sample (resnet50: 400 TFRecord frames per step, each with a cost of its own)
+    full_per_sample = cfg.train.computation_time.mean / cfg.reader.batch_size
+    got_per_sample = small.train.computation_time.mean / small.reader.batch_size
+    assert got_per_sample >= min(full_per_sample, MIN_SAMPLE_COMPUTE) * (1 - 1e-3)
+    if full_per_read <= MIN_READ_COMPUTE:  # kept at full size
+        assert small.dataset.sample_bytes == pytest.approx(cfg.dataset.sample_bytes, rel=1e-3)
+        assert small.train.computation_time.mean == pytest.approx(cfg.train.computation_time.mean)
+        assert small.dataset.num_files_train < cfg.dataset.num_files_train  # fewer steps instead
+    # bandwidth per step is the full-size workload's at every scale
+    ratio = cfg.train.computation_time.mean / (cfg.reader.batch_size * cfg.dataset.sample_bytes)
+    got = small.train.computation_time.mean / (small.reader.batch_size * small.dataset.sample_bytes)
+    assert got == pytest.approx(ratio, rel=1e-2)
 
 
 def test_show_config_json_redacts_secrets(pytester: pytest.Pytester) -> None:
@@ -185,3 +225,23 @@ def test_missing_config_path_is_a_usage_error(pytester: pytest.Pytester) -> None
     result = run(pytester, "--dlio-config", "nope.yaml")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--dlio-config nope.yaml: no such file, folder or glob match*"])
+
+
+def test_scale_floor_on_compute_per_epoch() -> None:
+    """An epoch of a few short steps is mostly its read pipeline starting: cosmoflow (3.5 ms per step at
+    full size, kept) gets steps until an epoch holds MIN_EPOCH_COMPUTE, while the dataset stays within
+    EPOCH_FLOOR_BYTES; a workload already past that size (unet3d_b200 at smoke) gets none."""
+    cfg = load(CONFIGS / "mlperf_storage_v3.0" / "cosmoflow_h100.yaml")
+    small = scale_config(cfg, factor_for(cfg, 8 * 2**20), smoke=True)
+    per_step = small.train.computation_time.mean
+    assert per_step == pytest.approx(cfg.train.computation_time.mean)  # full-size records and compute
+    assert (
+        small.steps_per_epoch(1) * per_step >= MIN_EPOCH_COMPUTE > (small.steps_per_epoch(1) - 1) * per_step
+    )
+    assert (
+        workload_bytes(small) <= EPOCH_FLOOR_BYTES and "s of compute (floor 0.2 s" in small.source.notes[-1]
+    )
+    big = load(CONFIGS / "mlperf_storage_v3.0" / "unet3d_b200.yaml")
+    scaled = scale_config(big, factor_for(big, 8 * 2**20), smoke=True)
+    assert workload_bytes(scaled) > EPOCH_FLOOR_BYTES and scaled.steps_per_epoch(1) == 10  # 2 x 4 + 2
+    assert "floor 0.2 s" not in scaled.source.notes[-1]

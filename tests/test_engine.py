@@ -82,3 +82,28 @@ def test_checkpoint_only_workloads_plan_writes_then_reads() -> None:
 
     cfg = load(CONFIGS / "mlperf_storage_v3.0" / "llama3_8b.yaml")
     assert [(p.name, p.needs) for p in plan(cfg)] == [("checkpoint_write", ()), ("checkpoint_read", ())]
+
+
+def _blocks_yaml(tmp_path: Path, every: int) -> Path:
+    path = tmp_path / f"wl{every}.yaml"
+    path.write_text(
+        "framework: pytorch\nworkflow:\n  generate_data: true\n  train: true\n  checkpoint: true\n"
+        "dataset:\n  format: npy\n  num_files_train: 10\n  record_length_bytes: 64\n"
+        "reader:\n  data_loader: pytorch\n  batch_size: 1\n"
+        f"train:\n  epochs: 2\ncheckpoint:\n  steps_between_checkpoints: {every}\n"
+    )
+    return path
+
+
+def test_config_notes_say_when_dlio_throughput_will_be_meaningless(tmp_path: Path) -> None:
+    """Step-based checkpoints every 4 of 10 steps leave 2-step blocks ([4, 4, 2], [2, 4, 4]): DLIO's
+    ``steps - 2`` numerator gives them 0 samples/s, and the schema item's notes say so before the run."""
+    from pytest_dlio.engine import RunSettings
+    from pytest_dlio.engine.load import load_workload, shortest_block
+
+    settings = RunSettings(data_root=tmp_path)
+    cfg = load_workload(_blocks_yaml(tmp_path, 4), settings)
+    assert shortest_block(cfg) == 2
+    assert any("a training block will have 2 step(s)" in n and "steps - 2" in n for n in cfg.source.notes)
+    fine = load_workload(_blocks_yaml(tmp_path, 5), settings)  # [5, 5], [5, 5]
+    assert shortest_block(fine) == 5 and not any("steps - 2" in n for n in fine.source.notes)

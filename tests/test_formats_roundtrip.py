@@ -169,3 +169,23 @@ def check_row_groups(data: bytes, f: DataFile, ds: Dataset) -> None:
         starts = [c.dictionary_page_offset if c.has_dictionary_page else c.data_page_offset for c in chunks]
         assert off == min(starts) and off + length <= len(data) - n  # a chunk starts at its dictionary page
         assert codec.decode_span(data[off : off + length], f, ds) == length
+
+
+def test_tfrecord_records_of_a_new_layout_are_parsed_in_full() -> None:
+    """Only records whose bytes before the image match a parsed one (same length) skip the field-by-field
+    parse: a record of the same length with another feature name is parsed, and has no image."""
+    from pytest_dlio.formats.example_proto import bytes_feature_prefix, example_prefix, int64_feature
+    from pytest_dlio.formats.tfrecord import masked_crc, samples
+
+    def record(name: str, img: bytes) -> bytes:
+        size = int64_feature("size", [len(img)])
+        prefix = bytes_feature_prefix(name, len(img))
+        body = example_prefix(len(size) + len(prefix) + len(img)) + size + prefix + img
+        n = struct.pack("<Q", len(body))
+        return n + struct.pack("<I", masked_crc(n)) + body + struct.pack("<I", masked_crc(body))
+
+    a, b, c = (bytes([i]) * 32 for i in (1, 2, 3))
+    data = record("image", a) + record("image", b) + record("imagf", c) + record("image", c)
+    got = samples(data)
+    assert [bytes(x) for x in got] == [a, b, b"", c]
+    assert len({len(record("image", a)), len(record("imagf", c))}) == 1  # same length, other layout

@@ -113,3 +113,64 @@ def test_parquet_rows_come_from_their_row_group_span() -> None:
         chunks = [group.column(c) for c in range(group.num_columns)]
         (a,) = [c for c in chunks if c.path_in_schema.startswith("a")]
         assert size == a.total_compressed_size, f"row {i}"
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "npy"])
+def test_runs_from_one_read_unit_are_served_whole(fmt: str) -> None:
+    """A batch of many rows from a few units (dlrm: 12288 rows from two row groups) is taken a run at a
+    time: every sample is still the stored one, in order, and each unit the order reaches is read once."""
+    kw: dict[str, Any] = {"record_dims": (3, 5), "record_element_type": "float32"}
+    if fmt == "parquet":
+        kw = {"parquet": Parquet(columns=(ParquetColumn("a", "float32", 4),), row_group_size=4)}
+    cfg = config(fmt, 10, 1, "on_demand", **kw)  # one reader task: batches in turn, reads in a known order
+    files = [f for f in dataset_files(cfg) if f.split == "train"]
+    # runs inside row groups, across group and file boundaries, and back to a unit read before
+    order = np.array([*range(0, 12), 20, 21, 22, 23, 12, 13, 14, 15, 16, 17, 18, 19, 4, 5, 6, 7])
+
+    async def go() -> tuple[list[Any], list[bytes], Reads]:
+        store = await stored(cfg, fmt)
+        reads = Reads()
+        with ThreadPoolExecutor(1) as pool:
+            loader = Loader(cfg, store, files, reads, pool, np.random.default_rng(0))
+            got = [s async for batch in loader.batches(order, 14) for s in batch]
+        return got, [bytes(await store.get(f.key)) for f in files], reads
+
+    got, datas, reads = asyncio.run(go())
+    assert len(got) == len(order)
+    if fmt == "npy":
+        want = [reference_samples(d, f, cfg.dataset, {}) for d, f in zip(datas, files, strict=True)]
+        for i, sample in zip(order.tolist(), got, strict=True):
+            assert np.asarray(sample).tobytes() == want[i // 10][i % 10].tobytes(), f"sample {i}"
+        # the loader keeps its 2 most recent files: 0, 1, 2 | 2 and 1 kept, 0 read again
+        assert len(reads.nbytes) == 4
+        return
+    for i, size in zip(order.tolist(), got, strict=True):
+        group = pq.read_metadata(io.BytesIO(datas[i // 10])).row_group((i % 10) // 4)
+        assert size == group.column(0).total_compressed_size, f"row {i}"
+    # each file's footer (2 reads); row groups, the 2 most recent kept: f0 g0 g1 g2, f1 g0, f2 g0 |
+    # f2 g0 and f1 g0 kept, f1 g1 g2 and f0 g1 read (again)
+    assert len(reads.nbytes) == 2 * 3 + 5 + 3
+
+
+@pytest.mark.parametrize(
+    ("fmt", "threads", "decodes"), [("npz", 2, True), ("npy", 0, True), ("indexed_binary", 2, False)]
+)
+def test_decode_time_is_measured(fmt: str, threads: int, decodes: bool) -> None:
+    """The loader sums the time it spent decoding (in the pool or inline): the AU verdict compares it with
+    the time reads took. Ranged units (a view of the bytes) are not decoded."""
+    cfg = config(fmt, 2, threads, "on_demand")
+    files = [f for f in dataset_files(cfg) if f.split == "train"]
+
+    async def go() -> float:
+        store = await stored(cfg, fmt)
+        pool = ThreadPoolExecutor(threads) if threads else None
+        try:
+            loader = Loader(cfg, store, files, Reads(), pool, np.random.default_rng(0))
+            assert [s async for b in loader.batches(np.arange(6), 2) for s in b]
+            return loader.stats.decode_seconds
+        finally:
+            if pool is not None:
+                pool.shutdown()
+
+    spent = asyncio.run(go())
+    assert (spent > 0) is decodes

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from pytest_dlio.metrics import (
     BlockMetrics,
+    ReaderCosts,
     au_verdict,
     block_metrics,
     combine,
@@ -226,3 +228,31 @@ def test_au_verdict_says_where_time_went(golden):
 def test_timeline_round_trip(golden):
     tls, _ = golden
     assert from_dict(to_dict(tls[0])) == tls[0]
+
+
+def _costs(threads: int = 4, decode: float = 0.0, inline: bool = False) -> ReaderCosts:
+    return ReaderCosts(
+        read_threads=threads, decode_seconds=decode, decode_inline=inline, format="jpeg", cores=2
+    )
+
+
+def test_au_verdict_names_the_probable_cause_from_the_figures(golden):
+    """The failure says which measured cost dominated — reads, decoding, the harness's own work on the
+    event loop, or reads on the step's path — instead of always blaming the storage."""
+    tls, thr = golden
+    m = compute_metrics(tls, thr)
+    read_s = sum(sum(r.latencies) for r in m.per_rank)
+    assert read_s > 0
+    storage = au_verdict(m, thr, costs=_costs(decode=read_s / 2))
+    assert storage is not None and "storage is too slow" in storage and "CPU-bound" not in storage
+    assert f"reads took {read_s:.3f} s" in storage
+    cpu = au_verdict(m, thr, costs=_costs(decode=read_s * 2))
+    assert cpu is not None and "CPU-bound (jpeg decoding on 2 core(s))" in cpu and "too slow" not in cpu
+    path = au_verdict(m, thr, costs=_costs(threads=0, decode=read_s * 2))
+    assert path is not None and "reader.read_threads: 0" in path
+    held = replace(m, compute_overrun_seconds=m.io_wait_seconds)  # the loop was held as long as it waited
+    harness = au_verdict(held, thr, costs=_costs(decode=read_s * 2, inline=True))
+    assert harness is not None and "the harness, not the storage" in harness and "inline decoding" in harness
+    assert au_verdict(m, thr) is not None and "storage is too slow" in au_verdict(
+        m, thr
+    )  # no costs: as before

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -27,10 +28,11 @@ from pytest_dlio.errors import DlioError
 from pytest_dlio.formats import get_format
 from pytest_dlio.phases.loader import dataset_keys
 from pytest_dlio.phases.sampler import epoch_order
-from pytest_dlio.phases.train import run_training
+from pytest_dlio.phases.train import run_training, timed_compute
 from pytest_dlio.ranks import SingleComm
 from pytest_dlio.storage import open_store
 from pytest_dlio.storage.session import StorageSession
+from pytest_dlio.timeline import Clock
 
 _names = itertools.count()
 
@@ -242,6 +244,26 @@ def test_checkpoint_hook_splits_blocks():
     r = run(make_cfg(files=10, spf=1, bs=1, epochs=2, ckpt_steps=4), on_checkpoint=ckpt)
     assert calls == [(1, 4), (1, 8), (2, 12), (2, 16), (2, 20)]
     assert [[len(b.steps) for b in e.blocks] for e in r.timeline.epochs] == [[4, 4, 2], [2, 4, 4]]
+
+
+def test_loop_held_past_the_draw_is_overrun_not_compute():
+    """A reader task that holds the event loop when the emulated compute should end (inline decoding,
+    batch assembly) stretches the measured sleep; the accelerator computed only its draw, and the rest is
+    kept as overrun, so AU does not count the harness's own work as compute (DLIO's readers are other
+    processes: its measured sleep is its draw)."""
+
+    async def go() -> tuple[float, float]:
+        async def hog() -> None:
+            await asyncio.sleep(0.001)
+            time.sleep(0.03)  # holds the loop across the 10 ms compute's end
+
+        task = asyncio.create_task(hog())
+        got = await timed_compute(0.010, Clock())
+        await task
+        return got
+
+    compute, overrun = asyncio.run(go())
+    assert compute == 0.010 and overrun >= 0.02
 
 
 def test_compute_is_measured_not_assumed():

@@ -12,6 +12,20 @@
   loaded 2-core machine) would be a visible share of the step, and AU would measure the harness, not the
   storage. The byte budget gives way (unet3d at ``smoke`` is 0.2–0.7 GB, not 8 MiB); a workload
   whose full-size compute per step is already below the floor (dlrm: 0.375 ms) keeps full-size records.
+- Floor on compute per read (``MIN_READ_COMPUTE``, 2 ms): records also stop shrinking where the compute
+  that one read serves (compute per sample × the samples one read unit holds: the file, a parquet row
+  group, one sample) would fall below it. Each read pays fixed costs — an open, a request, an executor
+  hop, a decoder's setup — that do not shrink with the record, so tiny records make the harness, not
+  the storage, the bottleneck: retinanet_b200 at 0.21 of full-size records showed AU 60–71 %, at full
+  size 95–99 % (same bandwidth per step, about the same JPEG decoding CPU per byte). A workload whose
+  full-size compute per read is below the floor keeps full-size records.
+- Floor on compute per sample (``MIN_SAMPLE_COMPUTE``, 0.25 ms): a file of many samples is one read,
+  but each sample still costs the harness something on the event loop (a TFRecord frame's CRCs and
+  slice, ~7 µs; its place in the batch): resnet50 at smoke had 25 µs of compute per sample.
+- Floor on compute per epoch (``MIN_EPOCH_COMPUTE``, 0.2 s): more steps where an epoch would hold less
+  compute, as far as the dataset stays within ``EPOCH_FLOOR_BYTES`` (256 MiB). Each
+  epoch starts its read pipeline empty; in a 55 ms epoch (cosmoflow_a100 at 10 steps) that start-up
+  is a visible share of AU: 85 % at 10 steps, 93 % at 30, 97 % at 100 on local files.
 - Checkpoints scale too: ``model_size_bytes`` by the factor; transformer widths by √factor, so the
   parameter count scales by about the factor while layers, parallelism and file names stay DLIO's.
 - ``smoke`` also caps epochs at 2 (checkpoint triggers move inside them).
@@ -29,6 +43,13 @@ SMOKE_EPOCHS = 2
 MIN_RECORD = 64  # bytes: below this, per-request overhead is all a run would measure
 #: seconds of compute per training step below which records stop shrinking (see the module docstring)
 MIN_STEP_COMPUTE = 0.010
+#: seconds of compute per read (one read unit's samples) below which records stop shrinking
+MIN_READ_COMPUTE = 0.002
+#: seconds of compute per sample below which records stop shrinking
+MIN_SAMPLE_COMPUTE = 0.00025
+#: seconds of compute per epoch below which steps are added, while the dataset stays within EPOCH_FLOOR_BYTES
+MIN_EPOCH_COMPUTE = 0.2
+EPOCH_FLOOR_BYTES = 256 * 2**20
 
 
 def workload_bytes(cfg: WorkloadConfig) -> float:
@@ -58,6 +79,25 @@ def min_steps(cfg: WorkloadConfig) -> int:
     return max(MIN_STEPS, 2 * max(rd.prefetch_size, rd.read_threads, 1) + 2)
 
 
+def samples_per_read(cfg: WorkloadConfig) -> int:
+    """Samples one read serves: a parquet row group, one indexed_binary sample (ranged reads on demand),
+    else the whole file (what ``formats``' read units fetch; config cannot import formats)."""
+    ds = cfg.dataset
+    spf = max(1, ds.num_samples_per_file)
+    if ds.format == "parquet":
+        return max(1, min(ds.parquet.row_group_size, spf))
+    if ds.format in ("indexed_binary", "mmap_indexed_binary") and cfg.reader.read_type != "memory":
+        return 1
+    return spf
+
+
+def _floor(full: float, record_factor: float, floor: float) -> float | None:
+    """The smallest record factor that keeps ``full * factor`` >= ``floor`` (None when not binding)."""
+    if full <= 0 or full * record_factor >= floor:
+        return None
+    return min(1.0, floor / full)
+
+
 def factor_for(cfg: WorkloadConfig, budget: float) -> float:
     """The factor that brings ``cfg`` to about ``budget`` bytes (1.0 when it is already smaller)."""
     total = workload_bytes(cfg)
@@ -70,23 +110,61 @@ def scale_config(
     """A copy of ``cfg`` whose dataset and checkpoints hold ``factor`` times the bytes (see module doc)."""
     if factor >= 1.0:
         return cfg
+    have = min_steps(cfg)
+    out = _scaled(cfg, factor, ranks, smoke, have)
+    cap = max(EPOCH_FLOOR_BYTES, workload_bytes(out))
+    for _ in range(4):  # more steps shrink records to the floors, which may ask for more steps again
+        per_step = out.train.computation_time.expected()
+        steps = out.steps_per_epoch(ranks)
+        if per_step <= 0 or steps <= 0 or steps * per_step >= MIN_EPOCH_COMPUTE:
+            break
+        step_bytes = workload_bytes(out) / steps
+        want = min(math.ceil(MIN_EPOCH_COMPUTE / per_step), int(cap / step_bytes) if step_bytes else steps)
+        if want <= have:
+            break
+        have = want
+        out = _scaled(cfg, factor, ranks, smoke, have)
+    if have > min_steps(cfg):
+        notes = out.source.notes
+        note = (
+            f"{notes[-1]}; {out.steps_per_epoch(ranks)} steps per epoch so an epoch holds "
+            f"{out.steps_per_epoch(ranks) * out.train.computation_time.expected():.2f} s of compute "
+            f"(floor {MIN_EPOCH_COMPUTE:g} s, as far as the dataset stays within "
+            f"{EPOCH_FLOOR_BYTES / 2**20:.0f} MiB)"
+        )
+        out = dataclasses.replace(out, source=dataclasses.replace(out.source, notes=(*notes[:-1], note)))
+    return out
+
+
+def _scaled(cfg: WorkloadConfig, factor: float, ranks: int, smoke: bool, steps: int) -> WorkloadConfig:
+    """``scale_config`` with at least ``steps`` steps per epoch."""
     ds, rd, tr = cfg.dataset, cfg.reader, cfg.train
     spf = ds.num_samples_per_file
     samples = ds.num_files_train * spf
-    steps = min_steps(cfg)
     min_samples = steps * rd.batch_size * ranks + cfg.output.metric.exclude_end_steps * rd.batch_size * ranks
     new_samples = min(samples, max(min_samples, math.ceil(samples * factor)))
     sample_factor = new_samples / samples if samples else 1.0
     record_factor = factor / sample_factor if sample_factor else factor
     record = max(MIN_RECORD, ds.sample_bytes * record_factor)
     record_factor = record / ds.sample_bytes if ds.sample_bytes else record_factor
-    # compute floor: records shrink only as far as compute per step stays >= MIN_STEP_COMPUTE (bytes
-    # per step and compute keep their ratio; the byte budget gives way). A workload whose full-size
-    # compute is below the floor keeps its full-size records and compute.
+    # compute floors: records shrink only as far as compute per step stays >= MIN_STEP_COMPUTE and
+    # compute per read >= MIN_READ_COMPUTE (bytes per step and compute keep their ratio; the byte budget
+    # gives way). A workload whose full-size compute is below a floor keeps its full-size records.
     full_compute = tr.computation_time.expected()
-    floored = full_compute > 0 and full_compute * record_factor < MIN_STEP_COMPUTE
-    if floored and ds.sample_bytes:
-        record_factor = max(record_factor, min(1.0, MIN_STEP_COMPUTE / full_compute))
+    per_sample = full_compute / max(1, rd.batch_size)
+    per_read = per_sample * samples_per_read(cfg)
+    floors = [
+        (f, what)
+        for f, what in (
+            (_floor(full_compute, record_factor, MIN_STEP_COMPUTE), "step"),
+            (_floor(per_read, record_factor, MIN_READ_COMPUTE), "read"),
+            (_floor(per_sample, record_factor, MIN_SAMPLE_COMPUTE), "sample"),
+        )
+        if f is not None
+    ]
+    floored = bool(floors) and bool(ds.sample_bytes)
+    if floored:
+        record_factor = max(record_factor, *(f for f, _ in floors))
         record = max(MIN_RECORD, ds.sample_bytes * record_factor)
     new_spf = max(1, min(spf, new_samples // max(1, min(8, ds.num_files_train))))
     files = max(1, math.ceil(new_samples / new_spf))
@@ -151,8 +229,10 @@ def scale_config(
     note = _describe(cfg, dataset, factor, epochs)
     if floored:
         note += (
-            f"; records kept at {record_factor:.3g} of full size so compute per step stays "
-            f"{full_compute * record_factor * 1000:.1f} ms (floor {MIN_STEP_COMPUTE * 1000:.0f} ms)"
+            f"; records kept at {record_factor:.3g} of full size so compute stays "
+            f"{full_compute * record_factor * 1000:.1f} ms per step (floor {MIN_STEP_COMPUTE * 1000:.0f} ms)"
+            f", {per_read * record_factor * 1000:.2f} ms per read (floor {MIN_READ_COMPUTE * 1000:.0f} ms) "
+            f"and {per_sample * record_factor * 1000:.3f} ms per sample (floor {MIN_SAMPLE_COMPUTE * 1000:.2f} ms)"
         )
     source = dataclasses.replace(cfg.source, scale=factor, notes=(*cfg.source.notes, note))
     return dataclasses.replace(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from pytest_dlio.checkpointing.sizes import check_world
@@ -36,7 +37,47 @@ def load_workload(path: str | Path, settings: RunSettings) -> WorkloadConfig:
     if scale is not None:
         factor = factor_for(cfg, SCALE_PRESETS[scale]) if isinstance(scale, str) else scale
         cfg = scale_config(cfg, factor, ranks=settings.ranks, smoke=scale == "smoke")
+    note = throughput_note(cfg, settings.ranks)
+    if note:
+        cfg = dataclasses.replace(
+            cfg, source=dataclasses.replace(cfg.source, notes=(*cfg.source.notes, note))
+        )
     return cfg
+
+
+def shortest_block(cfg: WorkloadConfig, ranks: int = 1) -> int:
+    """The fewest steps any training block will have: epochs, split by step-based checkpoints."""
+    steps = cfg.steps_per_epoch(ranks)
+    every = cfg.checkpoint.steps_between_checkpoints if cfg.workflow.checkpoint else -1
+    if steps <= 0 or every <= 0 or every >= steps * cfg.train.epochs:
+        return max(0, steps)
+    shortest, overall = steps, 0
+    for _ in range(cfg.train.epochs):  # as phases.train splits them: at every multiple of `every`, overall
+        run = 0
+        for _ in range(steps):
+            overall, run = overall + 1, run + 1
+            if overall % every == 0:
+                shortest, run = min(shortest, run), 0
+                if shortest <= 2:
+                    return shortest
+        if run:
+            shortest = min(shortest, run)
+    return shortest
+
+
+def throughput_note(cfg: WorkloadConfig, ranks: int = 1) -> str | None:
+    """A config note when DLIO's throughput formula will make samples/s meaningless for this run."""
+    if not cfg.workflow.train:
+        return None
+    n = shortest_block(cfg, ranks)
+    if n > 2:
+        return None
+    return (
+        f"a training block will have {n} step(s) (steps per epoch {cfg.steps_per_epoch(ranks)}, "
+        f"checkpoint.steps_between_checkpoints {cfg.checkpoint.steps_between_checkpoints}): DLIO's throughput "
+        "formula counts steps - 2 per block, so train_throughput_* and train_io_* will be 0 or understated "
+        "(train_throughput_meaningful = 0); read_MB_per_second_actual is the measured rate"
+    )
 
 
 def world_problems(cfg: WorkloadConfig, settings: RunSettings) -> list[str]:

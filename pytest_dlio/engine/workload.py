@@ -48,7 +48,7 @@ from pytest_dlio.report.series import latency_histogram, time_series
 
 if TYPE_CHECKING:
     from pytest_dlio.config.model import WorkloadConfig
-    from pytest_dlio.metrics import TrainMetrics
+    from pytest_dlio.metrics import ReaderCosts, TrainMetrics
     from pytest_dlio.phases.checkpoint import Checkpointer, CheckpointStats
     from pytest_dlio.phases.datagen import DatagenStats
     from pytest_dlio.phases.train import TrainRun
@@ -384,7 +384,23 @@ class Workload:
             raise DlioError("no training metrics: the train phase did not run")
         if len(self._train_metrics) > 1:
             return report.au_runs_result(self._train_metrics, self.cfg.metric.au)
-        return report.au_result(m, self.cfg.metric.au, self.retries.get("train"))
+        return report.au_result(m, self.cfg.metric.au, self.retries.get("train"), self._reader_costs())
+
+    def _reader_costs(self) -> ReaderCosts | None:
+        """What this rank's training readers spent (the AU verdict names the probable cause from it)."""
+        from pytest_dlio.formats import get_format
+        from pytest_dlio.metrics import ReaderCosts
+
+        if self.train_run is None:
+            return None
+        rd, fmt = self.cfg.reader, self.cfg.dataset.format
+        return ReaderCosts(
+            read_threads=rd.read_threads,
+            decode_seconds=self.train_run.loader.decode_seconds,
+            decode_inline=rd.read_threads <= 0 or not get_format(fmt).heavy,
+            format=fmt,
+            cores=os.cpu_count() or 1,
+        )
 
     async def checkpoint_write(self) -> PhaseResult:
         from pytest_dlio.phases.checkpoint import write_checkpoints

@@ -130,11 +130,35 @@ def records(data: Buffer, key: str = "") -> Iterator[memoryview]:
 
 
 def samples(data: Buffer, key: str = "") -> list[Any]:
-    """Each record's ``image`` feature as uint8 (lengths and CRCs checked)."""
-    out = []
+    """Each record's ``image`` feature as uint8 (lengths and CRCs checked).
+
+    A record whose bytes before the image equal an earlier record's, at the same length, parses the same
+    way up to an image of the same place and size (the structure is all in those bytes; the image is a
+    length-delimited field's payload), so only the first record of each layout is parsed field by field:
+    parsing every record in Python cost ~25 µs each, more than resnet50's compute per sample at smoke."""
+    out: list[Any] = []
+    head, size = b"", -1  # the bytes before the image in a parsed record whose image is its tail
+    last: tuple[memoryview, bytes] | None = None  # the last parsed record and its image
     for body in records(data, key):
+        if size == body.nbytes and body[: len(head)] == head:
+            out.append(np.frombuffer(bytes(body[len(head) :]), dtype=np.uint8))
+            continue
+        if last is not None and size == -1 and last[0].nbytes == body.nbytes:  # a second record like it:
+            prev, img = last  # learn the layout once (one memcmp), not for one-record files
+            tail = prev.nbytes - len(img)
+            head, size = (
+                (bytes(prev[:tail]), prev.nbytes) if img and prev[tail:].tobytes() == img else (b"", -2)
+            )
+            if size >= 0:
+                if body[:tail] == head:
+                    out.append(np.frombuffer(bytes(body[tail:]), dtype=np.uint8))
+                    continue
         image = parse_example(body).get("image", b"")
-        out.append(np.frombuffer(image, dtype=np.uint8) if isinstance(image, bytes) else image)
+        if not isinstance(image, bytes):
+            out.append(image)
+            continue
+        last = (body, image)
+        out.append(np.frombuffer(image, dtype=np.uint8))
     return out
 
 

@@ -46,6 +46,20 @@ async def emulate(seconds: float) -> None:
         pass
 
 
+async def timed_compute(seconds: float, clock: Clock) -> tuple[float, float]:
+    """Emulate ``seconds`` of compute; (compute, overrun) as measured.
+
+    Reader tasks share the event loop, so one that holds it (assembling a batch, decoding inline) when the
+    sleep should end makes the measured sleep longer than the draw. DLIO's readers are other processes:
+    its measured sleep is the draw. The accelerator computed at most the draw; the rest is the harness's
+    own work, kept apart (``overrun``) so AU does not count it as compute."""
+    t = clock.now()
+    await emulate(seconds)
+    took = clock.now() - t
+    compute = min(took, seconds) if seconds > 0 else took
+    return compute, took - compute
+
+
 # ---------------------------------------------------------------- the loop ----
 @dataclass
 class TrainRun:
@@ -94,9 +108,9 @@ async def _eval(
             t0 = clock.now()
             await anext(it)
             t1 = clock.now()
-            await emulate(cfg.evaluation.eval_time.sample(rng))
+            compute, overrun = await timed_compute(cfg.evaluation.eval_time.sample(rng), clock)
             t2 = clock.now()
-            run.steps.append(Step(t0, t1 - t0, t2 - t1, t2 - t0))
+            run.steps.append(Step(t0, t1 - t0, compute, t2 - t0, overrun))
             tick(len(run.steps), final=len(run.steps) == steps, epoch=epoch)
     finally:
         await it.aclose()
@@ -176,13 +190,12 @@ async def run_training(
                     await anext(it)
                     taken += 1
                     t1 = clock.now()
-                    await emulate(cfg.train.computation_time.sample(rng))
-                    t2 = clock.now()
+                    compute, overrun = await timed_compute(cfg.train.computation_time.sample(rng), clock)
                     await comm.barrier()  # a coroutine: the loader's reader tasks keep running meanwhile
-                    block.steps.append(Step(t0, t1 - t0, t2 - t1, clock.now() - t0))
+                    block.steps.append(Step(t0, t1 - t0, compute, clock.now() - t0, overrun))
                     overall += 1
                     if step > tl.exclude_start_steps:
-                        busy, proc_sum, counted = busy + t2 - t1, proc_sum + block.steps[-1].proc, counted + 1
+                        busy, proc_sum, counted = busy + compute, proc_sum + block.steps[-1].proc, counted + 1
                     tick(
                         overall,
                         epoch=e,
@@ -237,4 +250,4 @@ async def run_training(
     return TrainRun(tl, metrics, loader.stats, tl.t_start, tl.t_end)
 
 
-__all__ = ["CheckpointHook", "EpochHook", "TrainRun", "emulate", "run_training"]
+__all__ = ["CheckpointHook", "EpochHook", "TrainRun", "emulate", "run_training", "timed_compute"]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pytest_dlio.metrics import TrainMetrics, au_verdict
+from pytest_dlio.metrics import ReaderCosts, TrainMetrics, au_verdict
 from pytest_dlio.report.table import metric_lines
 
 if TYPE_CHECKING:
@@ -81,15 +81,18 @@ def train_result(m: TrainMetrics) -> PhaseResult:
     return PhaseResult("train", m.properties(), lines)
 
 
-def au_result(m: TrainMetrics, threshold: float, retries: Retries | None = None) -> PhaseResult:
+def au_result(
+    m: TrainMetrics, threshold: float, retries: Retries | None = None, costs: ReaderCosts | None = None
+) -> PhaseResult:
     """The AU gate: mean train AU against ``metric.au`` (a fraction), failing with where the time went
-    (``retries``: the storage retries made during training, blamed when there were any)."""
+    (``retries``: the storage retries made during training, blamed when there were any; ``costs``: the
+    readers' measured decode time, from which the failure names the probable cause)."""
     props: list[Property] = [
         ("train_au_mean_percentage", float(m.train_au_mean_percentage)),
         ("au_threshold_percentage", float(threshold * 100)),
         ("train_au_meet_expectation", "success" if m.train_au_mean_percentage >= threshold * 100 else "fail"),
     ]
-    return PhaseResult("au", props, failure=au_verdict(m, threshold, retries))
+    return PhaseResult("au", props, failure=au_verdict(m, threshold, retries, costs))
 
 
 def au_runs_result(runs: list[TrainMetrics], threshold: float) -> PhaseResult:
