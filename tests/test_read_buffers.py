@@ -299,3 +299,24 @@ def test_get_range_pooled_returns_get_range_bytes_and_reuses_buffers(tmp_path: P
                 await store.get_range_pooled("c/f", -1, 10)
 
     asyncio.run(go())
+
+
+def test_reader_threads_time_their_decoding(tmp_path: Path) -> None:
+    """Batches read and decoded on the reader threads count their decode time too (the au verdict compares
+    it with the time reads took)."""
+    cfg = config(files=4, threads=2, record=POOL_MIN + 4096, fmt="npz")
+
+    async def go() -> tuple[bool, float]:
+        async with open_store(tmp_path.as_uri()) as store:
+            await fill(store, cfg)
+            pool = ThreadPoolExecutor(2)
+            loader = Loader(
+                cfg, store, dataset_files(cfg), Reads(), pool, np.random.default_rng(0), recycle=True
+            )
+            async for _ in loader.batches(epoch_order(cfg, 1, 0, 1, shared_seed=0), 2):
+                pass
+            pool.shutdown()
+            return loader.blocking is not None, loader.stats.decode_seconds
+
+    threaded, spent = asyncio.run(go())
+    assert threaded and spent > 0

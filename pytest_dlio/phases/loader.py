@@ -419,7 +419,7 @@ class Loader:
                 got = read(f.key)
                 held.append(got)
                 recorded.append((len(got.data), time.perf_counter() - t, t))
-                out.append(decode_sample(f, self.ds, got.data, 0))
+                out.append(self._timed(decode_sample, f, self.ds, got.data, 0))
                 if delay > 0:
                     time.sleep(delay)  # DLIO's preprocess_time: a sleep in the worker, per sample
         except BaseException:
