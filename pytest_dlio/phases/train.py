@@ -196,17 +196,18 @@ async def run_training(
                     overall += 1
                     if step > tl.exclude_start_steps:
                         busy, proc_sum, counted = busy + compute, proc_sum + block.steps[-1].proc, counted + 1
-                    tick(
-                        overall,
-                        epoch=e,
-                        epochs=cfg.train.epochs,
-                        step=step,
-                        steps=steps,
-                        au_percent=100.0 * busy / proc_sum if proc_sum else None,
-                        samples_per_second=counted * rd.batch_size * comm.size / proc_sum
-                        if proc_sum
-                        else None,
-                    )
+                    if progress is not None:  # its keyword arguments cost the step loop time otherwise
+                        tick(
+                            overall,
+                            epoch=e,
+                            epochs=cfg.train.epochs,
+                            step=step,
+                            steps=steps,
+                            au_percent=100.0 * busy / proc_sum if proc_sum else None,
+                            samples_per_second=counted * rd.batch_size * comm.size / proc_sum
+                            if proc_sum
+                            else None,
+                        )
                     if every > 0 and overall % every == 0 and on_checkpoint is not None:
                         block.t_end = clock.now()
                         ep.blocks.append(block)
@@ -214,10 +215,11 @@ async def run_training(
                         block = Block(block.index + 1, clock.now()) if step < steps else None  # type: ignore[assignment]
                         if block is None:
                             break
+                if block is not None:  # the block ends with its last step, not with the loader's teardown
+                    block.t_end = clock.now()
             finally:
                 await it.aclose()
             if block is not None and block.steps:
-                block.t_end = clock.now()
                 ep.blocks.append(block)
             await _check_coverage(
                 comm, order[: taken * rd.batch_size], cfg.total_samples_train, steps, rd.batch_size, e
