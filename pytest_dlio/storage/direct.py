@@ -11,7 +11,7 @@ from pathlib import Path
 from pytest_dlio.errors import StorageError
 from pytest_dlio.storage._pool import translate
 from pytest_dlio.storage.base import Buffer, Pooled, Writer, check_key
-from pytest_dlio.storage.file import FileStore, commit, open_temp, page_buffer, temp_path
+from pytest_dlio.storage.file import FileStore, commit, landing, open_temp, page_buffer, temp_path
 
 ALIGN = 4096
 CHUNK = 4 * 2**20  # bounded staging buffer per write call / writer
@@ -94,19 +94,15 @@ def _put(path: Path, data: Buffer, fsync: bool) -> None:
     view = memoryview(data).cast("B")
     staging = page_buffer(min(CHUNK, max(ALIGN, _up(len(view)))))
     try:
-        fd = _open_direct(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         try:
+            fd = _open_direct(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a filesystem refusing O_DIRECT may have created it
+            raise
+        with landing(fd, tmp, path, fsync):
             _write_padded(fd, staging, view, 0)
             if len(view) % ALIGN:
                 os.ftruncate(fd, len(view))
-            if fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        commit(tmp, path, fsync)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     finally:
         staging.close()
 

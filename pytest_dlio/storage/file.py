@@ -20,7 +20,8 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pytest_dlio.errors import StorageError
@@ -178,25 +179,14 @@ def _open_temp_for(path: Path, known_dirs: set[Path]) -> tuple[Path, int]:
     raise AssertionError("unreachable")
 
 
-def _put_chunks(
-    path: Path,
-    chunks: Iterable[Buffer],
-    patches: Callable[[], Iterable[tuple[int, Buffer]]],
-    fsync: bool,
-    known_dirs: set[Path],
-) -> int:
-    tmp, fd = _open_temp_for(path, known_dirs)
+@contextmanager
+def landing(fd: int, tmp: Path, path: Path, fsync: bool) -> Iterator[None]:
+    """Write through ``fd`` (open on the temp file ``tmp``) inside the block; then fsync when asked,
+    close, and rename ``tmp`` over ``path`` (:func:`commit`). On any error ``fd`` is closed and ``tmp``
+    removed: nothing appears under ``path``."""
     try:
         try:
-            written = 0
-            for chunk in chunks:
-                _write_all(fd, chunk)
-                written += memoryview(chunk).nbytes
-            for offset, data in patches():
-                view = memoryview(data).cast("B")
-                while view:
-                    n = os.pwrite(fd, view, offset)
-                    view, offset = view[n:], offset + n
+            yield
             if fsync:
                 os.fsync(fd)
         finally:
@@ -205,6 +195,26 @@ def _put_chunks(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _put_chunks(
+    path: Path,
+    chunks: Iterable[Buffer],
+    patches: Callable[[], Iterable[tuple[int, Buffer]]],
+    fsync: bool,
+    known_dirs: set[Path],
+) -> int:
+    tmp, fd = _open_temp_for(path, known_dirs)
+    with landing(fd, tmp, path, fsync):
+        written = 0
+        for chunk in chunks:
+            _write_all(fd, chunk)
+            written += memoryview(chunk).nbytes
+        for offset, data in patches():
+            view = memoryview(data).cast("B")
+            while view:
+                n = os.pwrite(fd, view, offset)
+                view, offset = view[n:], offset + n
     return written
 
 
