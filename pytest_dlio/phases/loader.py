@@ -141,24 +141,11 @@ class Loader:
         # multi-MiB buffer per read was the read path's largest cost) handed back when the consumer asks
         # for the next batch, and a thread finishing a batch starts the next queued one without a round
         # trip through the event loop.
-        self.blocking = (
-            store.blocking_get()
-            if recycle
-            and self.spf == 1
-            and not self.memory
-            and self.unit is ReadUnit.FILE
-            and not any(f.sidecars for f in files)
-            else None
-        )
+        whole_files = recycle and self.spf == 1 and not self.memory and self.unit is ReadUnit.FILE
+        self.blocking = store.blocking_get() if whole_files and not any(f.sidecars for f in files) else None
         # a store with pooled reads but no blocking reader (a wrapped file store: throttled, timed) pools
         # through get_pooled on the event loop
-        self.pooled = self.blocking is not None or (
-            recycle
-            and store.pooled_reads
-            and self.spf == 1
-            and not self.memory
-            and self.unit is ReadUnit.FILE
-        )
+        self.pooled = self.blocking is not None or (whole_files and store.pooled_reads)
 
     async def _get(self, key: str, held: list[Callable[[], None]] | None = None) -> Buffer:
         t = time.perf_counter()
