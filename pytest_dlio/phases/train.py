@@ -196,18 +196,17 @@ async def run_training(
                     overall += 1
                     if step > tl.exclude_start_steps:
                         busy, proc_sum, counted = busy + compute, proc_sum + block.steps[-1].proc, counted + 1
-                    if progress is not None:  # its keyword arguments cost the step loop time otherwise
-                        tick(
-                            overall,
-                            epoch=e,
-                            epochs=cfg.train.epochs,
-                            step=step,
-                            steps=steps,
-                            au_percent=100.0 * busy / proc_sum if proc_sum else None,
-                            samples_per_second=counted * rd.batch_size * comm.size / proc_sum
-                            if proc_sum
-                            else None,
-                        )
+                    tick(
+                        overall,
+                        epoch=e,
+                        epochs=cfg.train.epochs,
+                        step=step,
+                        steps=steps,
+                        au_percent=100.0 * busy / proc_sum if proc_sum else None,
+                        samples_per_second=counted * rd.batch_size * comm.size / proc_sum
+                        if proc_sum
+                        else None,
+                    )
                     if every > 0 and overall % every == 0 and on_checkpoint is not None:
                         block.t_end = clock.now()
                         ep.blocks.append(block)
