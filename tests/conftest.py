@@ -31,6 +31,24 @@ def _inner_runs_are_not_xdist_workers(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(var, raising=False)
 
 
+#: Settings that would point the S3 / Azure clients at a real endpoint or account instead of the session's
+#: embedded moto / Azurite.
+ENDPOINT_ENV = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_STORAGE_ACCOUNT",
+    "AZURE_BLOB_ACCOUNT",
+)
+
+
+def use_embedded_emulators(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset :data:`ENDPOINT_ENV`: s3:// and az:// URIs then reach the embedded emulators, never a real
+    service configured on the machine."""
+    for var in ENDPOINT_ENV:
+        monkeypatch.delenv(var, raising=False)
+
+
 #: Options for every pytester run: hypothesis' plugin (preinstalled here) costs ~2 s per session.
 FAST = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
 

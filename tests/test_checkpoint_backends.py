@@ -15,6 +15,7 @@ from pytest_dlio.phases.checkpoint import read_checkpoints, write_checkpoints
 from pytest_dlio.ranks import SingleComm
 from pytest_dlio.storage.direct import probe
 from pytest_dlio.storage.pytest_plugin import get_storage_session
+from tests.conftest import use_embedded_emulators
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -37,14 +38,7 @@ def uri(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Monk
     if request.param == "direct":
         assert probe(tmp_path) is None, "O_DIRECT must work on the test machine's temp disk"
         return f"direct://{tmp_path}/ckpt"
-    for var in (
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_S3",
-        "AZURE_STORAGE_CONNECTION_STRING",
-        "AZURE_STORAGE_ACCOUNT",
-        "AZURE_BLOB_ACCOUNT",
-    ):
-        monkeypatch.delenv(var, raising=False)
+    use_embedded_emulators(monkeypatch)
     return f"{request.param}://dlio-ckpt-tests/{run}"  # the session's embedded moto / Azurite
 
 

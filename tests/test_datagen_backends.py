@@ -15,20 +15,14 @@ from pytest_dlio.phases.datagen import cleanup, generate
 from pytest_dlio.ranks import SingleComm
 from pytest_dlio.report.results import datagen_result
 from pytest_dlio.storage.pytest_plugin import get_storage_session
+from tests.conftest import use_embedded_emulators
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 
 @pytest.fixture(params=["direct", "s3", "az"])
 def uri(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    for var in (
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_S3",
-        "AZURE_STORAGE_CONNECTION_STRING",
-        "AZURE_STORAGE_ACCOUNT",
-        "AZURE_BLOB_ACCOUNT",
-    ):
-        monkeypatch.delenv(var, raising=False)
+    use_embedded_emulators(monkeypatch)
     tag = uuid.uuid4().hex[:10]
     return {
         "direct": f"direct://{tmp_path}/data",

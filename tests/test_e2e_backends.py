@@ -8,7 +8,7 @@ import pytest
 
 from pytest_dlio.storage.emulators import find_azurite
 from tests._junit import not_passed, read_cases
-from tests.conftest import CONFIGS, run
+from tests.conftest import CONFIGS, run, use_embedded_emulators
 
 #: One workload per format and checkpoint style; --dlio-scale 1e-9 shrinks each to its minimum
 #: (≥ 4 steps per epoch, 64-byte records at least).
@@ -42,8 +42,7 @@ def _storage(kind: str, tmp: Path) -> str:
 def test_workloads_run_on_backend(
     pytester: pytest.Pytester, kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AZURE_STORAGE_CONNECTION_STRING"):
-        monkeypatch.delenv(var, raising=False)
+    use_embedded_emulators(monkeypatch)
     # dlio/dlrm reads 8192 single-record ranges an epoch (batch 2048, even at its smallest): fine on local
     # stores, minutes of per-request overhead on the emulators; megatron covers indexed reads there.
     chosen = [w for w in WORKLOADS if kind in ("file", "direct", "mem") or w != "dlio/dlrm.yaml"]

@@ -10,6 +10,7 @@ import pytest
 from pytest_dlio.config.model import StorageConfig
 from pytest_dlio.storage.direct import probe
 from pytest_dlio.testing import StoreTests
+from tests.conftest import use_embedded_emulators
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -44,8 +45,7 @@ class TestS3Store(StoreTests):
 
     @pytest.fixture
     def store_uri(self, monkeypatch: pytest.MonkeyPatch) -> str:
-        for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-            monkeypatch.delenv(var, raising=False)
+        use_embedded_emulators(monkeypatch)
         return "s3://dlio-conformance/suite"  # no endpoint configured: the embedded moto server
 
 
@@ -59,6 +59,5 @@ class TestAzureStore(StoreTests):
 
     @pytest.fixture
     def store_uri(self, monkeypatch: pytest.MonkeyPatch) -> str:
-        for var in ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT", "AZURE_BLOB_ACCOUNT"):
-            monkeypatch.delenv(var, raising=False)
+        use_embedded_emulators(monkeypatch)
         return "az://dlio-conformance/suite"  # no credentials configured: the embedded Azurite

@@ -17,7 +17,7 @@ from pytest_dlio.storage.session import StorageSession
 from pytest_dlio.storage.settings import StoreOptions
 from pytest_dlio.testing import StoreTests
 from tests._junit import not_passed, read_cases
-from tests.conftest import CONFIGS, FAST, ROOT
+from tests.conftest import CONFIGS, FAST, ROOT, use_embedded_emulators
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -33,8 +33,7 @@ class _LibraryStore(StoreTests):
 
     @pytest.fixture
     def store_uri(self, monkeypatch: pytest.MonkeyPatch) -> str:
-        for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-            monkeypatch.delenv(var, raising=False)
+        use_embedded_emulators(monkeypatch)
         return f"s3://dlio-conformance-{self.library.lower()}/suite"  # the embedded moto server
 
 
@@ -58,8 +57,7 @@ def test_library_objects_are_plain_s3_objects(
     from pytest_dlio.storage.s3 import S3Store
     from pytest_dlio.testing.store import payload
 
-    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(var, raising=False)
+    use_embedded_emulators(monkeypatch)
     session = get_storage_session(request.config)
     uri = f"s3://dlio-interop/{library}"
     small, large = payload(1000, 1), payload(11 * 2**20, 2)

@@ -10,19 +10,13 @@ import pytest
 
 from pytest_dlio.phases.loader import dataset_files
 from pytest_dlio.storage.pytest_plugin import get_storage_session
+from tests.conftest import use_embedded_emulators
 from tests.test_train_loop import make_cfg, train_through_engine
 
 
 @pytest.mark.parametrize("uri", ["s3://dlio-train/{}", "az://dlio-train/{}"])
 def test_train_on_object_store(request, monkeypatch, tmp_path, uri):
-    for var in (
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_S3",
-        "AZURE_STORAGE_CONNECTION_STRING",
-        "AZURE_STORAGE_ACCOUNT",
-        "AZURE_BLOB_ACCOUNT",
-    ):
-        monkeypatch.delenv(var, raising=False)
+    use_embedded_emulators(monkeypatch)
     session = get_storage_session(request.config)
     cfg = make_cfg(files=6, spf=2, bs=2, threads=2, epochs=2, sample_shuffle="seed")
     cfg = replace(cfg, dataset=replace(cfg.dataset, format="npz"))
