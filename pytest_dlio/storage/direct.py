@@ -5,12 +5,10 @@ from __future__ import annotations
 import mmap
 import os
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 from pytest_dlio.errors import StorageError
-from pytest_dlio.storage._pool import translate
-from pytest_dlio.storage.base import Buffer, Pooled, Writer, check_key
+from pytest_dlio.storage.base import Buffer, Pooled, Writer
 from pytest_dlio.storage.file import FileStore, commit, landing, open_temp, page_buffer, temp_path
 
 ALIGN = 4096
@@ -152,21 +150,10 @@ class DirectStore(FileStore):
     async def _get_range(self, key: str, start: int, length: int) -> Buffer:
         return await self._io.run("get_range", key, _read, self.root / key, start, length)
 
-    async def _get_pooled(self, key: str) -> Pooled:
-        """O_DIRECT reads bring their own aligned buffer: ``get``'s bytes, nothing to hand back."""
-        return Pooled(await self._get(key))
-
-    def blocking_get(self) -> Callable[[str], Pooled]:
-        """O_DIRECT whole-object reads on the caller's thread (their own aligned buffer each)."""
-
-        def read(key: str) -> Pooled:
-            check_key(self.uri, "get", key)
-            try:
-                return Pooled(_read(self.root / key, 0, None))
-            except OSError as exc:
-                raise translate(exc, self.uri, "get", key) from exc
-
-        return read
+    def _read_whole(self, path: Path) -> Pooled:
+        """O_DIRECT reads bring their own aligned buffer (``get``'s bytes, nothing to hand back): what
+        ``get_pooled`` and ``blocking_get`` read."""
+        return Pooled(_read(path, 0, None))
 
     async def get_range_pooled(self, key: str, start: int, length: int) -> Pooled:
         """O_DIRECT reads bring their own aligned buffer: ``get_range``'s bytes, nothing to hand back."""
