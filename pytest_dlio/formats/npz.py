@@ -18,7 +18,7 @@ import numpy as np
 
 from pytest_dlio.formats.base import DataFile, Encoded, Format, Slices, Stream
 from pytest_dlio.formats.npy import file_size, header, view
-from pytest_dlio.randbytes import POOL, fill_random, random_array, random_chunks
+from pytest_dlio.randbytes import POOL, RandomCrc, fill_random, random_array, random_chunks
 from pytest_dlio.storage.base import Buffer
 
 if TYPE_CHECKING:
@@ -130,18 +130,16 @@ def _stream(f: DataFile, rng: np.random.Generator, buf: np.ndarray) -> Stream | 
     if n + len(head) + len(y_raw) + 1024 >= _LIMIT:
         return None  # np.savez's own container (zip64 sizes differ): encode
     x_len = len(head) + n
-    crc_x = crc32(head)
+    crc_x = RandomCrc(crc32(head))  # from what made the bytes: no pass over them
 
     def chunks() -> Iterator[Buffer]:
-        nonlocal crc_x
         yield _local(b"x.npy", 0, x_len) + head
-        for c in random_chunks(n, rng, buf):
-            crc_x = crc32(c, crc_x)
+        for c in random_chunks(n, rng, buf, crc_x):
             yield c.data
-        yield _tail(crc_x, x_len, y_raw)
+        yield _tail(crc_x.value(), x_len, y_raw)
 
     total = _LOCAL_LEN + x_len + _LOCAL_LEN + len(y_raw) + _CD_LEN + 22
-    return Stream(total, chunks(), lambda: [(0, _local(b"x.npy", crc_x, x_len))])
+    return Stream(total, chunks(), lambda: [(0, _local(b"x.npy", crc_x.value(), x_len))])
 
 
 class Npz(Format):
