@@ -42,10 +42,19 @@ def file_rng(nonce: int, index: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64([nonce, index]))
 
 
-@lru_cache(maxsize=1)
+_POOL: list[np.ndarray] = []
+_POOL_LOCK = threading.Lock()
+
+
 def _pool() -> np.ndarray:
-    raw = np.random.Generator(np.random.PCG64(secrets.randbits(64))).bytes(POOL_BYTES)
-    return np.frombuffer(raw, dtype=np.uint64).reshape(-1, _WORDS)
+    """The process's pool, made once: generation threads that start together must share one (the CRC of
+    what they make is computed from it)."""
+    if not _POOL:
+        with _POOL_LOCK:
+            if not _POOL:
+                raw = np.random.Generator(np.random.PCG64(secrets.randbits(64))).bytes(POOL_BYTES)
+                _POOL.append(np.frombuffer(raw, dtype=np.uint64).reshape(-1, _WORDS))
+    return _POOL[0]
 
 
 class BufferPool:

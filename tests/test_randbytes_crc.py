@@ -5,6 +5,8 @@ zlib's ``crc32`` of exactly the bytes that came out."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import zlib
 
 import numpy as np
@@ -47,3 +49,27 @@ def test_a_large_stream_of_whole_chunks_matches_too() -> None:
     for c in random_chunks(64 << 20, file_rng(9, 9), buf, acc):
         real = zlib.crc32(c, real)
     assert acc.value() == real
+
+
+def test_threads_that_start_together_share_one_pool_and_their_crcs_hold() -> None:
+    # datagen's generation threads first touch the pool at the same moment; two pools would make CRCs
+    # computed from one of them wrong for bytes made from the other (a fresh process: no pool yet)
+    code = """
+import threading, zlib, numpy as np
+from pytest_dlio.randbytes import RandomCrc, file_rng, random_chunks
+start, bad = threading.Barrier(8), []
+def one(i):
+    buf = np.empty(1 << 16, dtype=np.uint8)
+    start.wait()
+    acc, real = RandomCrc(), 0
+    for c in random_chunks(1 << 18, file_rng(1, i), buf, acc):
+        real = zlib.crc32(c, real)
+    bad.extend([i] if acc.value() != real else [])
+ts = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print(bad)
+"""
+    for _ in range(3):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == "[]", out
