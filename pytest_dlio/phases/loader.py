@@ -437,7 +437,10 @@ class Loader:
                     queued.append(pool.submit(self._read_batch, idx, delays))
                     nxt += 1
                     self.stats.max_ahead = max(self.stats.max_ahead, nxt - consumed)
-                out, held, recorded = await asyncio.wrap_future(queued[0])
+                head = queued[0]
+                # a batch already read is taken as it is: awaiting it would cost a round through the event
+                # loop, and the reader threads may hold the GIL for a switch interval (5 ms) meanwhile
+                out, held, recorded = head.result() if head.done() else await asyncio.wrap_future(head)
                 queued.popleft()
                 for nbytes, seconds, start in recorded:
                     self.reads.add(nbytes, seconds, start)
