@@ -9,7 +9,9 @@ errors are ``get``'s; O_DIRECT stores keep their own aligned reads.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -320,3 +322,45 @@ def test_reader_threads_time_their_decoding(tmp_path: Path) -> None:
 
     threaded, spent = asyncio.run(go())
     assert threaded and spent > 0
+
+
+def test_reader_threads_start_the_next_batch_while_the_step_holds_this_one(tmp_path: Path) -> None:
+    """DataLoader's rule: taking a batch frees its slot, so a reader starts the next batch during the step's
+    compute, not when the step asks again. One thread, room for one batch ahead: every batch after the
+    first is read while the consumer is still holding the one before it."""
+    cfg = config(files=8, threads=1, record=POOL_MIN + 4096)
+    cfg = dataclasses.replace(cfg, reader=dataclasses.replace(cfg.reader, prefetch_size=1))
+
+    async def go() -> tuple[list[float], list[float]]:
+        async with open_store(tmp_path.as_uri()) as store:
+            await fill(store, cfg)
+            pool = ThreadPoolExecutor(1)
+            reads = Reads()
+            loader = Loader(
+                cfg, store, dataset_files(cfg), reads, pool, np.random.default_rng(0), recycle=True
+            )
+            released = []
+            async for _ in loader.batches(epoch_order(cfg, 1, 0, 1, shared_seed=0), 2):
+                await asyncio.sleep(0.05)  # the step's compute
+                released.append(time.perf_counter())
+            pool.shutdown()
+            return list(reads.start), released
+
+    starts, released = asyncio.run(go())
+    assert len(starts) == 8 and len(released) == 4
+    for b in range(1, 4):  # batch b's first read began before the step holding batch b - 1 let it go
+        assert min(starts[2 * b : 2 * b + 2]) < released[b - 1], (b, starts, released)
+
+
+def test_buffer_pool_keeps_as_many_as_were_out_at_once() -> None:
+    """A loader with many batches ahead holds more buffers than the pool's base count; all of them come
+    back and serve the next epoch, none is faulted in again (and never more than were out at once)."""
+    from pytest_dlio.storage.file import BufferPool
+
+    pool = BufferPool(keep=4)
+    for _ in range(3):  # three epochs of 20 buffers out at once
+        bufs = [pool.take(1 << 20) for _ in range(20)]
+        for b in bufs:
+            pool.give(b)
+    assert pool.allocated == 20
+    assert len(pool._free) == 20

@@ -427,16 +427,19 @@ class Loader:
         ahead = self.capacity if own is None else 1
         queued: deque[Future[_Fetched]] = deque()
         n, nxt, consumed = len(parts), 0, 0
+
+        def fill() -> None:
+            nonlocal nxt
+            while nxt < n and nxt - consumed < ahead:
+                idx = parts[nxt].tolist()
+                delays = [0.0 if self.preprocess.is_zero else self.preprocess.sample(self.rng) for _ in idx]
+                queued.append(pool.submit(self._read_batch, idx, delays))
+                nxt += 1
+                self.stats.max_ahead = max(self.stats.max_ahead, nxt - consumed)
+
         try:
             for b in range(n):
-                while nxt < n and nxt - consumed < ahead:
-                    idx = parts[nxt].tolist()
-                    delays = [
-                        0.0 if self.preprocess.is_zero else self.preprocess.sample(self.rng) for _ in idx
-                    ]
-                    queued.append(pool.submit(self._read_batch, idx, delays))
-                    nxt += 1
-                    self.stats.max_ahead = max(self.stats.max_ahead, nxt - consumed)
+                fill()
                 head = queued[0]
                 # a batch already read is taken as it is: awaiting it would cost a round through the event
                 # loop, and the reader threads may hold the GIL for a switch interval (5 ms) meanwhile
@@ -445,6 +448,11 @@ class Loader:
                 for nbytes, seconds, start in recorded:
                     self.reads.add(nbytes, seconds, start)
                 consumed = b + 1
+                if own is None:  # 0 workers read nothing ahead
+                    # the slot this batch held is free once it is taken: the next batch starts now, while the
+                    # step computes (as DataLoader puts the next index when it hands a batch out), not at the
+                    # next ask
+                    fill()
                 self.stats.batches += 1
                 try:
                     yield out
