@@ -108,6 +108,13 @@ def test_empty_histogram() -> None:
     assert latency_histogram([]) == {"unit": "us", "count": 0, "buckets": []}
 
 
+def test_non_finite_values_are_no_latencies() -> None:
+    # they were cast to int64's minimum and landed in a garbage bucket, shifting every percentile
+    seconds = [0.001, 0.002, 0.004]
+    assert latency_histogram([float("nan"), *seconds, float("inf")]) == hdrh_reference(seconds)
+    assert latency_histogram([float("nan")]) == {"unit": "us", "count": 0, "buckets": []}
+
+
 def test_run_writes_series_beside_dlio_files(pytester: pytest.Pytester) -> None:
     pytester.makefile(".yaml", tiny=SMALL)
     run(pytester, "--dlio-config", "tiny.yaml", "--dlio-output", "out", "--junitxml=out.xml").assert_outcomes(

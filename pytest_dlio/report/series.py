@@ -41,7 +41,9 @@ def latency_histogram(seconds: Sequence[float]) -> dict[str, Any]:
     from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 
     h = HdrHistogram(HDR_LOWEST_US, HDR_HIGHEST_US, HDR_DIGITS)
-    us = np.clip(np.rint(np.asarray(seconds, dtype=np.float64) * 1e6), HDR_LOWEST_US, HDR_HIGHEST_US)
+    raw = np.asarray(seconds, dtype=np.float64)
+    raw = raw[np.isfinite(raw)]  # a NaN or inf is no latency (cast to int64 it became -2**63, bucket garbage)
+    us = np.clip(np.rint(raw * 1e6), HDR_LOWEST_US, HDR_HIGHEST_US)
     index, counts = np.unique(_counts_index(h, us.astype(np.int64)), return_counts=True)
     doc: dict[str, Any] = {"unit": "us", "count": int(counts.sum())}
     if not doc["count"]:
