@@ -2,8 +2,11 @@
 
 1. Local files, hot page cache, no compute: aggregate read MiB/s (all bytes over the slowest's span) of 1, 2 and 4 local ranks (``LocalWorld``,
    the processes ``--dlio-ranks N`` starts) ÷ the same number of plain reader processes, each reading its
-   contiguous shard whole with the same thread count (target >= 0.9 at every count).
-   One rank in this process (no hub) is printed too, so the read path's own cost is told apart.
+   contiguous shard whole with the same thread count, a batch at a time with a barrier after each batch
+   (``multiprocessing.Barrier``) as DLIO's ranks do every step (target >= 0.9 at every count). Rounds are
+   interleaved (who goes first alternates); best-of and median of the per-round ratios. One rank in this
+   process (no hub) is printed too, so the read path's own cost is told apart; ÷ plain readers without
+   the barrier is printed beside, so what the per-step barrier costs shows.
 2. The per-step barrier: each step's proc time minus its load and compute (DLIO's proc includes the
    barrier), median over every step of every rank, with 1, 2 and 4 local ranks and 1 ms of compute.
 
@@ -22,6 +25,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from _common import interleave, ratio_line
 
 from pytest_dlio.config.model import Dataset, Reader, TimeSpec, Train, Workflow, WorkloadConfig
 from pytest_dlio.engine import RunSettings
@@ -72,30 +77,53 @@ def in_process(cfg: WorkloadConfig, root: Path) -> float:
     return float(props["read_bytes"]) / 2**20 / float(props["train_seconds"])
 
 
-def _plain_reader(args: tuple[list[str], int, Any]) -> tuple[int, float, float]:
-    paths, threads, start = args
+_STEP: Any = None  # each plain reader process's per-batch barrier (inherited through the pool initializer)
+
+
+def _init_reader(step: Any) -> None:
+    global _STEP
+    _STEP = step
+
+
+def _plain_reader(args: tuple[list[str], int, int]) -> tuple[int, float, float]:
+    paths, threads, batch = args
 
     def read(p: str) -> int:
         with open(p, "rb", buffering=0) as f:
             return len(f.read())
 
-    start.wait()  # every process starts together, like ranks after their first barrier
+    _STEP.wait()  # every process starts together, like ranks after their first barrier
     t = time.time()
+    total = 0
     with ThreadPoolExecutor(threads) as pool:
-        total = sum(pool.map(read, paths))
+        if batch <= 0:
+            total = sum(pool.map(read, paths))
+        else:
+            for b in range(0, len(paths), batch):
+                total += sum(pool.map(read, paths[b : b + batch]))
+                _STEP.wait()
     return total, t, time.time()
 
 
-def plain_processes(paths: list[Path], procs: int, threads: int, epochs: int) -> float:
-    """Aggregate MiB/s of ``procs`` processes, each reading its contiguous shard ``epochs`` times: all bytes
-    over the span from the first start to the last end."""
-    per = len(paths) // procs
-    shards = [[str(p) for p in paths[r * per : (r + 1) * per]] * epochs for r in range(procs)]
-    ctx = mp.get_context("spawn")
-    with ctx.Manager() as manager, ctx.Pool(procs) as pool:
-        start = manager.Barrier(procs)
-        done = pool.map(_plain_reader, [(s, threads, start) for s in shards])
-    return sum(d[0] for d in done) / 2**20 / (max(d[2] for d in done) - min(d[1] for d in done))
+class PlainReaders:
+    """``procs`` plain reader processes, started once and reused by every round."""
+
+    def __init__(self, procs: int) -> None:
+        ctx = mp.get_context("spawn")
+        self.procs = procs
+        self.pool = ctx.Pool(procs, initializer=_init_reader, initargs=(ctx.Barrier(procs),))
+
+    def rate(self, paths: list[Path], threads: int, epochs: int, batch: int) -> float:
+        """Aggregate MiB/s, each process reading its contiguous shard ``epochs`` times (``batch`` files then
+        a barrier, or all at once when 0): all bytes over the span from the first start to the last end."""
+        per = len(paths) // self.procs
+        shards = [[str(p) for p in paths[r * per : (r + 1) * per]] * epochs for r in range(self.procs)]
+        done = self.pool.map(_plain_reader, [(s, threads, batch) for s in shards], chunksize=1)
+        return sum(d[0] for d in done) / 2**20 / (max(d[2] for d in done) - min(d[1] for d in done))
+
+    def close(self) -> None:
+        self.pool.close()
+        self.pool.join()
 
 
 def barrier_ms(out: Path, ranks: int) -> float:
@@ -113,6 +141,32 @@ def barrier_ms(out: Path, ranks: int) -> float:
     return 1000 * statistics.median(extra)
 
 
+def bench_count(cfg: WorkloadConfig, root: Path, paths: list[Path], n: int, a: argparse.Namespace) -> None:
+    """``n`` local ranks ÷ ``n`` plain reader processes (a barrier per batch, and none), interleaved rounds."""
+    readers = PlainReaders(n)
+    tag = iter(range(10**6))
+
+    def ours() -> float:
+        props, _ = run_world(cfg, root, n, f"read{n}-{next(tag)}")
+        return float(props["read_bytes"]) / 2**20 / float(props["train_seconds"])  # slowest rank's span
+
+    try:
+        got = interleave(
+            {
+                "ours": ours,
+                "plain": lambda: readers.rate(paths, a.threads, a.epochs, a.batch),
+                "free": lambda: readers.rate(paths, a.threads, a.epochs, 0),
+            },
+            a.reps,
+        )
+    finally:
+        readers.close()
+    label = f"  {n} rank(s) ÷ {n} plain reader process(es), barrier per batch"
+    line, _ = ratio_line(label, got["ours"], got["plain"], 0.9, scale=1)
+    free = statistics.median(o / f for o, f in zip(got["ours"], got["free"], strict=True))
+    print(f"{line}; ÷ plain readers without the barrier: median {free:.2f}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=64)
@@ -121,6 +175,7 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch", type=int, default=4, help="samples per step (one barrier per step)")
     ap.add_argument("--ranks", default="1,2,4")
+    ap.add_argument("--reps", type=int, default=5)
     a = ap.parse_args()
     counts = [int(x) for x in a.ranks.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-ranks-") as tmp:
@@ -134,20 +189,21 @@ def main() -> int:
         )
         run_world(cfg, root, 1, "warm")  # generates the dataset and warms the page cache
         paths = sorted((root / "data" / "bench_ranks" / "train").glob("*.npy"))
-        alone = in_process(cfg, root)
-        raw1 = plain_processes(paths, 1, a.threads, a.epochs)
-        print(
-            f"  in this process, no hub: {alone:8.1f} MiB/s vs 1 plain reader process {raw1:8.1f} MiB/s "
-            f"-> ratio {alone / raw1:.2f} (the read path alone, for attribution)"
+        readers = PlainReaders(1)
+        got = interleave(
+            {
+                "ours": lambda: in_process(cfg, root),
+                "plain": lambda: readers.rate(paths, a.threads, a.epochs, a.batch),
+            },
+            a.reps,
         )
+        readers.close()
+        line, _ = ratio_line(
+            "  in this process, no hub ÷ 1 plain reader", got["ours"], got["plain"], 0.9, scale=1
+        )
+        print(line + " (the read path alone, for attribution)")
         for n in counts:
-            props, _ = run_world(cfg, root, n, f"read{n}")
-            ours = float(props["read_bytes"]) / 2**20 / float(props["train_seconds"])  # slowest rank's span
-            raw = plain_processes(paths, n, a.threads, a.epochs)
-            print(
-                f"  {n} rank(s): {ours:8.1f} MiB/s vs {n} plain reader process(es) {raw:8.1f} MiB/s "
-                f"-> ratio {ours / raw:.2f}"
-            )
+            bench_count(cfg, root, paths, n, a)
         small = cfg_for(256, 4096, bs=4, threads=a.threads, compute=0.001, epochs=1)
         print("per-step barrier: 256 files of 4 KiB, batch 4, 1 ms compute")
         for n in counts:
