@@ -82,12 +82,13 @@ class TrainRun:
 
 
 class _Recorder:
-    """Records finished training steps into their block and the progress line.
+    """Records finished training steps into their block and the progress line, and draws each step's
+    compute time.
 
-    The step loop leaves each step's times in ``pending``; :meth:`flush` records them inside the next
-    step's emulated compute, while the host is idle as it is while an accelerator computes. Done at the
-    step boundary, the same Python cost ~35 us a step here (its code and objects are cold after a 10 ms
-    sleep): 0.35 % of AU at 10 ms of compute."""
+    The step loop leaves each step's times in ``pending``; :meth:`between` records them, and draws the next
+    step's compute, inside the next step's emulated compute, while the host is idle as it is while an
+    accelerator computes. Done at the step boundary, the same Python cost ~45 us a step here (its code and
+    objects are cold after a 10 ms sleep): 0.45 % of AU at 10 ms of compute."""
 
     def __init__(
         self,
