@@ -108,6 +108,7 @@ class Loader:
         self.keys = [f.key for f in files]
         self.ds = cfg.dataset
         self.format: Format = get_format(cfg.dataset.format)
+        self.format.prepare_reads()  # before the step loop: the first step must not import pyarrow
         self._side: dict[str, dict[str, Buffer]] = {}
         self.spf = cfg.dataset.num_samples_per_file
         self.threads = rd.read_threads
@@ -125,6 +126,7 @@ class Loader:
         self._recent: OrderedDict[str, asyncio.Task[Buffer]] = OrderedDict()
         self._recent_cap = max(2, 2 * max(1, rd.read_threads))
         self._spans: dict[str, Spans] = {}
+        self._locating: dict[str, asyncio.Task[Spans]] = {}  # footers being read: one read per file
         self._units: OrderedDict[tuple[str, int], asyncio.Task[object]] = OrderedDict()
         # files holding several samples: each fetched file is decoded once and its samples served from
         # that (DLIO's readers keep an opened file while its samples are read; reparsing the file for
@@ -158,11 +160,15 @@ class Loader:
         self.reads.add(len(data), time.perf_counter() - t, t)
         return data
 
-    async def _range(self, key: str, start: int, length: int) -> Buffer:
+    async def _range(self, key: str, start: int, length: int, pooled: bool) -> Pooled:
+        """A range; ``pooled``: into a reused buffer where the store has them (``release()`` it)."""
         t = time.perf_counter()
-        data = await self.store.get_range(key, start, length)
-        self.reads.add(len(data), time.perf_counter() - t, t)
-        return data
+        if pooled:
+            got = await self.store.get_range_pooled(key, start, length)
+        else:
+            got = Pooled(await self.store.get_range(key, start, length))
+        self.reads.add(len(got.data), time.perf_counter() - t, t)
+        return got
 
     async def _file(self, key: str, held: list[Callable[[], None]] | None = None) -> Buffer:
         if not self.memory and self.spf > 1:
@@ -214,6 +220,19 @@ class Loader:
         spans = self._spans.get(f.key)
         if spans is not None:
             return spans
+        task = self._locating.get(f.key)
+        if task is None:  # concurrent readers of one new file wait for one footer read
+            task = self._locating[f.key] = asyncio.ensure_future(self._find_spans(f))
+
+            def found(t: asyncio.Task[Spans]) -> None:  # kept even when every reader waiting left
+                self._locating.pop(f.key, None)
+                if not t.cancelled() and t.exception() is None:
+                    self._spans[f.key] = t.result()
+
+            task.add_done_callback(found)
+        return await asyncio.shield(task)
+
+    async def _find_spans(self, f: DataFile) -> Spans:
         fmt = self.format
         if self.unit is ReadUnit.SAMPLE_RANGE:
             side = await self._sidecars(f)
@@ -237,8 +256,9 @@ class Loader:
                     f"{f.key}: not a {fmt.name} file ({len(tail):,} bytes read from its end, footer length "
                     f"{f'{n:,}' if n >= 0 else 'unreadable'}); regenerate the dataset with --dlio-generate auto"
                 )
-            spans = fmt.row_group_spans(tail[len(tail) - n :], self.ds, self.columns)
-        self._spans[f.key] = spans
+            # off the event loop: parsing a full-size dlrm footer (~3-5 MiB, 250 row groups x 200
+            # columns) takes ~0.1 s, pyarrow releasing the GIL for most of it
+            spans = await asyncio.to_thread(fmt.row_group_spans, tail[len(tail) - n :], self.ds, self.columns)
         return spans
 
     async def _unit(self, f: DataFile, sample: int) -> object:
@@ -257,13 +277,20 @@ class Loader:
         return await task
 
     async def _read_unit(self, f: DataFile, sample: int, start: int, length: int) -> object:
-        data = await self._range(f.key, start, length)
-        if len(data) != length:
-            raise DlioError(
-                f"{f.key}: sample {sample} at offset {start} (+{length}) is past the end of the "
-                "file; regenerate it with --dlio-generate auto"
-            )
-        return self.format.decode_span(data, f, self.ds)  # a view or a count: inline
+        # a value that does not view the bytes (parquet's count): read into a reused buffer, handed back
+        # right after decoding (a fresh multi-MiB bytes per row group costs a page fault per 4 KiB)
+        keep = self.format.span_views_data
+        got = await self._range(f.key, start, length, pooled=not keep)
+        try:
+            if len(got.data) != length:
+                raise DlioError(
+                    f"{f.key}: sample {sample} at offset {start} (+{length}) is past the end of the "
+                    "file; regenerate it with --dlio-generate auto"
+                )
+            return self.format.decode_span(got.data, f, self.ds)  # a view or a count: inline
+        finally:
+            if not keep:
+                got.release()
 
     async def _from_file(
         self, f: DataFile, sample: int, held: list[Callable[[], None]] | None = None
@@ -368,7 +395,8 @@ class Loader:
         ids = indices.tolist()
         runs = self._runs(indices)
         if runs is None and self.unit is ReadUnit.ROW_GROUP and ids and self.preprocess.is_zero:
-            for f in dict.fromkeys(i // self.spf for i in ids):  # footers first, in order of appearance
+            files, at = np.unique(indices // self.spf, return_index=True)
+            for f in files[np.argsort(at)].tolist():  # footers first, in order of appearance
                 await self._locate(self.files[f])
             runs = self._runs(indices)
         for start, end in runs if runs is not None else [(i, i + 1) for i in range(len(ids))]:
