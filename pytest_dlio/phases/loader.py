@@ -373,16 +373,25 @@ class Loader:
             return None
         idx = np.asarray(indices, dtype=np.int64)
         files = idx // self.spf
-        unit = np.zeros_like(files)
+        changed = np.diff(files) != 0
         if self.unit is ReadUnit.ROW_GROUP:  # row group within the file, where its footer was read
-            samples = idx % self.spf
-            for f in np.unique(files).tolist():
+            samples = idx - files * self.spf
+            unit = np.empty_like(files)
+            stretches = np.flatnonzero(changed) + 1  # where the file changes
+            if len(stretches) < 64:  # in order (a few files a batch): each stretch of one file at once
+                bounds = [0, *stretches.tolist(), len(idx)]
+                parts: list[tuple[int, slice | np.ndarray]] = [
+                    (int(files[a]), slice(a, b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+                ]
+            else:  # shuffled: each file's samples at once
+                parts = [(f, files == f) for f in np.unique(files).tolist()]
+            for f, where in parts:
                 spans = self._spans.get(self.keys[f])
                 if spans is None:
                     return None  # not located yet: the per-sample path reads the footer first
-                mask = files == f
-                unit[mask] = np.searchsorted(spans.first, samples[mask], "right")
-        cuts = np.flatnonzero((np.diff(files) != 0) | (np.diff(unit) != 0)) + 1
+                unit[where] = np.searchsorted(spans.first, samples[where], "right")
+            changed |= np.diff(unit) != 0
+        cuts = np.flatnonzero(changed) + 1
         bounds = [0, *cuts.tolist(), len(idx)]
         return list(zip(bounds[:-1], bounds[1:], strict=True))
 
@@ -392,22 +401,27 @@ class Loader:
         dlrm batch is 12288 rows from two row groups against 0.375 ms of compute per step, and the loop
         runs on the event loop, inside the step's emulated compute."""
         out: list[object] = []
-        ids = indices.tolist()
         runs = self._runs(indices)
-        if runs is None and self.unit is ReadUnit.ROW_GROUP and ids and self.preprocess.is_zero:
+        if runs is None and self.unit is ReadUnit.ROW_GROUP and len(indices) and self.preprocess.is_zero:
             files, at = np.unique(indices // self.spf, return_index=True)
             for f in files[np.argsort(at)].tolist():  # footers first, in order of appearance
                 await self._locate(self.files[f])
             runs = self._runs(indices)
-        for start, end in runs if runs is not None else [(i, i + 1) for i in range(len(ids))]:
-            first = ids[start]
+        for start, end in runs if runs is not None else [(i, i + 1) for i in range(len(indices))]:
+            first = int(indices[start])
             got = self._unit_ready(first)
             if got is _MISS:
-                out.append(await self._sample(first, held))
+                one = await self._sample(first, held)
+                out.append(one)
                 start += 1
-                got = self._unit_ready(first) if start < end else _MISS
+                if self.unit is ReadUnit.ROW_GROUP:
+                    # the row group's value serves its every row: looked up again, it may be gone already
+                    # (other readers' units evict it), and each row would be looked up, or reread, alone
+                    got = one
+                else:
+                    got = self._unit_ready(first) if start < end else _MISS
                 if got is _MISS:  # not kept (preprocess, one-sample files, evicted): sample by sample
-                    for i in ids[start:end]:
+                    for i in indices[start:end].tolist():
                         one = self._ready(i)
                         out.append(await self._sample(i, held) if one is _MISS else one)
                     continue
@@ -415,7 +429,7 @@ class Loader:
                 out.extend([got] * (end - start))
             else:
                 f = self.files[first // self.spf]
-                out.extend(sample_of(got, f, i % self.spf) for i in ids[start:end])  # type: ignore[arg-type]
+                out.extend(sample_of(got, f, i % self.spf) for i in indices[start:end].tolist())  # type: ignore[arg-type]
         return out
 
     def _read_batch(self, indices: list[int], delays: list[float]) -> _Fetched:
