@@ -372,28 +372,63 @@ class Loader:
         ):
             return None
         idx = np.asarray(indices, dtype=np.int64)
+        breaks = np.flatnonzero(np.diff(idx) != 1) + 1  # where consecutive sample numbers stop
+        if len(breaks) < 64:  # unshuffled samples (files may be shuffled): cut each stretch at its units
+            cuts: list[int] = []
+            stretches = [0, *breaks.tolist(), len(idx)]
+            for a, b in zip(stretches[:-1], stretches[1:], strict=True):
+                lo = int(idx[a])
+                within = self._unit_starts(lo, lo + b - a)
+                if within is None:
+                    return None  # not located yet: the per-sample path reads the footer first
+                if a and self._unit_key(lo) != self._unit_key(int(idx[a - 1])):
+                    cuts.append(a)  # the stretch starts another unit (not the same one, rows out of order)
+                cuts.extend(a + u - lo for u in within)
+            bounds = [0, *cuts, len(idx)]
+            return list(zip(bounds[:-1], bounds[1:], strict=True))
         files = idx // self.spf
         changed = np.diff(files) != 0
         if self.unit is ReadUnit.ROW_GROUP:  # row group within the file, where its footer was read
             samples = idx - files * self.spf
             unit = np.empty_like(files)
-            stretches = np.flatnonzero(changed) + 1  # where the file changes
-            if len(stretches) < 64:  # in order (a few files a batch): each stretch of one file at once
-                bounds = [0, *stretches.tolist(), len(idx)]
-                parts: list[tuple[int, slice | np.ndarray]] = [
-                    (int(files[a]), slice(a, b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)
-                ]
-            else:  # shuffled: each file's samples at once
-                parts = [(f, files == f) for f in np.unique(files).tolist()]
-            for f, where in parts:
+            for f in np.unique(files).tolist():
                 spans = self._spans.get(self.keys[f])
                 if spans is None:
-                    return None  # not located yet: the per-sample path reads the footer first
+                    return None
+                where = files == f
                 unit[where] = np.searchsorted(spans.first, samples[where], "right")
             changed |= np.diff(unit) != 0
-        cuts = np.flatnonzero(changed) + 1
-        bounds = [0, *cuts.tolist(), len(idx)]
+        cuts = np.flatnonzero(changed).tolist()
+        bounds = [0, *(c + 1 for c in cuts), len(idx)]
         return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+    def _unit_key(self, sample: int) -> tuple[int, int]:
+        """(file, read unit in it) of a sample whose file is located."""
+        f, row = divmod(sample, self.spf)
+        if self.unit is not ReadUnit.ROW_GROUP:
+            return f, 0
+        return f, int(np.searchsorted(self._spans[self.keys[f]].first, row, "right"))
+
+    def _unit_starts(self, lo: int, hi: int) -> list[int] | None:
+        """The samples in ``lo+1 .. hi-1`` that begin a read unit (a file, a row group), ascending; None
+        when a row-group file among them is not located yet. A batch of unshuffled samples is cut this
+        way, per unit instead of per sample: 18432 dlrm rows a step, with 0.56 ms of compute."""
+        out: list[int] = []
+        for f in range(lo // self.spf, (hi - 1) // self.spf + 1):
+            base = f * self.spf
+            if self.unit is ReadUnit.ROW_GROUP:
+                spans = self._spans.get(self.keys[f])
+                if spans is None:
+                    return None
+                first = spans.first  # ascending, from 0: the file's first unit starts at base
+                i = int(np.searchsorted(first, lo - base, "right"))
+                j = int(np.searchsorted(first, hi - base, "left"))
+                for u in first[i:j].tolist():
+                    if not out or base + u > out[-1]:  # an empty row group starts where the next does
+                        out.append(base + u)
+            elif base > lo:
+                out.append(base)
+        return out
 
     async def _batch(self, indices: np.ndarray, held: list[Callable[[], None]] | None = None) -> list[object]:
         """One batch's samples, in order. Samples that share a read unit (a row group, a several-sample
