@@ -230,7 +230,9 @@ class Loader:
                     self._spans[f.key] = t.result()
 
             task.add_done_callback(found)
-        return await asyncio.shield(task)
+        spans = await asyncio.shield(task)
+        self._spans[f.key] = spans  # now: a task already done returns before its callbacks ran
+        return spans
 
     async def _find_spans(self, f: DataFile) -> Spans:
         fmt = self.format
