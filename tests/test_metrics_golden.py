@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -246,6 +247,12 @@ def test_au_verdict_names_the_probable_cause_from_the_figures(golden):
     storage = au_verdict(m, thr, costs=_costs(decode=read_s / 2))
     assert storage is not None and "storage is too slow" in storage and "CPU-bound" not in storage
     assert f"reads took {read_s:.3f} s" in storage
+    # what the target asks of the reads, beside what they delivered (the figure the train item reports)
+    need = re.search(r"90 % AU needs reads of at least ([\d,]+) MB/s per accelerator", storage)
+    assert need is not None and f"they delivered {m.read_MB_per_second_actual:,.0f} MB/s" in storage
+    step_mb = m.read_bytes / 2**20 / m.steps
+    assert f"({step_mb:,.1f} MB a step in {12.0 / m.steps * 1000:.3g} ms of compute)" in storage
+    assert abs(float(need.group(1).replace(",", "")) - 0.9 * step_mb / (12.0 / m.steps)) <= 1
     cpu = au_verdict(m, thr, costs=_costs(decode=read_s * 2))
     assert cpu is not None and "CPU-bound (jpeg decoding on 2 core(s))" in cpu and "too slow" not in cpu
     path = au_verdict(m, thr, costs=_costs(threads=0, decode=read_s * 2))
