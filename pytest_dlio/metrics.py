@@ -400,6 +400,13 @@ def _cause(m: TrainMetrics, costs: ReaderCosts | None) -> str:
             + (", inline decoding" if costs.decode_inline else "")
             + ") held it past the compute draws: the harness, not the storage, is the bottleneck here"
         )
+    if read_s + dec < 0.5 * m.io_wait_seconds:
+        return (
+            f"{figures} — reads and decoding together took less than half the {m.io_wait_seconds:.3f} s "
+            "the accelerator waited: the rest is the harness's own work between them (locating read units, "
+            "such as parsing parquet footers; assembling batches; hand-offs between reader tasks), not the "
+            "storage"
+        )
     if dec > read_s:
         return (
             f"{figures} — decoding took longer than reading: CPU-bound ({costs.format} decoding on "
