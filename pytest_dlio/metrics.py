@@ -361,6 +361,19 @@ class ReaderCosts:
     cores: int
 
 
+def _needed(m: TrainMetrics) -> str:
+    """What the AU target asks of the reads, beside what they delivered: with reads fully overlapping the
+    compute, a step's bytes must arrive within its compute time / the target."""
+    if m.compute_seconds <= 0 or m.steps <= 0 or m.read_bytes <= 0:
+        return ""
+    need = m.au_threshold_percentage / 100 * m.read_bytes / MIB / m.compute_seconds
+    return (
+        f"; {m.au_threshold_percentage:.0f} % AU needs reads of at least {need:,.0f} MB/s per accelerator "
+        f"({m.read_bytes / MIB / m.steps:,.1f} MB a step in {m.compute_seconds / m.steps * 1000:.3g} ms of "
+        f"compute), they delivered {m.read_MB_per_second_actual:,.0f} MB/s"
+    )
+
+
 def _cause(m: TrainMetrics, costs: ReaderCosts | None) -> str:
     """The probable cause of a low AU, from the measured figures only (no guess beyond them)."""
     read_s = float(sum(sum(r.latencies) for r in m.per_rank))
@@ -368,8 +381,8 @@ def _cause(m: TrainMetrics, costs: ReaderCosts | None) -> str:
     figures = f"reads took {read_s:.3f} s in total"
     if costs is None:
         return (
-            f"{figures}: storage is too slow for this workload (raise reader.read_threads / prefetch_size, "
-            "or use faster storage)"
+            f"{figures}{_needed(m)}: storage is too slow for this workload (raise reader.read_threads / "
+            "prefetch_size, or use faster storage)"
         )
     dec = costs.decode_seconds
     figures += (
@@ -379,13 +392,20 @@ def _cause(m: TrainMetrics, costs: ReaderCosts | None) -> str:
     if costs.read_threads <= 0:
         return (
             f"{figures} — reader.read_threads: 0: every batch is read (and decoded) on the step's own path, "
-            "none while the accelerator computes; raise reader.read_threads to read ahead"
+            f"none while the accelerator computes; raise reader.read_threads to read ahead{_needed(m)}"
         )
     if over > 0.1 * max(m.compute_seconds, 1e-9) and over >= 0.5 * m.io_wait_seconds:
         return (
             f"{figures} — the harness's own work on the event loop (batch assembly"
             + (", inline decoding" if costs.decode_inline else "")
             + ") held it past the compute draws: the harness, not the storage, is the bottleneck here"
+        )
+    if read_s + dec < 0.5 * m.io_wait_seconds:
+        return (
+            f"{figures} — reads and decoding together took less than half the {m.io_wait_seconds:.3f} s "
+            "the accelerator waited: the rest is the harness's own work between them (locating read units, "
+            "such as parsing parquet footers; assembling batches; hand-offs between reader tasks), not the "
+            "storage"
         )
     if dec > read_s:
         return (
@@ -394,7 +414,7 @@ def _cause(m: TrainMetrics, costs: ReaderCosts | None) -> str:
             "faster storage would not"
         )
     return (
-        f"{figures} — reading took longer than decoding: storage is too slow for this workload "
+        f"{figures} — reading took longer than decoding: storage is too slow for this workload{_needed(m)} "
         "(raise reader.read_threads / prefetch_size, or use faster storage)"
     )
 

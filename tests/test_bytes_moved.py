@@ -85,6 +85,11 @@ class Counting:
     async def get_range(self, key: str, start: int, length: int) -> Any:
         return self._serve(key, await self._s.get_range(key, start, length))
 
+    async def get_range_pooled(self, key: str, start: int, length: int) -> Any:  # checkpoints, row groups
+        got = await self._s.get_range_pooled(key, start, length)
+        self._serve(key, got.data)
+        return got
+
     async def open_writer(self, key: str, *, fsync: bool = False) -> CountingWriter:
         self.put_bytes[key] = 0
         return CountingWriter(await self._s.open_writer(key, fsync=fsync), self, key)

@@ -152,6 +152,43 @@ def test_runs_from_one_read_unit_are_served_whole(fmt: str) -> None:
     assert len(reads.nbytes) == 1 * 3 + 5 + 3
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "npy"])
+def test_runs_cut_a_batch_where_its_read_unit_changes(fmt: str) -> None:
+    """However a batch is ordered (unshuffled rows of shuffled files, dlrm's order; rows shuffled; runs
+    across row-group and file boundaries), it is cut exactly where the sample's (file, unit) changes, the
+    unit from the file's footer (row groups of 4, 4, 2 rows), into runs of one unit each."""
+    kw: dict[str, Any] = {"record_dims": (3, 5), "record_element_type": "float32"}
+    if fmt == "parquet":
+        kw = {"parquet": Parquet(columns=(ParquetColumn("a", "float32", 4),), row_group_size=4)}
+    cfg = config(fmt, 10, 1, "on_demand", **kw)
+    files = [f for f in dataset_files(cfg) if f.split == "train"]
+    rng = np.random.default_rng(7)
+    orders = [
+        np.concatenate([np.arange(f * 10, f * 10 + 10) for f in (2, 0, 1)]),  # files shuffled
+        np.arange(3, 27),  # across groups and files
+        rng.permutation(30),  # rows shuffled
+        np.concatenate([np.arange(5, 9), np.arange(5, 9), [29, 28, 0]]),  # a unit again, steps back
+        np.repeat(np.arange(30), 3)[: 64 * 3],  # more than 64 stretches: each file's rows at once
+    ]
+
+    async def go() -> tuple[Loader, list[list[tuple[int, int]] | None]]:
+        store = await stored(cfg, fmt)
+        loader = Loader(cfg, store, files, Reads(), None, np.random.default_rng(0))
+        for f in files:
+            await loader._locate(f) if fmt == "parquet" else None
+        return loader, [loader._runs(o) for o in orders]
+
+    loader, runs = asyncio.run(go())
+    for order, got in zip(orders, runs, strict=True):
+        keys = [(i // 10, (i % 10) // 4 if fmt == "parquet" else 0) for i in order.tolist()]
+        cuts = [p for p in range(1, len(keys)) if keys[p] != keys[p - 1]]
+        bounds = [0, *cuts, len(keys)]
+        assert got == list(zip(bounds[:-1], bounds[1:], strict=True)), order.tolist()
+    if fmt == "parquet":  # a file not located yet: no runs (the per-sample path reads its footer first)
+        del loader._spans[files[1].key]
+        assert loader._runs(np.arange(8, 14)) is None and loader._runs(np.arange(0, 8)) is not None
+
+
 @pytest.mark.parametrize(
     ("fmt", "threads", "decodes"), [("npz", 2, True), ("npy", 0, True), ("indexed_binary", 2, False)]
 )

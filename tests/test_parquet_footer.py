@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import uuid
+from dataclasses import replace
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -103,3 +104,95 @@ def test_a_file_that_is_not_parquet_is_named() -> None:
         DlioError, match=rf"{f.key}: not a parquet file .*footer length 1,000,008.*regenerate"
     ):
         asyncio.run(go())
+
+
+def _spans_from_dict(data: bytes, wanted: set[str] | None) -> tuple[list[int], list[tuple[int, int]]]:
+    """Each row group's span of the wanted top-level columns, from pyarrow's metadata as a plain dict
+    (another path through the footer than the format's): min start (the dictionary page where there is
+    one) to max end over the chunks of the wanted columns."""
+    meta = pq.read_metadata(io.BytesIO(data)).to_dict()
+    first, spans, row = [], [], 0
+    for group in meta["row_groups"]:
+        chunks = [
+            c for c in group["columns"] if wanted is None or c["path_in_schema"].split(".")[0] in wanted
+        ]
+        starts = [
+            c["dictionary_page_offset"]
+            if c["has_dictionary_page"] and c["dictionary_page_offset"]
+            else c["data_page_offset"]
+            for c in chunks
+        ]
+        ends = [s + c["total_compressed_size"] for s, c in zip(starts, chunks, strict=True)]
+        first.append(row)
+        spans.append((min(starts), max(ends) - min(starts)))
+        row += group["num_rows"]
+    return first, spans
+
+
+@pytest.mark.parametrize(
+    "chosen,wanted",
+    [
+        (None, {"a", "c", "e"}),  # the columns not marked read: false
+        (("e", "b"), {"e", "b"}),  # storage_options.columns overrides the flags
+        (("d",), {"d"}),  # one nested column in the middle
+    ],
+    ids=["read-flags", "chosen", "one-nested"],
+)
+def test_row_group_spans_cover_exactly_the_columns_read(
+    chosen: tuple[str, ...] | None, wanted: set[str]
+) -> None:
+    """Spans found from the wanted columns' leaves alone are the spans over every chunk of those columns:
+    a multi-row-group file (partial last group) of scalar, list and string columns, some not read."""
+    from pytest_dlio.config.model import ParquetColumn
+
+    cols = (
+        ParquetColumn("a", "float32", 4),
+        ParquetColumn("b", "int8", 16, read=False),
+        ParquetColumn("c", "float64"),
+        ParquetColumn("d", "uint16", 3, read=False),
+        ParquetColumn("e", "string", 5),
+    )
+    cfg = config(100, 64, 16)
+    cfg = replace(cfg, dataset=replace(cfg.dataset, parquet=Parquet(columns=cols, row_group_size=16)))
+    (f,) = [f for f in dataset_files(cfg) if f.split == "train"]
+    data = bytes(get_format("parquet").encode(f, cfg.dataset, file_rng(3, f.position)).data())
+    spans = get_format("parquet").row_group_spans(data[-footer_size(data) :], cfg.dataset, chosen)
+    first, want = _spans_from_dict(data, wanted)
+    assert len(want) == 7  # 6 full groups of 16 rows and one of 4
+    assert spans.first.tolist() == first and spans.spans == want
+    every = get_format("parquet").row_group_spans(
+        data[-footer_size(data) :], cfg.dataset, ("a", "b", "c", "d", "e")
+    )
+    assert every.spans == _spans_from_dict(data, None)[1]
+    # without the first or the last column a span is shorter than the whole group's; with both, all of it
+    assert all(
+        (n < w) == (not {"a", "e"} <= wanted) for (_, n), (_, w) in zip(spans.spans, every.spans, strict=True)
+    )
+
+
+def test_readers_locating_one_file_at_once_read_its_footer_once() -> None:
+    cfg = config(64, 64, 4)
+    (f,) = [f for f in dataset_files(cfg) if f.split == "train"]
+    data = bytes(get_format("parquet").encode(f, cfg.dataset, file_rng(3, f.position)).data())
+
+    async def go() -> tuple[int, list[Spans]]:
+        from pytest_dlio.storage.timed import TimedStore
+
+        async with open_store(f"mem://footer-{uuid.uuid4().hex}") as s:
+            await s.put(f.key, data)
+            timed = TimedStore(s, Reads())
+            loader = Loader(cfg, timed, [f], Reads(), None, np.random.default_rng(0))
+            got = await asyncio.gather(*(loader._locate(f) for _ in range(4)))
+            got.append(await loader._locate(f))
+            # a reader reaching a footer read that has finished but whose callbacks have not run yet (an
+            # awaited done task returns at once): it still leaves the file located for the batch's runs
+            del loader._spans[f.key]
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(got[0])
+            loader._locating[f.key] = done  # type: ignore[assignment]
+            assert await loader._locate(f) is got[0] and loader._spans[f.key] is got[0]
+            return timed.calls["get_suffix"], got
+
+    suffixes, got = asyncio.run(go())
+    assert suffixes == 1
+    assert all(g is got[0] for g in got) and len(got[0].spans) == 16

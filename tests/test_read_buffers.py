@@ -58,6 +58,9 @@ async def fill(store: Any, cfg: WorkloadConfig) -> dict[str, bytes]:
         enc = get_format(cfg.dataset.format).encode(f, cfg.dataset, file_rng(9, f.position))
         out[f.key] = bytes(enc.data())
         await store.put(f.key, out[f.key])
+        for k, v in enc.sidecars.items():  # indexed_binary's index objects
+            out[k] = v
+            await store.put(k, v)
     return out
 
 
@@ -364,3 +367,136 @@ def test_buffer_pool_keeps_as_many_as_were_out_at_once() -> None:
             pool.give(b)
     assert pool.allocated == 20
     assert len(pool._free) == 20
+
+
+def test_get_range_pooled_through_wrappers_and_on_stores_without_pools(tmp_path: Path) -> None:
+    """``get_range_pooled`` is a store method: a timed, throttled file store still pools (its buffers come
+    back and serve the next range) and its wrappers count, book and record each pooled range as a
+    ``get_range``; a store without pools (mem://) returns ``get_range``'s bytes and errors."""
+    from pytest_dlio.errors import StorageError
+    from pytest_dlio.storage.file import RANGE_BUFFERS
+
+    data = np.random.default_rng(5).integers(0, 256, 3 * POOL_MIN, dtype=np.uint8).tobytes()
+    ranges = [(0, POOL_MIN), (POOL_MIN // 2, 2 * POOL_MIN), (3 * POOL_MIN - 9, POOL_MIN), (7, 70)]
+    recorded = Reads()
+
+    async def go() -> tuple[list[int], CountingBudget, TimedStore]:
+        budget = CountingBudget(1 << 40)
+        made = []
+        async with open_store(tmp_path.as_uri()) as inner, open_store("mem://range-pooled") as mem:
+            timed = TimedStore(
+                ThrottledStore(inner, Throttle(bandwidth_mib_s=1 << 20), budget=budget), recorded
+            )
+            assert timed.pooled_reads and not mem.pooled_reads
+            await inner.put("r/f", data)
+            await mem.put("r/f", data)
+            for _ in range(3):
+                for start, n in ranges:
+                    for store in (timed, mem):
+                        got = await store.get_range_pooled("r/f", start, n)
+                        assert bytes(got.data) == data[start : start + n]
+                        got.release()
+                made.append(RANGE_BUFFERS.allocated)
+            for store in (timed, mem):
+                with pytest.raises(NotFound):
+                    await store.get_range_pooled("r/missing", 0, POOL_MIN)
+                with pytest.raises(StorageError, match="must be >= 0"):
+                    await store.get_range_pooled("r/f", 0, -1)
+            return made, budget, timed
+
+    made, budget, timed = asyncio.run(go())
+    assert made[0] == made[1] == made[2]  # after the first round every range reused a buffer
+    moved = 3 * sum(len(data[s : s + n]) for s, n in ranges)
+    assert timed.calls["get_range"] == 3 * len(ranges) + 1  # and the missing key's attempt
+    assert sum(recorded.nbytes) == moved == budget.booked
+
+
+def _ranged_config(fmt: str, record: int, threads: int) -> WorkloadConfig:
+    from pytest_dlio.config.model import Parquet
+
+    ds = Dataset(
+        format=fmt,
+        num_files_train=2,
+        num_samples_per_file=48,
+        record_length_bytes=record,
+        parquet=Parquet(row_group_size=16),
+    )
+    rd = Reader(batch_size=8, read_threads=threads, prefetch_size=2, sample_shuffle="off", file_shuffle="off")
+    return WorkloadConfig(framework="pytorch", dataset=ds, reader=rd)
+
+
+@pytest.mark.parametrize("threads", [0, 2])
+def test_parquet_row_groups_are_read_into_reused_buffers_handed_back_after_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: int
+) -> None:
+    """Each row group (2 MiB here) is read into a pooled buffer and handed back once decode_span has
+    counted it: a second epoch makes no new buffer, every buffer is free at the end, and each row's value
+    is its row group's byte count, the bytes the loader reports reading."""
+    from pytest_dlio.storage import file as file_store
+    from pytest_dlio.storage.file import BufferPool
+
+    pool_of_ranges = BufferPool(keep=4, fit=float("inf"))
+    monkeypatch.setattr(file_store, "RANGE_BUFFERS", pool_of_ranges)  # this test's own, not the process's
+    cfg = _ranged_config("parquet", 128 * 1024, threads)
+    files = [f for f in dataset_files(cfg) if f.split == "train"]
+
+    async def go() -> tuple[list[int], list[int], Reads, Loader]:
+        async with open_store(tmp_path.as_uri()) as store:
+            await fill(store, cfg)
+            reads = Reads()
+            pool = ThreadPoolExecutor(threads) if threads else None
+            loader = Loader(cfg, store, files, reads, pool, np.random.default_rng(0), recycle=True)
+            made, values = [], []
+            for epoch in (1, 2):
+                order = epoch_order(cfg, epoch, 0, 1, shared_seed=0)
+                async for batch in loader.batches(order, 8):
+                    values.extend(int(v) for v in batch)  # type: ignore[call-overload]
+                made.append(pool_of_ranges.allocated)
+            if pool is not None:
+                pool.shutdown()
+            return made, values, reads, loader
+
+    made, values, reads, loader = asyncio.run(go())
+    spans = [n for f in files for _, n in loader._spans[f.key].spans]
+    assert len(spans) == 2 * 3 and min(spans) >= 16 * 128 * 1024  # three 2 MiB row groups a file
+    assert 1 <= made[0] == made[1] <= max(1, threads) + 1  # buffers in flight at once, not one per read
+    assert len(pool_of_ranges._free) == pool_of_ranges.allocated  # every buffer was handed back
+    assert values == [n for _ in range(2) for n in spans for _ in range(16)]
+    footers = sum(n for n in reads.nbytes if n not in spans)
+    assert sum(reads.nbytes) - footers == 2 * sum(spans)
+
+
+def test_indexed_binary_ranges_stay_the_samples_while_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """indexed_binary's decode_span is a view of the bytes read: those ranges are never pooled, so samples
+    kept past later reads stay the stored samples."""
+    from pytest_dlio.storage import file as file_store
+    from pytest_dlio.storage.file import BufferPool
+
+    pool_of_ranges = BufferPool(keep=4, fit=float("inf"))
+    monkeypatch.setattr(file_store, "RANGE_BUFFERS", pool_of_ranges)
+    cfg = _ranged_config("indexed_binary", POOL_MIN + 512, 2)
+    files = [f for f in dataset_files(cfg) if f.split == "train"]
+
+    async def go() -> tuple[list[Any], dict[str, bytes]]:
+        async with open_store(tmp_path.as_uri()) as store:
+            raw = await fill(store, cfg)
+            pool = ThreadPoolExecutor(2)
+            loader = Loader(cfg, store, files, Reads(), pool, np.random.default_rng(0), recycle=True)
+            kept: list[Any] = []
+            async for batch in loader.batches(epoch_order(cfg, 1, 0, 1, shared_seed=0), 8):
+                kept.extend(batch)
+            pool.shutdown()
+            return kept, raw
+
+    kept, raw = asyncio.run(go())
+    fmt = get_format("indexed_binary")
+    want = [
+        bytes(raw[f.key][off : off + n])
+        for f in files
+        for off, n in fmt.sample_spans(f, {k: raw[k] for k in f.sidecars}).spans
+    ]
+    assert len(kept) == len(want) == 96
+    assert [bytes(s) for s in kept] == want
+    assert pool_of_ranges.allocated == 0

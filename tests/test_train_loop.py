@@ -82,7 +82,8 @@ async def fill(store, cfg: WorkloadConfig) -> None:
 
 
 class Recording:
-    """A real MemoryStore that also remembers the order of ``get``, ``get_range`` and ``get_suffix`` calls."""
+    """A real MemoryStore that also remembers the order of ``get``, ``get_range`` (and ``get_range_pooled``)
+    and ``get_suffix`` calls."""
 
     def __init__(self, store) -> None:
         self._s, self.gets, self.ranges, self.suffixes = store, [], [], []
@@ -101,6 +102,10 @@ class Recording:
     async def get_range(self, key, start, length):
         self.ranges.append((key, start, length))
         return await self._s.get_range(key, start, length)
+
+    async def get_range_pooled(self, key, start, length):  # a range too (parquet row groups read so)
+        self.ranges.append((key, start, length))
+        return await self._s.get_range_pooled(key, start, length)
 
     async def get_suffix(self, key, n):
         self.suffixes.append((key, n))

@@ -179,8 +179,18 @@ class Format(Protocol):
         """ROW_GROUP: each row group's byte span of the columns read (offsets in the file), from the
         footer bytes at the file's end (its size is not needed: a footer holds absolute offsets, so a
         reader takes it from one suffix read); ``columns`` overrides the dataset's own choice
-        (``storage_options.columns``)."""
+        (``storage_options.columns``). Runs on a loader thread, off the event loop (a full-size dlrm
+        footer holds 250 row groups x 200 columns)."""
         raise DlioError(f"{self.name}: has no row groups")
+
+    def prepare_reads(self) -> None:
+        """Load what reading this format needs (parquet: pyarrow, ~0.3 s to import), so the first
+        training step does not pay it. Default: nothing."""
+        return None
+
+    #: Whether ``decode_span``'s value views the bytes it was given (a view: they must outlive it). When
+    #: not (a count), the loader reads ranges into reused buffers and hands each back after decoding.
+    span_views_data: bool = True
 
     def decode_span(self, data: Buffer, f: DataFile, ds: Dataset) -> Any:
         """What DLIO's reader makes of one ranged read (a sample, or a row group's column chunks); runs

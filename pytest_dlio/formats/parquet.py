@@ -163,26 +163,38 @@ class ParquetFormat(Format):
 
         # The footer alone is enough for pyarrow (it reads from the end): its offsets are absolute.
         meta = pq.read_metadata(pa.BufferReader(pa.py_buffer(footer)))
-        names = meta.schema.to_arrow_schema().names
-        wanted = set(read_columns(ds, columns) or names)
-        first, spans, row = [], [], 0
-        for r in range(meta.num_row_groups):
+        chosen = read_columns(ds, columns)
+        schema = meta.schema
+        # the leaf columns of the top-level columns read, by index, found once from the schema: only
+        # those are visited in each row group (a full-size dlrm footer holds 250 x 200 column chunks, 40
+        # of them read; visiting every chunk took ~0.4 s a file, and an arrow schema 18 ms to build)
+        if chosen is None:
+            leaves: Sequence[int] = range(meta.num_columns)
+        else:
+            wanted = set(chosen)
+            leaves = [c for c in range(meta.num_columns) if schema.column(c).path.split(".")[0] in wanted]
+        n = meta.num_row_groups
+        first = np.zeros(n, dtype=np.int64)
+        spans: list[tuple[int, int]] = []
+        row = 0
+        for r in range(n):
             group = meta.row_group(r)
             lo, hi = 1 << 63, 0  # no file is larger
-            for c in range(group.num_columns):
+            for c in leaves:
                 col = group.column(c)
-                if col.path_in_schema.split(".")[0] not in wanted:
-                    continue
-                start = (
-                    col.dictionary_page_offset
-                    if col.has_dictionary_page and col.dictionary_page_offset
-                    else col.data_page_offset
-                )
+                start = col.data_page_offset
+                if col.has_dictionary_page and col.dictionary_page_offset:
+                    start = col.dictionary_page_offset
                 lo, hi = min(lo, start), max(hi, start + col.total_compressed_size)
-            first.append(row)
-            spans.append((lo, max(0, hi - lo)) if hi > lo else (0, 0))
+            first[r] = row
+            spans.append((lo, hi - lo) if hi > lo else (0, 0))
             row += group.num_rows
-        return Spans(np.asarray(first, dtype=np.int64), spans)
+        return Spans(first, spans)
+
+    def prepare_reads(self) -> None:
+        import pyarrow.parquet  # noqa: F401  (imported once, before the first step needs it)
+
+    span_views_data = False  # decode_span counts the bytes: the buffer goes back right after
 
     def decode_span(self, data: Buffer, f: DataFile, ds: Dataset) -> Any:
         return memoryview(data).nbytes  # DLIO's parquet reader discards the column chunks' bytes

@@ -28,8 +28,7 @@ from pytest_dlio.config.model import WorkloadConfig
 from pytest_dlio.errors import DlioError, NotFound
 from pytest_dlio.progress import ProgressFn, Ticker
 from pytest_dlio.ranks import Comm, host_leader
-from pytest_dlio.storage.base import ObjectStore
-from pytest_dlio.storage.file import FileStore, Pooled
+from pytest_dlio.storage.base import ObjectStore, Pooled
 
 #: Ranges of a checkpoint file read ahead of the one being compared (with one, each read waited for the
 #: event loop's hop between the previous read and its own start: ~0.4 ms idle per 16 MiB range).
@@ -267,9 +266,7 @@ class Checkpointer:
 
     async def _range(self, key: str, start: int, length: int) -> Pooled:
         """A range of a checkpoint file; on local files into a reused buffer (``release()`` it after use)."""
-        if isinstance(self.store, FileStore):
-            return await self.store.get_range_pooled(key, start, length)
-        return Pooled(await self.store.get_range(key, start, length))
+        return await self.store.get_range_pooled(key, start, length)
 
     # ---- progress ----
     def _begin(self, kind: str) -> None:

@@ -155,9 +155,9 @@ class DirectStore(FileStore):
         ``get_pooled`` and ``blocking_get`` read."""
         return Pooled(_read(path, 0, None))
 
-    async def get_range_pooled(self, key: str, start: int, length: int) -> Pooled:
+    async def _get_range_pooled(self, key: str, start: int, length: int) -> Pooled:
         """O_DIRECT reads bring their own aligned buffer: ``get_range``'s bytes, nothing to hand back."""
-        return Pooled(await self.get_range(key, start, length))
+        return Pooled(await self._get_range(key, start, length))
 
     async def _get_ranges(self, key: str, ranges: list[tuple[int, int]]) -> list[Buffer]:
         return [await self._range_or_empty(key, s, n) for s, n in ranges]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from pytest_dlio.errors import StorageError
 from pytest_dlio.storage._pool import BlockingPool, translate
-from pytest_dlio.storage.base import Buffer, ObjectStore, Pooled, Writer, check_key, check_range
+from pytest_dlio.storage.base import Buffer, ObjectStore, Pooled, Writer, check_key
 
 TMP_MARK = ".dlio-tmp-"
 STALE_AFTER = 24 * 3600.0  # seconds untouched after which another host's temp file counts as abandoned
@@ -457,16 +457,9 @@ class FileStore(ObjectStore):
 
         return read
 
-    async def get_range_pooled(self, key: str, start: int, length: int) -> Pooled:
-        """``get_range`` into a reused buffer (file stores only; checkpoint loads use it): same bytes and
-        errors; the caller calls ``release()`` once it no longer uses ``data``. A fresh multi-MiB buffer
-        per range (malloc'd in whichever pool thread ran the read, freed on the event loop) cost warm
-        checkpoint loads a page fault per 4 KiB."""
-        check_key(self.uri, "get_range", key)
-        check_range(self.uri, "get_range", key, start, length)
-        if length == 0:
-            await self._exists_or_raise("get_range", key)
-            return Pooled(b"")
+    async def _get_range_pooled(self, key: str, start: int, length: int) -> Pooled:
+        # A fresh multi-MiB buffer per range (malloc'd in whichever pool thread ran the read, freed on the
+        # event loop) cost warm checkpoint loads a page fault per 4 KiB.
         return await self._io.run(
             "get_range", key, _get_range_pooled, self.root / key, start, length, RANGE_BUFFERS
         )

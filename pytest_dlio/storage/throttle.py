@@ -162,6 +162,12 @@ class ThrottledStore(WrapperStore):
         await self._moved(len(data), t)
         return data
 
+    async def _get_range_pooled(self, key: str, start: int, length: int) -> Pooled:
+        t = await self._request()
+        got = await super()._get_range_pooled(key, start, length)
+        await self._moved(len(got.data), t)
+        return got
+
     async def _get_ranges(self, key: str, ranges: builtins.list[tuple[int, int]]) -> builtins.list[Buffer]:
         t = await self._request()  # the ranges are requested concurrently: one latency for all
         parts = await super()._get_ranges(key, ranges)

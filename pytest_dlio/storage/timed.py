@@ -1,6 +1,7 @@
 """``TimedStore``: records every read (bytes, seconds) into a recorder, so callers need not time reads.
 
-Model: zarr's ``LoggingStore``. Reads are ``get`` (and ``get_pooled``, counted as ``get``), ``get_range``,
+Model: zarr's ``LoggingStore``. Reads are ``get`` (and ``get_pooled``, counted as ``get``), ``get_range`` (and
+``get_range_pooled``, counted as ``get_range``),
 ``get_ranges`` and ``get_suffix``; each call is one record (a ``get_ranges`` call is one record of its
 total bytes and wall time). Writes, sizes, listings and deletes are counted in :attr:`TimedStore.calls`
 but not recorded as reads.
@@ -54,6 +55,13 @@ class TimedStore(WrapperStore):
         data = await super()._get_range(key, start, length)
         self.recorder.add(len(data), time.perf_counter() - t)
         return data
+
+    async def _get_range_pooled(self, key: str, start: int, length: int) -> Pooled:
+        self.calls["get_range"] += 1
+        t = time.perf_counter()
+        got = await super()._get_range_pooled(key, start, length)
+        self.recorder.add(len(got.data), time.perf_counter() - t)
+        return got
 
     async def _get_ranges(self, key: str, ranges: builtins.list[tuple[int, int]]) -> builtins.list[Buffer]:
         self.calls["get_ranges"] += 1

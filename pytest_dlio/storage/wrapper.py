@@ -45,6 +45,9 @@ class WrapperStore(ObjectStore):
     async def _get_range(self, key: str, start: int, length: int) -> Buffer:
         return await self.store.get_range(key, start, length)
 
+    async def _get_range_pooled(self, key: str, start: int, length: int) -> Pooled:
+        return await self.store.get_range_pooled(key, start, length)
+
     async def _get_ranges(self, key: str, ranges: builtins.list[tuple[int, int]]) -> builtins.list[Buffer]:
         return await self.store.get_ranges(key, ranges)
 
