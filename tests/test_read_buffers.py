@@ -500,3 +500,38 @@ def test_indexed_binary_ranges_stay_the_samples_while_held(
     assert len(kept) == len(want) == 96
     assert [bytes(s) for s in kept] == want
     assert pool_of_ranges.allocated == 0
+
+
+def test_a_loader_reserves_its_read_ahead_buffers_before_the_clock_starts(tmp_path: Path) -> None:
+    """The buffers a full read-ahead holds are made (and faulted in) by ``reserve`` before training: the
+    reads of the first epoch take them and make none; O_DIRECT stores, whose reads bring their own
+    buffers, reserve nothing."""
+    cfg = config(files=8, threads=2, record=POOL_MIN + 4096)
+
+    async def go() -> tuple[int, int, int]:
+        async with open_store(tmp_path.as_uri()) as store:
+            await fill(store, cfg)
+            assert isinstance(store, FileStore)
+            pool = ThreadPoolExecutor(2)
+            loader = Loader(
+                cfg, store, dataset_files(cfg), Reads(), pool, np.random.default_rng(0), recycle=True
+            )
+            await loader.reserve(2)
+            reserved = store._buffers.allocated if store._buffers is not None else 0
+            async for _ in loader.batches(epoch_order(cfg, 1, 0, 1, shared_seed=0), 2):
+                await asyncio.sleep(0.01)
+            pool.shutdown()
+            after = store._buffers.allocated if store._buffers is not None else 0
+        return reserved, after, loader.capacity
+
+    reserved, after, capacity = asyncio.run(go())
+    assert reserved == (capacity + 1) * 2  # the batches ahead and the one the step holds, 2 samples each
+    assert after == reserved  # the epoch's reads made no buffer of their own
+
+
+def test_direct_store_reserves_nothing(tmp_path: Path) -> None:
+    if probe(tmp_path):
+        pytest.skip(f"O_DIRECT unavailable here: {probe(tmp_path)}")
+    store = open_store(f"direct://{tmp_path}")
+    store.reserve_read_buffers(4, POOL_MIN + 4096)
+    assert getattr(store, "_buffers", None) is None

@@ -167,6 +167,11 @@ class ObjectStore(abc.ABC):
         """The folder behind the store when its objects are local files (file://, direct://), else None."""
         return None
 
+    def reserve_read_buffers(self, count: int, size: int) -> None:
+        """Make ``count`` reusable read buffers of ``size`` bytes ready, their pages faulted in (blocking;
+        call it before anything is timed). Stores without read buffers (the default) do nothing."""
+        return None
+
     def blocking_get(self) -> Callable[[str], Pooled] | None:
         """A plain function reading a whole object into a reused buffer on the caller's own thread, or
         None when the store has none (object stores, wrappers: their I/O stays on the event loop).

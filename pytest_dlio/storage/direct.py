@@ -150,6 +150,9 @@ class DirectStore(FileStore):
     async def _get_range(self, key: str, start: int, length: int) -> Buffer:
         return await self._io.run("get_range", key, _read, self.root / key, start, length)
 
+    def reserve_read_buffers(self, count: int, size: int) -> None:
+        """O_DIRECT reads bring their own aligned buffer: nothing to reserve."""
+
     def _read_whole(self, path: Path) -> Pooled:
         """O_DIRECT reads bring their own aligned buffer (``get``'s bytes, nothing to hand back): what
         ``get_pooled`` and ``blocking_get`` read."""

@@ -32,6 +32,10 @@ class WrapperStore(ObjectStore):
         # docstring inherited
         return self.store.local_root
 
+    def reserve_read_buffers(self, count: int, size: int) -> None:
+        # docstring inherited
+        self.store.reserve_read_buffers(count, size)
+
     # ---- primitives: the wrapped store's public methods ----
     async def _put(self, key: str, data: Buffer, fsync: bool) -> None:
         await self.store.put(key, data, fsync=fsync)
