@@ -9,8 +9,9 @@ and under a different key), and two blocks are equal only if both pool offset an
 The same construction gives the CRC-32 of what was made without reading it (:class:`RandomCrc`): CRC-32 is
 affine over GF(2), so a block's CRC is its pool block's CRC XOR a linear function of its key, and a run
 of block CRCs combines into the run's CRC by linear maps, applied a table lookup per byte. npz datagen
-needs the CRC of every member; computed so, it costs ~0.1 ms per 32 MiB instead of a 4 ms pass over
-bytes that have already left the cache.
+needs the CRC of every member; computed so, it costs ~1.4 ms per 32 MiB instead of a 3.6 ms pass over
+bytes that have already left the cache. ``crc32`` here is the one every npz CRC uses (generated, patched
+or checked on read), so the two can never disagree on the implementation.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from functools import cache, lru_cache
 
 import numpy as np
 
-try:  # ISA-L's CRC-32 is ~3x zlib's; the same checksum
+try:  # ISA-L's CRC-32 is ~3x zlib's here; the same checksum
     from isal.isal_zlib import crc32
 except ImportError:  # pragma: no cover - the formats extra installs isal
     from zlib import crc32

@@ -18,16 +18,11 @@ import numpy as np
 
 from pytest_dlio.formats.base import DataFile, Encoded, Format, Slices, Stream
 from pytest_dlio.formats.npy import file_size, header, view
-from pytest_dlio.randbytes import POOL, RandomCrc, fill_random, random_array, random_chunks
+from pytest_dlio.randbytes import POOL, RandomCrc, crc32, fill_random, random_array, random_chunks
 from pytest_dlio.storage.base import Buffer
 
 if TYPE_CHECKING:
     from pytest_dlio.config.model import Dataset
-
-try:  # ISA-L's CRC-32 is ~6x zlib's; the same checksum
-    from isal.isal_zlib import crc32
-except ImportError:  # pragma: no cover - the formats extra installs isal
-    from zlib import crc32
 
 _DOS_DATE = (0 << 9) | (1 << 5) | 1  # 1980-01-01, what numpy's ZipInfo carries
 _VERSION = 45  # zip64

@@ -106,7 +106,6 @@ class _Recorder:
             epochs,
         )
         self.samples_per_step = samples_per_step
-        self.overall = 0  # steps taken (recorded or pending)
         self.pending: tuple[Block, int, int, float, float, float, float, float] | None = None
         # compute and step seconds so far without each epoch's excluded first steps (as DLIO's metric): the
         # progress line's running AU and samples/s
@@ -254,6 +253,7 @@ async def run_training(
     every = cfg.checkpoint.steps_between_checkpoints if on_checkpoint is not None else -1
     next_eval = cfg.evaluation.eval_after_epoch
     ranks = comm.size
+    overall = 0  # steps taken so far, over every epoch
     rec = _Recorder(
         Ticker(progress, "train", cfg.train.epochs * steps, "steps"),
         tl,
@@ -283,12 +283,12 @@ async def run_training(
                     if ranks > 1:  # a coroutine: the loader's reader tasks keep running meanwhile
                         await comm.barrier()
                     rec.pending = (block, e, step, t0, t1, compute, clock.now(), overrun)
-                    rec.overall += 1
-                    if every > 0 and rec.overall % every == 0 and on_checkpoint is not None:
+                    overall += 1
+                    if every > 0 and overall % every == 0 and on_checkpoint is not None:
                         rec.flush()
                         block.t_end = clock.now()
                         ep.blocks.append(block)
-                        await on_checkpoint(e, rec.overall)
+                        await on_checkpoint(e, overall)
                         block = Block(block.index + 1, clock.now()) if step < steps else None  # type: ignore[assignment]
                         if block is None:
                             break
