@@ -359,6 +359,10 @@ class ReaderCosts:
     decode_inline: bool  # decoding ran on the event loop (a light format, or read_threads 0)
     format: str
     cores: int
+    #: row-group reads kept in flight ahead of the step (parquet's window; 0: none)
+    window: int = 0
+    #: threads the window's reads run on
+    window_threads: int = 0
 
 
 def _needed(m: TrainMetrics) -> str:
@@ -385,11 +389,14 @@ def _cause(m: TrainMetrics, costs: ReaderCosts | None) -> str:
             "prefetch_size, or use faster storage)"
         )
     dec = costs.decode_seconds
+    readers = f"{max(1, costs.read_threads)} reader(s)"
+    if costs.window > 0:
+        readers += f" with {costs.window} row-group reads in flight on {costs.window_threads} thread(s)"
     figures += (
-        f", decoding ({costs.format}) {dec:.3f} s, over {max(1, costs.read_threads)} reader(s) on "
+        f", decoding ({costs.format}) {dec:.3f} s, over {readers} on "
         f"{costs.cores} core(s); emulated compute overran its draws by {over:.3f} s"
     )
-    if costs.read_threads <= 0:
+    if costs.read_threads <= 0 and costs.window <= 0:
         return (
             f"{figures} — reader.read_threads: 0: every batch is read (and decoded) on the step's own path, "
             f"none while the accelerator computes; raise reader.read_threads to read ahead{_needed(m)}"

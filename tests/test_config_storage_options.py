@@ -53,6 +53,8 @@ def test_every_key_lands_in_its_typed_place() -> None:
         "storage_library": "s3dlio",
         "uri_scheme": "az",
         "prefetch_workers": 4,
+        "prefetch_window": 0,
+        "footer_cap": 8,
         "account_url": None,
     }
     options, problems = parse_storage_options(raw)
@@ -76,7 +78,8 @@ def test_every_key_lands_in_its_typed_place() -> None:
     t = options.tuning
     assert (t.part_size, t.concurrency, t.timeout, t.list_page_size) == (16 * 2**20, 4, 5.0, 100)
     assert (options.columns, options.storage_library, options.uri_scheme) == (("a", "b"), "s3dlio", "az")
-    assert options.accepted == (("prefetch_workers", 4),)
+    assert (options.prefetch_workers, options.prefetch_window) == (4, 0)
+    assert options.accepted == (("footer_cap", 8),)
     assert SECRET not in repr(options) and "a2V5" not in repr(options)
     same, _ = parse_storage_options({**raw})
     assert same == options and hash(same) == hash(options)  # the session caches credentials by options
@@ -120,7 +123,9 @@ def test_bad_secret_in_yaml_is_not_echoed(key: str, value: str) -> None:
             "'boto' is not valid; expected one of s3dlio, minio, s3torchconnector, direct",
         ),
         ({"bogus": 1}, "unknown key; valid keys: endpoint_url, region"),
-        ({"prefetch_workers": {"a": 1}}, "must be a whole number (>= 0), got {'a': 1}"),
+        ({"prefetch_workers": {"a": 1}}, "must be a whole number, got {'a': 1}"),
+        ({"prefetch_workers": 0}, "must be between 1 and 1,024 threads, got 0"),
+        ({"prefetch_window": 5000}, "must be between 0 and 4,096 row groups, got 5,000"),
         ({"prefetch": -1}, "must be true or false or a whole number (>= 0), got -1"),
         ({"decode": "pandas"}, "'pandas' is not valid; expected one of raw, arrow"),
         ({"s3_profile": ["x"]}, "must be a string, got ['x']"),

@@ -196,3 +196,37 @@ def test_readers_locating_one_file_at_once_read_its_footer_once() -> None:
     suffixes, got = asyncio.run(go())
     assert suffixes == 1
     assert all(g is got[0] for g in got) and len(got[0].spans) == 16
+
+
+def test_a_large_footer_costs_a_second_request_once_not_per_file() -> None:
+    """A dataset's footers are of about one size: after the first file's two requests, the loader asks
+    for the size it saw (and a little more), so each further file's footer is one request."""
+    cfg = config(3000, 8, 1)  # 3000 row groups: a footer larger than the 64 KiB first guess
+    cfg = replace(cfg, dataset=replace(cfg.dataset, num_files_train=3))
+    files = [f for f in dataset_files(cfg) if f.split == "train"]
+    datas = [
+        bytes(get_format("parquet").encode(f, cfg.dataset, file_rng(3, f.position)).data()) for f in files
+    ]
+    assert all(footer_size(d) > SUFFIX for d in datas)
+
+    async def go() -> tuple[list[int], Reads, list[Spans]]:
+        from pytest_dlio.storage.timed import TimedStore
+
+        async with open_store(f"mem://footer-{uuid.uuid4().hex}") as s:
+            for f, d in zip(files, datas, strict=True):
+                await s.put(f.key, d)
+            timed = TimedStore(s, Reads())
+            reads = Reads()
+            loader = Loader(cfg, timed, files, reads, None, np.random.default_rng(0))
+            calls, spans = [], []
+            for f in files:
+                spans.append(await loader._locate(f))
+                calls.append(timed.calls["get_suffix"])
+            return calls, reads, spans
+
+    calls, reads, spans = asyncio.run(go())
+    assert calls == [2, 3, 4]
+    for d, got in zip(datas, spans, strict=True):  # each file's own spans, from its exact footer
+        exact = get_format("parquet").row_group_spans(d[-footer_size(d) :], cfg.dataset, None)
+        assert got.spans == exact.spans
+    assert sum(reads.nbytes[:2]) == SUFFIX + footer_size(datas[0])  # the bytes that came back are counted

@@ -30,6 +30,7 @@ from pytest_dlio.storage import open_store
 from pytest_dlio.storage.base import ObjectStore
 from pytest_dlio.storage.direct import probe
 from pytest_dlio.storage.file import POOL_MIN, FileStore
+from pytest_dlio.storage.settings import StoreOptions
 from pytest_dlio.storage.throttle import RateBudget, ThrottledStore
 from pytest_dlio.storage.timed import TimedStore
 from pytest_dlio.storage.uri import Throttle
@@ -430,8 +431,9 @@ def test_parquet_row_groups_are_read_into_reused_buffers_handed_back_after_decod
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: int
 ) -> None:
     """Each row group (2 MiB here) is read into a pooled buffer and handed back once decode_span has
-    counted it: a second epoch makes no new buffer, every buffer is free at the end, and each row's value
-    is its row group's byte count, the bytes the loader reports reading."""
+    counted it: two epochs make no more buffers than one epoch's reads (the row-group window keeps all
+    six in flight), every buffer is free at the
+    end, and each row's value is its row group's byte count, the bytes the loader reports reading."""
     from pytest_dlio.storage import file as file_store
     from pytest_dlio.storage.file import BufferPool
 
@@ -441,7 +443,7 @@ def test_parquet_row_groups_are_read_into_reused_buffers_handed_back_after_decod
     files = [f for f in dataset_files(cfg) if f.split == "train"]
 
     async def go() -> tuple[list[int], list[int], Reads, Loader]:
-        async with open_store(tmp_path.as_uri()) as store:
+        async with open_store(tmp_path.as_uri(), StoreOptions(threads=2)) as store:
             await fill(store, cfg)
             reads = Reads()
             pool = ThreadPoolExecutor(threads) if threads else None
@@ -459,7 +461,9 @@ def test_parquet_row_groups_are_read_into_reused_buffers_handed_back_after_decod
     made, values, reads, loader = asyncio.run(go())
     spans = [n for f in files for _, n in loader._spans[f.key].spans]
     assert len(spans) == 2 * 3 and min(spans) >= 16 * 128 * 1024  # three 2 MiB row groups a file
-    assert 1 <= made[0] == made[1] <= max(1, threads) + 1  # buffers in flight at once, not one per read
+    # buffers in flight at once, not one per read (12 over the two epochs): the window's reads, done or not
+    # yet handed back by the event loop
+    assert 1 <= made[0] <= made[1] <= 6
     assert len(pool_of_ranges._free) == pool_of_ranges.allocated  # every buffer was handed back
     assert values == [n for _ in range(2) for n in spans for _ in range(16)]
     footers = sum(n for n in reads.nbytes if n not in spans)

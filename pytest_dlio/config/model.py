@@ -17,6 +17,11 @@ import numpy as np
 if TYPE_CHECKING:
     from pytest_dlio.config.storage_options import StorageOptions
 
+#: MLPerf v3.0 DLIO's parquet read-ahead defaults: ``prefetch_window`` and ``prefetch_workers`` (64 each).
+PARQUET_WINDOW = 64
+#: The most threads a dataset store runs reads on (many readers times their prefetch_workers).
+MAX_STORE_THREADS = 256
+
 
 @dataclass(frozen=True)
 class TimeSpec:
@@ -350,6 +355,30 @@ class WorkloadConfig:
 
     def eval_steps(self, ranks: int = 1) -> int:
         return self.total_samples_eval // self.reader.batch_size_eval // ranks
+
+    @property
+    def row_group_window(self) -> int:
+        """Row-group reads a reader keeps in flight ahead of the step; 0 for formats other than parquet.
+
+        MLPerf v3.0's DLIO reads parquet through a sliding window of ``storage_options.prefetch_window``
+        reads (default 64) on ``prefetch_workers`` threads (default 64), whatever ``read_threads`` says,
+        0 included (mlperf_v3.md §5.2)."""
+        if self.dataset.format != "parquet":
+            return 0
+        window = self.storage.options.prefetch_window
+        return PARQUET_WINDOW if window is None else window
+
+    @property
+    def data_store_threads(self) -> int:
+        """Threads of the dataset's store: one per reader (``read_threads``, at least 1), or each reader's
+        ``prefetch_workers`` (DLIO's 64) when a row-group window reads ahead, no more than the window
+        keeps in flight (at most ``MAX_STORE_THREADS``)."""
+        readers = max(1, self.reader.read_threads)
+        window = self.row_group_window
+        if window <= 0:
+            return readers
+        workers = self.storage.options.prefetch_workers or PARQUET_WINDOW
+        return min(readers * min(workers, window), MAX_STORE_THREADS)
 
     @property
     def reads_data(self) -> bool:

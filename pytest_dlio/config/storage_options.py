@@ -81,6 +81,11 @@ class StorageOptions:
     #: ``storage_library`` (MLPerf v3.0: s3dlio, minio, s3torchconnector, direct): the client library of
     #: s3:// stores (``storage/factory.py``); None or direct: aiobotocore.
     storage_library: str | None = None
+    #: ``prefetch_window``: parquet row-group reads a reader keeps in flight ahead of the step (MLPerf
+    #: v3.0's DLIO; None: its default, 64; 0: none, each row group read when a step needs it).
+    prefetch_window: int | None = None
+    #: ``prefetch_workers``: threads a reader runs those row-group reads on (None: DLIO's 64).
+    prefetch_workers: int | None = None
     #: ``uri_scheme``: the scheme ``storage_type: s3`` folders resolve to (s3 or az; default s3).
     uri_scheme: str | None = None
     #: v3.0 parquet-reader and S3 keys we accept and do not act on (prefetch_*, footer_*, s3_profile, …).
@@ -221,8 +226,6 @@ _ACCEPTED: dict[str, _Parse] = {
     "secure": _scalar(bool),
     "s3_profile": _scalar(str),
     "use_full_object_uri": _scalar(bool),
-    "prefetch_workers": _scalar(int),
-    "prefetch_window": _scalar(int),
     "prefetch": _scalar(bool, int),
     "max_outstanding": _scalar(int),
     "stagger_workers": _scalar(bool, int, float),
@@ -261,6 +264,8 @@ _KEYS: dict[str, tuple[str, str, _Parse]] = {
     "connect_timeout": ("tuning", "connect_timeout", _seconds),
     "list_page_size": ("tuning", "list_page_size", _whole(1, 5000, " (S3 serves at most 1000, Azure 5000)")),
     "columns": ("", "columns", _columns),
+    "prefetch_window": ("", "prefetch_window", _whole(0, 4096, " row groups")),
+    "prefetch_workers": ("", "prefetch_workers", _whole(1, 1024, " threads")),
     "storage_library": ("", "storage_library", _choice("s3dlio", "minio", "s3torchconnector", "direct")),
     "uri_scheme": (
         "",

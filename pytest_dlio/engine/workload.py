@@ -252,9 +252,7 @@ class Workload:
 
     async def open_data(self) -> ObjectStore:
         """The store rooted at the dataset folder (O_DIRECT when ``reader.odirect`` on local files)."""
-        return await self.storage.open(
-            self.data_uri(), self.cfg.storage, threads=max(1, self.cfg.reader.read_threads)
-        )
+        return await self.storage.open(self.data_uri(), self.cfg.storage, threads=self.cfg.data_store_threads)
 
     async def open_checkpoints(self) -> ObjectStore:
         return await self.storage.open(self.checkpoint_uri(), self.cfg.storage, threads=8)
@@ -400,6 +398,8 @@ class Workload:
             decode_inline=rd.read_threads <= 0 or not get_format(fmt).heavy,
             format=fmt,
             cores=os.cpu_count() or 1,
+            window=self.train_run.loader.window,
+            window_threads=self.cfg.data_store_threads if self.cfg.row_group_window > 0 else 0,
         )
 
     async def checkpoint_write(self) -> PhaseResult:

@@ -76,6 +76,7 @@ _MISS = object()  # Loader._ready: the sample needs a fetch or decode first
 
 
 RESERVE_BYTES = 1 << 30  # read buffers a loader makes ready before training, at most
+FOOTER_GUESS_MAX = 64 << 20  # footers up to this size set the next footer read's guess
 
 
 @dataclass
@@ -85,6 +86,7 @@ class LoaderStats:
     max_ahead: int = 0
     batches: int = 0
     decode_seconds: float = 0.0  # summed time spent decoding read units (pool threads or inline)
+    window: int = 0  # row-group reads kept in flight ahead of the step (parquet's window), 0: none
 
 
 class Loader:
@@ -130,12 +132,15 @@ class Loader:
         self._recent_cap = max(2, 2 * max(1, rd.read_threads))
         self._spans: dict[str, Spans] = {}
         self._locating: dict[str, asyncio.Task[Spans]] = {}  # footers being read: one read per file
+        self._footer_guess = 0  # bytes the next footer read asks for from a file's end (_find_spans)
         self._units: OrderedDict[tuple[str, int], asyncio.Task[object]] = OrderedDict()
         # files holding several samples: each fetched file is decoded once and its samples served from
         # that (DLIO's readers keep an opened file while its samples are read; reparsing the file for
         # every sample made a 1251-sample tfrecord cost O(n^2) CRC checks)
         self._decoded: OrderedDict[str, tuple[Buffer, asyncio.Future[Sequence[object]]]] = OrderedDict()
         self.columns: list[str] | None = list(cfg.storage.options.columns or ()) or None
+        # MLPerf v3.0 DLIO's parquet read-ahead: row-group reads in flight ahead of the step, per reader
+        self.window = cfg.row_group_window * max(1, rd.read_threads)
         # whole files unless the unit is a range that read_type allows (memory reads indexed files whole)
         unit = self.format.read_unit
         self.unit = ReadUnit.FILE if unit is ReadUnit.SAMPLE_RANGE and self.memory else unit
@@ -264,11 +269,15 @@ class Loader:
                 self.reads.add(len(data), time.perf_counter() - t, t)
                 return bytes(data)
 
-            guess = max(64 * 1024, fmt.footer_tail)
+            # a dataset's files have footers of about one size: the largest seen so far (and a little) is
+            # the next file's guess, so a footer larger than 64 KiB costs a second request once, not per file
+            guess = max(64 * 1024, fmt.footer_tail, self._footer_guess)
             tail = await suffix(guess)
             n = fmt.footer_length(tail[-fmt.footer_tail :]) if len(tail) >= fmt.footer_tail else -1
             if n > len(tail) and len(tail) == guess:
                 tail = await suffix(n)
+            if fmt.footer_tail <= n <= FOOTER_GUESS_MAX:
+                self._footer_guess = max(self._footer_guess, n + n // 16 + fmt.footer_tail)
             if not fmt.footer_tail <= n <= len(tail):
                 raise DlioError(
                     f"{f.key}: not a {fmt.name} file ({len(tail):,} bytes read from its end, footer length "
@@ -562,21 +571,110 @@ class Loader:
             if own is not None:
                 own.shutdown(wait=False)
 
+    async def _row_group_batches(self, parts: list[np.ndarray]) -> AsyncGenerator[list[object], None]:
+        """Batches of row-group rows read through MLPerf v3.0 DLIO's sliding window (``self.window``).
+
+        As DLIO's ``TorchIterableDataset`` does: every footer of the epoch first, then each row group the
+        epoch's batches touch is read once, in the order the batches first need it, with ``window`` reads
+        in flight ahead of the one the step waits for; one more is started as each is used. The reads run
+        on the store's threads (``prefetch_workers`` of them per reader), while the step computes, whatever
+        ``read_threads`` is; a batch waits only for row groups not read yet.
+        """
+        self.stats.window = self.window
+        files, at = np.unique(np.concatenate(parts) // self.spf, return_index=True)
+        keys = [self.files[f] for f in files[np.argsort(at)].tolist()]
+        gate = asyncio.Semaphore(max(1, min(self.window, 64)))
+
+        async def footer(f: DataFile) -> None:
+            async with gate:
+                await self._locate(f)
+
+        async with asyncio.TaskGroup() as tg:  # a bad footer fails the epoch; the others are cancelled
+            for f in keys:
+                tg.create_task(footer(f))
+        units: list[tuple[DataFile, int, int, int]] = []  # (file, sample, start, length) per row group
+        index: dict[tuple[int, int], int] = {}
+        plans: list[list[tuple[int, int]]] = []  # per batch: (unit, rows) runs
+        last_use: list[int] = []  # per unit: the last batch that needs it
+        for b, p in enumerate(parts):
+            runs = self._runs(p)
+            assert runs is not None  # every file located, no preprocess, row groups
+            plan = []
+            for start, end in runs:
+                first = int(p[start])
+                fi, row = divmod(first, self.spf)
+                spans = self._spans[self.keys[fi]]
+                key = (fi, spans.unit_of(row))
+                u = index.get(key)
+                if u is None:
+                    u = index[key] = len(units)
+                    units.append((self.files[fi], row, *spans.spans[key[1]]))
+                    last_use.append(b)
+                last_use[u] = b
+                plan.append((u, end - start))
+            plans.append(plan)
+        # per batch: the units it needs are all started once this many are (a running maximum)
+        needs = np.maximum.accumulate([max(u for u, _ in plan) + 1 for plan in plans])
+        done_after: dict[int, list[int]] = {}
+        for u, b in enumerate(last_use):
+            done_after.setdefault(b, []).append(u)
+        reads: list[asyncio.Task[object] | None] = [None] * len(units)
+        started = 0
+
+        def start_to(count: int) -> None:
+            nonlocal started
+            while started < min(count, len(units)):
+                f, sample, off, length = units[started]
+                reads[started] = asyncio.ensure_future(self._read_unit(f, sample, off, length))
+                started += 1
+
+        try:
+            start_to(self.window)
+            for b, plan in enumerate(plans):
+                out: list[object] = []
+                for u, rows in plan:
+                    # DLIO starts the read ``window`` places ahead as it takes each row group (and a window
+                    # smaller than a batch's row groups still makes progress)
+                    start_to(u + 1 + self.window)
+                    task = reads[u]
+                    assert task is not None
+                    out.extend([task.result() if task.done() else await task] * rows)
+                self.stats.max_ahead = max(
+                    self.stats.max_ahead, int(np.searchsorted(needs, started, "right")) - b
+                )
+                for u in done_after.pop(b, ()):
+                    reads[u] = None  # a row group's value is not kept past the last batch that needs it
+                self.stats.batches += 1
+                yield out
+                del out
+        finally:
+            left = [t for t in reads if t is not None and not t.done()]
+            for t in left:
+                t.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
+            for r in reads:
+                if r is not None and r.done() and not r.cancelled():
+                    r.exception()  # mark retrieved
+
     async def batches(self, order: np.ndarray, batch_size: int) -> AsyncGenerator[list[object], None]:
         """Yield ``len(order) // batch_size`` batches in order."""
         n = len(order) // batch_size
         parts = [order[b * batch_size : (b + 1) * batch_size] for b in range(n)]
-        if self.blocking is not None:
+        self._recent.clear()
+        self._units.clear()
+        self._decoded.clear()
+        inner = None
+        if self.blocking is not None:  # one-sample files read by the reader threads
             inner = self._thread_batches(parts)
+        elif self.window > 0 and self.unit is ReadUnit.ROW_GROUP and self.preprocess.is_zero and n:
+            inner = self._row_group_batches(parts)  # parquet through DLIO's row-group window
+        if inner is not None:
             try:
                 async for batch in inner:
                     yield batch
             finally:
                 await inner.aclose()
             return
-        self._recent.clear()
-        self._units.clear()
-        self._decoded.clear()
         if self.memory:
             self._cache.clear()
             self._left = {}
