@@ -271,6 +271,29 @@ def test_loop_held_past_the_draw_is_overrun_not_compute():
     assert compute == 0.010 and overrun >= 0.02
 
 
+@pytest.mark.parametrize("seconds", [0.0004, 0.010])
+def test_emulated_compute_leaves_the_core_to_the_readers(seconds: float):
+    """An accelerator's host idles while it computes: the emulated compute ends on time (never early, a
+    few tenths of a millisecond late at most in the median) yet spends well under half its length on the
+    CPU. A busy wait spent all of it: dlrm's 0.375 ms steps were one long spin, holding the GIL and a
+    core from the reader threads (2 cores here)."""
+    from pytest_dlio.phases.train import emulate, fine_timer_slack
+
+    async def go() -> tuple[list[float], float]:
+        took = []
+        cpu = time.thread_time()
+        with fine_timer_slack():
+            for _ in range(int(0.3 / seconds)):
+                t = time.perf_counter()
+                await emulate(seconds)
+                took.append(time.perf_counter() - t)
+        return took, time.thread_time() - cpu
+
+    took, cpu = asyncio.run(go())
+    assert min(took) >= seconds and float(np.median(took)) <= seconds + 0.0003
+    assert cpu <= 0.5 * sum(took), (cpu, sum(took))
+
+
 def test_compute_is_measured_not_assumed():
     r = run(make_cfg(files=6, spf=1, bs=1, compute=0.005))
     comp = [s.compute for b in r.timeline.epochs[0].blocks for s in b.steps]

@@ -8,9 +8,13 @@ split the epoch into blocks, and evaluation after the configured epochs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import functools
 import secrets
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -32,11 +36,24 @@ EpochHook = Callable[[int], Awaitable[None]]
 
 
 # ---------------------------------------------------------------- compute emulation ----
-async def emulate(seconds: float, meanwhile: Callable[[], None] | None = None) -> None:
-    """Sleep ``seconds`` precisely while letting reader tasks run: coarse sleep, yield-spin, short busy wait.
+#: how long before the deadline the event loop's coarse sleep ends: asyncio wakes up to 1 ms late (its
+#: epoll timeout is whole milliseconds), and a reader task may hold the loop a little past that
+COARSE_MARGIN = 0.002
+#: the last stretch yields to reader tasks no more; it sleeps with the GIL released (reader threads run
+#: on both cores), then spins the final ``SPIN`` seconds, beyond the thread's timer slack
+LAST = 0.0005
+SPIN = 0.0001
 
-    ``meanwhile`` runs first, inside the sleep (the deadline is already set): host work an accelerator's
-    compute overlaps, such as recording the previous step."""
+
+async def emulate(seconds: float, meanwhile: Callable[[], None] | None = None) -> None:
+    """Sleep ``seconds`` precisely while letting reader tasks run: coarse sleep, yield-spin, then a
+    blocking sleep and a short busy wait.
+
+    The last ``LAST`` seconds do not yield (no reader task may overrun the deadline) and do not spin
+    either: a Python busy loop holds the GIL and a core, and on 2 cores the reader threads then share
+    the other (dlrm_b200's 0.375 ms of compute per step was one long spin). An accelerator's host idles
+    while it computes, as ``time.sleep`` does. ``meanwhile`` runs first, inside the sleep (the deadline
+    is already set): host work an accelerator's compute overlaps, such as recording the previous step."""
     if seconds <= 0:
         if meanwhile is not None:
             meanwhile()
@@ -44,13 +61,49 @@ async def emulate(seconds: float, meanwhile: Callable[[], None] | None = None) -
     deadline = time.perf_counter() + seconds
     if meanwhile is not None:
         meanwhile()
-    coarse = deadline - time.perf_counter() - 0.003
+    coarse = deadline - time.perf_counter() - COARSE_MARGIN
     if coarse > 0:
         await asyncio.sleep(coarse)
-    while deadline - time.perf_counter() > 0.0005:
+    while deadline - time.perf_counter() > LAST:
         await asyncio.sleep(0)
-    while time.perf_counter() < deadline:  # the last half millisecond: no other task may overrun it
+    left = deadline - time.perf_counter() - SPIN
+    if left > 0:
+        time.sleep(left)  # the event loop waits (as it would spinning); the GIL and the core are free
+    while time.perf_counter() < deadline:
         pass
+
+
+@contextlib.contextmanager
+def fine_timer_slack() -> Iterator[None]:
+    """Within: this thread's timer slack at 1 us (Linux's default, 50 us, makes every short sleep wake
+    50-90 us late; with 1 us, 10-30 us). Elsewhere, or where prctl is missing, a no-op."""
+    prctl = _prctl()
+    if prctl is None:
+        yield
+        return
+    old = prctl(_PR_GET_TIMERSLACK, 0, 0, 0, 0)
+    prctl(_PR_SET_TIMERSLACK, 1000, 0, 0, 0)
+    try:
+        yield
+    finally:
+        if old > 0:
+            prctl(_PR_SET_TIMERSLACK, old, 0, 0, 0)
+
+
+_PR_SET_TIMERSLACK, _PR_GET_TIMERSLACK = 29, 30
+
+
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    return fn
 
 
 async def timed_compute(
@@ -265,50 +318,51 @@ async def run_training(
     await loader.reserve(rd.batch_size)  # read buffers faulted in before the clock starts
     tl.t_start = clock.now()
     try:
-        for e in range(1, cfg.train.epochs + 1):
-            order = epoch_order(cfg, e, comm.rank, comm.size, shared_seed=seed, steps=steps)
-            ep = Epoch(e, clock.now())
-            block = Block(1, ep.t_start)
-            it = loader.batches(order, rd.batch_size)
-            taken = 0
-            try:
-                for step in range(1, steps + 1):
-                    t0 = clock.now()
-                    await anext(it)
-                    taken += 1
-                    t1 = clock.now()
-                    # the last step is recorded (and the next draw made) inside this one's compute: the
-                    # boundary only takes times
-                    compute, overrun = await timed_compute(rec.draw, clock, rec.between)
-                    if ranks > 1:  # a coroutine: the loader's reader tasks keep running meanwhile
-                        await comm.barrier()
-                    rec.pending = (block, e, step, t0, t1, compute, clock.now(), overrun)
-                    overall += 1
-                    if every > 0 and overall % every == 0 and on_checkpoint is not None:
-                        rec.flush()
+        with fine_timer_slack():  # short compute sleeps wake on time (emulate)
+            for e in range(1, cfg.train.epochs + 1):
+                order = epoch_order(cfg, e, comm.rank, comm.size, shared_seed=seed, steps=steps)
+                ep = Epoch(e, clock.now())
+                block = Block(1, ep.t_start)
+                it = loader.batches(order, rd.batch_size)
+                taken = 0
+                try:
+                    for step in range(1, steps + 1):
+                        t0 = clock.now()
+                        await anext(it)
+                        taken += 1
+                        t1 = clock.now()
+                        # the last step is recorded (and the next draw made) inside this one's compute: the
+                        # boundary only takes times
+                        compute, overrun = await timed_compute(rec.draw, clock, rec.between)
+                        if ranks > 1:  # a coroutine: the loader's reader tasks keep running meanwhile
+                            await comm.barrier()
+                        rec.pending = (block, e, step, t0, t1, compute, clock.now(), overrun)
+                        overall += 1
+                        if every > 0 and overall % every == 0 and on_checkpoint is not None:
+                            rec.flush()
+                            block.t_end = clock.now()
+                            ep.blocks.append(block)
+                            await on_checkpoint(e, overall)
+                            block = Block(block.index + 1, clock.now()) if step < steps else None  # type: ignore[assignment]
+                            if block is None:
+                                break
+                    if block is not None:  # the block ends with its last step, not with the loader's teardown
                         block.t_end = clock.now()
-                        ep.blocks.append(block)
-                        await on_checkpoint(e, overall)
-                        block = Block(block.index + 1, clock.now()) if step < steps else None  # type: ignore[assignment]
-                        if block is None:
-                            break
-                if block is not None:  # the block ends with its last step, not with the loader's teardown
-                    block.t_end = clock.now()
-            finally:
-                rec.flush()
-                await it.aclose()
-            if block is not None and block.steps:
-                ep.blocks.append(block)
-            await _check_coverage(
-                comm, order[: taken * rd.batch_size], cfg.total_samples_train, steps, rd.batch_size, e
-            )
-            if eval_loader is not None and e >= next_eval:
-                ep.eval = await _eval(cfg, eval_loader, comm, clock, e, seed, rng, progress)
-                next_eval += cfg.evaluation.epochs_between_evals
-            ep.t_end = clock.now()
-            tl.epochs.append(ep)
-            if on_epoch_end is not None:
-                await on_epoch_end(e)
+                finally:
+                    rec.flush()
+                    await it.aclose()
+                if block is not None and block.steps:
+                    ep.blocks.append(block)
+                await _check_coverage(
+                    comm, order[: taken * rd.batch_size], cfg.total_samples_train, steps, rd.batch_size, e
+                )
+                if eval_loader is not None and e >= next_eval:
+                    ep.eval = await _eval(cfg, eval_loader, comm, clock, e, seed, rng, progress)
+                    next_eval += cfg.evaluation.epochs_between_evals
+                ep.t_end = clock.now()
+                tl.epochs.append(ep)
+                if on_epoch_end is not None:
+                    await on_epoch_end(e)
     finally:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
