@@ -11,6 +11,7 @@ format (``formats/``); this module knows no format by name.
 from __future__ import annotations
 
 import math
+import zlib
 
 import numpy as np
 
@@ -73,6 +74,26 @@ def _drawn_dims(ds: Dataset, total_files: int) -> list[tuple[int, ...]]:
     return [(flat[2 * i], flat[2 * i + 1]) for i in range(total_files)]
 
 
+def plan_token(ds: Dataset, dims: tuple[int, ...], dtype: str) -> str:
+    """A short token of what one file's bytes encode: its samples and their shape, and the dataset
+    settings a format's encoder reads (its parquet, hdf5 and compression settings). Files of one plan
+    differ only by their seeds; a file whose token differs was written for other settings."""
+    what = (
+        ds.format,
+        ds.num_samples_per_file,
+        dims,
+        dtype,
+        ds.record_length_bytes_resize,
+        ds.compression,
+        ds.compression_level,
+        ds.enable_chunking,
+        ds.chunk_size,
+        ds.parquet,
+        ds.hdf5,
+    )
+    return f"p{zlib.crc32(repr(what).encode()):08x}"
+
+
 def dataset_files(cfg: WorkloadConfig) -> list[DataFile]:
     """Every file DLIO generates for ``cfg``: train files then eval files (DLIO's list order), with the
     sizes and sidecars the format predicts (ConfigError for a format without a generator)."""
@@ -84,6 +105,7 @@ def dataset_files(cfg: WorkloadConfig) -> list[DataFile]:
     dtype = fmt.dtype(ds)
     files = []
     for pos, ((split, i, key), d) in enumerate(zip(keys, dims, strict=True)):
+        size = fmt.predicted_size(ds, d, dtype, pos)
         files.append(
             DataFile(
                 key=key,
@@ -93,9 +115,10 @@ def dataset_files(cfg: WorkloadConfig) -> list[DataFile]:
                 dims=d,
                 dtype=dtype,
                 samples=ds.num_samples_per_file,
-                expected_size=fmt.predicted_size(ds, d, dtype, pos),
+                expected_size=size,
                 sidecars=fmt.sidecar_keys(ds, key, split),
                 sidecar_sizes=fmt.sidecar_sizes(ds, d, dtype),
+                plan="" if size is not None else plan_token(ds, d, dtype),
             )
         )
     return files

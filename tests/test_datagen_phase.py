@@ -6,6 +6,7 @@ import asyncio
 import io
 import os
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from pytest_dlio.errors import DlioError
 from pytest_dlio.layout import dataset_files
 from pytest_dlio.phases import datagen
 from pytest_dlio.phases.datagen import cleanup, generate
-from pytest_dlio.phases.dataset import DIGEST_PREFIX
+from pytest_dlio.phases.dataset import DIGEST_PREFIX, check_dataset
 from pytest_dlio.progress import Progress
 from pytest_dlio.ranks import SingleComm
 from pytest_dlio.ranks.inproc import InProcessWorld
@@ -110,7 +111,39 @@ def test_content_sized_format_uses_markers(files: ObjectStore, tmp_path: Path) -
     target.write_bytes(target.read_bytes()[:-10])
     assert run(c, files)["datagen_files_written"] == 1
     markers = [k for k in objects(files) if k.startswith(".dlio/sizes/train/img_3_of_4.png@")]
-    assert markers == [f".dlio/sizes/train/img_3_of_4.png@{target.stat().st_size}"]
+    (f,) = [f for f in dataset_files(c) if f.key == "train/img_3_of_4.png"]
+    assert f.plan.startswith("p") and markers == [
+        f".dlio/sizes/train/img_3_of_4.png@{target.stat().st_size}@{f.plan}"
+    ]
+
+
+def test_a_content_sized_file_written_for_other_settings_is_regenerated(files: ObjectStore) -> None:
+    """Parquet files written for one --dlio-scale (8 files of 43008 rows at smoke) have the same names at
+    another (8 of 98304 at small), and their size markers once matched their own sizes: training read a
+    smoke dataset as the small one. The marker now names what the file encodes: training refuses a
+    dataset written for other settings, naming it, and datagen auto rewrites exactly those files."""
+    small = cfg(format="parquet", num_samples_per_file=16, record_length_bytes=64)
+    run(small, files)
+    bigger = replace(small, dataset=replace(small.dataset, num_samples_per_file=24))
+    assert [f.key for f in dataset_files(bigger)] == [f.key for f in dataset_files(small)]
+    with pytest.raises(
+        DlioError,
+        match=r"files under .* were written for other dataset settings, first "
+        r"train/.*img_0_of_4\.parquet was written for other dataset settings.*--dlio-generate auto",
+    ):
+        asyncio.run(check_dataset(files, dataset_files(bigger)))
+    assert run(bigger, files)["datagen_files_written"] == len(dataset_files(bigger))
+    asyncio.run(check_dataset(files, dataset_files(bigger)))  # complete now
+    sizes = [k for k in objects(files) if k.startswith(".dlio/sizes/")]
+    assert len(sizes) == len(dataset_files(bigger))  # the stale markers are gone
+    assert run(bigger, files)["datagen_files_written"] == 0
+    # markers from before plans (no @p… part) still count for their size
+    legacy = {k.rpartition("@")[0] for k in sizes}
+    for k in sizes:
+        asyncio.run(files.delete(k))
+    for k in legacy:
+        asyncio.run(files.put(k, b""))
+    assert run(bigger, files)["datagen_files_written"] == 0
 
 
 def test_sidecars_are_part_of_completeness(files: ObjectStore, tmp_path: Path) -> None:

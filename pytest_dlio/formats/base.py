@@ -38,6 +38,10 @@ class DataFile:
     expected_size: int | None  # exact bytes of ``key``, None when only known after encoding
     sidecars: tuple[str, ...] = ()  # extra keys written with it (tfrecord index, indexed_binary idx)
     sidecar_sizes: tuple[int | None, ...] = ()  # their exact bytes (None: unknown), aligned with ``sidecars``
+    #: what the bytes encode, for a file whose size is known only after encoding (``expected_size`` None):
+    #: a token of its samples, shape and the dataset's format settings, kept in its size marker so a file
+    #: written for other settings (another --dlio-scale, say) is not taken for this one's; "" otherwise
+    plan: str = ""
 
     @property
     def sample_bytes(self) -> int:

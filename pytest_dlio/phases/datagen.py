@@ -249,10 +249,10 @@ async def write_markers(
     """After file ``f`` (``size`` bytes): its size marker (content-sized formats) and its digest marker,
     replacing stale ones."""
     if f.expected_size is None:
-        for stale in listing.markers.get(f.key, set()) - {size}:
-            await store.delete(marker_key(f.key, stale))
-        wrote.append(marker_key(f.key, size))
-        await store.put(marker_key(f.key, size), b"")
+        for stale, plan in listing.markers.get(f.key, set()) - {(size, f.plan)}:
+            await store.delete(marker_key(f.key, stale, plan))
+        wrote.append(marker_key(f.key, size, f.plan))
+        await store.put(marker_key(f.key, size, f.plan), b"")
     if digest is not None:
         for old in listing.digests.get(f.key, set()) - {digest}:
             await store.delete(digest_key(f.key, old))

@@ -47,8 +47,18 @@ VERIFY_FLOOR = 64 << 20  # ...or this many bytes, whichever is more
 DIGEST_MIN = 8 << 20
 
 
-def marker_key(key: str, size: int) -> str:
-    return f"{MARKER_PREFIX}{key}@{size}"
+def marker_key(key: str, size: int, plan: str = "") -> str:
+    """``.dlio/sizes/{key}@{size}@{plan}`` (``@{plan}`` left out when there is none: older markers)."""
+    return f"{MARKER_PREFIX}{key}@{size}" + (f"@{plan}" if plan else "")
+
+
+def _marker(name: str) -> tuple[str, int, str] | None:
+    """(key, size, plan) of a size marker's name after the prefix; None when it is not one."""
+    rest, _, last = name.rpartition("@")
+    if last.isdigit():
+        return (rest, int(last), "") if rest else None
+    key, _, size = rest.rpartition("@")
+    return (key, int(size), last) if key and size.isdigit() and last.startswith("p") else None
 
 
 def digest_key(key: str, digest: str) -> str:
@@ -132,7 +142,7 @@ class Problem:
 
     file: DataFile
     key: str
-    kind: str  # "missing", "empty", "size" or "content"
+    kind: str  # "missing", "empty", "size", "plan" (written for other settings) or "content"
     size: int | None = None
     expected: int | None = None
     recorded: bool = False
@@ -144,6 +154,11 @@ class Problem:
         if self.kind == "size":
             why = "its size marker says" if self.recorded else "expected"
             return f"{self.key} has {self.size} bytes, {why} {self.expected}"
+        if self.kind == "plan":
+            return (
+                f"{self.key} was written for other dataset settings (its size marker is for another "
+                "number of samples per file, sample shape or format settings, such as another --dlio-scale)"
+            )
         return f"{self.key} is {self.kind}"
 
 
@@ -152,13 +167,13 @@ class Listing:
 
     def __init__(self, objects: dict[str, int]) -> None:
         self.sizes = {k: v for k, v in objects.items() if not k.startswith((MARKER_PREFIX, DIGEST_PREFIX))}
-        self.markers: dict[str, set[int]] = {}
+        self.markers: dict[str, set[tuple[int, str]]] = {}  # key -> (size, plan) of its size markers
         self.digests: dict[str, set[str]] = {}
         for k in objects:
             if k.startswith(MARKER_PREFIX):
-                key, _, size = k[len(MARKER_PREFIX) :].rpartition("@")
-                if size.isdigit():
-                    self.markers.setdefault(key, set()).add(int(size))
+                got = _marker(k[len(MARKER_PREFIX) :])
+                if got is not None:
+                    self.markers.setdefault(got[0], set()).add(got[1:])
             elif k.startswith(DIGEST_PREFIX):
                 key, _, digest = k[len(DIGEST_PREFIX) :].rpartition("@")
                 if key and digest:
@@ -176,8 +191,11 @@ class Listing:
                 return Problem(f, f.key, "size", size, f.expected_size)
         else:
             marked = self.markers.get(f.key)
-            if marked and size not in marked:
-                return Problem(f, f.key, "size", size, max(marked), recorded=True)
+            ours = {n for n, plan in marked or () if plan in (f.plan, "")}  # "": a marker from before plans
+            if marked and not ours:
+                return Problem(f, f.key, "plan")
+            if ours and size not in ours:
+                return Problem(f, f.key, "size", size, max(ours), recorded=True)
         expected = f.sidecar_sizes or (None,) * len(f.sidecars)
         for side, want in zip(f.sidecars, expected, strict=True):
             got = self.sizes.get(side)
@@ -325,6 +343,11 @@ def incomplete_message(files: list[DataFile], listing: Listing, where: str) -> s
             "regenerate the dataset (--dlio-generate auto)"
         )
     first = bad[0]
+    if first.kind == "plan":
+        return (
+            f"dataset does not match the config: {len(bad)} of {n} files under {where} were written for "
+            f"other dataset settings, first {first}; regenerate it for this config (--dlio-generate auto)"
+        )
     if first.recorded:
         fix = "the file changed after datagen wrote it; regenerate it (--dlio-generate auto)"
     else:
