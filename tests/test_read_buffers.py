@@ -303,6 +303,22 @@ def test_get_range_pooled_returns_get_range_bytes_and_reuses_buffers(tmp_path: P
                 await store.get_range_pooled("c/missing", 0, 0)
             with pytest.raises(StorageError, match="must be >= 0"):
                 await store.get_range_pooled("c/f", -1, 10)
+            # the same ranges, bytes, reuse and errors from the plain function a window thread calls
+            read = store.blocking_get_range()
+            assert read is not None
+            for start, n in ranges:
+                got = await asyncio.to_thread(read, "c/f", start, n)
+                assert bytes(got.data) == data[start : start + n]
+                got.release()
+            assert RANGE_BUFFERS.allocated == made[0]
+            for args, error in [
+                (("c/missing", 0, POOL_MIN), NotFound),
+                (("c/missing", 0, 0), NotFound),
+                (("c/f", -1, 10), StorageError),
+                (("../f", 0, 10), StorageError),
+            ]:
+                with pytest.raises(error):
+                    read(*args)
 
     asyncio.run(go())
 

@@ -81,7 +81,7 @@ def coverage_problem(
             )
         if idx.size and (idx.min() < 0 or idx.max() >= total):
             return f"coverage check, epoch {epoch}: rank {r} read a sample outside 0..{total - 1}"
-        np.add.at(counts, idx, 1)
+        counts += np.bincount(idx, minlength=total)  # np.add.at did the same at 2-3x the cost
     twice = np.flatnonzero(counts > 1)
     if twice.size:
         who = [r for r, idx in enumerate(read) if np.isin(twice[0], idx)]

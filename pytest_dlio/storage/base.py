@@ -183,6 +183,13 @@ class ObjectStore(abc.ABC):
         """
         return None
 
+    def blocking_get_range(self) -> Callable[[str, int, int], Pooled] | None:
+        """:meth:`get_range_pooled` as a plain function on the caller's own thread, or None when the store
+        has none (as :meth:`blocking_get`). The parquet row-group window of a local file store reads,
+        counts and hands back each range on its own threads with it, taking a range already read without
+        a round trip through the event loop. Same checks, bytes and errors as ``get_range_pooled``."""
+        return None
+
     def local_path(self, key: str) -> Path | None:
         """The file holding ``key`` when the store is local (see :attr:`local_root`), else None."""
         check_key(self.uri, "local_path", key)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from pytest_dlio.errors import StorageError
 from pytest_dlio.storage._pool import BlockingPool, translate
-from pytest_dlio.storage.base import Buffer, ObjectStore, Pooled, Writer, check_key
+from pytest_dlio.storage.base import Buffer, ObjectStore, Pooled, Writer, check_key, check_range
 
 TMP_MARK = ".dlio-tmp-"
 STALE_AFTER = 24 * 3600.0  # seconds untouched after which another host's temp file counts as abandoned
@@ -465,6 +465,22 @@ class FileStore(ObjectStore):
                 return self._read_whole(self.root / key)
             except OSError as exc:
                 raise translate(exc, self.uri, "get", key) from exc
+
+        return read
+
+    def blocking_get_range(self) -> Callable[[str, int, int], Pooled]:
+        # docstring inherited
+        def read(key: str, start: int, length: int) -> Pooled:
+            check_key(self.uri, "get_range", key)
+            check_range(self.uri, "get_range", key, start, length)
+            path = self.root / key
+            try:
+                if length == 0:
+                    path.stat()  # the object must exist, as get_range_pooled checks
+                    return Pooled(b"")
+                return _get_range_pooled(path, start, length, RANGE_BUFFERS)
+            except OSError as exc:
+                raise translate(exc, self.uri, "get_range", key) from exc
 
         return read
 
