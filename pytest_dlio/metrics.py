@@ -420,9 +420,14 @@ def _cause(m: TrainMetrics, costs: ReaderCosts | None) -> str:
             f"{costs.cores} core(s)), not storage-bound; more cores or a lighter format would help, "
             "faster storage would not"
         )
+    more = (
+        "storage.storage_options.prefetch_window / prefetch_workers"
+        if costs.window > 0
+        else "reader.read_threads / prefetch_size"
+    )
     return (
         f"{figures} — reading took longer than decoding: storage is too slow for this workload{_needed(m)} "
-        "(raise reader.read_threads / prefetch_size, or use faster storage)"
+        f"(raise {more}, or use faster storage)"
     )
 
 

@@ -231,9 +231,15 @@ def test_timeline_round_trip(golden):
     assert from_dict(to_dict(tls[0])) == tls[0]
 
 
-def _costs(threads: int = 4, decode: float = 0.0, inline: bool = False) -> ReaderCosts:
+def _costs(threads: int = 4, decode: float = 0.0, inline: bool = False, window: int = 0) -> ReaderCosts:
     return ReaderCosts(
-        read_threads=threads, decode_seconds=decode, decode_inline=inline, format="jpeg", cores=2
+        read_threads=threads,
+        decode_seconds=decode,
+        decode_inline=inline,
+        format="jpeg",
+        cores=2,
+        window=window,
+        window_threads=window,
     )
 
 
@@ -262,6 +268,12 @@ def test_au_verdict_names_the_probable_cause_from_the_figures(golden):
     assert cpu is not None and "CPU-bound (jpeg decoding on 2 core(s))" in cpu and "too slow" not in cpu
     path = au_verdict(slow, thr, costs=_costs(threads=0, decode=read_s * 2))
     assert path is not None and "reader.read_threads: 0" in path
+    # parquet's row-group window reads ahead with 0 reader workers too: storage is the verdict, and the
+    # knobs it names are the window's
+    window = au_verdict(slow, thr, costs=_costs(threads=0, decode=read_s / 2, window=7))
+    assert window is not None and "reader.read_threads: 0" not in window and "storage is too slow" in window
+    assert "with 7 row-group reads in flight on 7 thread(s)" in window
+    assert "raise storage.storage_options.prefetch_window / prefetch_workers" in window
     held = replace(m, compute_overrun_seconds=m.io_wait_seconds)  # the loop was held as long as it waited
     harness = au_verdict(held, thr, costs=_costs(decode=read_s * 2, inline=True))
     assert harness is not None and "the harness, not the storage" in harness and "inline decoding" in harness
