@@ -88,7 +88,12 @@ def plan_token(ds: Dataset, dims: tuple[int, ...], dtype: str) -> str:
         ds.compression_level,
         ds.enable_chunking,
         ds.chunk_size,
-        ds.parquet,
+        # what the parquet writer reads (not the read flags or read_mode: those are the reader's)
+        tuple((c.name, c.dtype, c.size) for c in ds.parquet.columns),
+        ds.parquet.row_group_size,
+        ds.parquet.partition_by,
+        ds.parquet.generation_batch_size,
+        ds.parquet.use_s3dlio_gen,
         ds.hdf5,
     )
     return f"p{zlib.crc32(repr(what).encode()):08x}"

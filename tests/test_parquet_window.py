@@ -5,11 +5,13 @@ figures the train item reports, through the engine, against a store that adds 25
 
 from __future__ import annotations
 
+import asyncio
 import io
 import uuid
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -17,6 +19,7 @@ from pytest_dlio.config.model import Dataset, Parquet, Reader, StorageConfig, Ti
 from pytest_dlio.config.scale import WINDOW_SHARE, scale_config
 from pytest_dlio.engine import RunSettings
 from pytest_dlio.engine.load import load_workload
+from pytest_dlio.errors import DlioError
 from tests.test_train_loop import train_through_engine
 
 ROWS, GROUP, FILES = 64, 16, 4  # 16 row groups of 16 rows: one a step
@@ -105,3 +108,135 @@ def test_scaling_cuts_the_window_to_a_share_of_the_epoch(tmp_path: Path, name: s
     assert f"parquet read-ahead cut from 64 to {cut} row groups per reader" in smoke.source.notes[-1]
     again = scale_config(smoke, 0.5, smoke=True)  # scaling a scaled config keeps the key once
     assert [k for k, _ in again.storage.storage_options].count("prefetch_window") == 1
+
+
+def test_read_type_memory_and_odirect_keep_their_read_paths(tmp_path: Path) -> None:
+    """``read_type: memory`` keeps parquet's row-group units but not the window (its runs are per sample):
+    training runs as before. An O_DIRECT store has no page-cached blocking range read, so a window over
+    direct:// reads through the store's own O_DIRECT path."""
+    from pytest_dlio.storage.direct import DirectStore
+
+    cfg = parquet_cfg(None, compute=0.0)
+    memory = replace(cfg, reader=replace(cfg.reader, read_type="memory"))
+    res, _ = train_through_engine(memory, (tmp_path / "mem").as_uri(), tmp_path / "m")
+    assert res.ok, res.failure
+    assert res.value("steps") == FILES * ROWS // GROUP
+    assert DirectStore("direct:///x", tmp_path / "d").blocking_get_range() is None
+    res, _ = train_through_engine(cfg, "direct://" + str(tmp_path / "direct"), tmp_path / "d")
+    assert res.ok, res.failure
+
+
+def test_a_bad_footer_past_the_first_file_names_the_file(tmp_path: Path) -> None:
+    """The footers after the first are read concurrently; a damaged one fails training with the file's
+    own error (not an ExceptionGroup reported as a bug)."""
+    from tests.test_train_loop import fill
+
+    cfg = parquet_cfg(None, compute=0.0)
+
+    async def go() -> None:
+        from pytest_dlio.phases.sampler import epoch_order
+        from pytest_dlio.phases.train import run_training
+        from pytest_dlio.ranks import SingleComm
+        from pytest_dlio.storage import open_store
+
+        async with open_store((tmp_path / "d").as_uri()) as s:
+            await fill(s, cfg)
+            first = int(epoch_order(cfg, 1, 0, 1, shared_seed=0)[0]) // ROWS  # its footer is read alone
+            victim = sorted((tmp_path / "d" / "train").iterdir())[(first + 1) % FILES]
+            data = victim.read_bytes()
+            victim.write_bytes(
+                data[:-12] + (10**7).to_bytes(4, "little") + b"PAR1"
+            )  # a footer length past the file
+            await run_training(cfg, s, comm=SingleComm())
+
+    with pytest.raises(DlioError, match=r"train/img_\d_of_4\.parquet: not a parquet file .*regenerate"):
+        asyncio.run(go())
+
+
+def test_an_epoch_left_early_counts_every_row_group_it_read(tmp_path: Path) -> None:
+    """A consumer that leaves after one batch (an error, a cancelled run): the window's reads still running
+    finish and are counted, so the reads reported are every range the store served."""
+    from pytest_dlio.layout import dataset_files
+    from pytest_dlio.phases.loader import Loader
+    from pytest_dlio.phases.sampler import epoch_order
+    from pytest_dlio.storage.file import RANGE_BUFFERS, FileStore
+    from pytest_dlio.timeline import Reads
+    from tests.test_train_loop import fill
+
+    served: list[int] = []
+
+    class Counting(FileStore):
+        def blocking_get_range(self):  # type: ignore[no-untyped-def]
+            read = super().blocking_get_range()
+            assert read is not None
+
+            def counted(key: str, start: int, length: int):  # type: ignore[no-untyped-def]
+                got = read(key, start, length)
+                served.append(len(got.data))
+                return got
+
+            return counted
+
+    cfg = parquet_cfg(None, compute=0.0)
+    files = [f for f in dataset_files(cfg) if f.split == "train"]
+
+    async def go() -> Reads:
+        store = Counting((tmp_path / "d").as_uri(), tmp_path / "d")
+        await fill(store, cfg)
+        reads = Reads()
+        loader = Loader(cfg, store, files, reads, None, np.random.default_rng(0))
+        it = loader.batches(epoch_order(cfg, 1, 0, 1, shared_seed=0), GROUP)
+        await anext(it)
+        await it.aclose()
+        await store.close()
+        return reads
+
+    free_before = len(RANGE_BUFFERS._free)
+    reads = asyncio.run(go())
+    footers = FILES  # one suffix read each
+    assert len(served) >= 1 and len(reads.nbytes) == footers + len(served)
+    assert sorted(reads.nbytes[footers:]) == sorted(served)
+    assert len(RANGE_BUFFERS._free) >= free_before  # every buffer the reads took came back
+
+
+def test_the_plan_token_follows_what_the_writer_writes() -> None:
+    """A column's read flag and read_mode are the reader's: flipping them keeps the token (the bytes are the
+    same); a column's dtype or the row-group size changes it."""
+    from pytest_dlio.config.model import ParquetColumn
+    from pytest_dlio.layout import plan_token
+
+    cols = (ParquetColumn("a", "float32", 4), ParquetColumn("b", "int8"))
+    ds = Dataset(format="parquet", num_samples_per_file=64, parquet=Parquet(columns=cols, row_group_size=16))
+    base = plan_token(ds, (1,), "uint8")
+    flags = replace(
+        ds,
+        parquet=replace(ds.parquet, columns=(cols[0], replace(cols[1], read=False)), read_mode="row_group"),
+    )
+    assert plan_token(flags, (1,), "uint8") == base
+    assert plan_token(replace(ds, parquet=replace(ds.parquet, row_group_size=8)), (1,), "uint8") != base
+    typed = replace(ds, parquet=replace(ds.parquet, columns=(cols[0], replace(cols[1], dtype="int16"))))
+    assert plan_token(typed, (1,), "uint8") != base
+
+
+def test_a_parquet_file_with_other_rows_than_the_config_is_refused(tmp_path: Path) -> None:
+    """A marker written before plans (or a file copied in) cannot tell a dataset of other settings: the
+    footer can, and training refuses a file whose row count is not the config's."""
+    from pytest_dlio.phases.dataset import MARKER_PREFIX
+    from pytest_dlio.phases.train import run_training
+    from pytest_dlio.ranks import SingleComm
+    from pytest_dlio.storage import open_store
+    from tests.test_train_loop import fill
+
+    small = parquet_cfg(None, compute=0.0)
+    bigger = replace(small, dataset=replace(small.dataset, num_samples_per_file=ROWS * 2))
+
+    async def go() -> None:
+        async with open_store((tmp_path / "d").as_uri()) as s:
+            await fill(s, small)
+            await run_training(bigger, s, comm=SingleComm())
+
+    assert not (tmp_path / "d" / MARKER_PREFIX).exists()  # no markers at all: judged by the footer
+    with pytest.raises(
+        DlioError, match=rf"footer says {ROWS} rows, the config {2 * ROWS} a file .*--dlio-generate always"
+    ):
+        asyncio.run(go())

@@ -88,7 +88,7 @@ class StorageOptions:
     prefetch_workers: int | None = None
     #: ``uri_scheme``: the scheme ``storage_type: s3`` folders resolve to (s3 or az; default s3).
     uri_scheme: str | None = None
-    #: v3.0 parquet-reader and S3 keys we accept and do not act on (prefetch_*, footer_*, s3_profile, …).
+    #: v3.0 parquet-reader and S3 keys we accept and do not act on (prefetch, footer_*, s3_profile, …).
     accepted: tuple[tuple[str, Any], ...] = ()
 
 

@@ -109,6 +109,7 @@ class Spans:
 
     first: np.ndarray  # first sample of each unit (ascending, starts at 0)
     spans: list[tuple[int, int]]  # (offset, length) of each unit
+    rows: int = -1  # the samples the file holds, where its footer says (parquet); -1: not known
 
     def unit_of(self, sample: int) -> int:
         return int(np.searchsorted(self.first, sample, side="right") - 1)

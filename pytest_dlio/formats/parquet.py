@@ -189,7 +189,7 @@ class ParquetFormat(Format):
             first[r] = row
             spans.append((lo, hi - lo) if hi > lo else (0, 0))
             row += group.num_rows
-        return Spans(first, spans)
+        return Spans(first, spans, row)
 
     def prepare_reads(self) -> None:
         import pyarrow.parquet  # noqa: F401  (imported once, before the first step needs it)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import io
 import random
+import re
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
@@ -55,10 +56,13 @@ def marker_key(key: str, size: int, plan: str = "") -> str:
 def _marker(name: str) -> tuple[str, int, str] | None:
     """(key, size, plan) of a size marker's name after the prefix; None when it is not one."""
     rest, _, last = name.rpartition("@")
-    if last.isdigit():
+    if _DIGITS.fullmatch(last):
         return (rest, int(last), "") if rest else None
     key, _, size = rest.rpartition("@")
-    return (key, int(size), last) if key and size.isdigit() and last.startswith("p") else None
+    return (key, int(size), last) if key and _DIGITS.fullmatch(size) and last.startswith("p") else None
+
+
+_DIGITS = re.compile(r"[0-9]+")  # str.isdigit takes "²", which int() refuses
 
 
 def digest_key(key: str, digest: str) -> str:

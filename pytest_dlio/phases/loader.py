@@ -21,7 +21,7 @@ import numpy as np
 
 from pytest_dlio import layout
 from pytest_dlio.config.model import Dataset, TimeSpec, WorkloadConfig
-from pytest_dlio.errors import DlioError
+from pytest_dlio.errors import DlioError, StorageError
 from pytest_dlio.formats import Format, ReadUnit, Spans, get_format, sample_of
 from pytest_dlio.layout import DataFile
 from pytest_dlio.storage.base import Buffer, ObjectStore, Pooled
@@ -287,6 +287,14 @@ class Loader:
             # off the event loop: parsing a full-size dlrm footer (~3-5 MiB, 250 row groups x 200
             # columns) takes ~0.1 s, pyarrow releasing the GIL for most of it
             spans = await asyncio.to_thread(fmt.row_group_spans, tail[len(tail) - n :], self.ds, self.columns)
+            if spans.rows >= 0 and spans.rows != f.samples:
+                # written for other settings (before size markers named them, or copied in): its rows
+                # past the end would all map to its last row group
+                raise DlioError(
+                    f"{f.key}: its footer says {spans.rows:,} rows, the config {f.samples:,} a file "
+                    "(dataset.num_samples_per_file): it was written for other settings; regenerate the "
+                    "dataset (--dlio-generate always)"
+                )
         return spans
 
     async def _unit(self, f: DataFile, sample: int) -> object:
@@ -622,9 +630,12 @@ class Loader:
 
         if keys:  # footers not read yet (the first epoch): a bad one fails it, the others are cancelled
             await self._locate(keys[0])  # alone: its size is the others' first guess (one request each)
-            async with asyncio.TaskGroup() as tg:
-                for f in keys[1:]:
-                    tg.create_task(footer(f))
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    for f in keys[1:]:
+                        tg.create_task(footer(f))
+            except* (DlioError, StorageError) as group:  # the file's own error, as one reader would raise it
+                raise group.exceptions[0] from None
         units: list[tuple[DataFile, int, int, int]] = []  # (file, sample, start, length) per row group
         index: dict[tuple[int, int], int] = {}
         plans: list[list[tuple[int, int]]] = []  # per batch: (unit, rows) runs
@@ -704,13 +715,16 @@ class Loader:
             for t in left:
                 t.cancel()
             await asyncio.gather(*left, return_exceptions=True)
+            if own is not None:
+                # reads not started are dropped; running ones finish (and hand their buffers back) first,
+                # so each read's bytes are counted, taken by a step or not: they moved
+                own.shutdown(wait=False, cancel_futures=True)
+                await asyncio.to_thread(own.shutdown, True)
             for u, r in enumerate(reads):
                 if r is None or not r.done() or r.cancelled():
                     continue
                 if r.exception() is None and isinstance(r, Future) and not counted[u]:
-                    self.reads.add(*r.result()[1])  # read, though no step took it: its bytes moved
-            if own is not None:
-                own.shutdown(wait=False, cancel_futures=True)  # running reads hand their buffers back
+                    self.reads.add(*r.result()[1])  # read, though no step took it
 
     async def batches(self, order: np.ndarray, batch_size: int) -> AsyncGenerator[list[object], None]:
         """Yield ``len(order) // batch_size`` batches in order."""
@@ -722,7 +736,13 @@ class Loader:
         inner = None
         if self.blocking is not None:  # one-sample files read by the reader threads
             inner = self._thread_batches(parts)
-        elif self.window > 0 and self.unit is ReadUnit.ROW_GROUP and self.preprocess.is_zero and n:
+        elif (
+            self.window > 0
+            and self.unit is ReadUnit.ROW_GROUP
+            and self.preprocess.is_zero
+            and not self.memory
+            and n
+        ):
             inner = self._row_group_batches(parts)  # parquet through DLIO's row-group window
         if inner is not None:
             try:

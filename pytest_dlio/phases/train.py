@@ -14,6 +14,7 @@ import functools
 import gc
 import secrets
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -50,10 +51,12 @@ async def emulate(seconds: float, meanwhile: Callable[[], None] | None = None) -
     """Sleep ``seconds`` precisely while letting reader tasks run: coarse sleep, yield-spin, then a
     blocking sleep and a short busy wait.
 
-    The last ``LAST`` seconds do not yield (no reader task may overrun the deadline) and do not spin
-    either: a Python busy loop holds the GIL and a core, and on 2 cores the reader threads then share
-    the other (dlrm_b200's 0.375 ms of compute per step was one long spin). An accelerator's host idles
-    while it computes, as ``time.sleep`` does. ``meanwhile`` runs first, inside the sleep (the deadline
+    Up to ``COARSE_MARGIN`` before the deadline the event loop sleeps; from there to ``LAST`` before it,
+    it spins yielding to reader tasks (a compute of 0.5-2.5 ms is mostly that spin). The last ``LAST``
+    seconds do not yield (no reader task may overrun the deadline) and do not spin either: a Python busy
+    loop holds the GIL and a core, and on 2 cores the reader threads then share the other (dlrm_b200's
+    0.375 ms of compute per step was one long spin). An accelerator's host idles while it computes, as
+    ``time.sleep`` does. ``meanwhile`` runs first, inside the sleep (the deadline
     is already set): host work an accelerator's compute overlaps, such as recording the previous step."""
     if seconds <= 0:
         if meanwhile is not None:
@@ -77,21 +80,27 @@ async def emulate(seconds: float, meanwhile: Callable[[], None] | None = None) -
 @contextlib.contextmanager
 def fine_timer_slack() -> Iterator[None]:
     """Within: this thread's timer slack at 1 us (Linux's default, 50 us, makes every short sleep wake
-    50-90 us late; with 1 us, 10-30 us). Elsewhere, or where prctl is missing, a no-op."""
+    50-90 us late; with 1 us, 10-30 us). Elsewhere, or where prctl is missing, a no-op. Nested uses (ranks
+    as coroutines on one thread) set it once and restore it when the last one leaves."""
     prctl = _prctl()
-    if prctl is None:
-        yield
-        return
-    old = prctl(_PR_GET_TIMERSLACK, 0, 0, 0, 0)
-    prctl(_PR_SET_TIMERSLACK, 1000, 0, 0, 0)
+    depth = getattr(_NEST, "slack", 0)
+    if prctl is not None and depth == 0:
+        old = prctl(_PR_GET_TIMERSLACK, 0, 0, 0, 0)
+        _NEST.saved = old
+        if old > 0:
+            prctl(_PR_SET_TIMERSLACK, 1000, 0, 0, 0)
+    _NEST.slack = depth + 1
     try:
         yield
     finally:
-        if old > 0:
-            prctl(_PR_SET_TIMERSLACK, old, 0, 0, 0)
+        _NEST.slack -= 1
+        if prctl is not None and _NEST.slack == 0 and _NEST.saved > 0:
+            prctl(_PR_SET_TIMERSLACK, _NEST.saved, 0, 0, 0)
 
 
 _PR_SET_TIMERSLACK, _PR_GET_TIMERSLACK = 29, 30
+_NEST = threading.local()  # fine_timer_slack's depth and the slack it replaced, per thread
+_FROZEN = [0]  # frozen_heap's depth (the collector is the interpreter's: one count)
 
 
 @contextlib.contextmanager
@@ -99,13 +108,18 @@ def frozen_heap() -> Iterator[None]:
     """Within: the objects that exist on entry (the session, pytest, pyarrow, the config) are left out of
     garbage collection (``gc.freeze``, after one collection). A full collection walks every tracked
     object, and one falling inside a step stalled dlrm's 0.375 ms steps by 10-20 ms, which the
-    accelerator would have seen as I/O wait. What the loop makes is still collected."""
-    gc.collect()
-    gc.freeze()
+    accelerator would have seen as I/O wait. What the loop makes is still collected. Nested uses freeze
+    once and unfreeze when the last one leaves."""
+    if _FROZEN[0] == 0:
+        gc.collect()
+        gc.freeze()
+    _FROZEN[0] += 1
     try:
         yield
     finally:
-        gc.unfreeze()
+        _FROZEN[0] -= 1
+        if _FROZEN[0] == 0:
+            gc.unfreeze()
 
 
 @functools.cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import mmap
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from pytest_dlio.errors import StorageError
@@ -157,6 +158,11 @@ class DirectStore(FileStore):
         """O_DIRECT reads bring their own aligned buffer (``get``'s bytes, nothing to hand back): what
         ``get_pooled`` and ``blocking_get`` read."""
         return Pooled(_read(path, 0, None))
+
+    def blocking_get_range(self) -> Callable[[str, int, int], Pooled] | None:
+        """None: FileStore's reads the page cache; a range read here goes through ``_get_range_pooled``
+        (O_DIRECT, on the store's pool), so a parquet window over direct:// stays O_DIRECT."""
+        return None
 
     async def _get_range_pooled(self, key: str, start: int, length: int) -> Pooled:
         """O_DIRECT reads bring their own aligned buffer: ``get_range``'s bytes, nothing to hand back."""

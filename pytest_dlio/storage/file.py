@@ -468,7 +468,7 @@ class FileStore(ObjectStore):
 
         return read
 
-    def blocking_get_range(self) -> Callable[[str, int, int], Pooled]:
+    def blocking_get_range(self) -> Callable[[str, int, int], Pooled] | None:
         # docstring inherited
         def read(key: str, start: int, length: int) -> Pooled:
             check_key(self.uri, "get_range", key)
