@@ -67,6 +67,11 @@ def test_three_ranks_end_to_end_with_uneven_shards(pytester: pytest.Pytester) ->
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_accelerators"] == 3 and summary["num_hosts"] == 1
     assert len(summary["host_memory_GB"]) == 1 and summary["host_memory_GB"][0] > 0
+    # one training run, judged by the au item and reported by the train item and summary.json alike (each
+    # item once re-ran the phases before it in the rank processes: au judged a second training run)
+    au = props["train"]["train_au_mean_percentage"]
+    assert props["au"]["train_au_mean_percentage"] == au
+    assert float(au) == pytest.approx(summary["metric"]["train_au_mean_percentage"], abs=1e-9)
     ranks = [json.loads((out / f"{r}_output.json").read_text()) for r in range(3)]
     for r in range(3):
         assert (out / f"{r}_per_epoch_stats.json").exists()

@@ -120,7 +120,12 @@ class LocalRanks:
         return self.last
 
     def run(self, phase: str) -> PhaseResult:
-        return compose(phase, self.outcomes(phase))
+        result = compose(phase, self.outcomes(phase))
+        # the phase ran (in the rank processes): this process's workload knows it, as Workload.run does, so
+        # a later item does not run it again as a missing prerequisite (every item re-ran datagen and
+        # train, and the au item judged a second training run, not the one the train item reported)
+        self.wl.results[phase] = result
+        return result
 
     def add_to_summary(self, part: dict[str, Any]) -> None:
         self.outcomes("__summary__", part)
