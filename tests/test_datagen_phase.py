@@ -121,7 +121,8 @@ def test_a_content_sized_file_written_for_other_settings_is_regenerated(files: O
     """Parquet files written for one --dlio-scale (8 files of 43008 rows at smoke) have the same names at
     another (8 of 98304 at small), and their size markers once matched their own sizes: training read a
     smoke dataset as the small one. The marker now names what the file encodes: training refuses a
-    dataset written for other settings, naming it, and datagen auto rewrites exactly those files."""
+    dataset written for other settings, naming it, and datagen auto rewrites exactly those files; a
+    marker from before plans counts as one for other settings."""
     small = cfg(format="parquet", num_samples_per_file=16, record_length_bytes=64)
     run(small, files)
     bigger = replace(small, dataset=replace(small.dataset, num_samples_per_file=24))
@@ -137,12 +138,16 @@ def test_a_content_sized_file_written_for_other_settings_is_regenerated(files: O
     sizes = [k for k in objects(files) if k.startswith(".dlio/sizes/")]
     assert len(sizes) == len(dataset_files(bigger))  # the stale markers are gone
     assert run(bigger, files)["datagen_files_written"] == 0
-    # markers from before plans (no @p… part) still count for their size
+    # markers from before plans (no @p… part) cannot tell what a file holds: training refuses, datagen
+    # rewrites each such file once
     legacy = {k.rpartition("@")[0] for k in sizes}
     for k in sizes:
         asyncio.run(files.delete(k))
     for k in legacy:
         asyncio.run(files.put(k, b""))
+    with pytest.raises(DlioError, match=r"has a size marker from before markers named the settings"):
+        asyncio.run(check_dataset(files, dataset_files(bigger)))
+    assert run(bigger, files)["datagen_files_written"] == len(dataset_files(bigger))
     assert run(bigger, files)["datagen_files_written"] == 0
 
 
