@@ -230,3 +230,34 @@ def test_a_large_footer_costs_a_second_request_once_not_per_file() -> None:
         exact = get_format("parquet").row_group_spans(d[-footer_size(d) :], cfg.dataset, None)
         assert got.spans == exact.spans
     assert sum(reads.nbytes[:2]) == SUFFIX + footer_size(datas[0])  # the bytes that came back are counted
+
+
+def test_a_footer_parsed_before_is_still_read_and_a_changed_one_is_parsed_again() -> None:
+    """The spans of a footer already parsed in this process are looked up by its bytes: a second loader
+    (the next run) still reads the footer from storage, counted, and a file rewritten with other row
+    groups under the same key gets its own spans, not the earlier file's."""
+    cfg = config(64, 64, 4)
+    (f,) = [f for f in dataset_files(cfg) if f.split == "train"]
+    fmt = get_format("parquet")
+    data = bytes(fmt.encode(f, cfg.dataset, file_rng(3, f.position)).data())
+    cfg8 = replace(cfg, dataset=replace(cfg.dataset, parquet=Parquet(row_group_size=8)))
+    other = bytes(fmt.encode(f, cfg8.dataset, file_rng(3, f.position)).data())
+
+    async def go() -> list[tuple[Spans, int]]:
+        from pytest_dlio.storage.timed import TimedStore
+
+        out = []
+        async with open_store(f"mem://footer-{uuid.uuid4().hex}") as s:
+            for body in (data, data, other):
+                await s.put(f.key, body)
+                timed = TimedStore(s, Reads())
+                loader = Loader(cfg, timed, [f], Reads(), None, np.random.default_rng(0))
+                out.append((await loader._locate(f), timed.calls["get_suffix"]))
+        return out
+
+    (first, n1), (again, n2), (changed, n3) = asyncio.run(go())
+    assert (n1, n2, n3) == (1, 1, 1)  # every run reads its footer
+    assert again is first and len(first.spans) == 16  # the same bytes: the parse is not repeated
+    assert len(changed.spans) == 8 and changed.first.tolist() == list(range(0, 64, 8))
+    assert changed.spans == fmt.row_group_spans(other[-footer_size(other) :], cfg.dataset, None).spans
+    assert not first.first.flags.writeable  # shared between runs: nobody may change it

@@ -147,3 +147,27 @@ def test_errors_are_dlio_errors_and_file_not_found(tmp_path: Path) -> None:
     exc = _raise(go)
     assert isinstance(exc, NotFound) and isinstance(exc, DlioError) and isinstance(exc, FileNotFoundError)
     assert str(exc) == f"get direct://{tmp_path}/x/y: no such key"
+
+
+@pytest.mark.parametrize(
+    "key", ["", "/etc/passwd", "a//b", "a/", ".", "..", "../x", "a/../../x", "a/./b", "a/..", "x\x00y", "/"]
+)
+def test_a_bad_key_is_refused_before_it_reaches_the_filesystem(tmp_path: Path, key: str) -> None:
+    async def go() -> None:
+        async with open_store(f"file://{tmp_path}/root") as store:
+            await store.put(key, b"x")
+
+    exc = _raise(go)
+    assert isinstance(exc, StorageError) and "keys are relative" in str(exc), exc
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == []  # nothing written, inside or out
+
+
+def test_names_made_of_dots_are_keys(tmp_path: Path) -> None:
+    async def go() -> list[str]:
+        async with open_store(f"file://{tmp_path}/root") as store:
+            for key in ("...", "a..b/.c", ".hidden/..x", "x/.../y"):
+                await store.put(key, key.encode())
+                assert await store.get(key) == key.encode()
+            return sorted([k async for k, _ in store.list("")])
+
+    assert asyncio.run(go()) == sorted(["...", "a..b/.c", ".hidden/..x", "x/.../y"])

@@ -344,8 +344,9 @@ async def run_training(
         cfg.train.computation_time,
         rng,
     )
-    await loader.reserve(rd.batch_size)  # read buffers faulted in before the clock starts
     try:
+        # read buffers faulted in, parquet's window threads started, before the clock starts
+        await loader.reserve(rd.batch_size)
         # short compute sleeps wake on time (emulate); the collector leaves the heap built so far alone
         with fine_timer_slack(), frozen_heap():
             tl.t_start = clock.now()
@@ -396,6 +397,9 @@ async def run_training(
     finally:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+        loader.close()
+        if eval_loader is not None:
+            eval_loader.close()
     tl.t_end = clock.now()
     rec.done()
     gathered = await comm.gather(tl)

@@ -37,6 +37,13 @@ _KEY_RULE = "keys are relative '/'-separated names: not empty, no leading '/', n
 
 def check_key(uri: str, op: str, key: str) -> str:
     """``key`` when it is a valid object key, else StorageError naming the rule."""
+    # Every get and put passes here (~1 us per call on mem://, where the whole op takes ~2): the rule as
+    # substring tests on "/key/" (an empty, "." or ".." segment, or a leading or trailing "/", makes one
+    # of them match) instead of a split and a generator over its parts.
+    if key.__class__ is str and key and "\x00" not in key:
+        wrapped = f"/{key}/"
+        if "//" not in wrapped and "/./" not in wrapped and "/../" not in wrapped:
+            return key
     if (
         not isinstance(key, str)
         or not key

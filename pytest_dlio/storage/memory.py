@@ -36,7 +36,10 @@ class MemoryStore(ObjectStore):
         self._data[self._prefix + key] = bytes(data)
 
     async def _get(self, key: str) -> Buffer:
-        return self._obj("get", key)
+        try:  # _obj inlined: this is the whole of a mem:// get, the harness's floor
+            return self._data[self._prefix + key]
+        except KeyError:
+            raise NotFound(self.uri, "get", key) from None
 
     async def _get_range(self, key: str, start: int, length: int) -> Buffer:
         return memoryview(self._obj("get_range", key))[start : start + length]
