@@ -136,8 +136,8 @@ class DlioSession:
             now = time.monotonic()
             if last is None:
                 last = now
-            if interval > 0 and (event.final or now - last < interval):
-                return
+            if event.phase != "wait" and interval > 0 and (event.final or now - last < interval):
+                return  # a wait notice always shows: it says why nothing else does
             last = now
             line = f"[dlio] {progress_line(label, event)}"
             with capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext():

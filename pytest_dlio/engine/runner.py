@@ -13,9 +13,11 @@ import threading
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pytest_dlio.progress import Progress
 from pytest_dlio.report.results import PhaseResult
 
 if TYPE_CHECKING:
+    from pytest_dlio.engine.datalock import DatasetLock
     from pytest_dlio.engine.workload import Workload
     from pytest_dlio.ranks.local import RankOutcome
 
@@ -63,20 +65,70 @@ def compose(phase: str, outcomes: list[RankOutcome]) -> PhaseResult:
     return PhaseResult(phase, list(first.properties), list(first.lines), msg)
 
 
+#: The phases that write or read the dataset: the first of them takes the dataset's lock (datalock.py).
+DATASET_PHASES = ("datagen", "train")
+
+
+class _DatasetHold:
+    """The workload's hold on its dataset, from its first dataset phase until :meth:`release` (the
+    workload's items are done); a wait for another process is noted on the phase's result."""
+
+    def __init__(self, wl: Workload) -> None:
+        self.wl = wl
+        self.lock: DatasetLock | None = None
+        self.note: str | None = None  # the wait, told on the result of the phase that waited
+        self.waited = 0.0
+
+    def before(self, phase: str) -> None:
+        if phase not in DATASET_PHASES or self.wl.settings.mpi:
+            return  # one mpirun job is its own world: its ranks run one workload at a time together
+        if self.lock is None:
+            from pytest_dlio.engine.datalock import DatasetLock
+
+            lock = DatasetLock(self.wl.settings.data_root, self.wl.data_uri(), self.wl.name)
+            progress = self.wl.progress
+
+            def notify(message: str) -> None:
+                if progress is not None:
+                    progress(Progress("wait", 0, 0, "", 0.0, None, {"message": message}))
+
+            lock.acquire(notify)  # a DlioError (no lock file possible) fails the phase, as its own would
+            self.lock = lock
+            if lock.waited_for is not None:
+                self.waited = lock.waited
+                self.note = (
+                    f"waited {lock.waited:.1f} s for the dataset before {phase}: "
+                    f"{lock.waited_for} in another process on this host was using it"
+                )
+
+    def after(self, result: PhaseResult) -> PhaseResult:
+        if self.note:
+            result.lines.append(self.note)
+            result.properties.append(("dataset_wait_seconds", round(self.waited, 3)))
+            self.note = None
+        return result
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
+
 class InProcess:
     """The workload's own process is its only rank (or one rank of a world the Workload's comm spans)."""
 
     def __init__(self, wl: Workload) -> None:
         self.wl = wl
+        self.hold = _DatasetHold(wl)
 
     def run(self, phase: str) -> PhaseResult:
-        return run_phase(self.wl.run(phase))
+        self.hold.before(phase)
+        return self.hold.after(run_phase(self.wl.run(phase)))
 
     def add_to_summary(self, part: dict[str, Any]) -> None:
         self.wl._add_to_summary(part)
 
     def close(self) -> None:
-        return None
+        self.hold.release()
 
 
 class LocalRanks:
@@ -87,6 +139,7 @@ class LocalRanks:
         self.size = size or wl.settings.ranks
         self.world: Any = None
         self.last: list[RankOutcome] = []
+        self.hold = _DatasetHold(wl)
 
     def _world(self) -> Any:
         if self.world is None:
@@ -120,7 +173,8 @@ class LocalRanks:
         return self.last
 
     def run(self, phase: str) -> PhaseResult:
-        result = compose(phase, self.outcomes(phase))
+        self.hold.before(phase)
+        result = self.hold.after(compose(phase, self.outcomes(phase)))
         # the phase ran (in the rank processes): this process's workload knows it, as Workload.run does, so
         # a later item does not run it again as a missing prerequisite (every item re-ran datagen and
         # train, and the au item judged a second training run, not the one the train item reported)
@@ -131,8 +185,11 @@ class LocalRanks:
         self.outcomes("__summary__", part)
 
     def close(self) -> None:
-        if self.world is not None:
-            self.world.close()
+        try:
+            if self.world is not None:
+                self.world.close()
+        finally:
+            self.hold.release()
 
 
 class MpiRanks(InProcess):

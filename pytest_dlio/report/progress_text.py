@@ -21,6 +21,8 @@ def clock(seconds: float | None) -> str:
 def progress_line(workload: str, p: Progress) -> str:
     """``unet3d_h100 train: epoch 1/5 step 40/120, 98.1 samples/s, AU 87.2 % so far, ETA 1:05``."""
     x = p.extra
+    if p.phase == "wait":  # a notice, not a count: the engine waits for something (a dataset's lock)
+        return f"{workload}: {x.get('message', 'waiting')}"
     if p.phase == "datagen":
         body = (
             f"{x.get('files', '?')}/{x.get('files_total', '?')} files, "
