@@ -650,7 +650,9 @@ class Loader:
             if own is not None:
                 own.shutdown(wait=False)
 
-    async def _row_group_batches(self, parts: list[np.ndarray]) -> AsyncGenerator[list[object], None]:
+    async def _row_group_batches(
+        self, parts: list[np.ndarray], order: np.ndarray
+    ) -> AsyncGenerator[list[object], None]:
         """Batches of row-group rows read through MLPerf v3.0 DLIO's sliding window (``self.window``).
 
         As DLIO's ``TorchIterableDataset`` does: every footer of the epoch first, then each row group the
@@ -663,7 +665,7 @@ class Loader:
         keys = (
             [
                 self.files[f]
-                for f in self._files_in_order(np.concatenate(parts))
+                for f in self._files_in_order(order)  # the parts' samples: a view, not a copy
                 if self.keys[f] not in self._spans
             ]
             if len(self._spans) < len(self.keys)  # after the first epoch every file is (3-10 ms saved)
@@ -785,7 +787,7 @@ class Loader:
         if self.blocking is not None:  # one-sample files read by the reader threads
             inner = self._thread_batches(parts)
         elif self._windowed() and n:
-            inner = self._row_group_batches(parts)  # parquet through DLIO's row-group window
+            inner = self._row_group_batches(parts, order[: n * batch_size])  # DLIO v3's row-group window
         if inner is not None:
             try:
                 async for batch in inner:

@@ -80,8 +80,16 @@ def coverage_problem(
             )
         if idx.size and (idx.min() < 0 or idx.max() >= total):
             return f"coverage check, epoch {epoch}: rank {r} read a sample outside 0..{total - 1}"
-    # one count array over every rank's reads (np.add.at into zeros did the same at 2-3x the cost)
-    counts = np.bincount(np.concatenate(read), minlength=total) if read else np.zeros(total, np.int64)
+    # one byte a sample, marked rank by rank: fewer marks than reads means a sample was read twice. (A
+    # bincount over every rank's reads concatenated took 8 bytes a sample twice over: ~25 GB an epoch for
+    # full-size dlrm's 1.57 billion rows; this takes 1.6 GB, and 1.0 ms against 2.2 ms for 350,000.)
+    seen = np.zeros(total, dtype=np.bool_)
+    for idx in read:
+        seen[idx] = True
+    if int(np.count_nonzero(seen)) == sum(idx.size for idx in read):
+        return None
+    del seen
+    counts = np.bincount(np.concatenate(read), minlength=total)  # only to name the repeated sample
     twice = np.flatnonzero(counts > 1)
     if twice.size:
         who = [r for r, idx in enumerate(read) if np.isin(twice[0], idx)]
