@@ -9,6 +9,7 @@ workers), a light one's inline as a view.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import threading
 import time
 from collections import OrderedDict, deque
@@ -155,6 +156,7 @@ class Loader:
         self.window = cfg.row_group_window * max(1, rd.read_threads)
         self.window_threads = cfg.data_store_threads
         self._window_pool: ThreadPoolExecutor | None = None  # the window's threads, kept across epochs
+        self._ahead: Callable[[], None] | None = None  # what idle() does (set while an epoch runs)
         # whole files unless the unit is a range that read_type allows (memory reads indexed files whole)
         unit = self.format.read_unit
         self.unit = ReadUnit.FILE if unit is ReadUnit.SAMPLE_RANGE and self.memory else unit
@@ -188,6 +190,12 @@ class Loader:
         if self._window_pool is None:
             self._window_pool = ThreadPoolExecutor(self.window_threads, thread_name_prefix="dlio-rg")
         return self._window_pool
+
+    def idle(self) -> None:
+        """Inside a step's compute, while the host is idle: the loader's own work for the coming steps
+        (the row-group window plans its next batches here rather than in the step's wait for data)."""
+        if self._ahead is not None:
+            self._ahead()
 
     def close(self) -> None:
         """Stop the window's threads (each epoch has waited for its own reads already)."""
@@ -685,45 +693,54 @@ class Loader:
                         tg.create_task(footer(f))
             except* (DlioError, StorageError) as group:  # the file's own error, as one reader would raise it
                 raise group.exceptions[0] from None
+        # The plan is made as the window reaches it, a batch at a time: full-size dlrm_b200 has 128,000
+        # batches an epoch (~40 us each to cut into row-group runs), which planned up front kept the first
+        # read waiting ~5 s. Row groups are numbered in the order batches first need them.
         units: list[tuple[DataFile, int, int, int]] = []  # (file, sample, start, length) per row group
         index: dict[tuple[int, int], int] = {}
-        plans: list[list[tuple[int, int]]] = []  # per batch: (unit, rows) runs
-        last_use: list[int] = []  # per unit: the last batch that needs it
-        for b, p in enumerate(parts):
+        plans: list[list[tuple[int, int]] | None] = []  # per batch planned: (unit, rows) runs
+        needs: list[int] = []  # per batch planned: its units are all started once this many are
+        # a local file store: the window's reads run on threads of their own and come back as futures a
+        # step takes without a round trip through the event loop when they are done (a count does not
+        # view the bytes, so each buffer goes back on the thread that read it); else tasks on the loop
+        read = self._window_read()
+        own = self._own_window_pool() if read else None  # started before the clock, kept across epochs
+        reads: list[asyncio.Task[object] | Future[tuple[object, tuple[int, float, float]]] | None] = []
+        counted: list[bool] = []  # a thread's read, added to the reads once taken (or at the end)
+        values: dict[int, object] = {}  # a row group's value once taken (a count: later batches reuse it)
+        started = 0
+
+        def plan_next() -> bool:
+            b = len(plans)
+            if b >= len(parts):
+                return False
+            p = parts[b]
             runs = self._runs(p)
             assert runs is not None  # every file located, no preprocess, row groups
             plan = []
             for start, end in runs:
-                first = int(p[start])
-                fi, row = divmod(first, self.spf)
+                fi, row = divmod(int(p[start]), self.spf)
                 spans = self._spans[self.keys[fi]]
                 key = (fi, spans.unit_of(row))
                 u = index.get(key)
                 if u is None:
                     u = index[key] = len(units)
                     units.append((self.files[fi], row, *spans.spans[key[1]]))
-                    last_use.append(b)
-                last_use[u] = b
+                    reads.append(None)
+                    counted.append(False)
                 plan.append((u, end - start))
             plans.append(plan)
-        # per batch: the units it needs are all started once this many are (a running maximum)
-        needs = np.maximum.accumulate([max(u for u, _ in plan) + 1 for plan in plans])
-        done_after: dict[int, list[int]] = {}
-        for u, b in enumerate(last_use):
-            done_after.setdefault(b, []).append(u)
-        # a local file store: the window's reads run on threads of their own and come back as futures a
-        # step takes without a round trip through the event loop when they are done (a count does not
-        # view the bytes, so each buffer goes back on the thread that read it); else tasks on the loop
-        read = self._window_read()
-        own = self._own_window_pool() if read else None  # started before the clock, kept across epochs
-        reads: list[asyncio.Task[object] | Future[tuple[object, tuple[int, float, float]]] | None]
-        reads = [None] * len(units)
-        counted = [False] * len(units)  # a thread's read, added to the reads once taken (or at the end)
-        started = 0
+            top = max(u for u, _ in plan) + 1
+            needs.append(max(top, needs[-1]) if needs else top)
+            return True
 
         def start_to(count: int) -> None:
             nonlocal started
-            while started < min(count, len(units)):
+            while started < count:
+                if started >= len(units):
+                    if not plan_next():
+                        return
+                    continue
                 f, sample, off, length = units[started]
                 if own is not None and read is not None:
                     reads[started] = own.submit(self._blocking_unit, read, f, sample, off, length)
@@ -731,35 +748,54 @@ class Loader:
                     reads[started] = asyncio.ensure_future(self._read_unit(f, sample, off, length))
                 started += 1
 
+        at = 0  # the batch the step loop is at
+
+        def plan_ahead() -> None:
+            # two batches a step: the plan gains on the step loop until the window's next reads are planned
+            for _ in range(2):
+                if len(plans) > at + 1 and len(units) >= started + self.window:
+                    return
+                if not plan_next():
+                    return
+
+        self._ahead = plan_ahead
+
         async def take(u: int) -> object:
+            if u in values:
+                return values[u]
             r = reads[u]
             assert r is not None
             if isinstance(r, asyncio.Task):
-                return r.result() if r.done() else await r
-            value, (nbytes, seconds, t) = r.result() if r.done() else await asyncio.wrap_future(r)
-            if not counted[u]:
+                value = r.result() if r.done() else await r
+            else:
+                value, (nbytes, seconds, t) = r.result() if r.done() else await asyncio.wrap_future(r)
                 counted[u] = True
                 self.reads.add(nbytes, seconds, t)
+            values[u] = value
+            reads[u] = None  # taken: the future is not kept for the rest of the epoch
             return value
 
         try:
             start_to(self.window)
-            for b, plan in enumerate(plans):
+            for b in range(len(parts)):
+                at = b
+                while len(plans) <= b:
+                    plan_next()
+                plan = plans[b]
+                assert plan is not None
                 out: list[object] = []
                 for u, rows in plan:
                     # DLIO starts the read ``window`` places ahead as it takes each row group (and a window
                     # smaller than a batch's row groups still makes progress)
                     start_to(u + 1 + self.window)
                     out.extend([await take(u)] * rows)
-                self.stats.max_ahead = max(
-                    self.stats.max_ahead, int(np.searchsorted(needs, started, "right")) - b
-                )
-                for u in done_after.pop(b, ()):
-                    reads[u] = None  # a row group's value is not kept past the last batch that needs it
+                self.stats.max_ahead = max(self.stats.max_ahead, bisect.bisect_right(needs, started) - b)
+                plans[b] = None
                 self.stats.batches += 1
                 yield out
                 del out
         finally:
+            self._ahead = None
             left = [t for t in reads if isinstance(t, asyncio.Task) and not t.done()]
             for t in left:
                 t.cancel()

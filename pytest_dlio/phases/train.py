@@ -272,7 +272,7 @@ async def _eval(
             t0 = clock.now()
             await anext(it)
             t1 = clock.now()
-            compute, overrun = await timed_compute(cfg.evaluation.eval_time.sample(rng), clock)
+            compute, overrun = await timed_compute(cfg.evaluation.eval_time.sample(rng), clock, loader.idle)
             t2 = clock.now()
             run.steps.append(Step(t0, t1 - t0, compute, t2 - t0, overrun))
             tick(len(run.steps), final=len(run.steps) == steps, epoch=epoch)
@@ -344,6 +344,11 @@ async def run_training(
         cfg.train.computation_time,
         rng,
     )
+
+    def between() -> None:  # inside each step's compute, while the host is idle
+        rec.between()
+        loader.idle()
+
     try:
         # read buffers faulted in, parquet's window threads started, before the clock starts
         await loader.reserve(rd.batch_size)
@@ -364,7 +369,7 @@ async def run_training(
                         t1 = clock.now()
                         # the last step is recorded (and the next draw made) inside this one's compute: the
                         # boundary only takes times
-                        compute, overrun = await timed_compute(rec.draw, clock, rec.between)
+                        compute, overrun = await timed_compute(rec.draw, clock, between)
                         if ranks > 1:  # a coroutine: the loader's reader tasks keep running meanwhile
                             await comm.barrier()
                         rec.pending = (block, e, step, t0, t1, compute, clock.now(), overrun)
