@@ -58,11 +58,17 @@ def datagen_result(stats: DatagenStats) -> PhaseResult:
         ("datagen_write_latency_p50_ms", round(float(np.percentile(lat_ms, 50)), 3)),
         ("datagen_write_latency_p99_ms", round(float(np.percentile(lat_ms, 99)), 3)),
         ("datagen_wall_seconds", round(float(stats.wall_seconds), 6)),  # µs: MiB/s = bytes / this, as shown
+        ("datagen_flush_seconds", round(float(stats.flush_seconds), 6)),
     ]
     lines = [
         f"datagen ({stats.format}): {stats.files_written} files written, {stats.files_skipped} already "
         f"complete, {stats.bytes_written / 2**20:.1f} MiB at {mib_s:.1f} MiB/s in {stats.wall_seconds:.2f} s"
     ]
+    if stats.flush_seconds > 0:
+        lines.append(
+            f"datagen: the files written made durable (fsync) in {stats.flush_seconds:.2f} s after the writes, "
+            "before training reads them (not in the MiB/s)"
+        )
     if stats.files_damaged:
         lines.append(
             f"datagen: {stats.files_damaged} complete-sized files had damaged content and were rewritten"

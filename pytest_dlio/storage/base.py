@@ -174,6 +174,13 @@ class ObjectStore(abc.ABC):
         """The folder behind the store when its objects are local files (file://, direct://), else None."""
         return None
 
+    async def make_durable(self, keys: Sequence[str]) -> None:
+        """Flush what the store still buffers of ``keys`` to stable storage (blocking until it is there).
+        Local files: an fsync of each, on the store's threads (datagen calls it so the kernel's writeback of
+        a fresh dataset does not compete with the training that reads it next). Stores whose puts are
+        durable when they return (object stores, the default) do nothing."""
+        return None
+
     def reserve_read_buffers(self, count: int, size: int) -> None:
         """Make ``count`` reusable read buffers of ``size`` bytes ready, their pages faulted in (blocking;
         call it before anything is timed). Stores without read buffers (the default) do nothing."""

@@ -20,13 +20,21 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from pytest_dlio.errors import StorageError
 from pytest_dlio.storage._pool import BlockingPool, translate
-from pytest_dlio.storage.base import Buffer, ObjectStore, Pooled, Writer, check_key, check_range
+from pytest_dlio.storage.base import (
+    Buffer,
+    ObjectStore,
+    Pooled,
+    Writer,
+    check_key,
+    check_range,
+    gather_bounded,
+)
 
 TMP_MARK = ".dlio-tmp-"
 STALE_AFTER = 24 * 3600.0  # seconds untouched after which another host's temp file counts as abandoned
@@ -291,6 +299,17 @@ class BufferPool:
 RANGE_BUFFERS = BufferPool(keep=4, fit=float("inf"))
 
 
+def _fsync_file(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:  # replaced or removed since it was written (a superseded marker)
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _get_pooled(path: Path, pool: BufferPool) -> Pooled:
     with open(path, "rb", buffering=0) as f:
         n = os.fstat(f.fileno()).st_size
@@ -400,6 +419,7 @@ class FileStore(ObjectStore):
         super().__init__(uri)
         self.root = root
         self._io = BlockingPool(uri, threads)
+        self._threads = max(1, threads)
         self._dirs: set[Path] = set()  # folders known to exist: saves a mkdir per put
         self._buffers: BufferPool | None = None  # get_pooled's buffers, made on first use
 
@@ -509,6 +529,13 @@ class FileStore(ObjectStore):
 
     async def _delete(self, key: str) -> None:
         await self._io.run("delete", key, _delete, self.root / key)
+
+    async def make_durable(self, keys: Sequence[str]) -> None:
+        # docstring inherited
+        paths = [(k, self.root / check_key(self.uri, "make_durable", k)) for k in keys]
+        await gather_bounded(
+            (self._io.run("make_durable", k, _fsync_file, p) for k, p in paths), self._threads
+        )
 
     async def _open_writer(self, key: str, fsync: bool) -> Writer:
         path = self.root / key

@@ -8,7 +8,7 @@ wrapped store checks them again (a few string operations) and does the I/O.
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from pytest_dlio.storage.base import Buffer, ObjectStore, Pooled, Writer
@@ -35,6 +35,10 @@ class WrapperStore(ObjectStore):
     def reserve_read_buffers(self, count: int, size: int) -> None:
         # docstring inherited
         self.store.reserve_read_buffers(count, size)
+
+    async def make_durable(self, keys: Sequence[str]) -> None:
+        # docstring inherited
+        await self.store.make_durable(keys)
 
     # ---- primitives: the wrapped store's public methods ----
     async def _put(self, key: str, data: Buffer, fsync: bool) -> None:
