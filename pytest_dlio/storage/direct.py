@@ -87,23 +87,40 @@ def _preadv_all(fd: int, buf: mmap.mmap, offset: int) -> int:
     return total
 
 
+_STAGING = threading.local()
+
+
+def _staging() -> mmap.mmap:
+    """This thread's aligned staging buffer for puts, made once: a fresh one per put (page faults and
+    zeroing of up to 4 MiB, huge-page allocation) put O_DIRECT puts at 0.55-0.6 of a raw loop here."""
+    buf: mmap.mmap | None = getattr(_STAGING, "buf", None)
+    if buf is None:
+        buf = _STAGING.buf = page_buffer(CHUNK)
+    return buf
+
+
+def _probe_and_put(root: Path, path: Path, data: Buffer, fsync: bool) -> str | None:
+    """``_put`` when ``root`` accepts O_DIRECT, else the reason it does not (one trip to a thread)."""
+    reason = probe(root)
+    if reason is None:
+        _put(path, data, fsync)
+    return reason
+
+
 def _put(path: Path, data: Buffer, fsync: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
     view = memoryview(data).cast("B")
-    staging = page_buffer(min(CHUNK, max(ALIGN, _up(len(view)))))
+    staging = _staging()
     try:
-        try:
-            fd = _open_direct(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        except BaseException:
-            tmp.unlink(missing_ok=True)  # a filesystem refusing O_DIRECT may have created it
-            raise
-        with landing(fd, tmp, path, fsync):
-            _write_padded(fd, staging, view, 0)
-            if len(view) % ALIGN:
-                os.ftruncate(fd, len(view))
-    finally:
-        staging.close()
+        fd = _open_direct(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a filesystem refusing O_DIRECT may have created it
+        raise
+    with landing(fd, tmp, path, fsync):
+        _write_padded(fd, staging, view, 0)
+        if len(view) % ALIGN:
+            os.ftruncate(fd, len(view))
 
 
 def _read(path: Path, start: int, length: int | None, suffix: bool = False) -> memoryview:
@@ -128,7 +145,9 @@ class DirectStore(FileStore):
     """O_DIRECT files under a root folder; support is probed once per folder."""
 
     async def _check(self, op: str, key: str | None) -> None:
-        reason = await self._io.run(op, key, probe, self.root)
+        self._refused(op, key, await self._io.run(op, key, probe, self.root))
+
+    def _refused(self, op: str, key: str | None, reason: str | None) -> None:
         if reason:
             raise StorageError(
                 self.uri,
@@ -142,8 +161,11 @@ class DirectStore(FileStore):
     blocking_put = False
 
     async def _put(self, key: str, data: Buffer, fsync: bool) -> None:
-        await self._check("put", key)
-        await self._io.run("put", key, _put, self.root / key, data, fsync)
+        self._refused(
+            "put",
+            key,
+            await self._io.run("put", key, _probe_and_put, self.root, self.root / key, data, fsync),
+        )
 
     async def _get(self, key: str) -> Buffer:
         return await self._io.run("get", key, _read, self.root / key, 0, None)
