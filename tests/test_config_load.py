@@ -158,6 +158,27 @@ def test_scale_keeps_steps_and_ratio() -> None:
     assert big_total == pytest.approx(200 * 8 * 2**20, rel=0.05)
 
 
+def test_a_scaled_dataset_gets_a_folder_named_after_its_settings() -> None:
+    """unet3d_b200 and unet3d_h100 share data/unet3d/ at full size (the same files); at smoke each plans
+    70 files of the same names at another size, so each gets a folder of its own, stable from run to run,
+    never nested when a scaled config is scaled again, and the full-size configs keep DLIO's folder."""
+    v3 = CONFIGS / "mlperf_storage_v3.0"
+    b200, h100 = load(v3 / "unet3d_b200.yaml"), load(v3 / "unet3d_h100.yaml")
+    assert b200.dataset.data_folder.rstrip("/") == h100.dataset.data_folder.rstrip("/") == "data/unet3d"
+    small = {n: scale_config(c, factor_for(c, 8 * 2**20), smoke=True) for n, c in (("b", b200), ("h", h100))}
+    folders = {n: c.dataset.data_folder for n, c in small.items()}
+    assert folders["b"] != folders["h"] and all(f.startswith("data/unet3d-scaled-") for f in folders.values())
+    assert small["b"].dataset.record_length_bytes != small["h"].dataset.record_length_bytes
+    again = scale_config(b200, factor_for(b200, 8 * 2**20), smoke=True)
+    assert (
+        again.dataset.data_folder == folders["b"]
+    )  # the same settings, the same folder: datasets are reused
+    twice = scale_config(small["b"], 0.5, smoke=True)
+    assert twice.dataset.data_folder.count("-scaled-") == 1
+    assert f"a folder of its own: {folders['b']}/" in small["b"].source.notes[-1]
+    assert scale_config(b200, 1.0).dataset.data_folder == b200.dataset.data_folder
+
+
 @pytest.mark.parametrize(
     ("name", "per_read"),
     [("retinanet_b200", 1), ("resnet50_h100", 1251), ("flux_b200", 1024), ("dlrm_mi355", 6144)],

@@ -38,7 +38,9 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
+import re
 
 from pytest_dlio.config.model import ParquetColumn, WorkloadConfig
 
@@ -139,7 +141,32 @@ def scale_config(
             f"{EPOCH_FLOOR_BYTES / 2**20:.0f} MiB)"
         )
         out = dataclasses.replace(out, source=dataclasses.replace(out.source, notes=(*notes[:-1], note)))
-    return _scaled_window(out, ranks)
+    return _own_folder(cfg, _scaled_window(out, ranks))
+
+
+_SCALED_SUFFIX = re.compile(r"-scaled-[0-9a-f]{10}$")
+
+
+def _own_folder(full: WorkloadConfig, out: WorkloadConfig) -> WorkloadConfig:
+    """A scaled dataset other than the full-size one gets a folder of its own, named after its settings.
+
+    Workloads that share ``dataset.data_folder`` at full size share it because they read the same files;
+    scaled, each plans its own (unet3d_b200 and unet3d_h100 at smoke: 70 files of the same names, 12.08
+    and 6.06 MiB), so running the set regenerated one with the other's settings every time, and side by
+    side they had to take turns. Workloads whose scaled datasets are the same still share a folder."""
+    a, b = full.dataset, out.dataset
+    base = _SCALED_SUFFIX.sub("", a.data_folder.rstrip("/"))
+    if dataclasses.replace(b, data_folder=a.data_folder) == a:
+        return out
+    digest = hashlib.sha256(repr(dataclasses.replace(b, data_folder="")).encode()).hexdigest()[:10]
+    folder = f"{base}-scaled-{digest}"
+    notes = out.source.notes
+    note = f"{notes[-1]}; the scaled dataset has a folder of its own: {folder}/"
+    return dataclasses.replace(
+        out,
+        dataset=dataclasses.replace(b, data_folder=folder),
+        source=dataclasses.replace(out.source, notes=(*notes[:-1], note)),
+    )
 
 
 def _scaled_window(cfg: WorkloadConfig, ranks: int) -> WorkloadConfig:
