@@ -421,7 +421,9 @@ class FileStore(ObjectStore):
         self._io = BlockingPool(uri, threads)
         self._threads = max(1, threads)
         self._dirs: set[Path] = set()  # folders known to exist: saves a mkdir per put
-        self._buffers: BufferPool | None = None  # get_pooled's buffers, made on first use
+        # get_pooled's buffers (made here, not on first use: reader threads reaching a fresh store at once
+        # each made a pool, and all but one were lost with their buffers)
+        self._buffers = BufferPool()
 
     @property
     def local_root(self) -> Path:
@@ -462,16 +464,12 @@ class FileStore(ObjectStore):
             raise translate(exc, self.uri, "put", key) from exc
 
     def _read_whole(self, path: Path) -> Pooled:
-        if self._buffers is None:
-            self._buffers = BufferPool()
         return _get_pooled(path, self._buffers)
 
     def reserve_read_buffers(self, count: int, size: int) -> None:
         # docstring inherited
         if size < POOL_MIN or count <= 0:
             return  # reads this small are fresh bytes (_get_pooled)
-        if self._buffers is None:
-            self._buffers = BufferPool()
         taken = [self._buffers.take(size) for _ in range(count)]
         for buf in taken:
             memoryview(buf)[:: mmap.PAGESIZE] = bytes(-(-len(buf) // mmap.PAGESIZE))  # fault every page in
