@@ -554,4 +554,4 @@ def test_direct_store_reserves_nothing(tmp_path: Path) -> None:
         pytest.skip(f"O_DIRECT unavailable here: {probe(tmp_path)}")
     store = open_store(f"direct://{tmp_path}")
     store.reserve_read_buffers(4, POOL_MIN + 4096)
-    assert getattr(store, "_buffers", None) is None
+    assert store._buffers.allocated == 0  # type: ignore[attr-defined]  # no buffer made: O_DIRECT brings its own
