@@ -145,3 +145,22 @@ def test_file_and_direct_uris_of_one_folder_share_a_lock(tmp_path: Path) -> None
     assert lock_path(tmp_path, "file:///srv/d/") == lock_path(tmp_path, "direct:///srv/d")
     assert lock_path(tmp_path, "file:///srv/d") != lock_path(tmp_path, "file:///srv/e")
     assert lock_path(tmp_path, "s3://b/d").parent == tmp_path / ".locks"
+
+
+def test_a_filesystem_without_flock_runs_unlocked_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lustre mounted without -o flock answers ENOSYS, an NFS server without its lock service ENOLCK: the
+    workload runs as it did before the lock existed, and the lock tells why it holds nothing (it escaped
+    as a bare OSError, failing every datagen and train item with a traceback)."""
+    import errno
+    import fcntl
+
+    def no_flock(fd: int, op: int) -> None:
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    lock = DatasetLock(tmp_path, f"file://{tmp_path}/data/w", "wl")
+    lock.acquire()
+    assert not lock.held and lock.unavailable is not None and "errno 38" in lock.unavailable
+    lock.release()  # nothing held: nothing to give back

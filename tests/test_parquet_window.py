@@ -241,6 +241,95 @@ def test_an_epoch_left_early_counts_every_row_group_it_read(tmp_path: Path) -> N
     assert len(RANGE_BUFFERS._free) >= free_before  # every buffer the reads took came back
 
 
+def test_an_epoch_left_early_counts_the_reads_running_on_the_event_loop(tmp_path: Path) -> None:
+    """Stores without a blocking range read (O_DIRECT, wrappers, S3) run the window's reads as tasks: left
+    early, those in flight finish and are counted (they were cancelled, while the store's thread read on
+    and its bytes went uncounted: 9 ranges served, 8 counted)."""
+    import time
+
+    from pytest_dlio.layout import dataset_files
+    from pytest_dlio.phases.loader import Loader
+    from pytest_dlio.phases.sampler import epoch_order
+    from pytest_dlio.storage.file import RANGE_BUFFERS, FileStore, _get_range_pooled
+    from pytest_dlio.timeline import Reads
+    from tests.test_train_loop import fill
+
+    served: list[int] = []
+
+    class Slow(FileStore):  # as DirectStore and the wrappers: no blocking range read
+        def blocking_get_range(self):  # type: ignore[no-untyped-def]
+            return None
+
+        async def _get_range_pooled(self, key, start, length):  # type: ignore[no-untyped-def]
+            def one():  # type: ignore[no-untyped-def]
+                time.sleep(0.05)  # still reading when the consumer leaves
+                got = _get_range_pooled(self.root / key, start, length, RANGE_BUFFERS)
+                served.append(len(got.data))
+                return got
+
+            return await self._io.run("get_range", key, one)
+
+    cfg = parquet_cfg(8, compute=0.0)
+    files = [f for f in dataset_files(cfg) if f.split == "train"]
+
+    async def go() -> Reads:
+        store = Slow((tmp_path / "d").as_uri(), tmp_path / "d", threads=8)
+        await fill(store, cfg)
+        reads = Reads()
+        loader = Loader(cfg, store, files, reads, None, np.random.default_rng(0))
+        it = loader.batches(epoch_order(cfg, 1, 0, 1, shared_seed=0), GROUP)
+        await anext(it)
+        await it.aclose()
+        await store.close()
+        return reads
+
+    reads = asyncio.run(go())
+    assert len(served) > 1 and sorted(reads.nbytes[FILES:]) == sorted(served)
+
+
+def test_shuffled_rows_do_not_plan_the_epoch_inside_one_step(tmp_path: Path) -> None:
+    """Shuffled rows meet every row group in the first steps; once all are started, a step's wait must not
+    go on to plan the rest of the epoch looking for another (one step planned 1946 of 2048 batches)."""
+    from pytest_dlio.layout import dataset_files
+    from pytest_dlio.phases.loader import Loader
+    from pytest_dlio.phases.sampler import epoch_order
+    from pytest_dlio.storage.factory import open_store
+    from pytest_dlio.timeline import Reads
+    from tests.test_train_loop import fill
+
+    cfg = parquet_cfg(16, compute=0.0)
+    cfg = replace(
+        cfg,
+        dataset=replace(
+            cfg.dataset, num_samples_per_file=8192, record_length_bytes=8, parquet=Parquet(row_group_size=128)
+        ),
+        reader=replace(cfg.reader, batch_size=16, sample_shuffle="seed", file_shuffle="seed"),
+    )
+    files = [f for f in dataset_files(cfg) if f.split == "train"]
+    planned: list[int] = []
+
+    class Watched(Loader):
+        def _runs(self, indices):  # type: ignore[no-untyped-def]
+            planned[-1] += 1
+            return super()._runs(indices)
+
+    async def go() -> None:
+        async with open_store(f"mem://pq-{uuid.uuid4().hex[:8]}") as store:
+            await fill(store, cfg)
+            loader = Watched(cfg, store, files, Reads(), None, np.random.default_rng(0), recycle=True)
+            order = epoch_order(cfg, 1, 0, 1, shared_seed=0)
+            it = loader.batches(order, 16)
+            for _ in range(len(order) // 16):
+                planned.append(0)
+                await anext(it)
+                loader.idle()  # what each step's compute does
+            await it.aclose()
+            loader.close()
+
+    asyncio.run(go())
+    assert len(planned) == 2048 and max(planned) <= 64, max(planned)
+
+
 def test_the_plan_token_follows_what_the_writer_writes() -> None:
     """A column's read flag and read_mode are the reader's: flipping them keeps the token (the bytes are the
     same); a column's dtype or the row-group size changes it."""

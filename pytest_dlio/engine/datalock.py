@@ -16,6 +16,7 @@ process has already is counted, not waited for (waiting would wait for itself).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -49,6 +50,7 @@ class DatasetLock:
         self.held = False
         self.waited = 0.0  # seconds the last acquire waited for another process
         self.waited_for: str | None = None  # whom it waited for ("workload x (pid n)")
+        self.unavailable: str | None = None  # why the lock could not be taken (the run went on without)
 
     def acquire(self, notify: Callable[[str], None] | None = None) -> None:
         """Hold the dataset (once per instance; nested holds in one process are counted)."""
@@ -68,7 +70,7 @@ class DatasetLock:
                 "--dlio-data-root"
             ) from exc
         t0 = time.monotonic()
-        self.waited, self.waited_for = 0.0, None
+        self.waited, self.waited_for, self.unavailable = 0.0, None, None
         try:
             while True:
                 try:
@@ -86,8 +88,15 @@ class DatasetLock:
             if self.waited_for is not None:
                 self.waited = time.monotonic() - t0
             info = json.dumps({"pid": os.getpid(), "workload": self.who, "since": time.time()}).encode()
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, info, 0)
+            with contextlib.suppress(OSError):  # who holds it is for waiters' messages only
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, info, 0)
+        except OSError as exc:
+            # a filesystem without flock (Lustre mounted without -o flock: ENOSYS; NFS without its lock
+            # service: ENOLCK): the run goes on unlocked, as before the lock existed, and says so
+            os.close(fd)
+            self.unavailable = f"{exc.strerror or type(exc).__name__} (errno {exc.errno})"
+            return
         except BaseException:
             os.close(fd)  # closing drops the lock if it was taken
             raise

@@ -94,7 +94,12 @@ class _DatasetHold:
 
             lock.acquire(notify)  # a DlioError (no lock file possible) fails the phase, as its own would
             self.lock = lock
-            if lock.waited_for is not None:
+            if lock.unavailable is not None:
+                self.note = (
+                    f"the dataset lock {lock.path} could not be taken ({lock.unavailable}): workloads "
+                    "sharing this dataset folder in other processes are not kept from running at once"
+                )
+            elif lock.waited_for is not None:
                 self.waited = lock.waited
                 self.note = (
                     f"waited {lock.waited:.1f} s for the dataset before {phase}: "
@@ -104,7 +109,8 @@ class _DatasetHold:
     def after(self, result: PhaseResult) -> PhaseResult:
         if self.note:
             result.lines.append(self.note)
-            result.properties.append(("dataset_wait_seconds", round(self.waited, 3)))
+            if self.waited:
+                result.properties.append(("dataset_wait_seconds", round(self.waited, 3)))
             self.note = None
         return result
 

@@ -734,12 +734,23 @@ class Loader:
             needs.append(max(top, needs[-1]) if needs else top)
             return True
 
+        # every row group the located files hold: once all are numbered, planning more batches cannot find
+        # one to start (shuffled rows meet every row group early; planning the rest of the epoch there held
+        # a measured step ~0.5 s)
+        most = sum(len(sp.spans) for sp in self._spans.values())
+        barren = max(64, self.window)  # batches planned in a row without a new row group, at most, per call
+
         def start_to(count: int) -> None:
             nonlocal started
+            dry = 0
             while started < count:
                 if started >= len(units):
+                    if len(units) >= most or dry >= barren:
+                        return  # plan_ahead and the step loop plan the rest, a batch or two at a time
+                    had = len(units)
                     if not plan_next():
                         return
+                    dry = dry + 1 if len(units) == had else 0
                     continue
                 f, sample, off, length = units[started]
                 if own is not None and read is not None:
@@ -796,9 +807,9 @@ class Loader:
                 del out
         finally:
             self._ahead = None
+            # reads in flight on the event loop finish rather than being cancelled: a cancelled task's
+            # read still ran to the end on the store's thread, and its bytes were never counted
             left = [t for t in reads if isinstance(t, asyncio.Task) and not t.done()]
-            for t in left:
-                t.cancel()
             await asyncio.gather(*left, return_exceptions=True)
             if own is not None:
                 # reads not started are dropped; running ones finish (and hand their buffers back) first,
