@@ -145,6 +145,11 @@ def test_file_and_direct_uris_of_one_folder_share_a_lock(tmp_path: Path) -> None
     assert lock_path(tmp_path, "file:///srv/d/") == lock_path(tmp_path, "direct:///srv/d")
     assert lock_path(tmp_path, "file:///srv/d") != lock_path(tmp_path, "file:///srv/e")
     assert lock_path(tmp_path, "s3://b/d").parent == tmp_path / ".locks"
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    assert lock_path(tmp_path, f"file://{tmp_path}/link") == lock_path(
+        tmp_path, f"file://{tmp_path}/x/../real"
+    )
 
 
 def test_a_filesystem_without_flock_runs_unlocked_and_says_so(

@@ -37,6 +37,8 @@ def lock_path(data_root: Path, uri: str) -> Path:
     """The lock file of the dataset at ``uri`` (``direct://`` and ``file://`` name the same folder)."""
     if uri.startswith("direct://"):
         uri = "file://" + uri.removeprefix("direct://")
+    if uri.startswith("file://"):  # one folder reached through a symlink or ``..`` is one dataset
+        uri = "file://" + os.path.realpath(uri.removeprefix("file://"))
     digest = hashlib.sha256(uri.rstrip("/").encode()).hexdigest()[:24]
     return Path(data_root) / LOCK_DIR / f"dataset-{digest}.lock"
 
