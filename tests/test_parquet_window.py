@@ -241,6 +241,56 @@ def test_an_epoch_left_early_counts_every_row_group_it_read(tmp_path: Path) -> N
     assert len(RANGE_BUFFERS._free) >= free_before  # every buffer the reads took came back
 
 
+def test_a_phase_cancelled_while_the_window_drains_still_counts_its_reads(tmp_path: Path) -> None:
+    """Cancelled (a rank aborts, Ctrl-C) while the epoch waits for its running window reads: they are
+    still counted before the cancellation goes on (the count was skipped)."""
+    import time
+
+    from pytest_dlio.layout import dataset_files
+    from pytest_dlio.phases.loader import Loader
+    from pytest_dlio.phases.sampler import epoch_order
+    from pytest_dlio.storage.file import FileStore
+    from pytest_dlio.timeline import Reads
+    from tests.test_train_loop import fill
+
+    served: list[int] = []
+
+    class Slow(FileStore):
+        def blocking_get_range(self):  # type: ignore[no-untyped-def]
+            read = super().blocking_get_range()
+            assert read is not None
+
+            def slow(key: str, start: int, length: int):  # type: ignore[no-untyped-def]
+                time.sleep(0.2)
+                got = read(key, start, length)
+                served.append(len(got.data))
+                return got
+
+            return slow
+
+    cfg = parquet_cfg(8, compute=0.0)
+    files = [f for f in dataset_files(cfg) if f.split == "train"]
+
+    async def go() -> Reads:
+        store = Slow((tmp_path / "d").as_uri(), tmp_path / "d")
+        await fill(store, cfg)
+        reads = Reads()
+        loader = Loader(cfg, store, files, reads, None, np.random.default_rng(0))
+        it = loader.batches(epoch_order(cfg, 1, 0, 1, shared_seed=0), GROUP)
+        await anext(it)
+        closing = asyncio.ensure_future(it.aclose())
+        await asyncio.sleep(0.05)  # it now waits for the reads still running
+        closing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+        loader.close()
+        await store.close()
+        return reads
+
+    reads = asyncio.run(go())
+    assert len(served) > 1 and sorted(reads.nbytes[FILES:]) == sorted(served)
+
+
 def test_an_epoch_left_early_counts_the_reads_running_on_the_event_loop(tmp_path: Path) -> None:
     """Stores without a blocking range read (O_DIRECT, wrappers, S3) run the window's reads as tasks: left
     early, those in flight finish and are counted (they were cancelled, while the store's thread read on

@@ -816,12 +816,22 @@ class Loader:
                 # so each read's bytes are counted, taken by a step or not: they moved
                 running = [r for r in reads if isinstance(r, Future) and not r.cancel() and not r.done()]
                 if running:
-                    await asyncio.to_thread(futures_wait, running)
-            for u, r in enumerate(reads):
-                if r is None or not r.done() or r.cancelled():
-                    continue
-                if r.exception() is None and isinstance(r, Future) and not counted[u]:
-                    self.reads.add(*r.result()[1])  # read, though no step took it
+                    try:
+                        await asyncio.to_thread(futures_wait, running)
+                    except asyncio.CancelledError:  # the phase is being cancelled: still count them
+                        futures_wait(running)  # (a window's reads at most, each a row group)
+                        self._count_left(reads, counted)
+                        raise
+            self._count_left(reads, counted)
+
+    def _count_left(self, reads: list[Any], counted: list[bool]) -> None:
+        """Add the window's thread reads that finished but no step took: they moved their bytes."""
+        for u, r in enumerate(reads):
+            if r is None or not isinstance(r, Future) or not r.done() or r.cancelled():
+                continue
+            if r.exception() is None and not counted[u]:
+                counted[u] = True
+                self.reads.add(*r.result()[1])  # read, though no step took it
 
     async def batches(self, order: np.ndarray, batch_size: int) -> AsyncGenerator[list[object], None]:
         """Yield ``len(order) // batch_size`` batches in order."""
