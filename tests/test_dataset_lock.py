@@ -145,11 +145,17 @@ def test_file_and_direct_uris_of_one_folder_share_a_lock(tmp_path: Path) -> None
     assert lock_path(tmp_path, "file:///srv/d/") == lock_path(tmp_path, "direct:///srv/d")
     assert lock_path(tmp_path, "file:///srv/d") != lock_path(tmp_path, "file:///srv/e")
     assert lock_path(tmp_path, "s3://b/d").parent == tmp_path / ".locks"
-    (tmp_path / "real").mkdir()
-    (tmp_path / "link").symlink_to(tmp_path / "real")
-    assert lock_path(tmp_path, f"file://{tmp_path}/link") == lock_path(
-        tmp_path, f"file://{tmp_path}/x/../real"
-    )
+    (tmp_path / "my data").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "my data")
+    one = lock_path(tmp_path, f"file://{tmp_path}/my data")
+    for other in (
+        f"file://{tmp_path}/link/",  # a symlink to it
+        f"file://localhost{tmp_path}/my%20data",  # how the store reads this URI: the same folder
+        f"direct://{tmp_path}/link?latency_ms=5",  # a throttle is the harness's, not the dataset's
+    ):
+        assert lock_path(tmp_path, other) == one, other
+    assert lock_path(tmp_path, "file://localhost/srv/d") == lock_path(tmp_path, "file:///srv/d")
+    assert lock_path(tmp_path, "not a uri\x00") != one  # a URI the stores refuse is named by its text
 
 
 def test_a_filesystem_without_flock_runs_unlocked_and_says_so(

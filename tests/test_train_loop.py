@@ -328,6 +328,20 @@ def test_the_gil_changes_hands_quickly_while_training_runs():
     assert GIL_SWITCH < before and sys.getswitchinterval() == before
 
 
+def test_a_switch_interval_below_a_microsecond_does_not_stop_training():
+    """``sys.setswitchinterval(1e-7)`` reads back as 0.0, which setswitchinterval refuses: training still
+    runs, and leaves the interval at the smallest one Python takes."""
+    import sys
+
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(1e-7)
+        r = run(make_cfg(files=2, spf=1, bs=1, epochs=1))
+        assert len(r.timeline.epochs) == 1 and sys.getswitchinterval() <= 1e-6
+    finally:
+        sys.setswitchinterval(before)
+
+
 def test_compute_is_measured_not_assumed():
     r = run(make_cfg(files=6, spf=1, bs=1, compute=0.005))
     comp = [s.compute for b in r.timeline.epochs[0].blocks for s in b.steps]

@@ -35,12 +35,24 @@ _HELD: dict[Path, list[int]] = {}  # lock file -> [fd, holds in this process]
 
 def lock_path(data_root: Path, uri: str) -> Path:
     """The lock file of the dataset at ``uri`` (``direct://`` and ``file://`` name the same folder)."""
-    if uri.startswith("direct://"):
-        uri = "file://" + uri.removeprefix("direct://")
-    if uri.startswith("file://"):  # one folder reached through a symlink or ``..`` is one dataset
-        uri = "file://" + os.path.realpath(uri.removeprefix("file://"))
-    digest = hashlib.sha256(uri.rstrip("/").encode()).hexdigest()[:24]
+    digest = hashlib.sha256(_dataset_name(uri).encode()).hexdigest()[:24]
     return Path(data_root) / LOCK_DIR / f"dataset-{digest}.lock"
+
+
+def _dataset_name(uri: str) -> str:
+    """The dataset a URI names, as the store opens it: its query (harness options such as a throttle)
+    left out, %-escapes decoded, and a local folder by its real path (``file://localhost/d``, a symlink,
+    ``direct://`` and ``file://`` of one folder are one dataset). A URI the stores refuse is its text."""
+    from pytest_dlio.storage.uri import parse_uri, split_query
+
+    base = split_query(uri)[0]
+    try:
+        p = parse_uri(base)
+        if p.scheme in ("file", "direct"):
+            return "file://" + os.path.realpath(p.path)
+        return f"{p.scheme}://{p.netloc}/{p.path}"
+    except (DlioError, ValueError, OSError):
+        return base
 
 
 class DatasetLock:
