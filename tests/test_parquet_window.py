@@ -195,46 +195,81 @@ def test_a_bad_footer_past_the_first_file_names_the_file(tmp_path: Path) -> None
         asyncio.run(go())
 
 
-def test_an_epoch_left_early_counts_every_row_group_it_read(tmp_path: Path) -> None:
-    """A consumer that leaves after one batch (an error, a cancelled run): the window's reads still running
-    finish and are counted, so the reads reported are every range the store served."""
-    from pytest_dlio.layout import dataset_files
-    from pytest_dlio.phases.loader import Loader
-    from pytest_dlio.phases.sampler import epoch_order
-    from pytest_dlio.storage.file import RANGE_BUFFERS, FileStore
-    from pytest_dlio.timeline import Reads
-    from tests.test_train_loop import fill
+def _counting_store(root: Path, served: list[int], *, delay: float = 0.0, blocking: bool = True):  # type: ignore[no-untyped-def]
+    """A file store that records the bytes of every range it serves, each after ``delay`` seconds; with
+    ``blocking`` False it has no blocking range read (as DirectStore, the wrappers and S3), so the window
+    reads through tasks on the event loop."""
+    import time
 
-    served: list[int] = []
+    from pytest_dlio.storage.file import RANGE_BUFFERS, FileStore, _get_range_pooled
 
     class Counting(FileStore):
         def blocking_get_range(self):  # type: ignore[no-untyped-def]
             read = super().blocking_get_range()
             assert read is not None
+            if not blocking:
+                return None
 
             def counted(key: str, start: int, length: int):  # type: ignore[no-untyped-def]
+                time.sleep(delay)
                 got = read(key, start, length)
                 served.append(len(got.data))
                 return got
 
             return counted
 
-    cfg = parquet_cfg(None, compute=0.0)
+        async def _get_range_pooled(self, key, start, length):  # type: ignore[no-untyped-def]
+            def one():  # type: ignore[no-untyped-def]
+                time.sleep(delay)
+                got = _get_range_pooled(self.root / key, start, length, RANGE_BUFFERS)
+                served.append(len(got.data))
+                return got
+
+            return await self._io.run("get_range", key, one)
+
+    return Counting(root.as_uri(), root, threads=8)
+
+
+def _leave_after_one_batch(store, cfg: WorkloadConfig, *, cancel_drain: bool = False):  # type: ignore[no-untyped-def]
+    """The window's reads of ``cfg`` from ``store``: one batch taken, then the epoch left (with
+    ``cancel_drain``, the leaving cancelled while it waits for the reads still running)."""
+    from pytest_dlio.layout import dataset_files
+    from pytest_dlio.phases.loader import Loader
+    from pytest_dlio.phases.sampler import epoch_order
+    from pytest_dlio.timeline import Reads
+    from tests.test_train_loop import fill
+
     files = [f for f in dataset_files(cfg) if f.split == "train"]
 
     async def go() -> Reads:
-        store = Counting((tmp_path / "d").as_uri(), tmp_path / "d")
         await fill(store, cfg)
         reads = Reads()
         loader = Loader(cfg, store, files, reads, None, np.random.default_rng(0))
         it = loader.batches(epoch_order(cfg, 1, 0, 1, shared_seed=0), GROUP)
         await anext(it)
-        await it.aclose()
+        if cancel_drain:
+            closing = asyncio.ensure_future(it.aclose())
+            await asyncio.sleep(0.05)  # it now waits for the reads still running
+            closing.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await closing
+        else:
+            await it.aclose()
+        loader.close()
         await store.close()
         return reads
 
+    return asyncio.run(go())
+
+
+def test_an_epoch_left_early_counts_every_row_group_it_read(tmp_path: Path) -> None:
+    """A consumer that leaves after one batch (an error, a cancelled run): the window's reads still running
+    finish and are counted, so the reads reported are every range the store served."""
+    from pytest_dlio.storage.file import RANGE_BUFFERS
+
+    served: list[int] = []
     free_before = len(RANGE_BUFFERS._free)
-    reads = asyncio.run(go())
+    reads = _leave_after_one_batch(_counting_store(tmp_path / "d", served), parquet_cfg(None, compute=0.0))
     footers = FILES  # one suffix read each
     assert len(served) >= 1 and len(reads.nbytes) == footers + len(served)
     assert sorted(reads.nbytes[footers:]) == sorted(served)
@@ -244,50 +279,9 @@ def test_an_epoch_left_early_counts_every_row_group_it_read(tmp_path: Path) -> N
 def test_a_phase_cancelled_while_the_window_drains_still_counts_its_reads(tmp_path: Path) -> None:
     """Cancelled (a rank aborts, Ctrl-C) while the epoch waits for its running window reads: they are
     still counted before the cancellation goes on (the count was skipped)."""
-    import time
-
-    from pytest_dlio.layout import dataset_files
-    from pytest_dlio.phases.loader import Loader
-    from pytest_dlio.phases.sampler import epoch_order
-    from pytest_dlio.storage.file import FileStore
-    from pytest_dlio.timeline import Reads
-    from tests.test_train_loop import fill
-
     served: list[int] = []
-
-    class Slow(FileStore):
-        def blocking_get_range(self):  # type: ignore[no-untyped-def]
-            read = super().blocking_get_range()
-            assert read is not None
-
-            def slow(key: str, start: int, length: int):  # type: ignore[no-untyped-def]
-                time.sleep(0.2)
-                got = read(key, start, length)
-                served.append(len(got.data))
-                return got
-
-            return slow
-
-    cfg = parquet_cfg(8, compute=0.0)
-    files = [f for f in dataset_files(cfg) if f.split == "train"]
-
-    async def go() -> Reads:
-        store = Slow((tmp_path / "d").as_uri(), tmp_path / "d")
-        await fill(store, cfg)
-        reads = Reads()
-        loader = Loader(cfg, store, files, reads, None, np.random.default_rng(0))
-        it = loader.batches(epoch_order(cfg, 1, 0, 1, shared_seed=0), GROUP)
-        await anext(it)
-        closing = asyncio.ensure_future(it.aclose())
-        await asyncio.sleep(0.05)  # it now waits for the reads still running
-        closing.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await closing
-        loader.close()
-        await store.close()
-        return reads
-
-    reads = asyncio.run(go())
+    store = _counting_store(tmp_path / "d", served, delay=0.2)
+    reads = _leave_after_one_batch(store, parquet_cfg(8, compute=0.0), cancel_drain=True)
     assert len(served) > 1 and sorted(reads.nbytes[FILES:]) == sorted(served)
 
 
@@ -295,45 +289,9 @@ def test_an_epoch_left_early_counts_the_reads_running_on_the_event_loop(tmp_path
     """Stores without a blocking range read (O_DIRECT, wrappers, S3) run the window's reads as tasks: left
     early, those in flight finish and are counted (they were cancelled, while the store's thread read on
     and its bytes went uncounted: 9 ranges served, 8 counted)."""
-    import time
-
-    from pytest_dlio.layout import dataset_files
-    from pytest_dlio.phases.loader import Loader
-    from pytest_dlio.phases.sampler import epoch_order
-    from pytest_dlio.storage.file import RANGE_BUFFERS, FileStore, _get_range_pooled
-    from pytest_dlio.timeline import Reads
-    from tests.test_train_loop import fill
-
     served: list[int] = []
-
-    class Slow(FileStore):  # as DirectStore and the wrappers: no blocking range read
-        def blocking_get_range(self):  # type: ignore[no-untyped-def]
-            return None
-
-        async def _get_range_pooled(self, key, start, length):  # type: ignore[no-untyped-def]
-            def one():  # type: ignore[no-untyped-def]
-                time.sleep(0.05)  # still reading when the consumer leaves
-                got = _get_range_pooled(self.root / key, start, length, RANGE_BUFFERS)
-                served.append(len(got.data))
-                return got
-
-            return await self._io.run("get_range", key, one)
-
-    cfg = parquet_cfg(8, compute=0.0)
-    files = [f for f in dataset_files(cfg) if f.split == "train"]
-
-    async def go() -> Reads:
-        store = Slow((tmp_path / "d").as_uri(), tmp_path / "d", threads=8)
-        await fill(store, cfg)
-        reads = Reads()
-        loader = Loader(cfg, store, files, reads, None, np.random.default_rng(0))
-        it = loader.batches(epoch_order(cfg, 1, 0, 1, shared_seed=0), GROUP)
-        await anext(it)
-        await it.aclose()
-        await store.close()
-        return reads
-
-    reads = asyncio.run(go())
+    store = _counting_store(tmp_path / "d", served, delay=0.05, blocking=False)
+    reads = _leave_after_one_batch(store, parquet_cfg(8, compute=0.0))
     assert len(served) > 1 and sorted(reads.nbytes[FILES:]) == sorted(served)
 
 
