@@ -705,8 +705,8 @@ class Loader:
         # view the bytes, so each buffer goes back on the thread that read it); else tasks on the loop
         read = self._window_read()
         own = self._own_window_pool() if read else None  # started before the clock, kept across epochs
+        # per row group: its read until a step takes it (then None: counted, its value in ``values``)
         reads: list[asyncio.Task[object] | Future[tuple[object, tuple[int, float, float]]] | None] = []
-        counted: list[bool] = []  # a thread's read, added to the reads once taken (or at the end)
         values: dict[int, object] = {}  # a row group's value once taken (a count: later batches reuse it)
         started = 0
 
@@ -727,7 +727,6 @@ class Loader:
                     u = index[key] = len(units)
                     units.append((self.files[fi], row, *spans.spans[key[1]]))
                     reads.append(None)
-                    counted.append(False)
                 plan.append((u, end - start))
             plans.append(plan)
             top = max(u for u, _ in plan) + 1
@@ -780,7 +779,6 @@ class Loader:
                 value = r.result() if r.done() else await r
             else:
                 value, (nbytes, seconds, t) = r.result() if r.done() else await asyncio.wrap_future(r)
-                counted[u] = True
                 self.reads.add(nbytes, seconds, t)
             values[u] = value
             reads[u] = None  # taken: the future is not kept for the rest of the epoch
@@ -820,17 +818,18 @@ class Loader:
                         await asyncio.to_thread(futures_wait, running)
                     except asyncio.CancelledError:  # the phase is being cancelled: still count them
                         futures_wait(running)  # (a window's reads at most, each a row group)
-                        self._count_left(reads, counted)
+                        self._count_left(reads)
                         raise
-            self._count_left(reads, counted)
+            self._count_left(reads)
 
-    def _count_left(self, reads: list[Any], counted: list[bool]) -> None:
-        """Add the window's thread reads that finished but no step took: they moved their bytes."""
+    def _count_left(self, reads: list[Any]) -> None:
+        """The window's reads no step took: a thread's that finished is counted (its bytes moved; a task
+        counts its own), and a failure nobody awaited is marked retrieved (asyncio would log it)."""
         for u, r in enumerate(reads):
-            if r is None or not isinstance(r, Future) or not r.done() or r.cancelled():
+            if r is None or not r.done() or r.cancelled():
                 continue
-            if r.exception() is None and not counted[u]:
-                counted[u] = True
+            reads[u] = None
+            if r.exception() is None and isinstance(r, Future):
                 self.reads.add(*r.result()[1])  # read, though no step took it
 
     async def batches(self, order: np.ndarray, batch_size: int) -> AsyncGenerator[list[object], None]:
