@@ -16,9 +16,11 @@ import secrets
 import sys
 import threading
 import time
+import types
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -77,75 +79,95 @@ async def emulate(seconds: float, meanwhile: Callable[[], None] | None = None) -
         pass
 
 
-@contextlib.contextmanager
-def fine_timer_slack() -> Iterator[None]:
-    """Within: this thread's timer slack at 1 us (Linux's default, 50 us, makes every short sleep wake
-    50-90 us late; with 1 us, 10-30 us). Elsewhere, or where prctl is missing, a no-op. Nested uses (ranks
-    as coroutines on one thread) set it once and restore it when the last one leaves."""
-    prctl = _prctl()
-    depth = getattr(_NEST, "slack", 0)
-    if prctl is not None and depth == 0:
-        old = prctl(_PR_GET_TIMERSLACK, 0, 0, 0, 0)
-        _NEST.saved = old
-        if old > 0:
-            prctl(_PR_SET_TIMERSLACK, 1000, 0, 0, 0)
-    _NEST.slack = depth + 1
-    try:
-        yield
-    finally:
-        _NEST.slack -= 1
-        if prctl is not None and _NEST.slack == 0 and _NEST.saved > 0:
-            prctl(_PR_SET_TIMERSLACK, _NEST.saved, 0, 0, 0)
+class _Outermost:
+    """A context manager that applies a process or thread setting on the outermost of nested uses and
+    undoes it when that one exits (``leave`` gets what ``enter`` returned): ranks run as coroutines on one
+    thread nest the training loop, and the first to finish must not undo a setting the others still run
+    under. ``per_thread``: the setting is the thread's (timer slack), else the interpreter's."""
+
+    def __init__(
+        self, enter: Callable[[], Any], leave: Callable[[Any], None], doc: str, *, per_thread: bool = False
+    ) -> None:
+        self._enter, self._leave, self.__doc__ = enter, leave, doc
+        self._state: Any = threading.local() if per_thread else types.SimpleNamespace()
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        state = self._state
+        depth = getattr(state, "depth", 0)
+        if depth == 0:
+            state.saved = self._enter()
+        state.depth = depth + 1
+        try:
+            yield
+        finally:
+            state.depth -= 1
+            if state.depth == 0:
+                self._leave(state.saved)
 
 
 _PR_SET_TIMERSLACK, _PR_GET_TIMERSLACK = 29, 30
-_NEST = threading.local()  # fine_timer_slack's depth and the slack it replaced, per thread
-_FROZEN = [0]  # frozen_heap's depth (the collector is the interpreter's: one count)
 
 
-@contextlib.contextmanager
-def frozen_heap() -> Iterator[None]:
+def _slack_fine() -> int | None:
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    old = prctl(_PR_GET_TIMERSLACK, 0, 0, 0, 0)
+    if old > 0:
+        prctl(_PR_SET_TIMERSLACK, 1000, 0, 0, 0)
+    return int(old)
+
+
+def _slack_back(old: int | None) -> None:
+    prctl = _prctl()
+    if prctl is not None and old is not None and old > 0:
+        prctl(_PR_SET_TIMERSLACK, old, 0, 0, 0)
+
+
+fine_timer_slack = _Outermost(
+    _slack_fine,
+    _slack_back,
+    """Within: this thread's timer slack at 1 us (Linux's default, 50 us, makes every short sleep wake
+    50-90 us late; with 1 us, 10-30 us). Elsewhere, or where prctl is missing, a no-op.""",
+    per_thread=True,
+)
+
+
+def _freeze() -> None:
+    gc.collect(1)
+    gc.freeze()
+
+
+frozen_heap = _Outermost(
+    _freeze,
+    lambda _: gc.unfreeze(),
     """Within: the objects that exist on entry (the session, pytest, pyarrow, the config) are left out of
-    garbage collection (``gc.freeze``, after one collection). A full collection walks every tracked
-    object, and one falling inside a step stalled dlrm's 0.375 ms steps by 10-20 ms, which the
-    accelerator would have seen as I/O wait. What the loop makes is still collected. Nested uses freeze
-    once and unfreeze when the last one leaves. Only the young generations are collected first: a full
+    garbage collection (``gc.freeze``). A full collection walks every tracked object, and one falling
+    inside a step stalled dlrm's 0.375 ms steps by 10-20 ms, which the accelerator would have seen as I/O
+    wait. What the loop makes is still collected. Only the young generations are collected first: a full
     collection of a pytest process with botocore loaded took 150-200 ms before every training run (old
-    garbage frozen with the rest is collectable again after the run)."""
-    if _FROZEN[0] == 0:
-        gc.collect(1)
-        gc.freeze()
-    _FROZEN[0] += 1
-    try:
-        yield
-    finally:
-        _FROZEN[0] -= 1
-        if _FROZEN[0] == 0:
-            gc.unfreeze()
-
+    garbage frozen with the rest is collectable again after the run).""",
+)
 
 #: seconds a thread waiting for the GIL lets its holder run before asking it to drop it, while training
 GIL_SWITCH = 0.0001
-_GIL = {"depth": 0, "saved": 0.005}
 
 
-@contextlib.contextmanager
-def quick_gil() -> Iterator[None]:
+def _gil_quick() -> float:
+    saved = sys.getswitchinterval()  # 0.0 when the user set it below a microsecond
+    sys.setswitchinterval(max(1e-6, min(GIL_SWITCH, saved)))
+    return saved
+
+
+quick_gil = _Outermost(
+    _gil_quick,
+    lambda saved: sys.setswitchinterval(max(1e-6, saved)),
     """Within: a thread waiting for the GIL gets it after ``GIL_SWITCH`` (Python's default is 5 ms). The step
     loop shares the GIL with its reader threads; with parquet's 6 window threads on 2 cores each numpy
     call of a step's own work (it drops and retakes the GIL) waited behind them: an 18432-row np.diff took
-    0.46 ms there against 0.02 ms idle. Restored on exit; nested uses (ranks as coroutines on one thread)
-    set it once."""
-    if _GIL["depth"] == 0:
-        _GIL["saved"] = sys.getswitchinterval()  # 0.0 when the user set it below a microsecond
-        sys.setswitchinterval(max(1e-6, min(GIL_SWITCH, _GIL["saved"])))
-    _GIL["depth"] += 1
-    try:
-        yield
-    finally:
-        _GIL["depth"] -= 1
-        if _GIL["depth"] == 0:
-            sys.setswitchinterval(max(1e-6, _GIL["saved"]))
+    0.46 ms there against 0.02 ms idle. Restored on exit.""",
+)
 
 
 @functools.cache
