@@ -77,7 +77,6 @@ class _DatasetHold:
         self.wl = wl
         self.lock: DatasetLock | None = None
         self.note: str | None = None  # the wait, told on the result of the phase that waited
-        self.waited = 0.0
 
     def before(self, phase: str) -> None:
         if phase not in DATASET_PHASES or self.wl.settings.mpi:
@@ -100,7 +99,6 @@ class _DatasetHold:
                     "sharing this dataset folder in other processes are not kept from running at once"
                 )
             elif lock.waited_for is not None:
-                self.waited = lock.waited
                 self.note = (
                     f"waited {lock.waited:.1f} s for the dataset before {phase}: "
                     f"{lock.waited_for} in another process on this host was using it"
@@ -109,8 +107,8 @@ class _DatasetHold:
     def after(self, result: PhaseResult) -> PhaseResult:
         if self.note:
             result.lines.append(self.note)
-            if self.waited:
-                result.properties.append(("dataset_wait_seconds", round(self.waited, 3)))
+            if self.lock is not None and self.lock.waited:
+                result.properties.append(("dataset_wait_seconds", round(self.lock.waited, 3)))
             self.note = None
         return result
 
