@@ -20,6 +20,7 @@ from pytest_dlio.config.scale import WINDOW_SHARE, scale_config
 from pytest_dlio.engine import RunSettings
 from pytest_dlio.engine.load import load_workload
 from pytest_dlio.errors import DlioError
+from pytest_dlio.phases.loader import RowBatch
 from tests.test_train_loop import train_through_engine
 
 ROWS, GROUP, FILES = 64, 16, 4  # 16 row groups of 16 rows: one a step
@@ -379,3 +380,18 @@ def test_a_parquet_file_with_other_rows_than_the_config_is_refused(tmp_path: Pat
         DlioError, match=rf"footer says {ROWS} rows, the config {2 * ROWS} a file .*--dlio-generate always"
     ):
         asyncio.run(go())
+
+
+def test_a_row_batch_is_the_list_of_its_rows() -> None:
+    """A window batch holds runs of one row group's value each, not an entry per row; read as a sequence
+    it is the list DLIO's collate would hold: length, order, indexing and equality."""
+    a, b = object(), object()
+    rows = [a] * 3 + [b] + [a] * 2
+    got = RowBatch([(a, 3), (b, 1), (a, 2)])
+    assert len(got) == 6 and list(got) == rows and got == rows
+    assert [got[i] for i in range(-6, 6)] == rows + rows
+    assert got[1:5] == rows[1:5]
+    for bad in (6, -7):
+        with pytest.raises(IndexError):
+            got[bad]
+    assert len(RowBatch([])) == 0 and list(RowBatch([])) == []

@@ -10,6 +10,7 @@ training loader reads with it; none of them branches on a format name. Nothing h
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -110,6 +111,12 @@ class Spans:
     first: np.ndarray  # first sample of each unit (ascending, starts at 0)
     spans: list[tuple[int, int]]  # (offset, length) of each unit
     rows: int = -1  # the samples the file holds, where its footer says (parquet); -1: not known
+
+    @functools.cached_property
+    def starts(self) -> list[int]:
+        """``first`` as Python ints, made on first use, for ``bisect``: the row-group window looks units up
+        a few times a batch, and a scalar ``np.searchsorted`` costs ~2.6 us against bisect's ~0.3."""
+        return self.first.tolist()
 
     def unit_of(self, sample: int) -> int:
         return int(np.searchsorted(self.first, sample, side="right") - 1)
