@@ -8,15 +8,19 @@ import asyncio
 import io
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pytest_dlio.config.model import Dataset, Parquet, ParquetColumn, Reader, WorkloadConfig
 from pytest_dlio.formats import get_format
 from pytest_dlio.layout import dataset_files
+from pytest_dlio.phases import loader as loader_module
 from pytest_dlio.phases.loader import Loader
 from pytest_dlio.randbytes import file_rng
 from pytest_dlio.storage import open_store
@@ -212,3 +216,31 @@ def test_decode_time_is_measured(fmt: str, threads: int, decodes: bool) -> None:
 
     spent = asyncio.run(go())
     assert (spent > 0) is decodes
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    files=st.permutations(range(12)),
+    spf=st.integers(1, 40),
+    rows_shuffled=st.booleans(),
+    scan=st.integers(1, 64),
+    cut=st.integers(0, 200),
+)
+def test_files_in_order_are_those_of_first_appearance(
+    files: list[int], spf: int, rows_shuffled: bool, scan: int, cut: int
+) -> None:
+    """The files an epoch's footers are read for, in the order its samples first reach them, found a
+    chunk at a time (chunks as small as one sample, across file edges; shuffled rows or not; an order
+    cut short, as a rank's block is, so some files never appear)."""
+    cfg = config("npy", spf, 1, "on_demand")
+    cfg = replace(cfg, dataset=replace(cfg.dataset, num_files_train=12))
+    train = [f for f in dataset_files(cfg) if f.split == "train"]
+    loader = Loader(cfg, open_store("mem://files-in-order"), train, Reads(), None, np.random.default_rng(0))
+    order = np.concatenate([np.arange(f * spf, (f + 1) * spf) for f in files]).astype(np.int64)
+    if rows_shuffled:
+        order = np.random.default_rng(cut).permutation(order)
+    order = order[cut % len(order) :]
+    want = list(dict.fromkeys((order // spf).tolist()))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(loader_module, "_SCAN", scan)
+        assert loader._files_in_order(order) == want

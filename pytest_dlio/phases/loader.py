@@ -116,6 +116,8 @@ class RowBatch(Sequence[object]):
     __hash__ = None  # type: ignore[assignment]
 
 
+#: samples Loader._files_in_order looks at a time (0.9 ms for 350,208 rows, against 1.6 ms by 8192)
+_SCAN = 1 << 15
 RESERVE_BYTES = 1 << 30  # read buffers a loader makes ready before training, at most
 FOOTER_GUESS_MAX = 64 << 20  # footers up to this size set the next footer read's guess
 
@@ -542,19 +544,35 @@ class Loader:
         return list(zip(bounds[:-1], bounds[1:], strict=True))
 
     def _files_in_order(self, samples: np.ndarray) -> list[int]:
-        """The files ``samples`` come from, in order of first appearance. Found from where a run of
-        consecutive samples ends (a few places, not the 350,000 rows of a dlrm_mi355 smoke epoch: np.unique
-        over those took ~10 ms), over every sample only when they are shuffled."""
-        cut = np.flatnonzero(np.diff(samples) != 1) + 1
-        if len(cut) < 1024:  # a few runs (rows in order): each run's files, in order
-            bounds = [0, *cut.tolist(), len(samples)]
-            firsts = (samples[bounds[:-1]] // self.spf).tolist()
-            lasts = (samples[np.asarray(bounds[1:]) - 1] // self.spf).tolist()
-            heads = np.concatenate([np.arange(a, b + 1) for a, b in zip(firsts, lasts, strict=True)])
-        else:
-            heads = samples // self.spf
-        files, at = np.unique(heads, return_index=True)
-        return [int(f) for f in files[np.argsort(at)].tolist()]
+        """The files ``samples`` come from, in order of first appearance, found ``_SCAN`` samples at a
+        time: from the ends of each chunk's runs of consecutive samples (a few a chunk for unshuffled rows),
+        or the chunk's files by first position for shuffled ones, where the scan stops once all are seen
+        (every file is in the first chunk or two). One pass over a dlrm_mi355 smoke epoch's 350,208 rows
+        at once took 3-4 ms in a fresh process, its multi-MiB temporaries faulted in page by page, and
+        ~2 ms dividing every sample by the file size; np.unique over them ~10 ms."""
+        out: list[int] = []
+        seen: set[int] = set()
+        spf = self.spf
+        for a in range(0, len(samples), _SCAN):
+            chunk = samples[a : a + _SCAN]
+            cut = np.flatnonzero(np.diff(chunk) != 1) + 1  # where a run of consecutive samples ends
+            if len(cut) < 256:  # a few runs: each run's files, from its ends (no division per sample)
+                ends = cut.tolist()
+                firsts = chunk[[0, *ends]].tolist()
+                lasts = chunk[[e - 1 for e in ends] + [len(chunk) - 1]].tolist()
+                found = [
+                    f for lo, hi in zip(firsts, lasts, strict=True) for f in range(lo // spf, hi // spf + 1)
+                ]
+            else:  # shuffled: the chunk's files by first position
+                u, at = np.unique(chunk // spf, return_index=True)
+                found = u[np.argsort(at)].tolist()
+            for x in found:
+                if x not in seen:
+                    seen.add(x)
+                    out.append(x)
+            if len(seen) == len(self.keys):
+                break
+        return out
 
     def _unit_key(self, sample: int) -> tuple[int, int]:
         """(file, read unit in it) of a sample whose file is located."""
