@@ -11,7 +11,9 @@
 3. Row groups (``--formats parquet``): MLPerf v3.0 dlrm_mi355 at ``--dlio-scale smoke`` (parquet, 6144-row
    groups, 40 of 200 columns read: one ~5.8 MB range per group) with no compute and ``threads`` readers:
    ``read_MB_per_second_actual`` ÷ ``threads`` threads ``preadv``-ing the same row-group ranges into one
-   reused huge-page mmap each (target >= 0.9).
+   reused huge-page mmap each (target >= 0.9); also ÷ the same loop on as many threads as the window keeps
+   reads in flight, and ÷ DLIO's window with no harness around it (those reads taken in order, one more
+   started as each is taken: a straggler holds the next starts back, as in DLIO).
 4. ``--storage s3`` / ``--storage az``: the same train item on the embedded moto / Azurite (a separate
    process each, started once for the whole run) ÷ a raw client loop over the same objects with the same
    concurrency (``threads`` gets in flight, an epoch barrier as training has): aiobotocore
