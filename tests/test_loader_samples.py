@@ -224,14 +224,16 @@ def test_decode_time_is_measured(fmt: str, threads: int, decodes: bool) -> None:
     spf=st.integers(1, 40),
     rows_shuffled=st.booleans(),
     scan=st.integers(1, 64),
+    few=st.integers(0, 8),
     cut=st.integers(0, 200),
 )
 def test_files_in_order_are_those_of_first_appearance(
-    files: list[int], spf: int, rows_shuffled: bool, scan: int, cut: int
+    files: list[int], spf: int, rows_shuffled: bool, scan: int, few: int, cut: int
 ) -> None:
     """The files an epoch's footers are read for, in the order its samples first reach them, found a
-    chunk at a time (chunks as small as one sample, across file edges; shuffled rows or not; an order
-    cut short, as a rank's block is, so some files never appear)."""
+    chunk at a time (chunks as small as one sample, across file edges; shuffled rows or not, each way of
+    reading a chunk — by its runs, or by np.unique when it has ``few`` runs or more; an order cut short,
+    as a rank's block is, so some files never appear)."""
     cfg = config("npy", spf, 1, "on_demand")
     cfg = replace(cfg, dataset=replace(cfg.dataset, num_files_train=12))
     train = [f for f in dataset_files(cfg) if f.split == "train"]
@@ -243,4 +245,5 @@ def test_files_in_order_are_those_of_first_appearance(
     want = list(dict.fromkeys((order // spf).tolist()))
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(loader_module, "_SCAN", scan)
+        mp.setattr(loader_module, "_FEW_RUNS", few)
         assert loader._files_in_order(order) == want

@@ -388,10 +388,13 @@ def test_a_row_batch_is_the_list_of_its_rows() -> None:
     a, b = object(), object()
     rows = [a] * 3 + [b] + [a] * 2
     got = RowBatch([(a, 3), (b, 1), (a, 2)])
-    assert len(got) == 6 and list(got) == rows and got == rows
+    assert len(got) == 6 and list(got) == rows and got == rows and got == RowBatch([(a, 3), (b, 1), (a, 2)])
+    assert got != rows[::-1] and got != rows[:-1] and got != tuple(rows) and got != RowBatch([(a, 6)])
     assert [got[i] for i in range(-6, 6)] == rows + rows
     assert got[1:5] == rows[1:5]
     for bad in (6, -7):
         with pytest.raises(IndexError):
             got[bad]
+    with pytest.raises(TypeError):
+        got[1.5]  # type: ignore[index]
     assert len(RowBatch([])) == 0 and list(RowBatch([])) == []
