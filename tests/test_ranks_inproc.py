@@ -8,13 +8,14 @@ import itertools
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pytest_dlio.errors import DlioError
+from pytest_dlio.phases import sampler
 from pytest_dlio.phases import train as train_mod
 from pytest_dlio.phases.datagen import generate
-from pytest_dlio.phases.sampler import coverage_problem, epoch_order
+from pytest_dlio.phases.sampler import SampleRuns, coverage_problem, epoch_order
 from pytest_dlio.phases.train import run_training
 from pytest_dlio.ranks import resolve
 from pytest_dlio.ranks.inproc import InProcessWorld
@@ -219,3 +220,58 @@ def test_compose_names_root_causes_and_counts_the_ranks_they_stopped():
     gate = PhaseResult("au", [], [], "training AU 50 % is below 90 %")
     # the AU gate over shared metrics fails alike on every rank: rank 0's verdict, said once
     assert compose("au", [RankOutcome(r, gate) for r in range(3)]).failure == gate.failure
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    stretches=st.lists(st.tuples(st.integers(0, 60), st.integers(1, 12)), min_size=1, max_size=12),
+    shuffled=st.booleans(),
+    chunk=st.integers(1, 16),
+)
+def test_a_ranks_reads_summed_up_as_runs_are_its_reads(stretches, shuffled, chunk):
+    """A rank's reads handed to the coverage check as runs of consecutive samples, found a chunk at a
+    time (runs across chunk edges), write out to exactly its reads; too many runs: the reads themselves."""
+    idx = np.concatenate([np.arange(lo, lo + n) for lo, n in stretches]).astype(np.int64)
+    if shuffled:
+        idx = np.random.default_rng(len(idx)).permutation(idx)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sampler, "SUMMARY_CHUNK", chunk)
+        got = sampler.read_summary(idx)
+        mp.setattr(sampler, "MAX_RUNS", 1)
+        few = sampler.read_summary(idx)
+    assert isinstance(got, SampleRuns) and got.size == idx.size
+    assert got.samples().tolist() == idx.tolist()
+    assert bool(np.all(got.lengths >= 1))
+    runs = 1 + int(np.count_nonzero(np.diff(idx) != 1))
+    assert len(got.starts) == runs  # maximal runs: none split at a chunk's edge
+    assert isinstance(few, SampleRuns) if runs == 1 else few is idx or np.array_equal(few, idx)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    blocks=st.lists(
+        st.lists(st.tuples(st.integers(-2, 70), st.integers(1, 8)), min_size=1, max_size=4),
+        min_size=1,
+        max_size=4,
+    ),
+    as_runs=st.lists(st.booleans(), min_size=4, max_size=4),
+)
+@example(blocks=[[(4, 4)], [(0, 4)], [(8, 2), (62, 2)]], as_runs=[True] * 4)  # ranks' runs edge to edge
+def test_the_coverage_check_says_the_same_of_runs_as_of_samples(blocks, as_runs):
+    """Whatever the ranks read (overlapping, outside the dataset, of unequal sizes), the check's verdict
+    and message are the same whether each rank sends its samples or its runs, or some of each; and when
+    every rank sends runs, a pass is decided on the runs alone (full-size dlrm: 1.57 billion samples)."""
+    total = 64
+    reads = [np.concatenate([np.arange(lo, lo + n) for lo, n in b]).astype(np.int64) for b in blocks]
+    size = reads[0].size
+    want = coverage_problem(reads, total, size, 1, 3)
+    mixed = [sampler.read_summary(r) if as_runs[i] else r for i, r in enumerate(reads)]
+    assert coverage_problem(mixed, total, size, 1, 3) == want
+    runs = [sampler.read_summary(r) for r in reads]
+    if want is not None:
+        assert coverage_problem(runs, total, size, 1, 3) == want
+        return
+    with pytest.MonkeyPatch.context() as mp:  # a pass is decided on the runs, never written out
+        mp.setattr(SampleRuns, "samples", lambda self: pytest.fail("runs written out"))
+        mp.setattr(np, "zeros", lambda *a, **k: pytest.fail("a byte per sample allocated"))
+        assert coverage_problem(runs, total, size, 1, 3) is None

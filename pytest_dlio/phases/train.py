@@ -29,7 +29,7 @@ from pytest_dlio.errors import DlioError
 from pytest_dlio.metrics import TrainMetrics, compute_metrics
 from pytest_dlio.phases.dataset import check_dataset
 from pytest_dlio.phases.loader import Loader, LoaderStats, dataset_files
-from pytest_dlio.phases.sampler import coverage_problem, epoch_order
+from pytest_dlio.phases.sampler import coverage_problem, epoch_order, read_summary
 from pytest_dlio.progress import ProgressFn, Ticker
 from pytest_dlio.ranks import Comm
 from pytest_dlio.storage.base import ObjectStore
@@ -291,8 +291,9 @@ async def _shared_seed(comm: Comm) -> int:
 async def _check_coverage(
     comm: Comm, read: np.ndarray, total: int, steps: int, batch_size: int, epoch: int
 ) -> None:
-    """Each epoch: rank 0 checks what every rank read against the shard maths; every rank fails alike."""
-    everyone = await comm.gather(read)
+    """Each epoch: rank 0 checks what every rank read against the shard maths; every rank fails alike.
+    Each rank sends its reads as runs of consecutive samples when they form few (``read_summary``)."""
+    everyone = await comm.gather(read_summary(read))
     problem = coverage_problem(everyone, total, steps, batch_size, epoch) if everyone is not None else None
     if comm.size > 1:
         problem = await comm.broadcast(problem)
