@@ -257,12 +257,13 @@ def test_a_ranks_reads_summed_up_as_runs_are_its_reads(stretches, shuffled, chun
     as_runs=st.lists(st.booleans(), min_size=4, max_size=4),
 )
 @example(blocks=[[(4, 4)], [(0, 4)], [(8, 2), (62, 2)]], as_runs=[True] * 4)  # ranks' runs edge to edge
+@example(blocks=[[(2**63 - 1, 1), (-(2**63), 1)]], as_runs=[True] * 4)  # consecutive only where int64 wraps
 def test_the_coverage_check_says_the_same_of_runs_as_of_samples(blocks, as_runs):
     """Whatever the ranks read (overlapping, outside the dataset, of unequal sizes), the check's verdict
     and message are the same whether each rank sends its samples or its runs, or some of each; and when
     every rank sends runs, a pass is decided on the runs alone (full-size dlrm: 1.57 billion samples)."""
     total = 64
-    reads = [np.concatenate([np.arange(lo, lo + n) for lo, n in b]).astype(np.int64) for b in blocks]
+    reads = [np.array([lo + i for lo, n in b for i in range(n)], dtype=np.int64) for b in blocks]
     size = reads[0].size
     want = coverage_problem(reads, total, size, 1, 3)
     mixed = [sampler.read_summary(r) if as_runs[i] else r for i, r in enumerate(reads)]

@@ -74,7 +74,7 @@ def epoch_order(
     return mine[:need]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: no field-wise == or hash
 class SampleRuns:
     """A rank's reads for the coverage check as runs of consecutive sample numbers, in read order:
     ``starts[i] .. starts[i] + lengths[i] - 1``. Unshuffled rows come in about one run a file, so a rank
@@ -105,6 +105,8 @@ def read_summary(idx: np.ndarray) -> SampleRuns | np.ndarray:
     """What a rank hands the coverage check: its reads as :class:`SampleRuns` when they form at most
     ``MAX_RUNS`` runs of consecutive samples (found ``SUMMARY_CHUNK`` at a time), else the samples."""
     idx = np.asarray(idx, dtype=np.int64)
+    if len(idx) and (int(idx.min()) < 0 or int(idx.max()) == np.iinfo(np.int64).max):
+        return idx  # np.diff could wrap between the extremes: the samples, as read, for the check to judge
     starts: list[int] = []
     ends: list[int] = []  # exclusive
     for a in range(0, len(idx), SUMMARY_CHUNK):
@@ -139,8 +141,11 @@ def coverage_problem(
                 f"{steps} steps x batch {batch_size} = {steps * batch_size}"
             )
         if isinstance(idx, SampleRuns):
+            # (no sum that could wrap: starts >= 0 is checked first)
             outside = len(idx.starts) and (
-                idx.starts.min() < 0 or (idx.starts + idx.lengths).max() > total or idx.lengths.min() < 1
+                idx.starts.min() < 0
+                or idx.lengths.min() < 1
+                or bool((idx.lengths > total - idx.starts).any())
             )
         else:
             outside = idx.size and (idx.min() < 0 or idx.max() >= total)
