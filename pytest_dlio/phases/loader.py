@@ -587,7 +587,7 @@ class Loader:
         f, row = divmod(sample, self.spf)
         if self.unit is not ReadUnit.ROW_GROUP:
             return f, 0
-        return f, bisect.bisect_right(self._spans[self.keys[f]].starts, row)
+        return f, bisect.bisect_right(self._spans[self.keys[f]].starts, row) - 1  # Spans.unit_of, by bisect
 
     def _unit_starts(self, lo: int, hi: int) -> list[int] | None:
         """The samples in ``lo+1 .. hi-1`` that begin a read unit (a file, a row group), ascending; None
@@ -784,13 +784,14 @@ class Loader:
             assert runs is not None  # every file located, no preprocess, row groups
             plan = []
             for start, end in runs:
-                fi, row = divmod(int(p[start]), self.spf)
-                spans = self._spans[self.keys[fi]]
-                key = (fi, bisect.bisect_right(spans.starts, row) - 1)  # spans.unit_of, without numpy
+                sample = int(p[start])
+                key = fi, unit = self._unit_key(sample)
                 u = index.get(key)
                 if u is None:
                     u = index[key] = len(units)
-                    units.append((self.files[fi], row, *spans.spans[key[1]]))
+                    units.append(
+                        (self.files[fi], sample - fi * self.spf, *self._spans[self.keys[fi]].spans[unit])
+                    )
                     reads.append(None)
                 plan.append((u, end - start))
             plans.append(plan)

@@ -151,15 +151,8 @@ def coverage_problem(
             outside = idx.size and (idx.min() < 0 or idx.max() >= total)
         if outside:
             return f"coverage check, epoch {epoch}: rank {r} read a sample outside 0..{total - 1}"
-    if all(isinstance(idx, SampleRuns) for idx in read):
-        # runs of every rank, by where they start: no sample twice when none starts before the last ends
-        runs = [idx for idx in read if isinstance(idx, SampleRuns)]
-        lo = np.concatenate([x.starts for x in runs]) if runs else np.empty(0, dtype=np.int64)
-        hi = np.concatenate([x.starts + x.lengths for x in runs]) if runs else lo
-        order = np.argsort(lo, kind="stable")
-        if not len(lo) or bool(np.all(lo[order][1:] >= hi[order][:-1])):
-            return None
-        return _repeated_in_runs(runs, lo, hi, epoch)
+    if all(isinstance(idx, SampleRuns) for idx in read):  # judged, and a repeat named, on the runs alone
+        return _repeated_in_runs([idx for idx in read if isinstance(idx, SampleRuns)], epoch)
     else:
         # one byte a sample, marked rank by rank: fewer marks than reads means a sample was read twice.
         # (A bincount over every rank's reads concatenated took 8 bytes a sample twice over: ~25 GB an
@@ -191,10 +184,13 @@ def _repeated(epoch: int, many: int, sample: int, times: int, who: list[int]) ->
     )
 
 
-def _repeated_in_runs(runs: list[SampleRuns], lo: np.ndarray, hi: np.ndarray, epoch: int) -> str | None:
-    """The repeated samples of overlapping runs, named from the runs alone: how many runs cover each
-    stretch between consecutive run edges (a run adds one where it starts, takes it away where it ends),
-    so a failure at full size does not write 1.57 billion samples out per rank to name one."""
+def _repeated_in_runs(runs: list[SampleRuns], epoch: int) -> str | None:
+    """None when no sample is in two runs, else the repeated samples named from the runs alone: how many
+    runs cover each stretch between consecutive run edges (a run adds one where it starts, takes it away
+    where it ends), so a full-size check neither writes 1.57 billion samples out per rank nor marks a byte
+    for each."""
+    lo = np.concatenate([x.starts for x in runs]) if runs else np.empty(0, dtype=np.int64)
+    hi = np.concatenate([x.starts + x.lengths for x in runs]) if runs else lo
     edges, at = np.unique(np.concatenate([lo, hi]), return_inverse=True)
     step = np.bincount(
         at, weights=np.concatenate([np.ones(len(lo)), -np.ones(len(hi))]), minlength=len(edges)
