@@ -774,6 +774,9 @@ class Loader:
         reads: list[asyncio.Task[object] | Future[tuple[object, tuple[int, float, float]]] | None] = []
         values: dict[int, object] = {}  # a row group's value once taken (a count: later batches reuse it)
         started = 0
+        # reads DLIO's window has started by now (one more as each row group is taken); ``started``
+        # catches up before a step waits for a read, else inside the step's compute
+        due = 0
 
         def plan_next() -> bool:
             b = len(plans)
@@ -827,6 +830,7 @@ class Loader:
         at = 0  # the batch the step loop is at
 
         def plan_ahead() -> None:
+            start_to(due)  # the reads the last step's takes made due
             # two batches a step: the plan gains on the step loop until the window's next reads are planned
             for _ in range(2):
                 if len(plans) > at + 1 and len(units) >= started + self.window:
@@ -839,8 +843,12 @@ class Loader:
         async def take(u: int) -> object:
             if u in values:
                 return values[u]
+            if u >= started:  # not started yet: now, with every read the window has due
+                start_to(due)
             r = reads[u]
             assert r is not None
+            if not r.done():
+                start_to(due)  # the reads due start before the step waits, as DLIO's would have
             if isinstance(r, asyncio.Task):
                 value = r.result() if r.done() else await r
             else:
@@ -861,10 +869,13 @@ class Loader:
                 out: list[tuple[object, int]] = []
                 for u, rows in plan:
                     # DLIO starts the read ``window`` places ahead as it takes each row group (and a window
-                    # smaller than a batch's row groups still makes progress)
-                    start_to(u + 1 + self.window)
+                    # smaller than a batch's row groups still makes progress). A read taken already done
+                    # leaves the next one due: it starts inside the step's compute (``plan_ahead``), not on
+                    # the step's path, unless this step has to wait for one (``take``)
+                    due = max(due, u + 1 + self.window)
                     out.append((await take(u), rows))
-                self.stats.max_ahead = max(self.stats.max_ahead, bisect.bisect_right(needs, started) - b)
+                ahead = max(started, min(due, len(units)))
+                self.stats.max_ahead = max(self.stats.max_ahead, bisect.bisect_right(needs, ahead) - b)
                 plans[b] = None
                 self.stats.batches += 1
                 yield RowBatch(out)
@@ -898,29 +909,30 @@ class Loader:
             if r.exception() is None and isinstance(r, Future):
                 self.reads.add(*r.result()[1])  # read, though no step took it
 
-    async def batches(self, order: np.ndarray, batch_size: int) -> AsyncGenerator[Sequence[object], None]:
-        """Yield ``len(order) // batch_size`` batches in order."""
+    def batches(self, order: np.ndarray, batch_size: int) -> AsyncGenerator[Sequence[object], None]:
+        """``len(order) // batch_size`` batches in order, from the generator of the loader's read path
+        itself (not wrapped in another: each level costs every step a resumption, ~2 us)."""
         n = len(order) // batch_size
         parts = [order[b * batch_size : (b + 1) * batch_size] for b in range(n)]
         self._recent.clear()
         self._units.clear()
         self._decoded.clear()
-        inner: AsyncGenerator[Sequence[object], None] | None = None
         if self.blocking is not None:  # one-sample files read by the reader threads
-            inner = self._thread_batches(parts)
-        elif self._windowed() and n:
-            inner = self._row_group_batches(parts, order[: n * batch_size])  # DLIO v3's row-group window
-        if inner is not None:
-            try:
-                async for batch in inner:
-                    yield batch
-            finally:
-                await inner.aclose()
-            return
+            return self._thread_batches(parts)
+        if self._windowed() and n:
+            return self._row_group_batches(parts, order[: n * batch_size])  # DLIO v3's row-group window
+        return self._task_batches(parts, order[: n * batch_size])
+
+    async def _task_batches(
+        self, parts: list[np.ndarray], read: np.ndarray
+    ) -> AsyncGenerator[Sequence[object], None]:
+        """Batches read by reader tasks on the event loop (``threads`` of them, ``capacity`` ahead), or on
+        the step's own path with no reader (DLIO's 0 workers)."""
+        n = len(parts)
         if self.memory:
             self._cache.clear()
             self._left = {}
-            for f in (order[: n * batch_size] // self.spf).tolist():
+            for f in (read // self.spf).tolist():
                 k = self.keys[f]
                 self._left[k] = self._left.get(k, 0) + 1
         held: dict[int, list[Callable[[], None]]] = {}  # pooled buffers each batch holds until consumed
