@@ -63,7 +63,7 @@ def test_row_groups_are_read_ahead_with_zero_read_threads(tmp_path: Path) -> Non
 def test_each_row_group_is_read_once_an_epoch_whatever_the_order(tmp_path: Path) -> None:
     """Rows shuffled across files: a batch needs row groups from every file, yet the window reads each
     row group the epoch touches once (DLIO's window walks the row groups, it never rereads one), and the
-    bytes the item reports are the footers and those spans."""
+    bytes the item reports are the footers, read again every epoch as DLIO's readers do, and those spans."""
     cfg = parquet_cfg(None, compute=0.0)
     cfg = replace(
         cfg, reader=replace(cfg.reader, sample_shuffle="seed", file_shuffle="seed"), train=Train(epochs=2)
@@ -84,9 +84,9 @@ def test_each_row_group_is_read_once_an_epoch_whatever_the_order(tmp_path: Path)
             spans += max(c.data_page_offset + c.total_compressed_size for c in cols) - min(
                 c.data_page_offset for c in cols
             )
-    # footers once a run, each of the 16 row groups once in each of the 2 epochs
-    assert res.value("read_count") == FILES + 2 * FILES * (ROWS // GROUP)
-    assert res.value("read_bytes") == footers + 2 * spans
+    # each epoch: every footer, then each of the 16 row groups once; 2 epochs
+    assert res.value("read_count") == 2 * (FILES + FILES * (ROWS // GROUP))
+    assert res.value("read_bytes") == 2 * (footers + spans)
 
 
 def test_the_window_threads_start_before_the_clock_and_end_with_the_run(tmp_path: Path) -> None:
@@ -100,7 +100,7 @@ def test_the_window_threads_start_before_the_clock_and_end_with_the_run(tmp_path
     cfg = replace(parquet_cfg(2, compute=0.0), train=Train(epochs=3))
     res, _ = train_through_engine(cfg, (tmp_path / "data").as_uri(), tmp_path)
     assert res.ok, res.failure
-    assert res.value("read_count") == FILES + 3 * FILES * (ROWS // GROUP)
+    assert res.value("read_count") == 3 * (FILES + FILES * (ROWS // GROUP))  # footers again every epoch
     deadline = time.monotonic() + 10
     while True:
         left = [t for t in threading.enumerate() if t.name.startswith("dlio-rg") and t.ident not in before]
@@ -164,36 +164,77 @@ def test_read_type_memory_and_odirect_keep_their_read_paths(tmp_path: Path) -> N
     res, _ = train_through_engine(memory, (tmp_path / "mem").as_uri(), tmp_path / "m")
     assert res.ok, res.failure
     assert res.value("steps") == FILES * ROWS // GROUP
-    assert DirectStore("direct:///x", tmp_path / "d").blocking_get_range() is None
+    direct = DirectStore("direct:///x", tmp_path / "d")
+    assert direct.blocking_get_range() is None and direct.blocking_get_suffix() is None  # O_DIRECT's own
     res, _ = train_through_engine(cfg, "direct://" + str(tmp_path / "direct"), tmp_path / "d")
     assert res.ok, res.failure
 
 
-def test_a_bad_footer_past_the_first_file_names_the_file(tmp_path: Path) -> None:
-    """The footers after the first are read concurrently; a damaged one fails training with the file's
-    own error (not an ExceptionGroup reported as a bug)."""
+def _damaged_footers(s, cfg: WorkloadConfig, at: list[int]) -> list[str]:  # type: ignore[no-untyped-def]
+    """The keys of the files at positions ``at`` of epoch 1's order (files in order of first need), each
+    given a footer length past its end; awaitable."""
+    from pytest_dlio.phases.sampler import epoch_order
+
+    async def go() -> list[str]:
+        order = epoch_order(cfg, 1, 0, 1, shared_seed=0) // ROWS
+        files = list(dict.fromkeys(order.tolist()))
+        keys = [f"train/img_{files[i]}_of_{FILES}.parquet" for i in at]
+        for key in keys:
+            data = bytes(await s.get(key))
+            await s.put(key, data[:-12] + (10**7).to_bytes(4, "little") + b"PAR1")
+        return keys
+
+    return go()
+
+
+@pytest.mark.parametrize("where", ["file", "mem"])
+def test_a_bad_footer_past_the_first_file_names_the_file(tmp_path: Path, where: str) -> None:
+    """The footers after the first are read concurrently (on local files by the window's threads, else
+    as requests on the event loop); a damaged one fails training with the file's own error (not an
+    ExceptionGroup reported as a bug)."""
     from tests.test_train_loop import fill
 
     cfg = parquet_cfg(None, compute=0.0)
 
     async def go() -> None:
-        from pytest_dlio.phases.sampler import epoch_order
+        from pytest_dlio.phases.train import run_training
+        from pytest_dlio.ranks import SingleComm
+        from pytest_dlio.storage import open_store
+
+        uri = (tmp_path / "d").as_uri() if where == "file" else f"mem://bad-{uuid.uuid4().hex[:8]}"
+        async with open_store(uri) as s:
+            await fill(s, cfg)
+            await _damaged_footers(s, cfg, [1])  # past the first, whose footer is read alone
+            await run_training(cfg, s, comm=SingleComm())
+
+    with pytest.raises(DlioError, match=r"train/img_\d_of_4\.parquet: not a parquet file .*regenerate"):
+        asyncio.run(go())
+
+
+def test_of_two_bad_footers_the_first_in_the_epoch_is_named(tmp_path: Path) -> None:
+    """On local files two readers read the epoch's footers after the first, one after another each
+    (files 1 and 3, and 2, as DLIO's readers k and k + n): with files 2 and 3 damaged, reader 1 meets file
+    2 after reader 0 met file 3, and the error names file 2, the first the epoch needs."""
+    from tests.test_train_loop import fill
+
+    cfg = parquet_cfg(None, compute=0.0)
+    cfg = replace(cfg, reader=replace(cfg.reader, read_threads=2))
+    assert cfg.data_store_threads >= 2
+
+    async def go() -> tuple[str, str]:
         from pytest_dlio.phases.train import run_training
         from pytest_dlio.ranks import SingleComm
         from pytest_dlio.storage import open_store
 
         async with open_store((tmp_path / "d").as_uri()) as s:
             await fill(s, cfg)
-            first = int(epoch_order(cfg, 1, 0, 1, shared_seed=0)[0]) // ROWS  # its footer is read alone
-            victim = sorted((tmp_path / "d" / "train").iterdir())[(first + 1) % FILES]
-            data = victim.read_bytes()
-            victim.write_bytes(
-                data[:-12] + (10**7).to_bytes(4, "little") + b"PAR1"
-            )  # a footer length past the file
-            await run_training(cfg, s, comm=SingleComm())
+            first_bad, _ = await _damaged_footers(s, cfg, [2, 3])
+            with pytest.raises(DlioError) as got:
+                await run_training(cfg, s, comm=SingleComm())
+            return first_bad, str(got.value)
 
-    with pytest.raises(DlioError, match=r"train/img_\d_of_4\.parquet: not a parquet file .*regenerate"):
-        asyncio.run(go())
+    first_bad, message = asyncio.run(go())
+    assert message.startswith(f"{first_bad}: not a parquet file"), message
 
 
 def _counting_store(root: Path, served: list[int], *, delay: float = 0.0, blocking: bool = True):  # type: ignore[no-untyped-def]
@@ -445,3 +486,17 @@ def test_a_row_group_taken_ready_starts_the_next_read_inside_the_compute() -> No
     seen, batches = asyncio.run(go())
     assert seen == [3, 3, 4]
     assert batches == FILES * ROWS // GROUP
+
+
+@pytest.mark.parametrize("where", ["file", "mem"])
+def test_every_epoch_reads_every_footer_again(tmp_path: Path, where: str) -> None:
+    """DLIO's parquet reader drops a file's footer once its window moves past the file (and all of them
+    at the epoch's end), so each epoch reads every footer again before its first row group: on local
+    files on the window's threads, elsewhere on the event loop. Each footer is one request (the sizes
+    are known after the first), and the item's bytes count them all."""
+    cfg = replace(parquet_cfg(2, compute=0.0), train=Train(epochs=3))
+    uri = (tmp_path / "data").as_uri() if where == "file" else f"mem://every-{uuid.uuid4().hex[:8]}"
+    res, _ = train_through_engine(cfg, uri, tmp_path)
+    assert res.ok, res.failure
+    groups = FILES * (ROWS // GROUP)
+    assert res.value("read_count") == 3 * (FILES + groups)

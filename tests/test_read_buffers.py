@@ -319,6 +319,20 @@ def test_get_range_pooled_returns_get_range_bytes_and_reuses_buffers(tmp_path: P
             ]:
                 with pytest.raises(error):
                     read(*args)
+            # the footer read a window thread calls: get_suffix's bytes and errors
+            suffix = store.blocking_get_suffix()
+            assert suffix is not None
+            for n in (0, 1, 100, len(data), len(data) + 7):
+                assert bytes(suffix("c/f", n)) == bytes(await store.get_suffix("c/f", n))
+            assert bytes(suffix("c/f", 100)) == data[-100:]
+            for args2, error in [
+                (("c/missing", 8), NotFound),
+                (("c/missing", 0), NotFound),
+                (("c/f", -1), StorageError),
+                (("../f", 8), StorageError),
+            ]:
+                with pytest.raises(error):
+                    suffix(*args2)
 
     asyncio.run(go())
 

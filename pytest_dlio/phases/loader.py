@@ -354,40 +354,137 @@ class Loader:
             side = await self._sidecars(f)
             spans = fmt.sample_spans(f, side or {})
         else:
-            # The footer from the end of the file: one request when it fits a speculative 64 KiB suffix
-            # (a whole file shorter than that comes back entire), a second for a larger footer.
+
             async def suffix(n: int) -> bytes:
                 t = time.perf_counter()
                 data = await self.store.get_suffix(f.key, n)
                 self.reads.add(len(data), time.perf_counter() - t, t)
                 return bytes(data)
 
-            # a dataset's files have footers of about one size: the largest seen so far (and a little) is
-            # the next file's guess, so a footer larger than 64 KiB costs a second request once, not per file
-            guess = max(64 * 1024, fmt.footer_tail, self._footer_guess)
+            guess = self._footer_ask()
             tail = await suffix(guess)
-            n = fmt.footer_length(tail[-fmt.footer_tail :]) if len(tail) >= fmt.footer_tail else -1
-            if n > len(tail) and len(tail) == guess:
-                tail = await suffix(n)
-            if fmt.footer_tail <= n <= FOOTER_GUESS_MAX:
-                self._footer_guess = max(self._footer_guess, n + n // 16 + fmt.footer_tail)
-            if not fmt.footer_tail <= n <= len(tail):
-                raise DlioError(
-                    f"{f.key}: not a {fmt.name} file ({len(tail):,} bytes read from its end, footer length "
-                    f"{f'{n:,}' if n >= 0 else 'unreadable'}); regenerate the dataset with --dlio-generate auto"
-                )
+            n, more = self._footer_length(tail, guess)
+            if more is not None:
+                tail = await suffix(more)
             # off the event loop: parsing a full-size dlrm footer (~3-5 MiB, 250 row groups x 200
             # columns) takes ~0.1 s, pyarrow releasing the GIL for most of it
-            spans = await asyncio.to_thread(fmt.row_group_spans, tail[len(tail) - n :], self.ds, self.columns)
-            if spans.rows >= 0 and spans.rows != f.samples:
-                # written for other settings (before size markers named them, or copied in): its rows
-                # past the end would all map to its last row group
-                raise DlioError(
-                    f"{f.key}: its footer says {spans.rows:,} rows, the config {f.samples:,} a file "
-                    "(dataset.num_samples_per_file): it was written for other settings; regenerate the "
-                    "dataset (--dlio-generate always)"
-                )
+            spans = await asyncio.to_thread(self._footer_spans, f, tail, n)
         return spans
+
+    # ---- a parquet file's footer: the protocol both read paths share ----
+    def _footer_ask(self) -> int:
+        """The suffix the footer's first request asks for. The footer comes from the end of the file: one
+        request when it fits a speculative 64 KiB suffix (a whole file shorter than that comes back
+        entire), a second for a larger footer. A dataset's files have footers of about one size: the
+        largest seen so far (and a little) is the next file's guess, so a footer larger than 64 KiB costs
+        a second request once, not per file."""
+        return max(64 * 1024, self.format.footer_tail, self._footer_guess)
+
+    def _footer_length(self, tail: bytes, asked: int) -> tuple[int, int | None]:
+        """The footer's length from a suffix read of ``asked`` bytes (-1: unreadable), and the larger
+        suffix to read when the footer did not fit (else None)."""
+        fmt = self.format
+        n = fmt.footer_length(tail[-fmt.footer_tail :]) if len(tail) >= fmt.footer_tail else -1
+        return n, (n if n > len(tail) and len(tail) == asked else None)
+
+    def _footer_spans(self, f: DataFile, tail: bytes, n: int) -> Spans:
+        """The file's row-group spans from its last bytes ``tail`` holding an ``n``-byte footer; blocking
+        (a parse on a memo miss), so run off the event loop. DlioError for a file that is not the
+        format's, or was written with other rows per file."""
+        fmt = self.format
+        if fmt.footer_tail <= n <= FOOTER_GUESS_MAX:
+            with self._decode_lock:  # footers are read on several threads at once
+                self._footer_guess = max(self._footer_guess, n + n // 16 + fmt.footer_tail)
+        if not fmt.footer_tail <= n <= len(tail):
+            raise DlioError(
+                f"{f.key}: not a {fmt.name} file ({len(tail):,} bytes read from its end, footer length "
+                f"{f'{n:,}' if n >= 0 else 'unreadable'}); regenerate the dataset with --dlio-generate auto"
+            )
+        spans = fmt.row_group_spans(tail[len(tail) - n :], self.ds, self.columns)
+        if spans.rows >= 0 and spans.rows != f.samples:
+            # written for other settings (before size markers named them, or copied in): its rows
+            # past the end would all map to its last row group
+            raise DlioError(
+                f"{f.key}: its footer says {spans.rows:,} rows, the config {f.samples:,} a file "
+                "(dataset.num_samples_per_file): it was written for other settings; regenerate the "
+                "dataset (--dlio-generate always)"
+            )
+        return spans
+
+    def _footers_blocking(
+        self, suffix: Callable[[str, int], Buffer], files: list[tuple[int, DataFile]]
+    ) -> tuple[list[tuple[str, Spans]], list[tuple[int, float, float]], tuple[int, Exception] | None]:
+        """On a window thread: ``files``' footers one after another, as one of DLIO's readers reads its
+        files' footers; the spans found, every read's (bytes, seconds, start), and the first failure
+        (the file's position in the epoch's order, its error), after which it stops."""
+        located: list[tuple[str, Spans]] = []
+        reads: list[tuple[int, float, float]] = []
+
+        def get(key: str, n: int) -> bytes:
+            t = time.perf_counter()
+            data = suffix(key, n)
+            reads.append((len(data), time.perf_counter() - t, t))
+            return bytes(data)
+
+        for at, f in files:
+            try:
+                guess = self._footer_ask()
+                tail = get(f.key, guess)
+                n, more = self._footer_length(tail, guess)
+                if more is not None:
+                    tail = get(f.key, more)
+                located.append((f.key, self._footer_spans(f, tail, n)))
+            except (DlioError, StorageError) as exc:
+                return located, reads, (at, exc)
+        return located, reads, None
+
+    async def _locate_epoch(self, keys: list[DataFile], own: ThreadPoolExecutor | None) -> None:
+        """Every footer of the epoch (``keys``, in order of first need) before its first row group, as
+        DLIO's ``TorchIterableDataset`` reads them. A bad one fails the epoch with that file's own error
+        (the first in the epoch's order, where several are)."""
+        suffix = self.store.blocking_get_suffix() if own is not None else None
+        if suffix is None:  # requests on the event loop, ``window`` at a time
+            gate = asyncio.Semaphore(max(1, min(self.window, 64)))
+
+            async def footer(f: DataFile) -> None:
+                async with gate:
+                    await self._locate(f)
+
+            await self._locate(keys[0])  # alone: its size is the others' first guess (one request each)
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    for f in keys[1:]:
+                        tg.create_task(footer(f))
+            except* (DlioError, StorageError) as group:  # the file's own error, as one reader would raise it
+                raise group.exceptions[0] from None
+            return
+        assert own is not None
+        # On the window's threads: DLIO's reader k reads the footers of files k, k+n, ... one after another
+        # (n readers), a thread hop per reader rather than two per footer (the read, the parse: ~0.2 ms
+        # each here, 9 ms for dlrm_mi355's 8 footers at smoke). A first footer not yet sized goes alone.
+        order = list(enumerate(keys))
+        waves = [order[:1], order[1:]] if self._footer_guess == 0 and len(order) > 1 else [order]
+        problem: tuple[int, Exception] | None = None
+        for wave in waves:
+            n = max(1, min(len(wave), self.threads, self.window_threads))
+            futures = [own.submit(self._footers_blocking, suffix, wave[k::n]) for k in range(n)]
+            try:
+                done = [await asyncio.wrap_future(fut) for fut in futures]
+            except asyncio.CancelledError:  # the phase is cancelled: the footers read still count
+                futures_wait(futures)
+                for fut in futures:
+                    if not fut.cancelled() and fut.exception() is None:
+                        for rec in fut.result()[1]:
+                            self.reads.add(*rec)
+                raise
+            for located, reads, failed in done:
+                for rec in reads:
+                    self.reads.add(*rec)
+                self._spans.update(located)
+                if failed is not None and (problem is None or failed[0] < problem[0]):
+                    problem = failed
+            if problem is not None:
+                raise problem[1]
 
     async def _unit(self, f: DataFile, sample: int) -> object:
         """A ranged read unit: exactly its bytes, decoded as DLIO's reader does. A row group serves all
@@ -735,29 +832,18 @@ class Loader:
         ``read_threads`` is; a batch waits only for row groups not read yet.
         """
         self.stats.window = self.window
-        keys = (
-            [
-                self.files[f]
-                for f in self._files_in_order(order)  # the parts' samples: a view, not a copy
-                if self.keys[f] not in self._spans
-            ]
-            if len(self._spans) < len(self.keys)  # after the first epoch every file is (3-10 ms saved)
-            else []
-        )
-        gate = asyncio.Semaphore(max(1, min(self.window, 64)))
-
-        async def footer(f: DataFile) -> None:
-            async with gate:
-                await self._locate(f)
-
-        if keys:  # footers not read yet (the first epoch): a bad one fails it, the others are cancelled
-            await self._locate(keys[0])  # alone: its size is the others' first guess (one request each)
-            try:
-                async with asyncio.TaskGroup() as tg:
-                    for f in keys[1:]:
-                        tg.create_task(footer(f))
-            except* (DlioError, StorageError) as group:  # the file's own error, as one reader would raise it
-                raise group.exceptions[0] from None
+        # a local file store: the window's reads run on threads of their own and come back as futures a
+        # step takes without a round trip through the event loop when they are done (a count does not
+        # view the bytes, so each buffer goes back on the thread that read it); else tasks on the loop
+        read = self._window_read()
+        own = self._own_window_pool() if read else None  # started before the clock, kept across epochs
+        keys = [
+            self.files[f]
+            for f in self._files_in_order(order)  # the parts' samples: a view, not a copy
+            if self.keys[f] not in self._spans
+        ]
+        if keys:  # the epoch's footers (batches() dropped the last epoch's)
+            await self._locate_epoch(keys, own)
         # The plan is made as the window reaches it, a batch at a time: full-size dlrm_b200 has 128,000
         # batches an epoch (~40 us each to cut into row-group runs), which planned up front kept the first
         # read waiting ~5 s. Row groups are numbered in the order batches first need them.
@@ -765,11 +851,6 @@ class Loader:
         index: dict[tuple[int, int], int] = {}
         plans: list[list[tuple[int, int]] | None] = []  # per batch planned: (unit, rows) runs
         needs: list[int] = []  # per batch planned: its units are all started once this many are
-        # a local file store: the window's reads run on threads of their own and come back as futures a
-        # step takes without a round trip through the event loop when they are done (a count does not
-        # view the bytes, so each buffer goes back on the thread that read it); else tasks on the loop
-        read = self._window_read()
-        own = self._own_window_pool() if read else None  # started before the clock, kept across epochs
         # per row group: its read until a step takes it (then None: counted, its value in ``values``)
         reads: list[asyncio.Task[object] | Future[tuple[object, tuple[int, float, float]]] | None] = []
         values: dict[int, object] = {}  # a row group's value once taken (a count: later batches reuse it)
@@ -917,6 +998,11 @@ class Loader:
         self._recent.clear()
         self._units.clear()
         self._decoded.clear()
+        if self.unit is ReadUnit.ROW_GROUP:
+            # DLIO's parquet readers read every footer again each epoch (a reader drops a file's footer once
+            # its window moves past the file, and all of them at the epoch's end): requested and counted
+            # again; only the parse is memoised, by the footer's bytes (ParquetFormat.row_group_spans)
+            self._spans.clear()
         if self.blocking is not None:  # one-sample files read by the reader threads
             return self._thread_batches(parts)
         if self._windowed() and n:

@@ -204,6 +204,14 @@ class ObjectStore(abc.ABC):
         a round trip through the event loop. Same checks, bytes and errors as ``get_range_pooled``."""
         return None
 
+    def blocking_get_suffix(self) -> Callable[[str, int], Buffer] | None:
+        """:meth:`get_suffix` as a plain function on the caller's own thread, or None when the store has
+        none (as :meth:`blocking_get_range`). The parquet window of a local file store reads each epoch's
+        footers on its own threads with it, one after another per reader as DLIO's readers do, rather
+        than a round trip through the event loop per footer. Same checks, bytes and errors as
+        ``get_suffix``."""
+        return None
+
     def local_path(self, key: str) -> Path | None:
         """The file holding ``key`` when the store is local (see :attr:`local_root`), else None."""
         check_key(self.uri, "local_path", key)

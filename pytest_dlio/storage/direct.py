@@ -186,6 +186,10 @@ class DirectStore(FileStore):
         (O_DIRECT, on the store's pool), so a parquet window over direct:// stays O_DIRECT."""
         return None
 
+    def blocking_get_suffix(self) -> Callable[[str, int], Buffer] | None:
+        """None: FileStore's reads the page cache; footers here are read O_DIRECT, on the store's pool."""
+        return None
+
     async def _get_range_pooled(self, key: str, start: int, length: int) -> Pooled:
         """O_DIRECT reads bring their own aligned buffer: ``get_range``'s bytes, nothing to hand back."""
         return Pooled(await self._get_range(key, start, length))

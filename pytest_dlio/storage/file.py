@@ -502,6 +502,23 @@ class FileStore(ObjectStore):
 
         return read
 
+    def blocking_get_suffix(self) -> Callable[[str, int], Buffer] | None:
+        # docstring inherited
+        def read(key: str, n: int) -> Buffer:
+            check_key(self.uri, "get_suffix", key)
+            if n < 0:
+                raise StorageError(self.uri, "get_suffix", key, f"suffix length {n}: must be >= 0")
+            path = self.root / key
+            try:
+                if n == 0:
+                    path.stat()  # the object must exist, as get_suffix checks
+                    return b""
+                return _get_suffix(path, n)
+            except OSError as exc:
+                raise translate(exc, self.uri, "get_suffix", key) from exc
+
+        return read
+
     async def _get_range_pooled(self, key: str, start: int, length: int) -> Pooled:
         # A fresh multi-MiB buffer per range (malloc'd in whichever pool thread ran the read, freed on the
         # event loop) cost warm checkpoint loads a page fault per 4 KiB.
