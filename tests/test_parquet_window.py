@@ -489,14 +489,108 @@ def test_a_row_group_taken_ready_starts_the_next_read_inside_the_compute() -> No
 
 
 @pytest.mark.parametrize("where", ["file", "mem"])
-def test_every_epoch_reads_every_footer_again(tmp_path: Path, where: str) -> None:
+def test_every_epoch_reads_every_footer_again(
+    tmp_path: Path, where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """DLIO's parquet reader drops a file's footer once its window moves past the file (and all of them
     at the epoch's end), so each epoch reads every footer again before its first row group: on local
-    files on the window's threads, elsewhere on the event loop. Each footer is one request (the sizes
-    are known after the first), and the item's bytes count them all."""
+    files on the window's threads (never a request through the event loop), elsewhere on the event
+    loop. Each footer is one request (the sizes are known after the first), and the item's bytes count
+    them all."""
+    from pytest_dlio.storage.file import FileStore
+
+    async def no_loop_suffix(self, key, n):  # type: ignore[no-untyped-def]
+        raise AssertionError(f"footer of {key} read through the event loop")
+
+    if where == "file":
+        monkeypatch.setattr(FileStore, "_get_suffix", no_loop_suffix)
     cfg = replace(parquet_cfg(2, compute=0.0), train=Train(epochs=3))
     uri = (tmp_path / "data").as_uri() if where == "file" else f"mem://every-{uuid.uuid4().hex[:8]}"
     res, _ = train_through_engine(cfg, uri, tmp_path)
     assert res.ok, res.failure
     groups = FILES * (ROWS // GROUP)
     assert res.value("read_count") == 3 * (FILES + groups)
+
+
+@pytest.mark.parametrize("where", ["file", "mem"])
+def test_a_footer_that_does_not_parse_names_the_file(tmp_path: Path, where: str) -> None:
+    """A footer of a plausible length whose bytes are not a parquet footer (pyarrow's own OSError) fails
+    training with a DlioError naming the file, on both read paths: not a bare OSError, an
+    ExceptionGroup or a traceback."""
+    from tests.test_train_loop import fill
+
+    cfg = parquet_cfg(None, compute=0.0)
+
+    async def go() -> None:
+        from pytest_dlio.phases.sampler import epoch_order
+        from pytest_dlio.phases.train import run_training
+        from pytest_dlio.ranks import SingleComm
+        from pytest_dlio.storage import open_store
+
+        uri = (tmp_path / "d").as_uri() if where == "file" else f"mem://garbled-{uuid.uuid4().hex[:8]}"
+        async with open_store(uri) as s:
+            await fill(s, cfg)
+            files = list(dict.fromkeys((epoch_order(cfg, 1, 0, 1, shared_seed=0) // ROWS).tolist()))
+            key = f"train/img_{files[2]}_of_{FILES}.parquet"
+            data = bytes(await s.get(key))
+            n = int.from_bytes(data[-8:-4], "little")
+            await s.put(key, data[: -8 - n] + b"\xff" * n + data[-8:])  # its length kept, its bytes not
+            await run_training(cfg, s, comm=SingleComm())
+
+    with pytest.raises(
+        DlioError, match=r"train/img_\d_of_4\.parquet: not a parquet file \(its [\d,]+-byte footer"
+    ):
+        asyncio.run(go())
+
+
+def test_after_a_bad_footer_the_readers_stop_and_ask_for_no_more(tmp_path: Path) -> None:
+    """A damaged file whose last bytes claim a 60 MiB footer: its reader fails, the other reader starts
+    no footer past it (each good footer takes 50 ms here, the failure well under that), and the claim
+    does not size the next requests (they would have read whole files)."""
+    import time
+
+    from pytest_dlio.phases.train import run_training
+    from pytest_dlio.ranks import SingleComm
+    from pytest_dlio.storage.file import FileStore
+    from tests.test_train_loop import fill
+
+    asked: list[tuple[str, int]] = []
+    files_n = 16
+    cfg = parquet_cfg(None, compute=0.0)
+    cfg = replace(
+        cfg, dataset=replace(cfg.dataset, num_files_train=files_n), reader=replace(cfg.reader, read_threads=2)
+    )
+    bad: list[str] = []
+
+    class Slow(FileStore):
+        def blocking_get_suffix(self):  # type: ignore[no-untyped-def]
+            read = super().blocking_get_suffix()
+            assert read is not None
+
+            def slow(key: str, n: int):  # type: ignore[no-untyped-def]
+                asked.append((key, n))
+                if key not in bad:
+                    time.sleep(0.05)
+                return read(key, n)
+
+            return slow
+
+    async def go() -> None:
+        from pytest_dlio.phases.sampler import epoch_order
+
+        root = tmp_path / "d"
+        async with Slow(root.as_uri(), root, threads=8) as s:
+            await fill(s, cfg)
+            files = list(dict.fromkeys((epoch_order(cfg, 1, 0, 1, shared_seed=0) // ROWS).tolist()))
+            key = f"train/img_{files[1]:02d}_of_{files_n}.parquet"
+            data = bytes(await s.get(key))
+            await s.put(key, data[:-8] + (60 << 20).to_bytes(4, "little") + b"PAR1")
+            bad.append(key)
+            await run_training(cfg, s, comm=SingleComm())
+
+    with pytest.raises(DlioError, match=r"not a parquet file"):
+        asyncio.run(go())
+    others = [n for key, n in asked if key not in bad]
+    assert max(others) <= 64 * 1024  # the claim never sized a request
+    # the first file alone, then the good reader (files 2, 4, ...) at most one footer past the failure
+    assert len(others) <= 3, asked

@@ -137,6 +137,28 @@ def _start_threads(pool: ThreadPoolExecutor, n: int) -> None:
             pass
 
 
+class _FirstFailure:
+    """An epoch's footer phase: the earliest position (in the epoch's order of files) at which a footer
+    failed, and its error; readers start no footer past it. ``cancel`` stops them all. Thread-safe."""
+
+    def __init__(self) -> None:
+        self.at = 1 << 62
+        self.error: Exception | None = None
+        self._lock = threading.Lock()
+
+    def past(self, at: int) -> bool:
+        return at > self.at
+
+    def fail(self, at: int, error: Exception) -> None:
+        with self._lock:
+            if at < self.at:
+                self.at, self.error = at, error
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.at = -1
+
+
 @dataclass
 class LoaderStats:
     """How far ahead the readers got (the prefetch bound is asserted on this)."""
@@ -339,7 +361,9 @@ class Loader:
             task = self._locating[f.key] = asyncio.ensure_future(self._find_spans(f))
 
             def found(t: asyncio.Task[Spans]) -> None:  # kept even when every reader waiting left
-                self._locating.pop(f.key, None)
+                if self._locating.get(f.key) is not t:
+                    return  # a read of an earlier epoch (batches() forgot it): not this epoch's footer
+                del self._locating[f.key]
                 if not t.cancelled() and t.exception() is None:
                     self._spans[f.key] = t.result()
 
@@ -392,15 +416,21 @@ class Loader:
         (a parse on a memo miss), so run off the event loop. DlioError for a file that is not the
         format's, or was written with other rows per file."""
         fmt = self.format
-        if fmt.footer_tail <= n <= FOOTER_GUESS_MAX:
-            with self._decode_lock:  # footers are read on several threads at once
-                self._footer_guess = max(self._footer_guess, n + n // 16 + fmt.footer_tail)
         if not fmt.footer_tail <= n <= len(tail):
             raise DlioError(
                 f"{f.key}: not a {fmt.name} file ({len(tail):,} bytes read from its end, footer length "
                 f"{f'{n:,}' if n >= 0 else 'unreadable'}); regenerate the dataset with --dlio-generate auto"
             )
-        spans = fmt.row_group_spans(tail[len(tail) - n :], self.ds, self.columns)
+        try:
+            spans = fmt.row_group_spans(tail[len(tail) - n :], self.ds, self.columns)
+        except Exception as exc:  # the parser's own error (pyarrow: OSError, ArrowInvalid) on hostile bytes
+            raise DlioError(
+                f"{f.key}: not a {fmt.name} file (its {n:,}-byte footer does not parse: "
+                f"{type(exc).__name__}: {str(exc)[:200]}); regenerate the dataset with --dlio-generate auto"
+            ) from None
+        if n <= FOOTER_GUESS_MAX:  # a footer that parsed sizes the next file's first request
+            with self._decode_lock:  # footers are read on several threads at once
+                self._footer_guess = max(self._footer_guess, n + n // 16 + fmt.footer_tail)
         if spans.rows >= 0 and spans.rows != f.samples:
             # written for other settings (before size markers named them, or copied in): its rows
             # past the end would all map to its last row group
@@ -412,11 +442,11 @@ class Loader:
         return spans
 
     def _footers_blocking(
-        self, suffix: Callable[[str, int], Buffer], files: list[tuple[int, DataFile]]
-    ) -> tuple[list[tuple[str, Spans]], list[tuple[int, float, float]], tuple[int, Exception] | None]:
+        self, suffix: Callable[[str, int], Buffer], files: list[tuple[int, DataFile]], stop: _FirstFailure
+    ) -> tuple[list[tuple[str, Spans]], list[tuple[int, float, float]]]:
         """On a window thread: ``files``' footers one after another, as one of DLIO's readers reads its
-        files' footers; the spans found, every read's (bytes, seconds, start), and the first failure
-        (the file's position in the epoch's order, its error), after which it stops."""
+        files' footers, until one fails or ``stop`` says a file earlier in the epoch did (or the phase
+        was cancelled); the spans found and every read's (bytes, seconds, start)."""
         located: list[tuple[str, Spans]] = []
         reads: list[tuple[int, float, float]] = []
 
@@ -427,6 +457,8 @@ class Loader:
             return bytes(data)
 
         for at, f in files:
+            if stop.past(at):
+                break
             try:
                 guess = self._footer_ask()
                 tail = get(f.key, guess)
@@ -435,56 +467,73 @@ class Loader:
                     tail = get(f.key, more)
                 located.append((f.key, self._footer_spans(f, tail, n)))
             except (DlioError, StorageError) as exc:
-                return located, reads, (at, exc)
-        return located, reads, None
+                stop.fail(at, exc)
+                break
+        return located, reads
 
     async def _locate_epoch(self, keys: list[DataFile], own: ThreadPoolExecutor | None) -> None:
         """Every footer of the epoch (``keys``, in order of first need) before its first row group, as
-        DLIO's ``TorchIterableDataset`` reads them. A bad one fails the epoch with that file's own error
-        (the first in the epoch's order, where several are)."""
+        DLIO's ``TorchIterableDataset`` reads them. A bad one fails the epoch with that file's own error:
+        the first in the epoch's order, however the reads interleave (no footer past a failure known is
+        started, so a bad file costs at most one more footer per reader)."""
+        stop = _FirstFailure()
+        order = list(enumerate(keys))
         suffix = self.store.blocking_get_suffix() if own is not None else None
         if suffix is None:  # requests on the event loop, ``window`` at a time
             gate = asyncio.Semaphore(max(1, min(self.window, 64)))
 
-            async def footer(f: DataFile) -> None:
+            async def footer(at: int, f: DataFile) -> None:
                 async with gate:
-                    await self._locate(f)
+                    if stop.past(at):
+                        return
+                    try:
+                        await self._locate(f)
+                    except (DlioError, StorageError) as exc:
+                        stop.fail(at, exc)
 
-            await self._locate(keys[0])  # alone: its size is the others' first guess (one request each)
-            try:
-                async with asyncio.TaskGroup() as tg:
-                    for f in keys[1:]:
-                        tg.create_task(footer(f))
-            except* (DlioError, StorageError) as group:  # the file's own error, as one reader would raise it
-                raise group.exceptions[0] from None
-            return
-        assert own is not None
-        # On the window's threads: DLIO's reader k reads the footers of files k, k+n, ... one after another
-        # (n readers), a thread hop per reader rather than two per footer (the read, the parse: ~0.2 ms
-        # each here, 9 ms for dlrm_mi355's 8 footers at smoke). A first footer not yet sized goes alone.
-        order = list(enumerate(keys))
-        waves = [order[:1], order[1:]] if self._footer_guess == 0 and len(order) > 1 else [order]
-        problem: tuple[int, Exception] | None = None
-        for wave in waves:
-            n = max(1, min(len(wave), self.threads, self.window_threads))
-            futures = [own.submit(self._footers_blocking, suffix, wave[k::n]) for k in range(n)]
-            try:
-                done = [await asyncio.wrap_future(fut) for fut in futures]
-            except asyncio.CancelledError:  # the phase is cancelled: the footers read still count
-                futures_wait(futures)
-                for fut in futures:
-                    if not fut.cancelled() and fut.exception() is None:
-                        for rec in fut.result()[1]:
-                            self.reads.add(*rec)
-                raise
-            for located, reads, failed in done:
-                for rec in reads:
-                    self.reads.add(*rec)
-                self._spans.update(located)
-                if failed is not None and (problem is None or failed[0] < problem[0]):
-                    problem = failed
-            if problem is not None:
-                raise problem[1]
+            await footer(*order[0])  # alone: its size is the others' first guess (one request each)
+            async with asyncio.TaskGroup() as tg:
+                for at, f in order[1:]:
+                    tg.create_task(footer(at, f))
+        else:
+            assert own is not None
+            # On the window's threads: DLIO's reader k reads the footers of files k, k+n, ... one after
+            # another (n readers), a thread hop per reader rather than two per footer (the read, the parse:
+            # ~0.2 ms each here, 9 ms for dlrm_mi355's 8 footers at smoke). A first footer not yet sized
+            # goes alone.
+            waves = [order[:1], order[1:]] if self._footer_guess == 0 and len(order) > 1 else [order]
+            for wave in waves:
+                n = max(1, min(len(wave), self.threads, self.window_threads))
+                futures = [own.submit(self._footers_blocking, suffix, wave[k::n], stop) for k in range(n)]
+                try:
+                    await asyncio.wait([asyncio.wrap_future(fut) for fut in futures])
+                except asyncio.CancelledError:  # each reader stops after its footer in hand; those count
+                    stop.cancel()
+                    futures_wait(futures)
+                    self._take_footers(futures)
+                    raise
+                self._take_footers(futures)
+                if stop.error is not None:
+                    break
+        if stop.error is not None:
+            raise stop.error
+
+    def _take_footers(self, futures: list[Future[tuple[list[tuple[str, Spans]], list[Any]]]]) -> None:
+        """The footer readers' results, on the event loop: their reads counted, their spans kept (a
+        reader's own bug is raised after every reader's reads are counted)."""
+        bug: BaseException | None = None
+        for fut in futures:
+            if fut.cancelled():
+                continue
+            if fut.exception() is not None:
+                bug = bug or fut.exception()
+                continue
+            located, reads = fut.result()
+            for rec in reads:
+                self.reads.add(*rec)
+            self._spans.update(located)
+        if bug is not None:
+            raise bug
 
     async def _unit(self, f: DataFile, sample: int) -> object:
         """A ranged read unit: exactly its bytes, decoded as DLIO's reader does. A row group serves all
@@ -998,11 +1047,13 @@ class Loader:
         self._recent.clear()
         self._units.clear()
         self._decoded.clear()
+        self._ahead = None  # the last epoch's window plans no more
         if self.unit is ReadUnit.ROW_GROUP:
             # DLIO's parquet readers read every footer again each epoch (a reader drops a file's footer once
             # its window moves past the file, and all of them at the epoch's end): requested and counted
             # again; only the parse is memoised, by the footer's bytes (ParquetFormat.row_group_spans)
             self._spans.clear()
+            self._locating.clear()
         if self.blocking is not None:  # one-sample files read by the reader threads
             return self._thread_batches(parts)
         if self._windowed() and n:

@@ -59,7 +59,8 @@ async def emulate(seconds: float, meanwhile: Callable[[], None] | None = None) -
 
     Up to ``COARSE_MARGIN`` before the deadline the event loop sleeps; from there to ``LAST`` before it,
     it spins yielding to reader tasks (a compute of 0.5-2.5 ms is mostly that spin; one with at most
-    ``LAST`` left after ``meanwhile`` turns the loop once, if ``YIELD_MIN`` is). The last ``LAST``
+    ``LAST`` left after ``meanwhile`` turns the loop once, if ``YIELD_MIN`` is, and a reader task running
+    past the deadline there is overrun, not compute). The last ``LAST``
     seconds do not yield (no reader task may overrun the deadline) and do not spin either: a Python busy
     loop holds the GIL and a core, and on 2 cores the reader threads then share the other (dlrm_b200's
     0.375 ms of compute per step was one long spin). An accelerator's host idles while it computes, as
