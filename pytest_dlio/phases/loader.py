@@ -124,6 +124,9 @@ _SCAN = 1 << 15
 _FEW_RUNS = 256  # runs of consecutive samples in a chunk below which _files_in_order follows the runs
 RESERVE_BYTES = 1 << 30  # read buffers a loader makes ready before training, at most
 FOOTER_GUESS_MAX = 64 << 20  # footers up to this size set the next footer read's guess
+#: a footer length claimed past this is damage, not read (pyarrow refuses Thrift strings over 100 MB; a
+#: full-size dlrm footer, 250 row groups x 200 columns, is ~3 MiB)
+FOOTER_MAX = 128 << 20
 
 
 def _start_threads(pool: ThreadPoolExecutor, n: int) -> None:
@@ -156,7 +159,7 @@ class _FirstFailure:
 
     def cancel(self) -> None:
         with self._lock:
-            self.at = -1
+            self.at = -1  # ``error`` is kept, unused: the phase raises CancelledError (or a reader's bug)
 
 
 @dataclass
@@ -387,7 +390,7 @@ class Loader:
 
             guess = self._footer_ask()
             tail = await suffix(guess)
-            n, more = self._footer_length(tail, guess)
+            n, more = self._footer_length(tail, guess, f)
             if more is not None:
                 tail = await suffix(more)
             # off the event loop: parsing a full-size dlrm footer (~3-5 MiB, 250 row groups x 200
@@ -404,12 +407,15 @@ class Loader:
         a second request once, not per file."""
         return max(64 * 1024, self.format.footer_tail, self._footer_guess)
 
-    def _footer_length(self, tail: bytes, asked: int) -> tuple[int, int | None]:
+    def _footer_length(self, tail: bytes, asked: int, f: DataFile) -> tuple[int, int | None]:
         """The footer's length from a suffix read of ``asked`` bytes (-1: unreadable), and the larger
-        suffix to read when the footer did not fit (else None)."""
+        suffix to read when the footer did not fit (else None; also when the file, of a size known from
+        the layout, could not hold it, or it claims more than ``FOOTER_MAX``: a damaged length is not
+        read as a request for the whole file)."""
         fmt = self.format
         n = fmt.footer_length(tail[-fmt.footer_tail :]) if len(tail) >= fmt.footer_tail else -1
-        return n, (n if n > len(tail) and len(tail) == asked else None)
+        fits = n <= (f.expected_size or FOOTER_MAX)
+        return n, (n if n > len(tail) and len(tail) == asked and fits else None)
 
     def _footer_spans(self, f: DataFile, tail: bytes, n: int) -> Spans:
         """The file's row-group spans from its last bytes ``tail`` holding an ``n``-byte footer; blocking
@@ -423,11 +429,11 @@ class Loader:
             )
         try:
             spans = fmt.row_group_spans(tail[len(tail) - n :], self.ds, self.columns)
-        except Exception as exc:  # the parser's own error (pyarrow: OSError, ArrowInvalid) on hostile bytes
-            raise DlioError(
+        except (OSError, ValueError, NotImplementedError, IndexError) as exc:  # the parser's, on bad bytes
+            raise DlioError(  # (pyarrow: OSError for Thrift, ArrowInvalid a ValueError, ...)
                 f"{f.key}: not a {fmt.name} file (its {n:,}-byte footer does not parse: "
                 f"{type(exc).__name__}: {str(exc)[:200]}); regenerate the dataset with --dlio-generate auto"
-            ) from None
+            ) from exc
         if n <= FOOTER_GUESS_MAX:  # a footer that parsed sizes the next file's first request
             with self._decode_lock:  # footers are read on several threads at once
                 self._footer_guess = max(self._footer_guess, n + n // 16 + fmt.footer_tail)
@@ -443,10 +449,11 @@ class Loader:
 
     def _footers_blocking(
         self, suffix: Callable[[str, int], Buffer], files: list[tuple[int, DataFile]], stop: _FirstFailure
-    ) -> tuple[list[tuple[str, Spans]], list[tuple[int, float, float]]]:
+    ) -> tuple[list[tuple[str, Spans]], list[tuple[int, float, float]], Exception | None]:
         """On a window thread: ``files``' footers one after another, as one of DLIO's readers reads its
         files' footers, until one fails or ``stop`` says a file earlier in the epoch did (or the phase
-        was cancelled); the spans found and every read's (bytes, seconds, start)."""
+        was cancelled); the spans found, every read's (bytes, seconds, start), and any other error (a
+        bug, MemoryError: raised once every reader's reads are counted; the others stop)."""
         located: list[tuple[str, Spans]] = []
         reads: list[tuple[int, float, float]] = []
 
@@ -462,14 +469,17 @@ class Loader:
             try:
                 guess = self._footer_ask()
                 tail = get(f.key, guess)
-                n, more = self._footer_length(tail, guess)
+                n, more = self._footer_length(tail, guess, f)
                 if more is not None:
                     tail = get(f.key, more)
                 located.append((f.key, self._footer_spans(f, tail, n)))
             except (DlioError, StorageError) as exc:
                 stop.fail(at, exc)
                 break
-        return located, reads
+            except Exception as exc:  # not the file's: still hand back the reads made
+                stop.cancel()
+                return located, reads, exc
+        return located, reads, None
 
     async def _locate_epoch(self, keys: list[DataFile], own: ThreadPoolExecutor | None) -> None:
         """Every footer of the epoch (``keys``, in order of first need) before its first row group, as
@@ -518,20 +528,23 @@ class Loader:
         if stop.error is not None:
             raise stop.error
 
-    def _take_footers(self, futures: list[Future[tuple[list[tuple[str, Spans]], list[Any]]]]) -> None:
+    def _take_footers(
+        self, futures: list[Future[tuple[list[tuple[str, Spans]], list[Any], Exception | None]]]
+    ) -> None:
         """The footer readers' results, on the event loop: their reads counted, their spans kept (a
         reader's own bug is raised after every reader's reads are counted)."""
         bug: BaseException | None = None
         for fut in futures:
             if fut.cancelled():
                 continue
-            if fut.exception() is not None:
+            if fut.exception() is not None:  # outside the reader's loop: nothing it read to count
                 bug = bug or fut.exception()
                 continue
-            located, reads = fut.result()
+            located, reads, err = fut.result()
             for rec in reads:
                 self.reads.add(*rec)
             self._spans.update(located)
+            bug = bug or err
         if bug is not None:
             raise bug
 
