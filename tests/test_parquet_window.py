@@ -544,6 +544,27 @@ def test_a_footer_that_does_not_parse_names_the_file(tmp_path: Path, where: str)
     assert "-byte footer does not parse" in message
 
 
+def _footer_store(root: Path, around):  # type: ignore[no-untyped-def]
+    """A file store whose footer reads on the window's threads go through ``around(read, key, n)``."""
+    from pytest_dlio.storage.file import FileStore
+
+    class Around(FileStore):
+        def blocking_get_suffix(self):  # type: ignore[no-untyped-def]
+            read = super().blocking_get_suffix()
+            assert read is not None
+            return lambda key, n: around(read, key, n)
+
+    return Around(root.as_uri(), root, threads=8)
+
+
+def _readers_cfg(files_n: int) -> WorkloadConfig:
+    """``files_n`` files, their footers read by 2 readers."""
+    cfg = parquet_cfg(None, compute=0.0)
+    return replace(
+        cfg, dataset=replace(cfg.dataset, num_files_train=files_n), reader=replace(cfg.reader, read_threads=2)
+    )
+
+
 def test_after_a_bad_footer_the_readers_stop_and_ask_for_no_more(tmp_path: Path) -> None:
     """A damaged file whose last bytes claim a 60 MiB footer: its reader fails, the other reader starts
     no footer past it (each good footer takes 50 ms here, the failure well under that), and the claim
@@ -552,35 +573,24 @@ def test_after_a_bad_footer_the_readers_stop_and_ask_for_no_more(tmp_path: Path)
 
     from pytest_dlio.phases.train import run_training
     from pytest_dlio.ranks import SingleComm
-    from pytest_dlio.storage.file import FileStore
     from tests.test_train_loop import fill
 
     asked: list[tuple[str, int]] = []
     files_n = 16
-    cfg = parquet_cfg(None, compute=0.0)
-    cfg = replace(
-        cfg, dataset=replace(cfg.dataset, num_files_train=files_n), reader=replace(cfg.reader, read_threads=2)
-    )
+    cfg = _readers_cfg(files_n)
     bad: list[str] = []
 
-    class Slow(FileStore):
-        def blocking_get_suffix(self):  # type: ignore[no-untyped-def]
-            read = super().blocking_get_suffix()
-            assert read is not None
-
-            def slow(key: str, n: int):  # type: ignore[no-untyped-def]
-                asked.append((key, n))
-                if key not in bad:
-                    time.sleep(0.05)
-                return read(key, n)
-
-            return slow
+    def slow(read, key: str, n: int):  # type: ignore[no-untyped-def]
+        asked.append((key, n))
+        if key not in bad:
+            time.sleep(0.05)
+        return read(key, n)
 
     async def go() -> None:
         from pytest_dlio.phases.sampler import epoch_order
 
         root = tmp_path / "d"
-        async with Slow(root.as_uri(), root, threads=8) as s:
+        async with _footer_store(root, slow) as s:
             await fill(s, cfg)
             files = list(dict.fromkeys((epoch_order(cfg, 1, 0, 1, shared_seed=0) // ROWS).tolist()))
             key = f"train/img_{files[1]:02d}_of_{files_n}.parquet"
@@ -603,35 +613,23 @@ def test_a_footer_readers_own_error_is_raised_after_every_read_is_counted(tmp_pa
     stop."""
     from pytest_dlio.layout import dataset_files
     from pytest_dlio.phases.loader import Loader
-    from pytest_dlio.storage.file import FileStore
     from pytest_dlio.timeline import Reads
     from tests.test_train_loop import fill
 
-    files_n = 8
-    cfg = parquet_cfg(None, compute=0.0)
-    cfg = replace(
-        cfg, dataset=replace(cfg.dataset, num_files_train=files_n), reader=replace(cfg.reader, read_threads=2)
-    )
+    cfg = _readers_cfg(8)
     files = [f for f in dataset_files(cfg) if f.split == "train"]
     served: list[str] = []
 
-    class Buggy(FileStore):
-        def blocking_get_suffix(self):  # type: ignore[no-untyped-def]
-            read = super().blocking_get_suffix()
-            assert read is not None
-
-            def buggy(key: str, n: int):  # type: ignore[no-untyped-def]
-                if key == files[3].key:
-                    raise RuntimeError("a bug in the store")
-                got = read(key, n)
-                served.append(key)
-                return got
-
-            return buggy
+    def buggy(read, key: str, n: int):  # type: ignore[no-untyped-def]
+        if key == files[3].key:
+            raise RuntimeError("a bug in the store")
+        got = read(key, n)
+        served.append(key)
+        return got
 
     async def go() -> Reads:
         root = tmp_path / "d"
-        async with Buggy(root.as_uri(), root, threads=8) as s:
+        async with _footer_store(root, buggy) as s:
             await fill(s, cfg)
             reads = Reads()
             loader = Loader(cfg, s, files, reads, None, np.random.default_rng(0))
