@@ -328,11 +328,18 @@ def test_get_range_pooled_returns_get_range_bytes_and_reuses_buffers(tmp_path: P
             for args2, error in [
                 (("c/missing", 8), NotFound),
                 (("c/missing", 0), NotFound),
+                (("c", 0), NotFound),  # a folder is no object, as get_suffix says
                 (("c/f", -1), StorageError),
                 (("../f", 8), StorageError),
             ]:
                 with pytest.raises(error):
                     suffix(*args2)
+            with pytest.raises(NotFound):
+                await store.get_suffix("c", 0)
+            with pytest.raises(NotFound):  # the same for the window's empty range
+                read("c", 0, 0)
+            with pytest.raises(NotFound):
+                await store.get_range_pooled("c", 0, 0)
 
     asyncio.run(go())
 

@@ -494,7 +494,7 @@ class FileStore(ObjectStore):
             path = self.root / key
             try:
                 if length == 0:
-                    path.stat()  # the object must exist, as get_range_pooled checks
+                    _size(path)  # a file must exist (not a folder), as get_range_pooled checks
                     return Pooled(b"")
                 return _get_range_pooled(path, start, length, RANGE_BUFFERS)
             except OSError as exc:
@@ -511,7 +511,7 @@ class FileStore(ObjectStore):
             path = self.root / key
             try:
                 if n == 0:
-                    path.stat()  # the object must exist, as get_suffix checks
+                    _size(path)  # a file must exist (not a folder), as get_suffix checks
                     return b""
                 return _get_suffix(path, n)
             except OSError as exc:
