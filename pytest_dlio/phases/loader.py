@@ -986,12 +986,11 @@ class Loader:
         async def take(u: int) -> object:
             if u in values:
                 return values[u]
-            if u >= started:  # not started yet: now, with every read the window has due
-                start_to(due)
             r = reads[u]
+            if r is None or not r.done():  # not started yet, or not done: every read the window has due
+                start_to(due)  # starts first (they run while the step waits, as DLIO's would have)
+                r = reads[u]
             assert r is not None
-            if not r.done():
-                start_to(due)  # the reads due start before the step waits, as DLIO's would have
             if isinstance(r, asyncio.Task):
                 value = r.result() if r.done() else await r
             else:

@@ -83,6 +83,12 @@ def check_range(uri: str, op: str, key: str, start: int, length: int) -> None:
         )
 
 
+def check_suffix(uri: str, op: str, key: str, n: int) -> None:
+    """StorageError for a negative suffix length."""
+    if n < 0:
+        raise StorageError(uri, op, key, f"suffix length {n}: must be >= 0")
+
+
 async def gather_bounded(coros: Iterable[Awaitable[T]], limit: int) -> list[T]:
     """``asyncio.gather`` with at most ``limit`` awaitables running at once (results in order)."""
     slots = asyncio.Semaphore(max(1, limit))
@@ -278,8 +284,7 @@ class ObjectStore(abc.ABC):
     async def get_suffix(self, key: str, n: int) -> Buffer:
         """The last ``n`` bytes of an object (the whole object when it is shorter)."""
         check_key(self.uri, "get_suffix", key)
-        if n < 0:
-            raise StorageError(self.uri, "get_suffix", key, f"suffix length {n}: must be >= 0")
+        check_suffix(self.uri, "get_suffix", key, n)
         if n == 0:
             await self._exists_or_raise("get_suffix", key)
             return b""

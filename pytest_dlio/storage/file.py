@@ -33,6 +33,7 @@ from pytest_dlio.storage.base import (
     Writer,
     check_key,
     check_range,
+    check_suffix,
     gather_bounded,
 )
 
@@ -506,8 +507,7 @@ class FileStore(ObjectStore):
         # docstring inherited
         def read(key: str, n: int) -> Buffer:
             check_key(self.uri, "get_suffix", key)
-            if n < 0:
-                raise StorageError(self.uri, "get_suffix", key, f"suffix length {n}: must be >= 0")
+            check_suffix(self.uri, "get_suffix", key, n)
             path = self.root / key
             try:
                 if n == 0:
