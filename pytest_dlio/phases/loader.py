@@ -355,7 +355,8 @@ class Loader:
                 self.stats.decode_seconds += time.perf_counter() - t
 
     async def _locate(self, f: DataFile) -> Spans:
-        """The byte ranges of the file's read units, found once per run (index objects, or the footer)."""
+        """The byte ranges of the file's read units: from its index objects, found once per run; from its
+        footer, once per epoch (``batches`` drops a row-group format's spans, as DLIO's reader does)."""
         spans = self._spans.get(f.key)
         if spans is not None:
             return spans
